@@ -1,0 +1,94 @@
+//! The payments worker: turns an SQS batch into one `ApplyPayment` call per record and reports the
+//! records that failed, so only they are redelivered (and, after the queue's `maxReceiveCount`, moved to
+//! the DLQ).
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
+use nex_shared::adapters::dynamo_idempotency::DynamoIdempotency;
+use nex_shared::adapters::dynamo_payments::DynamoPayments;
+use nex_shared::adapters::emf::EmfMetrics;
+use nex_shared::adapters::sqs_batch::{self, RecordError};
+use nex_shared::config::{ConfigError, Vars};
+use nex_shared::domain::envelope::{Envelope, EnvelopeError};
+use nex_shared::domain::stripe::event::PaymentEvent;
+use nex_shared::ports::{Clock, Metrics, SystemClock};
+use nex_shared::usecases::apply_payment::{Applied, ApplyError, ApplyPayment};
+use tracing::{info, Instrument};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub platform_table: String,
+    pub payments_table: String,
+}
+
+impl Config {
+    pub fn from_vars(v: &impl Vars) -> Result<Self, ConfigError> {
+        Ok(Self { platform_table: v.required("PLATFORM_TABLE")?, payments_table: v.required("PAYMENTS_TABLE")? })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+impl RecordError for WorkerError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Envelope(EnvelopeError::Malformed) => "MalformedEnvelope",
+            Self::Envelope(EnvelopeError::Unsupported { .. }) => "UnsupportedMessage",
+            Self::Envelope(EnvelopeError::BadPayload) => "BadPayload",
+            Self::Apply(e) => e.error_type(),
+        }
+    }
+}
+
+pub struct App<C = SystemClock> {
+    pub clock: C,
+    pub idempotency: DynamoIdempotency,
+    pub payments: DynamoPayments,
+    pub metrics: EmfMetrics,
+}
+
+impl<C: Clock> App<C> {
+    pub fn build(sdk: &aws_config::SdkConfig, config: Config, clock: C) -> Self {
+        let ddb = aws_sdk_dynamodb::Client::new(sdk);
+        Self {
+            clock,
+            idempotency: DynamoIdempotency::new(ddb.clone(), config.platform_table),
+            payments: DynamoPayments::new(ddb, config.payments_table),
+            metrics: EmfMetrics::new("Nex", "payments-worker"),
+        }
+    }
+
+    /// Handles one batch. `deadline`: when the invocation is cut off (bounds the idempotency locks).
+    pub async fn handle(&self, event: SqsEvent, request_id: &str, deadline: DateTime<Utc>) -> SqsBatchResponse {
+        let span = tracing::info_span!("payments_worker", request_id = %request_id, records = event.records.len());
+        let use_case = ApplyPayment { clock: &self.clock, idempotency: &self.idempotency, payments: &self.payments };
+        let response = sqs_batch::process(event, |record| {
+            let use_case = &use_case;
+            async move {
+                let body = record.body.as_deref().unwrap_or("");
+                let envelope = Envelope::<PaymentEvent>::decode(body)?;
+                let outcome = use_case.handle(&envelope.payload, deadline).await?;
+                let (status, effect) = match &outcome {
+                    Applied::Updated { status } => (status.as_str(), "updated"),
+                    Applied::Unchanged { status } => (status.as_str(), "unchanged"),
+                    Applied::AlreadyDone => ("", "already_done"),
+                };
+                info!(event_id = %envelope.id, trace_id = %envelope.trace_id, event_type = %envelope.payload.event_type, effect, status, "payment event applied");
+                Ok::<_, WorkerError>(())
+            }
+        })
+        .instrument(span)
+        .await;
+        let failed = response.batch_item_failures.len() as u64;
+        if failed > 0 {
+            self.metrics.count("payment_records_failed", failed, None);
+        }
+        response
+    }
+}

@@ -1,0 +1,52 @@
+//! Shared AWS plumbing: the SDK configuration, built once per process, and SDK errors mapped to
+//! [`InfraError`] with their retryability.
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response;
+
+use crate::ports::InfraError;
+
+/// Loads the SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL` for the local
+/// emulator). Call once in `main`; clients built from it are cheap to clone and lent by reference.
+pub async fn load_config() -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .operation_attempt_timeout(std::time::Duration::from_secs(3))
+        .operation_timeout(std::time::Duration::from_secs(8))
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
+
+/// Maps an SDK error. Throttling, timeouts, transport failures and 5xx are retryable; the rest is not.
+pub fn infra_error<E>(service: &'static str, operation: &'static str, err: SdkError<E, Response>) -> InfraError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let retryable = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            status >= 500 || status == 429 || is_throttling(&err)
+        }
+        _ => false,
+    };
+    InfraError { service, operation, retryable, source: Some(Box::new(err)) }
+}
+
+fn is_throttling<E>(err: &SdkError<E, Response>) -> bool
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    use aws_smithy_runtime_api::client::result::SdkError::ServiceError;
+    match err {
+        ServiceError(s) => {
+            let body = s.raw().body().bytes().unwrap_or_default();
+            let text = String::from_utf8_lossy(body);
+            text.contains("Throttl") || text.contains("ProvisionedThroughputExceeded") || text.contains("RequestLimitExceeded")
+        }
+        _ => false,
+    }
+}

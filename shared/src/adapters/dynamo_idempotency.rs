@@ -1,0 +1,145 @@
+//! [`IdempotencyStore`] on the platform bookkeeping table (`pk` string key).
+//!
+//! Item: `pk` = `source#id`, `status` (`INPROGRESS` | `COMPLETED` | `RECORDED`), `lock_until` (epoch milliseconds,
+//! in-progress only), `expires_at` (epoch seconds, the TTL attribute), `result` (optional). No personal
+//! data: ids only.
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+
+use super::aws::infra_error;
+use crate::ports::{Claim, IdempotencyStore, InfraError, Recorded};
+
+const IN_PROGRESS: &str = "INPROGRESS";
+const COMPLETED: &str = "COMPLETED";
+/// Written by `record_once`: done, and releasable if the hand-off that follows it fails.
+const RECORDED: &str = "RECORDED";
+
+#[derive(Debug, Clone)]
+pub struct DynamoIdempotency {
+    client: Client,
+    table: String,
+}
+
+impl DynamoIdempotency {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+impl IdempotencyStore for DynamoIdempotency {
+    async fn record_once(&self, key: &str, now: DateTime<Utc>, expires_at: DateTime<Utc>) -> Result<Recorded, InfraError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(key))
+            .item("status", s(RECORDED))
+            .item("expires_at", n(expires_at.timestamp()))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Recorded::New),
+            Err(e) if is_condition_failed(&e) => Ok(Recorded::Duplicate),
+            Err(e) => Err(infra_error("dynamodb", "PutItem", e)),
+        }
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        lock_until: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Claim, InfraError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(key))
+            .item("status", s(IN_PROGRESS))
+            .item("lock_until", n(lock_until.timestamp_millis()))
+            .item("expires_at", n(expires_at.timestamp()))
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at <= :now OR (#status = :inprogress AND lock_until <= :now_ms)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
+            .expression_attribute_values(":inprogress", s(IN_PROGRESS))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Claim::Acquired),
+            Err(e) if is_condition_failed(&e) => {
+                let old = e.as_service_error().and_then(|se| match se {
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item.clone(),
+                    _ => None,
+                });
+                let Some(old) = old else { return Ok(Claim::InProgress) };
+                if old.get("status").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(COMPLETED) {
+                    let result = old.get("result").and_then(|v| v.as_s().ok()).cloned();
+                    Ok(Claim::Completed(result))
+                } else {
+                    Ok(Claim::InProgress)
+                }
+            }
+            Err(e) => Err(infra_error("dynamodb", "PutItem", e)),
+        }
+    }
+
+    async fn complete(&self, key: &str, result: Option<&str>) -> Result<(), InfraError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":completed", s(COMPLETED));
+        req = match result {
+            Some(r) => req
+                .update_expression("SET #status = :completed, #result = :result REMOVE lock_until")
+                .expression_attribute_names("#result", "result")
+                .expression_attribute_values(":result", s(r)),
+            None => req.update_expression("SET #status = :completed REMOVE lock_until"),
+        };
+        req.send().await.map(|_| ()).map_err(|e| infra_error("dynamodb", "UpdateItem", e))
+    }
+
+    async fn release(&self, key: &str) -> Result<(), InfraError> {
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .condition_expression("#status IN (:inprogress, :recorded)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":inprogress", s(IN_PROGRESS))
+            .expression_attribute_values(":recorded", s(RECORDED))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(infra_error("dynamodb", "DeleteItem", e)),
+        }
+    }
+}
+
+/// True for DynamoDB's `ConditionalCheckFailedException` on any operation.
+pub fn is_condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> bool {
+    e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
+}

@@ -1,0 +1,11 @@
+//! Adapters: production implementations of the ports (AWS), the inbound SQS batch helper, and in-memory
+//! fakes for use-case tests.
+
+pub mod aws;
+pub mod dynamo_idempotency;
+pub mod dynamo_payments;
+pub mod emf;
+pub mod memory;
+pub mod secrets;
+pub mod sqs_batch;
+pub mod sqs_queue;

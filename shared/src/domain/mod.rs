@@ -1,0 +1,7 @@
+//! Pure domain rules: no I/O, no clocks read, no AWS types.
+
+pub mod envelope;
+pub mod payment;
+pub mod retention;
+pub mod stripe;
+pub mod subject;

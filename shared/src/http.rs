@@ -1,0 +1,59 @@
+//! The one place where use-case outcomes and errors become HTTP responses (API Gateway HTTP API v2).
+//!
+//! Bodies are small JSON objects: `{"status": "...", "reason": "..."}` with a stable machine-readable
+//! reason. Every expected outcome has its status; only the unexpected is a 5xx.
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use base64::Engine;
+use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+
+use crate::usecases::stripe_ingest::{Accepted, IngestError};
+
+/// Builds a JSON response.
+pub fn json(status: u16, body: serde_json::Value) -> ApiGatewayV2httpResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut r = ApiGatewayV2httpResponse::default();
+    r.status_code = i64::from(status);
+    r.headers = headers;
+    r.body = Some(Body::Text(body.to_string()));
+    r.is_base64_encoded = false;
+    r
+}
+
+/// A refusal with its reason.
+pub fn refuse(status: u16, reason: &str) -> ApiGatewayV2httpResponse {
+    json(status, serde_json::json!({ "status": "rejected", "reason": reason }))
+}
+
+/// The exact bytes the caller sent: API Gateway base64-encodes non-text bodies, and signatures cover the
+/// decoded bytes. `Err` when the body claims base64 and is not.
+pub fn raw_body(req: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, ()> {
+    let body = req.body.as_deref().unwrap_or("");
+    if req.is_base64_encoded {
+        base64::engine::general_purpose::STANDARD.decode(body).map_err(|_| ())
+    } else {
+        Ok(body.as_bytes().to_vec())
+    }
+}
+
+/// Maps the Stripe ingest outcome.
+pub fn stripe_response(result: &Result<Accepted, IngestError>) -> ApiGatewayV2httpResponse {
+    match result {
+        Ok(Accepted::Queued { event_id }) => json(200, serde_json::json!({ "status": "accepted", "id": event_id })),
+        Ok(Accepted::Duplicate { event_id }) => json(200, serde_json::json!({ "status": "duplicate", "id": event_id })),
+        Ok(Accepted::Ignored { event_id }) => json(200, serde_json::json!({ "status": "ignored", "id": event_id })),
+        Err(IngestError::TooLarge) => refuse(413, "body_too_large"),
+        Err(IngestError::Signature(e)) => {
+            use crate::domain::stripe::signature::SignatureError::*;
+            let status = match e {
+                MissingHeader | MalformedHeader => 400,
+                NoV1Signature | NoMatch | Stale => 401,
+            };
+            refuse(status, e.reason())
+        }
+        Err(IngestError::Parse(e)) => refuse(400, e.reason()),
+        Err(IngestError::Unavailable(_)) => refuse(503, "temporarily_unavailable"),
+    }
+}

@@ -1,0 +1,165 @@
+//! Narrow ports: what use cases need from the outside world. Each trait states its error contract.
+//!
+//! Futures are `Send` so use cases can run on any tokio runtime (the Lambda runtime, the local stack's
+//! multi-task server, tests).
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::payment::PaymentFacts;
+use crate::domain::retention::Stamp;
+use crate::domain::stripe::event::CardSummary;
+
+/// A failure of an outside system. `retryable` says whether the same call may succeed later
+/// (throttling, timeouts, 5xx) or never will (validation, access denied, missing resource).
+#[derive(Debug, thiserror::Error)]
+#[error("{service} {operation} failed")]
+pub struct InfraError {
+    pub service: &'static str,
+    pub operation: &'static str,
+    pub retryable: bool,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// The time. Injected everywhere a deadline, tolerance or window is computed.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// What a claim on an idempotency key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// No live record existed: the caller now holds the in-progress lock and must `complete` or `release`.
+    Acquired,
+    /// The work was done before; its stored result, if any.
+    Completed(Option<String>),
+    /// Another invocation holds a live in-progress lock: try again later.
+    InProgress,
+}
+
+/// Outcome of [`IdempotencyStore::record_once`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    New,
+    Duplicate,
+}
+
+/// The one idempotency store used by every ingress and consumer, keyed by `source#id`.
+///
+/// Records carry their own expiry and every condition checks it, so an expired record that DynamoDB TTL
+/// has not removed yet counts as absent; TTL only collects the garbage.
+pub trait IdempotencyStore: Send + Sync {
+    /// Atomically records `key` as done unless a live record exists (one conditional write).
+    /// MUST return `Duplicate` if a live record exists, `New` if this call created it.
+    /// Errors: `InfraError`, retryable or not; nothing is recorded then.
+    fn record_once(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Recorded, InfraError>> + Send;
+
+    /// Takes the in-progress lock on `key` until `lock_until` (bounded by the invocation's remaining time,
+    /// so a crashed run's lock lapses and a retry can take over).
+    /// MUST return `Completed` when a live completed record exists and `InProgress` when a live lock does.
+    fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        lock_until: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Claim, InfraError>> + Send;
+
+    /// Marks a claimed key completed, with an optional result for later duplicates.
+    fn complete(&self, key: &str, result: Option<&str>) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// Removes a record so that a retry can run: after a failed claim's work, or an ingress whose
+    /// hand-off failed. MUST NOT remove a completed claimed record (only `record_once` records and
+    /// in-progress locks).
+    fn release(&self, key: &str) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+/// One order's payment record as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRecord {
+    pub payment_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_ref: Option<String>,
+    /// Derived from `facts`; stored for queries and people.
+    pub status: String,
+    pub facts: PaymentFacts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<CardSummary>,
+    /// Keyed hash of the customer's email: the data-subject index key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Latest Stripe event `created` applied (epoch seconds): the retention anchor.
+    pub last_event_at: i64,
+    pub updated_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub retention: Stamp,
+    /// Optimistic-concurrency version, incremented by every write.
+    pub version: u64,
+}
+
+/// A read of a record: `value` is `None` when absent or past its deadline; `version` is the stored
+/// version even then, so the next write can replace an expired item that TTL has not removed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded<T> {
+    pub value: Option<T>,
+    pub version: Option<u64>,
+}
+
+/// Outcome of a conditional write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Ok,
+    /// Someone else wrote first: re-read and try again.
+    Conflict,
+}
+
+/// Payment records of orders.
+pub trait PaymentStore: Send + Sync {
+    /// Reads with strong consistency. MUST treat an item past its deadline as absent (`value: None`).
+    fn get(
+        &self,
+        payment_key: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Loaded<PaymentRecord>, InfraError>> + Send;
+
+    /// Writes `record` if the stored version is still `expected` (`None`: no item at all).
+    /// MUST return `Conflict`, not an error, when the condition fails.
+    fn put(
+        &self,
+        record: &PaymentRecord,
+        expected: Option<u64>,
+    ) -> impl Future<Output = Result<Written, InfraError>> + Send;
+}
+
+/// A queue of messages for another function.
+pub trait Queue: Send + Sync {
+    /// Sends one message body. On `Ok` the message is durably queued.
+    fn send(&self, body: &str) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+/// Counters and gauges, emitted as CloudWatch embedded metrics in production.
+pub trait Metrics: Send + Sync {
+    fn count(&self, name: &'static str, value: u64, dimension: Option<(&'static str, &str)>);
+}

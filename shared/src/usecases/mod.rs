@@ -1,0 +1,4 @@
+//! Use cases: the suite's behaviour, generic over ports.
+
+pub mod apply_payment;
+pub mod stripe_ingest;
