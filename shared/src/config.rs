@@ -14,20 +14,29 @@ pub trait Vars {
     fn var(&self, name: &str) -> Option<String>;
 
     fn required(&self, name: &'static str) -> Result<String, ConfigError> {
-        self.var(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing(name))
+        self.var(name)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(ConfigError::Missing(name))
     }
 
     fn optional(&self, name: &'static str) -> Option<String> {
         self.var(name).filter(|v| !v.trim().is_empty())
     }
 
-    fn parsed_or<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    fn parsed_or<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError>
     where
         T::Err: std::fmt::Display,
     {
         match self.optional(name) {
             None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid { name, why: e.to_string() }),
+            Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                why: e.to_string(),
+            }),
         }
     }
 }

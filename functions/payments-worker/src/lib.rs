@@ -23,7 +23,10 @@ pub struct Config {
 
 impl Config {
     pub fn from_vars(v: &impl Vars) -> Result<Self, ConfigError> {
-        Ok(Self { platform_table: v.required("PLATFORM_TABLE")?, payments_table: v.required("PAYMENTS_TABLE")? })
+        Ok(Self {
+            platform_table: v.required("PLATFORM_TABLE")?,
+            payments_table: v.required("PAYMENTS_TABLE")?,
+        })
     }
 }
 
@@ -65,9 +68,18 @@ impl<C: Clock> App<C> {
     }
 
     /// Handles one batch. `deadline`: when the invocation is cut off (bounds the idempotency locks).
-    pub async fn handle(&self, event: SqsEvent, request_id: &str, deadline: DateTime<Utc>) -> SqsBatchResponse {
+    pub async fn handle(
+        &self,
+        event: SqsEvent,
+        request_id: &str,
+        deadline: DateTime<Utc>,
+    ) -> SqsBatchResponse {
         let span = tracing::info_span!("payments_worker", request_id = %request_id, records = event.records.len());
-        let use_case = ApplyPayment { clock: &self.clock, idempotency: &self.idempotency, payments: &self.payments };
+        let use_case = ApplyPayment {
+            clock: &self.clock,
+            idempotency: &self.idempotency,
+            payments: &self.payments,
+        };
         let response = sqs_batch::process(event, |record| {
             let use_case = &use_case;
             async move {
@@ -78,6 +90,7 @@ impl<C: Clock> App<C> {
                     Applied::Updated { status } => (status.as_str(), "updated"),
                     Applied::Unchanged { status } => (status.as_str(), "unchanged"),
                     Applied::AlreadyDone => ("", "already_done"),
+                    Applied::PastDeadline => ("", "past_retention_deadline_not_stored"),
                 };
                 info!(event_id = %envelope.id, trace_id = %envelope.trace_id, event_type = %envelope.payload.event_type, effect, status, "payment event applied");
                 Ok::<_, WorkerError>(())

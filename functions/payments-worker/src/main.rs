@@ -14,9 +14,17 @@ async fn main() -> Result<(), Error> {
     let sdk = nex_shared::adapters::aws::load_config().await;
     let app = App::build(&sdk, config, SystemClock);
     let app = &app;
-    run(service_fn(move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
-        let deadline = Utc.timestamp_millis_opt(event.context.deadline as i64).single().unwrap_or_else(Utc::now);
-        Ok::<_, Error>(app.handle(event.payload, &event.context.request_id, deadline).await)
-    }))
+    run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
+            let deadline = Utc
+                .timestamp_millis_opt(event.context.deadline as i64)
+                .single()
+                .unwrap_or_else(Utc::now);
+            Ok::<_, Error>(
+                app.handle(event.payload, &event.context.request_id, deadline)
+                    .await,
+            )
+        },
+    ))
     .await
 }

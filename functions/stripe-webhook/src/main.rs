@@ -13,8 +13,10 @@ async fn main() -> Result<(), Error> {
     let sdk = nex_shared::adapters::aws::load_config().await;
     let app = App::build(&sdk, config, SystemClock).await?;
     let app = &app;
-    run(service_fn(move |event: LambdaEvent<aws_lambda_events::apigw::ApiGatewayV2httpRequest>| async move {
-        Ok::<_, Error>(app.handle(event.payload, &event.context.request_id).await)
-    }))
+    run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::apigw::ApiGatewayV2httpRequest>| async move {
+            Ok::<_, Error>(app.handle(event.payload, &event.context.request_id).await)
+        },
+    ))
     .await
 }

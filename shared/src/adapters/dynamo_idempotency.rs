@@ -24,7 +24,10 @@ pub struct DynamoIdempotency {
 
 impl DynamoIdempotency {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 }
 
@@ -36,7 +39,12 @@ fn s(v: &str) -> AttributeValue {
 }
 
 impl IdempotencyStore for DynamoIdempotency {
-    async fn record_once(&self, key: &str, now: DateTime<Utc>, expires_at: DateTime<Utc>) -> Result<Recorded, InfraError> {
+    async fn record_once(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Recorded, InfraError> {
         let res = self
             .client
             .put_item()
@@ -87,8 +95,15 @@ impl IdempotencyStore for DynamoIdempotency {
                     aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item.clone(),
                     _ => None,
                 });
-                let Some(old) = old else { return Ok(Claim::InProgress) };
-                if old.get("status").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(COMPLETED) {
+                let Some(old) = old else {
+                    return Ok(Claim::InProgress);
+                };
+                if old
+                    .get("status")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    == Some(COMPLETED)
+                {
                     let result = old.get("result").and_then(|v| v.as_s().ok()).cloned();
                     Ok(Claim::Completed(result))
                 } else {
@@ -114,7 +129,10 @@ impl IdempotencyStore for DynamoIdempotency {
                 .expression_attribute_values(":result", s(r)),
             None => req.update_expression("SET #status = :completed REMOVE lock_until"),
         };
-        req.send().await.map(|_| ()).map_err(|e| infra_error("dynamodb", "UpdateItem", e))
+        req.send()
+            .await
+            .map(|_| ())
+            .map_err(|e| infra_error("dynamodb", "UpdateItem", e))
     }
 
     async fn release(&self, key: &str) -> Result<(), InfraError> {

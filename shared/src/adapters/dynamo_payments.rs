@@ -18,12 +18,19 @@ pub struct DynamoPayments {
 
 impl DynamoPayments {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 }
 
 impl PaymentStore for DynamoPayments {
-    async fn get(&self, payment_key: &str, now: DateTime<Utc>) -> Result<Loaded<PaymentRecord>, InfraError> {
+    async fn get(
+        &self,
+        payment_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Loaded<PaymentRecord>, InfraError> {
         let out = self
             .client
             .get_item()
@@ -33,7 +40,12 @@ impl PaymentStore for DynamoPayments {
             .send()
             .await
             .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
-        let Some(item) = out.item else { return Ok(Loaded { value: None, version: None }) };
+        let Some(item) = out.item else {
+            return Ok(Loaded {
+                value: None,
+                version: None,
+            });
+        };
         let record: PaymentRecord = serde_dynamo::from_item(item).map_err(|e| InfraError {
             service: "dynamodb",
             operation: "GetItem(decode)",
@@ -42,17 +54,28 @@ impl PaymentStore for DynamoPayments {
         })?;
         let version = Some(record.version);
         let live = !retention::is_past(record.retention.expires_at, now);
-        Ok(Loaded { value: live.then_some(record), version })
+        Ok(Loaded {
+            value: live.then_some(record),
+            version,
+        })
     }
 
-    async fn put(&self, record: &PaymentRecord, expected: Option<u64>) -> Result<Written, InfraError> {
+    async fn put(
+        &self,
+        record: &PaymentRecord,
+        expected: Option<u64>,
+    ) -> Result<Written, InfraError> {
         let item = serde_dynamo::to_item(record).map_err(|e| InfraError {
             service: "dynamodb",
             operation: "PutItem(encode)",
             retryable: false,
             source: Some(Box::new(e)),
         })?;
-        let req = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
         let req = match expected {
             None => req.condition_expression("attribute_not_exists(payment_key)"),
             Some(v) => req

@@ -13,7 +13,10 @@ pub struct EmfMetrics {
 
 impl EmfMetrics {
     pub fn new(namespace: &'static str, service: impl Into<String>) -> Self {
-        Self { namespace, service: service.into() }
+        Self {
+            namespace,
+            service: service.into(),
+        }
     }
 }
 

@@ -9,11 +9,17 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::retention;
 use crate::ports::{
-    Claim, Clock, IdempotencyStore, InfraError, Loaded, Metrics, PaymentRecord, PaymentStore, Queue, Recorded, Written,
+    Claim, Clock, IdempotencyStore, InfraError, Loaded, Metrics, PaymentRecord, PaymentStore,
+    Queue, Recorded, Written,
 };
 
 fn injected(service: &'static str, operation: &'static str) -> InfraError {
-    InfraError { service, operation, retryable: true, source: Some("injected failure".into()) }
+    InfraError {
+        service,
+        operation,
+        retryable: true,
+        source: Some("injected failure".into()),
+    }
 }
 
 /// A clock that says what it is told.
@@ -56,7 +62,12 @@ impl MemoryIdempotency {
 }
 
 impl IdempotencyStore for MemoryIdempotency {
-    async fn record_once(&self, key: &str, now: DateTime<Utc>, expires_at: DateTime<Utc>) -> Result<Recorded, InfraError> {
+    async fn record_once(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Recorded, InfraError> {
         if self.fail_writes.load(Ordering::SeqCst) {
             return Err(injected("memory", "record_once"));
         }
@@ -64,7 +75,15 @@ impl IdempotencyStore for MemoryIdempotency {
         if r.get(key).is_some_and(|old| old.expires_at > now) {
             return Ok(Recorded::Duplicate);
         }
-        r.insert(key.to_owned(), IdemRecord { status: "RECORDED", lock_until: None, expires_at, result: None });
+        r.insert(
+            key.to_owned(),
+            IdemRecord {
+                status: "RECORDED",
+                lock_until: None,
+                expires_at,
+                result: None,
+            },
+        );
         Ok(Recorded::New)
     }
 
@@ -89,7 +108,12 @@ impl IdempotencyStore for MemoryIdempotency {
         }
         r.insert(
             key.to_owned(),
-            IdemRecord { status: "INPROGRESS", lock_until: Some(lock_until), expires_at, result: None },
+            IdemRecord {
+                status: "INPROGRESS",
+                lock_until: Some(lock_until),
+                expires_at,
+                result: None,
+            },
         );
         Ok(Claim::Acquired)
     }
@@ -127,10 +151,17 @@ impl MemoryPayments {
 }
 
 impl PaymentStore for MemoryPayments {
-    async fn get(&self, payment_key: &str, now: DateTime<Utc>) -> Result<Loaded<PaymentRecord>, InfraError> {
+    async fn get(
+        &self,
+        payment_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Loaded<PaymentRecord>, InfraError> {
         let r = self.records.lock().unwrap();
         Ok(match r.get(payment_key) {
-            None => Loaded { value: None, version: None },
+            None => Loaded {
+                value: None,
+                version: None,
+            },
             Some(rec) => Loaded {
                 version: Some(rec.version),
                 value: (!retention::is_past(rec.retention.expires_at, now)).then(|| rec.clone()),
@@ -138,7 +169,11 @@ impl PaymentStore for MemoryPayments {
         })
     }
 
-    async fn put(&self, record: &PaymentRecord, expected: Option<u64>) -> Result<Written, InfraError> {
+    async fn put(
+        &self,
+        record: &PaymentRecord,
+        expected: Option<u64>,
+    ) -> Result<Written, InfraError> {
         if self.fail_writes.load(Ordering::SeqCst) {
             return Err(injected("memory", "put"));
         }

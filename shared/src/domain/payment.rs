@@ -213,13 +213,28 @@ mod tests {
     #[test]
     fn refunds_and_disputes_after_payment_do_change_the_status() {
         let mut f = facts(&[(PaymentFact::Succeeded, 10)]);
-        f.record(&PaymentFact::Refunded { amount_refunded: 500 }, 20);
+        f.record(
+            &PaymentFact::Refunded {
+                amount_refunded: 500,
+            },
+            20,
+        );
         assert_eq!(f.status(Some(2000)), PaymentStatus::PartiallyRefunded);
-        f.record(&PaymentFact::Refunded { amount_refunded: 2000 }, 30);
+        f.record(
+            &PaymentFact::Refunded {
+                amount_refunded: 2000,
+            },
+            30,
+        );
         assert_eq!(f.status(Some(2000)), PaymentStatus::Refunded);
         f.record(&PaymentFact::DisputeOpened, 40);
         assert_eq!(f.status(Some(2000)), PaymentStatus::Disputed);
-        f.record(&PaymentFact::DisputeClosed { outcome: DisputeOutcome::Won }, 50);
+        f.record(
+            &PaymentFact::DisputeClosed {
+                outcome: DisputeOutcome::Won,
+            },
+            50,
+        );
         assert_eq!(f.status(Some(2000)), PaymentStatus::DisputeWon);
     }
 
@@ -254,10 +269,15 @@ mod tests {
         let ending = prop_oneof![
             Just(vec![PaymentFact::Canceled]),
             Just(vec![PaymentFact::Expired]),
-            Just(vec![PaymentFact::CheckoutCompleted { paid: true }, PaymentFact::Succeeded]),
+            Just(vec![
+                PaymentFact::CheckoutCompleted { paid: true },
+                PaymentFact::Succeeded
+            ]),
             (1i64..=2000).prop_map(|r| vec![
                 PaymentFact::Succeeded,
-                PaymentFact::Refunded { amount_refunded: r / 2 },
+                PaymentFact::Refunded {
+                    amount_refunded: r / 2
+                },
                 PaymentFact::Refunded { amount_refunded: r },
             ]),
             prop_oneof![
@@ -272,7 +292,11 @@ mod tests {
             ]),
         ];
         (attempts, ending).prop_map(|(a, e)| {
-            a.into_iter().chain(e).enumerate().map(|(i, f)| (f, i as i64 * 10)).collect()
+            a.into_iter()
+                .chain(e)
+                .enumerate()
+                .map(|(i, f)| (f, i as i64 * 10))
+                .collect()
         })
     }
 

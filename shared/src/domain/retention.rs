@@ -279,7 +279,11 @@ mod tests {
     #[test]
     fn every_class_has_exactly_one_rule() {
         for class in ALL {
-            assert_eq!(POLICY.iter().filter(|r| r.class == *class).count(), 1, "{class:?}");
+            assert_eq!(
+                POLICY.iter().filter(|r| r.class == *class).count(),
+                1,
+                "{class:?}"
+            );
         }
         assert_eq!(POLICY.len(), ALL.len());
     }
@@ -287,14 +291,23 @@ mod tests {
     #[test]
     fn transcripts_are_due_ninety_days_after_the_last_interaction() {
         let last = at(2026, 1, 10);
-        assert_eq!(deadline(DataClass::WhatsAppTranscript, last), Some(at(2026, 4, 10)));
+        assert_eq!(
+            deadline(DataClass::WhatsAppTranscript, last),
+            Some(at(2026, 4, 10))
+        );
     }
 
     #[test]
     fn consent_evidence_is_kept_twenty_four_calendar_months_after_withdrawal() {
-        assert_eq!(deadline(DataClass::ConsentLedgerEntry, at(2026, 2, 28)), Some(at(2028, 2, 28)));
+        assert_eq!(
+            deadline(DataClass::ConsentLedgerEntry, at(2026, 2, 28)),
+            Some(at(2028, 2, 28))
+        );
         // Leap day: chrono clamps to the last day of the month.
-        assert_eq!(deadline(DataClass::ConsentLedgerEntry, at(2028, 2, 29)), Some(at(2030, 2, 28)));
+        assert_eq!(
+            deadline(DataClass::ConsentLedgerEntry, at(2028, 2, 29)),
+            Some(at(2030, 2, 28))
+        );
     }
 
     #[test]
@@ -305,13 +318,22 @@ mod tests {
 
     #[test]
     fn tax_records_are_kept_six_years() {
-        assert_eq!(deadline(DataClass::InvoiceTaxRecord, at(2026, 11, 24)), Some(at(2032, 11, 24)));
+        assert_eq!(
+            deadline(DataClass::InvoiceTaxRecord, at(2026, 11, 24)),
+            Some(at(2032, 11, 24))
+        );
     }
 
     #[test]
     fn logs_and_backups_age_out_within_thirty_days() {
-        assert_eq!(deadline(DataClass::RequestLog, at(2026, 1, 1)), Some(at(2026, 1, 31)));
-        assert_eq!(deadline(DataClass::Backup, at(2026, 1, 1)), Some(at(2026, 1, 31)));
+        assert_eq!(
+            deadline(DataClass::RequestLog, at(2026, 1, 1)),
+            Some(at(2026, 1, 31))
+        );
+        assert_eq!(
+            deadline(DataClass::Backup, at(2026, 1, 1)),
+            Some(at(2026, 1, 31))
+        );
         assert_eq!(rule(DataClass::Backup).mechanism, Mechanism::S3Lifecycle);
     }
 
@@ -319,28 +341,46 @@ mod tests {
     fn marketplace_pii_is_deleted_thirty_days_after_shipment() {
         let r = rule(DataClass::MarketplaceOrderPii);
         assert_eq!((r.anchor, r.action), (Anchor::Shipment, Action::Delete));
-        assert_eq!(deadline(DataClass::MarketplaceOrderPii, at(2026, 3, 1)), Some(at(2026, 3, 31)));
+        assert_eq!(
+            deadline(DataClass::MarketplaceOrderPii, at(2026, 3, 1)),
+            Some(at(2026, 3, 31))
+        );
     }
 
     #[test]
     fn marketplace_order_data_is_anonymised_not_deleted_and_amazon_sooner() {
-        assert_eq!(rule(DataClass::MarketplaceOrderData).action, Action::Anonymise);
+        assert_eq!(
+            rule(DataClass::MarketplaceOrderData).action,
+            Action::Anonymise
+        );
         assert_eq!(rule(DataClass::AmazonOrderData).action, Action::Anonymise);
-        assert_eq!(deadline(DataClass::MarketplaceOrderData, at(2026, 1, 1)), Some(at(2026, 4, 1)));
-        assert_eq!(deadline(DataClass::AmazonOrderData, at(2026, 1, 1)), Some(at(2026, 1, 31)));
+        assert_eq!(
+            deadline(DataClass::MarketplaceOrderData, at(2026, 1, 1)),
+            Some(at(2026, 4, 1))
+        );
+        assert_eq!(
+            deadline(DataClass::AmazonOrderData, at(2026, 1, 1)),
+            Some(at(2026, 1, 31))
+        );
     }
 
     #[test]
     fn data_subject_requests_must_be_answered_within_thirty_days() {
         assert_eq!(rule(DataClass::DataSubjectRequest).action, Action::AnswerBy);
-        assert_eq!(deadline(DataClass::DataSubjectRequest, at(2026, 5, 1)), Some(at(2026, 5, 31)));
+        assert_eq!(
+            deadline(DataClass::DataSubjectRequest, at(2026, 5, 1)),
+            Some(at(2026, 5, 31))
+        );
     }
 
     #[test]
     fn idempotency_records_outlive_every_platform_retry_window() {
         let created = at(2026, 1, 1);
         let due = deadline(DataClass::IdempotencyRecord, created).unwrap();
-        assert!(due - created > Duration::days(7), "Meta retries for up to 7 days");
+        assert!(
+            due - created > Duration::days(7),
+            "Meta retries for up to 7 days"
+        );
     }
 
     #[test]
@@ -351,7 +391,10 @@ mod tests {
         let (day, shard) = s.due_bucket.split_once('#').unwrap();
         assert_eq!(day, "2026-04-10");
         assert!(shard.parse::<u32>().unwrap() < DUE_SHARDS);
-        assert_eq!(s, stamp(DataClass::WhatsAppTranscript, at(2026, 1, 10), "conv#1").unwrap());
+        assert_eq!(
+            s,
+            stamp(DataClass::WhatsAppTranscript, at(2026, 1, 10), "conv#1").unwrap()
+        );
     }
 
     #[test]

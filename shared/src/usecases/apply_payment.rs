@@ -11,7 +11,9 @@ use tracing::info;
 use crate::domain::payment::PaymentFacts;
 use crate::domain::retention::{self, DataClass};
 use crate::domain::stripe::event::PaymentEvent;
-use crate::ports::{Claim, Clock, IdempotencyStore, InfraError, PaymentRecord, PaymentStore, Written};
+use crate::ports::{
+    Claim, Clock, IdempotencyStore, InfraError, PaymentRecord, PaymentStore, Written,
+};
 
 pub const SOURCE: &str = "payments-worker";
 
@@ -51,6 +53,9 @@ pub enum Applied {
     Unchanged { status: String },
     /// This event was applied before.
     AlreadyDone,
+    /// The order's retention deadline has already passed: nothing may be kept, so nothing is written
+    /// (an item whose TTL is over five years in the past would never be expired by DynamoDB either).
+    PastDeadline,
 }
 
 pub struct ApplyPayment<'a, C, I, P> {
@@ -61,11 +66,20 @@ pub struct ApplyPayment<'a, C, I, P> {
 
 impl<C: Clock, I: IdempotencyStore, P: PaymentStore> ApplyPayment<'_, C, I, P> {
     /// `lock_until`: when this invocation would be cut off (Lambda deadline).
-    pub async fn handle(&self, event: &PaymentEvent, lock_until: DateTime<Utc>) -> Result<Applied, ApplyError> {
+    pub async fn handle(
+        &self,
+        event: &PaymentEvent,
+        lock_until: DateTime<Utc>,
+    ) -> Result<Applied, ApplyError> {
         let now = self.clock.now();
         let key = format!("{SOURCE}#{}", event.event_id);
-        let expires_at = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(8));
-        match self.idempotency.claim(&key, now, lock_until, expires_at).await? {
+        let expires_at = retention::deadline(DataClass::IdempotencyRecord, now)
+            .unwrap_or(now + Duration::days(8));
+        match self
+            .idempotency
+            .claim(&key, now, lock_until, expires_at)
+            .await?
+        {
             Claim::Completed(_) => return Ok(Applied::AlreadyDone),
             Claim::InProgress => return Err(ApplyError::InProgress),
             Claim::Acquired => {}
@@ -73,8 +87,10 @@ impl<C: Clock, I: IdempotencyStore, P: PaymentStore> ApplyPayment<'_, C, I, P> {
         match self.apply(event).await {
             Ok(applied) => {
                 let status = match &applied {
-                    Applied::Updated { status } | Applied::Unchanged { status } => Some(status.as_str()),
-                    Applied::AlreadyDone => None,
+                    Applied::Updated { status } | Applied::Unchanged { status } => {
+                        Some(status.as_str())
+                    }
+                    Applied::AlreadyDone | Applied::PastDeadline => None,
                 };
                 self.idempotency.complete(&key, status).await?;
                 Ok(applied)
@@ -93,16 +109,24 @@ impl<C: Clock, I: IdempotencyStore, P: PaymentStore> ApplyPayment<'_, C, I, P> {
         for _ in 0..MAX_CONFLICTS {
             let now = self.clock.now();
             let loaded = self.payments.get(&event.payment_key, now).await?;
-            let next = merge(loaded.value.as_ref(), event, now, loaded.version).ok_or(ApplyError::NoDeadline)?;
+            let next = merge(loaded.value.as_ref(), event, now, loaded.version)
+                .ok_or(ApplyError::NoDeadline)?;
+            if retention::is_past(next.retention.expires_at, now) {
+                return Ok(Applied::PastDeadline);
+            }
             if let Some(current) = &loaded.value {
                 if same_content(current, &next) {
-                    return Ok(Applied::Unchanged { status: current.status.clone() });
+                    return Ok(Applied::Unchanged {
+                        status: current.status.clone(),
+                    });
                 }
             }
             match self.payments.put(&next, loaded.version).await? {
                 Written::Ok => {
                     info!(payment_key = %event.payment_key, status = %next.status, "order payment updated");
-                    return Ok(Applied::Updated { status: next.status });
+                    return Ok(Applied::Updated {
+                        status: next.status,
+                    });
                 }
                 Written::Conflict => continue,
             }
@@ -118,20 +142,31 @@ pub fn merge(
     now: DateTime<Utc>,
     stored_version: Option<u64>,
 ) -> Option<PaymentRecord> {
-    let mut facts = current.map(|c| c.facts.clone()).unwrap_or_else(PaymentFacts::default);
+    let mut facts = current
+        .map(|c| c.facts.clone())
+        .unwrap_or_else(PaymentFacts::default);
     facts.record(&event.fact, event.created);
     let amount = max_opt(current.and_then(|c| c.amount), event.amount);
     let last_event_at = current.map_or(event.created, |c| c.last_event_at.max(event.created));
     let anchor = Utc.timestamp_opt(last_event_at, 0).single()?;
     Some(PaymentRecord {
         payment_key: event.payment_key.clone(),
-        order_ref: min_opt(current.and_then(|c| c.order_ref.clone()), event.order_ref.clone()),
+        order_ref: min_opt(
+            current.and_then(|c| c.order_ref.clone()),
+            event.order_ref.clone(),
+        ),
         status: facts.status(amount).as_str().to_owned(),
         facts,
         amount,
-        currency: min_opt(current.and_then(|c| c.currency.clone()), event.currency.clone()),
+        currency: min_opt(
+            current.and_then(|c| c.currency.clone()),
+            event.currency.clone(),
+        ),
         card: min_opt(current.and_then(|c| c.card.clone()), event.card.clone()),
-        subject: min_opt(current.and_then(|c| c.subject.clone()), event.subject.clone()),
+        subject: min_opt(
+            current.and_then(|c| c.subject.clone()),
+            event.subject.clone(),
+        ),
         last_event_at,
         updated_at: now,
         retention: retention::stamp(DataClass::InvoiceTaxRecord, anchor, &event.payment_key)?,
@@ -141,7 +176,11 @@ pub fn merge(
 
 /// Equal but for bookkeeping (`updated_at`, `version`).
 fn same_content(a: &PaymentRecord, b: &PaymentRecord) -> bool {
-    PaymentRecord { updated_at: b.updated_at, version: b.version, ..a.clone() } == *b
+    PaymentRecord {
+        updated_at: b.updated_at,
+        version: b.version,
+        ..a.clone()
+    } == *b
 }
 
 // Deterministic picks, so that the order in which events arrive never changes the stored record.
@@ -152,5 +191,149 @@ fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::adapters::memory::{FixedClock, MemoryIdempotency, MemoryPayments};
+    use crate::domain::payment::PaymentFact;
+
+    fn event(id: &str, fact: PaymentFact, created: i64) -> PaymentEvent {
+        PaymentEvent {
+            event_id: id.into(),
+            event_type: "t".into(),
+            api_version: None,
+            created,
+            payment_key: "pi_1".into(),
+            order_ref: None,
+            fact,
+            amount: Some(2000),
+            currency: Some("eur".into()),
+            card: None,
+            subject: None,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_releases_the_claim_so_the_redelivery_applies_the_event() {
+        let (clock, idem, pay) = (
+            FixedClock::at(now()),
+            MemoryIdempotency::default(),
+            MemoryPayments::default(),
+        );
+        let uc = ApplyPayment {
+            clock: &clock,
+            idempotency: &idem,
+            payments: &pay,
+        };
+        let ev = event("evt_1", PaymentFact::Succeeded, now().timestamp());
+        let lock = now() + Duration::seconds(30);
+        pay.fail_writes.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            uc.handle(&ev, lock).await,
+            Err(ApplyError::Infra(_))
+        ));
+        assert!(!idem.contains("payments-worker#evt_1"));
+        pay.fail_writes.store(false, Ordering::SeqCst);
+        assert_eq!(
+            uc.handle(&ev, lock).await.unwrap(),
+            Applied::Updated {
+                status: "paid".into()
+            }
+        );
+        assert_eq!(uc.handle(&ev, lock).await.unwrap(), Applied::AlreadyDone);
+    }
+
+    #[tokio::test]
+    async fn a_live_lock_held_by_another_invocation_defers_the_record_until_it_lapses() {
+        let (clock, idem, pay) = (
+            FixedClock::at(now()),
+            MemoryIdempotency::default(),
+            MemoryPayments::default(),
+        );
+        let uc = ApplyPayment {
+            clock: &clock,
+            idempotency: &idem,
+            payments: &pay,
+        };
+        let lock = now() + Duration::seconds(30);
+        let claim = idem
+            .claim(
+                "payments-worker#evt_2",
+                now(),
+                lock,
+                now() + Duration::days(8),
+            )
+            .await
+            .unwrap();
+        assert_eq!(claim, Claim::Acquired);
+        let ev = event("evt_2", PaymentFact::Succeeded, now().timestamp());
+        assert!(matches!(
+            uc.handle(&ev, lock).await,
+            Err(ApplyError::InProgress)
+        ));
+        clock.set(lock + Duration::seconds(1));
+        assert!(matches!(
+            uc.handle(&ev, lock + Duration::seconds(60)).await,
+            Ok(Applied::Updated { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_order_past_its_retention_deadline_is_not_stored_and_an_expired_one_is_replaced() {
+        let (clock, idem, pay) = (
+            FixedClock::at(now()),
+            MemoryIdempotency::default(),
+            MemoryPayments::default(),
+        );
+        let uc = ApplyPayment {
+            clock: &clock,
+            idempotency: &idem,
+            payments: &pay,
+        };
+        let lock = now() + Duration::seconds(30);
+        let old = Utc
+            .with_ymd_and_hms(2012, 1, 15, 0, 0, 0)
+            .unwrap()
+            .timestamp();
+        assert_eq!(
+            uc.handle(&event("evt_old", PaymentFact::Succeeded, old), lock)
+                .await
+                .unwrap(),
+            Applied::PastDeadline
+        );
+        assert!(pay.raw("pi_1").is_none());
+
+        let created = now().timestamp();
+        uc.handle(&event("evt_a", PaymentFact::Succeeded, created), lock)
+            .await
+            .unwrap();
+        // Six years and a day later the record is past its deadline but not yet removed by TTL.
+        clock.set(now() + Duration::days(6 * 366));
+        let later = now() + Duration::days(6 * 366);
+        assert_eq!(pay.get("pi_1", later).await.unwrap().value, None);
+        let ev = event("evt_b", PaymentFact::Failed, later.timestamp());
+        let applied = uc.handle(&ev, later + Duration::seconds(30)).await.unwrap();
+        assert_eq!(
+            applied,
+            Applied::Updated {
+                status: "payment_failed".into()
+            }
+        );
+        assert_eq!(
+            pay.raw("pi_1").unwrap().version,
+            2,
+            "the expired item was replaced, not merged into"
+        );
     }
 }

@@ -42,10 +42,16 @@ pub struct Ingest<'a, C, I, Q, M> {
 /// A delivery that was handled (every one of these answers 2xx).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
-    Queued { event_id: String },
-    Duplicate { event_id: String },
+    Queued {
+        event_id: String,
+    },
+    Duplicate {
+        event_id: String,
+    },
     /// Verified, but of a type the suite does not act on (or naming no payment): acknowledged only.
-    Ignored { event_id: String },
+    Ignored {
+        event_id: String,
+    },
 }
 
 /// A delivery that was refused or could not be saved.
@@ -73,16 +79,28 @@ impl<C: Clock, I: IdempotencyStore, Q: Queue, M: Metrics> Ingest<'_, C, I, Q, M>
             return Err(IngestError::TooLarge);
         }
         let now = self.clock.now();
-        self.verifier.verify(signature, body, now.timestamp(), Some(self.settings.tolerance_secs))?;
+        self.verifier.verify(
+            signature,
+            body,
+            now.timestamp(),
+            Some(self.settings.tolerance_secs),
+        )?;
         let (mut event, email) = match event::parse(body)? {
             Classified::Handled { event, email } => (event, email),
-            Classified::Ignored { event_id, event_type, api_version } => {
+            Classified::Ignored {
+                event_id,
+                event_type,
+                api_version,
+            } => {
                 self.note_api_version(api_version.as_deref());
                 self.metrics.count("stripe_events_ignored", 1, None);
                 info!(event_id = %event_id, event_type = %event_type, "stripe event type not handled; acknowledged");
                 return Ok(Accepted::Ignored { event_id });
             }
-            Classified::Unroutable { event_id, event_type } => {
+            Classified::Unroutable {
+                event_id,
+                event_type,
+            } => {
                 self.metrics.count("stripe_events_unroutable", 1, None);
                 warn!(event_id = %event_id, event_type = %event_type, "stripe event names no payment; acknowledged");
                 return Ok(Accepted::Ignored { event_id });
@@ -93,7 +111,8 @@ impl<C: Clock, I: IdempotencyStore, Q: Queue, M: Metrics> Ingest<'_, C, I, Q, M>
         let event_id = event.event_id.clone();
 
         let key = format!("{SOURCE}#{event_id}");
-        let expires_at = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(8));
+        let expires_at = retention::deadline(DataClass::IdempotencyRecord, now)
+            .unwrap_or(now + Duration::days(8));
         if self.idempotency.record_once(&key, now, expires_at).await? == Recorded::Duplicate {
             self.metrics.count("stripe_events_duplicate", 1, None);
             info!(event_id = %event_id, "duplicate stripe delivery; nothing queued");
@@ -117,12 +136,24 @@ impl<C: Clock, I: IdempotencyStore, Q: Queue, M: Metrics> Ingest<'_, C, I, Q, M>
     fn note_api_version(&self, seen: Option<&str>) {
         let pinned = self.settings.pinned_api_version.as_deref();
         if pinned.is_some() && seen != pinned {
-            self.metrics.count("stripe_api_version_mismatch", 1, Some(("ApiVersion", seen.unwrap_or("none"))));
-            warn!(api_version = seen.unwrap_or("none"), pinned = pinned.unwrap_or(""), "stripe event api_version differs from the pinned one");
+            self.metrics.count(
+                "stripe_api_version_mismatch",
+                1,
+                Some(("ApiVersion", seen.unwrap_or("none"))),
+            );
+            warn!(
+                api_version = seen.unwrap_or("none"),
+                pinned = pinned.unwrap_or(""),
+                "stripe event api_version differs from the pinned one"
+            );
         }
     }
 }
 
-fn envelope(event: PaymentEvent, now: chrono::DateTime<chrono::Utc>, trace_id: &str) -> Envelope<PaymentEvent> {
+fn envelope(
+    event: PaymentEvent,
+    now: chrono::DateTime<chrono::Utc>,
+    trace_id: &str,
+) -> Envelope<PaymentEvent> {
     Envelope::new(event.event_id.clone(), now, trace_id.to_owned(), event)
 }

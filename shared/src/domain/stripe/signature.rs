@@ -57,7 +57,9 @@ pub struct Verifier {
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier").field("secrets", &self.keys.len()).finish()
+        f.debug_struct("Verifier")
+            .field("secrets", &self.keys.len())
+            .finish()
     }
 }
 
@@ -72,9 +74,15 @@ impl Verifier {
         for s in secrets {
             let s = s.expose_secret();
             if s.is_empty() || s.chars().any(char::is_whitespace) {
-                return Err(if s.is_empty() { SecretError::Empty } else { SecretError::Whitespace });
+                return Err(if s.is_empty() {
+                    SecretError::Empty
+                } else {
+                    SecretError::Whitespace
+                });
             }
-            keys.push(HmacSha256::new_from_slice(s.as_bytes()).expect("HMAC takes keys of any length"));
+            keys.push(
+                HmacSha256::new_from_slice(s.as_bytes()).expect("HMAC takes keys of any length"),
+            );
         }
         Ok(Self { keys })
     }
@@ -106,7 +114,9 @@ impl Verifier {
             parsed
                 .v1
                 .iter()
-                .fold(subtle::Choice::from(0), |acc, sig| acc | expected.as_slice().ct_eq(sig))
+                .fold(subtle::Choice::from(0), |acc, sig| {
+                    acc | expected.as_slice().ct_eq(sig)
+                })
                 .into()
         });
         if !matched {
@@ -131,10 +141,15 @@ fn parse_header(header: &str) -> Result<Parsed, SignatureError> {
     let mut timestamp = None;
     let mut v1 = Vec::new();
     for item in header.split(',') {
-        let (key, value) = item.split_once('=').ok_or(SignatureError::MalformedHeader)?;
+        let (key, value) = item
+            .split_once('=')
+            .ok_or(SignatureError::MalformedHeader)?;
         match key.trim() {
             "t" => {
-                let t: i64 = value.trim().parse().map_err(|_| SignatureError::MalformedHeader)?;
+                let t: i64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| SignatureError::MalformedHeader)?;
                 if timestamp.replace(t).is_some() {
                     return Err(SignatureError::MalformedHeader);
                 }
@@ -155,7 +170,10 @@ fn parse_header(header: &str) -> Result<Parsed, SignatureError> {
             return Err(SignatureError::MalformedHeader);
         }
     }
-    Ok(Parsed { timestamp: timestamp.ok_or(SignatureError::MalformedHeader)?, v1 })
+    Ok(Parsed {
+        timestamp: timestamp.ok_or(SignatureError::MalformedHeader)?,
+        v1,
+    })
 }
 
 /// Builds a `Stripe-Signature` header as Stripe does: for tests, benchmarks and the local stack.
@@ -176,7 +194,10 @@ mod tests {
     use super::*;
 
     fn verifier(secrets: &[&str]) -> Verifier {
-        let s: Vec<SecretString> = secrets.iter().map(|s| SecretString::from(s.to_string())).collect();
+        let s: Vec<SecretString> = secrets
+            .iter()
+            .map(|s| SecretString::from(s.to_string()))
+            .collect();
         Verifier::new(&s).unwrap()
     }
 
@@ -184,10 +205,31 @@ mod tests {
     fn a_header_signed_by_any_of_several_secrets_verifies() {
         let v = verifier(&["whsec_old", "whsec_new"]);
         let body = br#"{"id":"evt_1"}"#;
-        assert_eq!(v.verify(Some(&sign_header(&["whsec_new"], 100, body)), body, 100, Some(300)), Ok(100));
-        assert_eq!(v.verify(Some(&sign_header(&["whsec_old"], 100, body)), body, 100, Some(300)), Ok(100));
         assert_eq!(
-            v.verify(Some(&sign_header(&["whsec_other"], 100, body)), body, 100, Some(300)),
+            v.verify(
+                Some(&sign_header(&["whsec_new"], 100, body)),
+                body,
+                100,
+                Some(300)
+            ),
+            Ok(100)
+        );
+        assert_eq!(
+            v.verify(
+                Some(&sign_header(&["whsec_old"], 100, body)),
+                body,
+                100,
+                Some(300)
+            ),
+            Ok(100)
+        );
+        assert_eq!(
+            v.verify(
+                Some(&sign_header(&["whsec_other"], 100, body)),
+                body,
+                100,
+                Some(300)
+            ),
             Err(SignatureError::NoMatch)
         );
     }
@@ -205,7 +247,10 @@ mod tests {
     fn a_changed_body_does_not_verify() {
         let v = verifier(&["whsec_a"]);
         let header = sign_header(&["whsec_a"], 5, b"{\"a\":1}");
-        assert_eq!(v.verify(Some(&header), b"{\"a\": 1}", 5, Some(300)), Err(SignatureError::NoMatch));
+        assert_eq!(
+            v.verify(Some(&header), b"{\"a\": 1}", 5, Some(300)),
+            Err(SignatureError::NoMatch)
+        );
     }
 
     #[test]
@@ -213,15 +258,25 @@ mod tests {
         let v = verifier(&["whsec_a"]);
         let header = sign_header(&["whsec_a"], 1_000, b"{}");
         assert_eq!(v.verify(Some(&header), b"{}", 1_300, Some(300)), Ok(1_000));
-        assert_eq!(v.verify(Some(&header), b"{}", 1_301, Some(300)), Err(SignatureError::Stale));
-        assert_eq!(v.verify(Some(&header), b"{}", 699, Some(300)), Err(SignatureError::Stale));
+        assert_eq!(
+            v.verify(Some(&header), b"{}", 1_301, Some(300)),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            v.verify(Some(&header), b"{}", 699, Some(300)),
+            Err(SignatureError::Stale)
+        );
     }
 
     #[test]
     fn duplicate_or_unparsable_timestamps_are_malformed() {
         let v = verifier(&["whsec_a"]);
         for h in ["t=1,t=2,v1=00", "t=abc,v1=00", "v1,t=1", "t=", "garbage"] {
-            assert_eq!(v.verify(Some(h), b"{}", 1, None), Err(SignatureError::MalformedHeader), "{h}");
+            assert_eq!(
+                v.verify(Some(h), b"{}", 1, None),
+                Err(SignatureError::MalformedHeader),
+                "{h}"
+            );
         }
     }
 

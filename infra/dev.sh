@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Starts the whole suite locally and shows it doing its job.
+#
+#   infra/dev.sh            emulator + suite, replays events/, then keeps running until Ctrl-C
+#   infra/dev.sh --once     the same, then stops (a smoke run)
+#
+# Ports: the suite's HTTP API on 127.0.0.1:${NEX_PORT:-3000}, the AWS emulator on 127.0.0.1:${NEX_AWS_PORT:-4566}.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+once=false
+[[ "${1:-}" == "--once" ]] && once=true
+port=${NEX_PORT:-3000}
+aws_port=${NEX_AWS_PORT:-4566}
+
+ensure_rust
+ensure_venv
+log "building the suite (first build takes a few minutes)"
+cargo build --quiet -p nex-local --manifest-path "$ROOT/Cargo.toml"
+bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nex-local"
+
+trap 'kill ${RUNNER_PID:-} 2>/dev/null; stop_moto; log "stopped"' EXIT
+start_moto "$aws_port"
+provision "$STATE/manifest.json"
+
+"$bin" --manifest "$STATE/manifest.json" --port "$port" --reap-every-secs 10 --ttl-lag-secs 30 \
+  >"$STATE/suite.log" 2>&1 &
+RUNNER_PID=$!
+for _ in $(seq 1 100); do
+  grep -q '"local stack ready"' "$STATE/suite.log" 2>/dev/null && break
+  kill -0 "$RUNNER_PID" 2>/dev/null || { cat "$STATE/suite.log"; log "the suite failed to start"; exit 1; }
+  sleep 0.1
+done
+log "suite listening on http://127.0.0.1:$port (logs: infra/.local/suite.log)"
+
+"$VENV/bin/python" "$ROOT/infra/local/replay.py" --manifest "$STATE/manifest.json" \
+  --url "http://127.0.0.1:$port/webhooks/stripe"
+
+if $once; then exit 0; fi
+cat <<MSG
+
+The suite keeps running. Try:
+  aws --endpoint-url $AWS_ENDPOINT_URL dynamodb scan --table-name nex-local-PaymentsTable
+  infra/.venv/bin/python infra/local/replay.py --manifest infra/.local/manifest.json
+  tail -f infra/.local/suite.log
+Ctrl-C stops the suite and the emulator.
+MSG
+wait "$RUNNER_PID"

@@ -1,0 +1,7 @@
+//! The local stack's building blocks, shared by the `nex-local` binary and the integration tests so
+//! that both drive the functions exactly the same way.
+
+pub mod events;
+pub mod manifest;
+pub mod sqs;
+pub mod ttl;

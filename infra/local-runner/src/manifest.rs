@@ -1,0 +1,93 @@
+//! The manifest `infra/local/provision.py` writes from `template.yaml`.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub region: String,
+    pub ttl: HashMap<String, TtlSpec>,
+    pub queues: HashMap<String, QueueSpec>,
+    pub functions: HashMap<String, FunctionSpec>,
+    pub routes: Vec<Route>,
+    pub schedules: Vec<Schedule>,
+    pub sqs_sources: Vec<SqsSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TtlSpec {
+    pub table: String,
+    pub attribute: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueSpec {
+    pub arn: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FunctionSpec {
+    pub binary: String,
+    pub timeout: u64,
+    pub env: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Route {
+    pub method: String,
+    pub path: String,
+    pub function: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Schedule {
+    pub name: String,
+    pub function: String,
+    pub expression: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SqsSource {
+    pub function: String,
+    pub queue: String,
+    pub queue_url: String,
+    pub batch_size: i32,
+    pub report_batch_item_failures: bool,
+}
+
+impl Manifest {
+    pub fn load(path: &str) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read manifest {path}: {e}"))?;
+        serde_json::from_str(&text).map_err(|e| format!("manifest {path} is invalid: {e}"))
+    }
+}
+
+/// Parses an EventBridge `rate(...)` expression into seconds. `cron(...)` is not run locally (fire it on
+/// demand instead).
+pub fn rate_seconds(expression: &str) -> Option<u64> {
+    let inner = expression.trim().strip_prefix("rate(")?.strip_suffix(')')?;
+    let (n, unit) = inner.trim().split_once(' ')?;
+    let n: u64 = n.parse().ok()?;
+    let unit_secs = match unit.trim() {
+        "minute" | "minutes" => 60,
+        "hour" | "hours" => 3600,
+        "day" | "days" => 86_400,
+        _ => return None,
+    };
+    (n > 0).then_some(n * unit_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_seconds;
+
+    #[test]
+    fn rate_expressions_become_intervals() {
+        assert_eq!(rate_seconds("rate(5 minutes)"), Some(300));
+        assert_eq!(rate_seconds("rate(1 day)"), Some(86_400));
+        assert_eq!(rate_seconds("cron(0 3 * * ? *)"), None);
+        assert_eq!(rate_seconds("rate(0 hours)"), None);
+    }
+}
