@@ -1,1 +1,347 @@
+//! The integration-test harness: the stack `infra/test.sh` started and provisioned from `template.yaml`,
+//! the functions built as in Lambda but with request-counting SDK clients, a fresh queue pair per test
+//! (so parallel tests never see each other's messages), the platforms' fixtures, and captured logs.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use nex_shared::adapters::dynamo_idempotency::DynamoIdempotency;
+use nex_shared::adapters::dynamo_payments::DynamoPayments;
+use nex_shared::adapters::sqs_queue::SqsQueue;
+use nex_shared::ports::SystemClock;
+use serde_json::Value;
+
+/// The development Stripe secret the stack was seeded with (`infra/local/dev-secrets.json`).
+pub const STRIPE_SECRET: &str = "whsec_local_dev_only_not_a_real_secret";
+pub const PEPPER: &str = "local-dev-pepper-not-a-real-secret";
+
+pub fn manifest() -> &'static Value {
+    static M: OnceLock<Value> = OnceLock::new();
+    M.get_or_init(|| {
+        let path = std::env::var("NEX_STACK_MANIFEST")
+            .expect("NEX_STACK_MANIFEST is not set: run the tests with infra/test.sh, which starts the emulator");
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("manifest readable")).expect("manifest is JSON")
+    })
+}
+
+fn env_of(function: &str) -> HashMap<String, String> {
+    serde_json::from_value(manifest()["functions"][function]["env"].clone()).expect("function env")
+}
+
+pub fn table(logical: &str) -> String {
+    manifest()["tables"][logical]
+        .as_str()
+        .expect("table in manifest")
+        .to_owned()
+}
+
+/// Counts every AWS request (each attempt) made through the clients it is attached to.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(Arc<AtomicUsize>);
+
+impl RequestCounter {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+    fn read_before_transmit(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// One test's view of the stack.
+pub struct Harness {
+    pub sdk: aws_config::SdkConfig,
+    pub requests: RequestCounter,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    pub queue_arn: String,
+    pub dlq_url: String,
+}
+
+impl Harness {
+    /// Builds clients and a fresh copy of the payment events queue and its DLQ, with the template's
+    /// attributes (redrive policy pointing at the fresh DLQ).
+    pub async fn new() -> Self {
+        capture_logs();
+        let sdk = nex_shared::adapters::aws::load_config().await;
+        let requests = RequestCounter::default();
+        let ddb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(requests.clone())
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .interceptor(requests.clone())
+                .build(),
+        );
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let spec = &manifest()["queues"];
+        let dlq_attrs: HashMap<String, String> =
+            serde_json::from_value(spec["PaymentEventsDLQ"]["attributes"].clone()).unwrap();
+        let mut attrs: HashMap<String, String> =
+            serde_json::from_value(spec["PaymentEventsQueue"]["attributes"].clone()).unwrap();
+        let dlq_url = create_queue(&sqs, &format!("t-{id}-dlq"), dlq_attrs).await;
+        let region = manifest()["region"].as_str().unwrap();
+        let dlq_arn = format!("arn:aws:sqs:{region}:123456789012:t-{id}-dlq");
+        let mut redrive: Value = serde_json::from_str(&attrs["RedrivePolicy"]).unwrap();
+        redrive["deadLetterTargetArn"] = Value::String(dlq_arn);
+        attrs.insert("RedrivePolicy".into(), redrive.to_string());
+        let queue_url = create_queue(&sqs, &format!("t-{id}"), attrs).await;
+        let queue_arn = format!("arn:aws:sqs:{region}:123456789012:t-{id}");
+        let h = Self {
+            sdk,
+            requests,
+            ddb,
+            sqs,
+            queue_url,
+            queue_arn,
+            dlq_url,
+        };
+        h.requests.0.store(0, Ordering::SeqCst);
+        h
+    }
+
+    /// The Stripe webhook function as `main` builds it (secrets fetched from the emulator), with this
+    /// test's counted clients and queue.
+    pub async fn webhook(&self) -> stripe_webhook::App {
+        let mut env = env_of("StripeWebhookFunction");
+        env.insert("PAYMENT_EVENTS_QUEUE_URL".into(), self.queue_url.clone());
+        let config = stripe_webhook::Config::from_vars(&env).expect("template sets every variable");
+        let mut app = stripe_webhook::App::build(&self.sdk, config.clone(), SystemClock)
+            .await
+            .expect("init");
+        app.idempotency = DynamoIdempotency::new(self.ddb.clone(), config.platform_table);
+        app.queue = SqsQueue::new(self.sqs.clone(), config.payment_events_queue_url);
+        self.requests.0.store(0, Ordering::SeqCst);
+        app
+    }
+
+    pub fn worker(&self) -> payments_worker::App {
+        let config =
+            payments_worker::Config::from_vars(&env_of("PaymentsWorkerFunction")).expect("config");
+        let mut app = payments_worker::App::build(&self.sdk, config.clone(), SystemClock);
+        app.idempotency = DynamoIdempotency::new(self.ddb.clone(), config.platform_table);
+        app.payments = DynamoPayments::new(self.ddb.clone(), config.payments_table);
+        app
+    }
+
+    /// Delivers this test's queue to the worker as Lambda's poller would, until it is empty.
+    /// `visibility`: seconds a failed record stays invisible before redelivery.
+    pub async fn drain(
+        &self,
+        worker: &payments_worker::App,
+        visibility: i32,
+    ) -> nex_local::sqs::Round {
+        let target = nex_local::sqs::Target {
+            queue_url: &self.queue_url,
+            queue_arn: &self.queue_arn,
+            region: manifest()["region"].as_str().unwrap(),
+            batch_size: 10,
+            report_batch_item_failures: true,
+            visibility_timeout: Some(visibility),
+        };
+        let mut total = nex_local::sqs::Round::default();
+        let mut empty_rounds = 0;
+        while empty_rounds < 2 {
+            let round = nex_local::sqs::deliver_once(&self.sqs, &target, |event| async {
+                let deadline = chrono::Utc::now() + chrono::Duration::seconds(30);
+                worker.handle(event, "test-request", deadline).await
+            })
+            .await
+            .expect("SQS reachable");
+            if round.received == 0 {
+                empty_rounds += 1;
+            } else {
+                empty_rounds = 0;
+            }
+            total.received += round.received;
+            total.failed += round.failed;
+        }
+        total
+    }
+
+    pub async fn depth(&self, url: &str) -> usize {
+        let a = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .unwrap();
+        let attrs = a.attributes.unwrap_or_default();
+        attrs
+            .values()
+            .map(|v| v.parse::<usize>().unwrap_or(0))
+            .sum()
+    }
+
+    pub async fn item(
+        &self,
+        logical_table: &str,
+        key: &str,
+        value: &str,
+    ) -> Option<HashMap<String, AttributeValue>> {
+        self.ddb
+            .get_item()
+            .table_name(table(logical_table))
+            .key(key, AttributeValue::S(value.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+    }
+
+    pub async fn payment(&self, payment_key: &str) -> Option<HashMap<String, AttributeValue>> {
+        self.item("PaymentsTable", "payment_key", payment_key).await
+    }
+}
+
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attrs: HashMap<String, String>,
+) -> String {
+    let mut req = sqs.create_queue().queue_name(name);
+    for (k, v) in attrs {
+        req = req.attributes(aws_sdk_sqs::types::QueueAttributeName::from(k.as_str()), v);
+    }
+    req.send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("queue url")
+}
+
+/// A Stripe fixture body, byte-exact.
+pub fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/../../shared/fixtures/stripe/events/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+pub fn fixture_names() -> Vec<String> {
+    let dir = format!(
+        "{}/../../shared/fixtures/stripe/events",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("fixtures present beside the repo")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The fixtures zero every id; gives this body its own event id and PaymentIntent/charge ids so tests
+/// running side by side on one table never collide. Returns (body, event id, payment key).
+pub fn unique(body: &str) -> (String, String, String) {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let evt = format!("evt_{tag}");
+    let pi = format!("pi_{tag}");
+    let ch = format!("ch_{tag}");
+    let body = body
+        .replace("evt_000000000000000000000000", &evt)
+        .replace("evt_00000000000000", &evt)
+        .replace("pi_000000000000000000000000", &pi)
+        .replace("pi_00000000000000", &pi)
+        .replace("ch_000000000000000000000000", &ch);
+    let key = if body.contains(&pi) { pi } else { ch };
+    (body, evt, key)
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+pub fn sign(body: &str, at: i64) -> String {
+    nex_shared::domain::stripe::signature::sign_header(&[STRIPE_SECRET], at, body.as_bytes())
+}
+
+/// A `POST /webhooks/stripe` event as API Gateway sends it.
+pub fn stripe_request(body: &str, signature: Option<&str>) -> ApiGatewayV2httpRequest {
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    if let Some(s) = signature {
+        headers.push(("stripe-signature".to_owned(), s.to_owned()));
+    }
+    nex_local::events::http_v2(
+        "POST",
+        "/webhooks/stripe",
+        "",
+        &headers,
+        body.as_bytes(),
+        "req-test",
+    )
+}
+
+pub fn body_json(r: &ApiGatewayV2httpResponse) -> Value {
+    match &r.body {
+        Some(aws_lambda_events::encodings::Body::Text(t)) => {
+            serde_json::from_str(t).unwrap_or(Value::Null)
+        }
+        _ => Value::Null,
+    }
+}
+
+/// Everything logged by this test binary, in order.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.get_or_init(Default::default).lock().unwrap()).into_owned()
+}
+
+static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.get_or_init(Default::default)
+            .lock()
+            .unwrap()
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the suite's JSON subscriber writing into the capture buffer (once per test binary).
+pub fn capture_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        std::env::set_var(
+            "RUST_LOG",
+            "info,nex_shared=debug,stripe_webhook=debug,payments_worker=debug",
+        );
+        nex_shared::telemetry::init_with_writer(|| Capture);
+    });
+}

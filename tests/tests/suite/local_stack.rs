@@ -1,0 +1,75 @@
+use nex_tests::*;
+
+#[tokio::test]
+async fn the_ttl_reaper_deletes_only_items_whose_deadline_has_passed() {
+    let h = Harness::new().await;
+    let platform = table("PlatformTable");
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let now = chrono::Utc::now().timestamp();
+    for (key, expires) in [
+        (format!("reap#{tag}#old"), now - 10),
+        (format!("reap#{tag}#live"), now + 3600),
+    ] {
+        h.ddb
+            .put_item()
+            .table_name(&platform)
+            .item("pk", aws_sdk_dynamodb::types::AttributeValue::S(key))
+            .item(
+                "expires_at",
+                aws_sdk_dynamodb::types::AttributeValue::N(expires.to_string()),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let deleted = nex_local::ttl::reap_table(&h.ddb, &platform, "expires_at", now)
+        .await
+        .unwrap();
+    assert!(deleted >= 1);
+    assert!(h
+        .item("PlatformTable", "pk", &format!("reap#{tag}#old"))
+        .await
+        .is_none());
+    assert!(h
+        .item("PlatformTable", "pk", &format!("reap#{tag}#live"))
+        .await
+        .is_some());
+}
+
+#[test]
+fn every_table_the_template_declares_has_ttl_enabled_in_the_provisioned_stack() {
+    let m = manifest();
+    let tables = m["tables"].as_object().unwrap();
+    let ttl = m["ttl"].as_object().unwrap();
+    for logical in tables.keys() {
+        assert_eq!(ttl[logical]["attribute"], "expires_at", "{logical}");
+    }
+}
+
+#[test]
+fn every_sample_event_is_a_valid_http_api_v2_event_signed_with_the_local_secret() {
+    let dir = format!("{}/../events/stripe", env!("CARGO_MANIFEST_DIR"));
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let event: aws_lambda_events::apigw::ApiGatewayV2httpRequest =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let body = event.body.as_deref().unwrap();
+        let sig = event
+            .headers
+            .get("stripe-signature")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let verifier =
+            nex_shared::domain::stripe::signature::Verifier::new(&[secrecy::SecretString::from(
+                STRIPE_SECRET,
+            )])
+            .unwrap();
+        verifier
+            .verify(Some(sig), body.as_bytes(), 0, None)
+            .unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        n += 1;
+    }
+    assert!(n >= 7);
+}

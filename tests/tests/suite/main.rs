@@ -1,0 +1,6 @@
+//! Integration tests against the AWS emulator. Run through `infra/test.sh`, which starts and provisions it.
+
+mod local_stack;
+mod payments_worker;
+mod redaction;
+mod stripe_webhook;

@@ -1,0 +1,68 @@
+use nex_tests::*;
+
+/// A full run with the real payloads, then every captured log line of this test binary is searched for
+/// personal data and secrets. Other tests in the binary log into the same buffer, so it covers them too.
+#[tokio::test]
+async fn no_personal_data_signature_or_secret_reaches_a_log_line() {
+    let h = Harness::new().await;
+    let webhook = h.webhook().await;
+    let worker = h.worker();
+    let mut signatures = Vec::new();
+    for name in fixture_names() {
+        let (body, _, _) = unique(&fixture(&name));
+        let sig = sign(&body, now());
+        webhook
+            .handle(stripe_request(&body, Some(&sig)), "req-redaction")
+            .await;
+        webhook
+            .handle(stripe_request(&body, Some(&sig)), "req-redaction-dup")
+            .await;
+        let forged = nex_shared::domain::stripe::signature::sign_header(
+            &["whsec_x"],
+            now(),
+            body.as_bytes(),
+        );
+        webhook
+            .handle(stripe_request(&body, Some(&forged)), "req-redaction-forged")
+            .await;
+        signatures.push(sig);
+        signatures.push(forged);
+    }
+    h.drain(&worker, 1).await;
+    h.sqs
+        .send_message()
+        .queue_url(&h.queue_url)
+        .message_body("{\"email\":\"leak@example.com\"}")
+        .send()
+        .await
+        .unwrap();
+    h.drain(&worker, 0).await;
+
+    let logs = logs();
+    assert!(logs.contains("req-redaction"), "the capture saw this run");
+    assert!(logs.contains("stripe event queued") && logs.contains("payment event applied"));
+    let forbidden = [
+        "Jenny Rosen",
+        "510 Townsend",
+        "San Francisco",
+        "94103",
+        "stripe@example.com",
+        "example@example.com",
+        "leak@example.com",
+        STRIPE_SECRET,
+        PEPPER,
+        "whsec_",
+    ];
+    for needle in forbidden
+        .iter()
+        .map(|s| s.to_string())
+        .chain(signatures.iter().cloned())
+    {
+        assert!(!logs.contains(&needle), "log output contains {needle}");
+    }
+    for sig in &signatures {
+        let v1 = sig.split("v1=").nth(1).unwrap();
+        assert!(!logs.contains(v1), "a signature reached the logs");
+    }
+    assert!(!logs.contains("\"body\""), "no request body is logged");
+}
