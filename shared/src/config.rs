@@ -23,11 +23,7 @@ pub trait Vars {
         self.var(name).filter(|v| !v.trim().is_empty())
     }
 
-    fn parsed_or<T: std::str::FromStr>(
-        &self,
-        name: &'static str,
-        default: T,
-    ) -> Result<T, ConfigError>
+    fn parsed_or<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
     where
         T::Err: std::fmt::Display,
     {

@@ -24,40 +24,26 @@ pub fn json(status: u16, body: serde_json::Value) -> ApiGatewayV2httpResponse {
 
 /// A refusal with its reason.
 pub fn refuse(status: u16, reason: &str) -> ApiGatewayV2httpResponse {
-    json(
-        status,
-        serde_json::json!({ "status": "rejected", "reason": reason }),
-    )
+    json(status, serde_json::json!({ "status": "rejected", "reason": reason }))
 }
 
 /// The exact bytes the caller sent: API Gateway base64-encodes non-text bodies, and signatures cover the
-/// decoded bytes. `Err` when the body claims base64 and is not.
-pub fn raw_body(req: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, ()> {
+/// decoded bytes. `None` when the body claims base64 and is not.
+pub fn raw_body(req: &ApiGatewayV2httpRequest) -> Option<Vec<u8>> {
     let body = req.body.as_deref().unwrap_or("");
     if req.is_base64_encoded {
-        base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .map_err(|_| ())
+        base64::engine::general_purpose::STANDARD.decode(body).ok()
     } else {
-        Ok(body.as_bytes().to_vec())
+        Some(body.as_bytes().to_vec())
     }
 }
 
 /// Maps the Stripe ingest outcome.
 pub fn stripe_response(result: &Result<Accepted, IngestError>) -> ApiGatewayV2httpResponse {
     match result {
-        Ok(Accepted::Queued { event_id }) => json(
-            200,
-            serde_json::json!({ "status": "accepted", "id": event_id }),
-        ),
-        Ok(Accepted::Duplicate { event_id }) => json(
-            200,
-            serde_json::json!({ "status": "duplicate", "id": event_id }),
-        ),
-        Ok(Accepted::Ignored { event_id }) => json(
-            200,
-            serde_json::json!({ "status": "ignored", "id": event_id }),
-        ),
+        Ok(Accepted::Queued { event_id }) => json(200, serde_json::json!({ "status": "accepted", "id": event_id })),
+        Ok(Accepted::Duplicate { event_id }) => json(200, serde_json::json!({ "status": "duplicate", "id": event_id })),
+        Ok(Accepted::Ignored { event_id }) => json(200, serde_json::json!({ "status": "ignored", "id": event_id })),
         Err(IngestError::TooLarge) => refuse(413, "body_too_large"),
         Err(IngestError::Signature(e)) => {
             use crate::domain::stripe::signature::SignatureError::*;

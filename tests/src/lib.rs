@@ -139,8 +139,7 @@ impl Harness {
     }
 
     pub fn worker(&self) -> payments_worker::App {
-        let config =
-            payments_worker::Config::from_vars(&env_of("PaymentsWorkerFunction")).expect("config");
+        let config = payments_worker::Config::from_vars(&env_of("PaymentsWorkerFunction")).expect("config");
         let mut app = payments_worker::App::build(&self.sdk, config.clone(), SystemClock);
         app.idempotency = DynamoIdempotency::new(self.ddb.clone(), config.platform_table);
         app.payments = DynamoPayments::new(self.ddb.clone(), config.payments_table);
@@ -149,11 +148,7 @@ impl Harness {
 
     /// Delivers this test's queue to the worker as Lambda's poller would, until it is empty.
     /// `visibility`: seconds a failed record stays invisible before redelivery.
-    pub async fn drain(
-        &self,
-        worker: &payments_worker::App,
-        visibility: i32,
-    ) -> nex_local::sqs::Round {
+    pub async fn drain(&self, worker: &payments_worker::App, visibility: i32) -> nex_local::sqs::Round {
         let target = nex_local::sqs::Target {
             queue_url: &self.queue_url,
             queue_arn: &self.queue_arn,
@@ -188,25 +183,15 @@ impl Harness {
             .get_queue_attributes()
             .queue_url(url)
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(
-                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            )
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .send()
             .await
             .unwrap();
         let attrs = a.attributes.unwrap_or_default();
-        attrs
-            .values()
-            .map(|v| v.parse::<usize>().unwrap_or(0))
-            .sum()
+        attrs.values().map(|v| v.parse::<usize>().unwrap_or(0)).sum()
     }
 
-    pub async fn item(
-        &self,
-        logical_table: &str,
-        key: &str,
-        value: &str,
-    ) -> Option<HashMap<String, AttributeValue>> {
+    pub async fn item(&self, logical_table: &str, key: &str, value: &str) -> Option<HashMap<String, AttributeValue>> {
         self.ddb
             .get_item()
             .table_name(table(logical_table))
@@ -223,20 +208,12 @@ impl Harness {
     }
 }
 
-async fn create_queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    attrs: HashMap<String, String>,
-) -> String {
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, attrs: HashMap<String, String>) -> String {
     let mut req = sqs.create_queue().queue_name(name);
     for (k, v) in attrs {
         req = req.attributes(aws_sdk_sqs::types::QueueAttributeName::from(k.as_str()), v);
     }
-    req.send()
-        .await
-        .expect("CreateQueue")
-        .queue_url
-        .expect("queue url")
+    req.send().await.expect("CreateQueue").queue_url.expect("queue url")
 }
 
 /// A Stripe fixture body, byte-exact.
@@ -249,10 +226,7 @@ pub fn fixture(name: &str) -> String {
 }
 
 pub fn fixture_names() -> Vec<String> {
-    let dir = format!(
-        "{}/../../shared/fixtures/stripe/events",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let dir = format!("{}/../../shared/fixtures/stripe/events", env!("CARGO_MANIFEST_DIR"));
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("fixtures present beside the repo")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -293,21 +267,12 @@ pub fn stripe_request(body: &str, signature: Option<&str>) -> ApiGatewayV2httpRe
     if let Some(s) = signature {
         headers.push(("stripe-signature".to_owned(), s.to_owned()));
     }
-    nex_local::events::http_v2(
-        "POST",
-        "/webhooks/stripe",
-        "",
-        &headers,
-        body.as_bytes(),
-        "req-test",
-    )
+    nex_local::events::http_v2("POST", "/webhooks/stripe", "", &headers, body.as_bytes(), "req-test")
 }
 
 pub fn body_json(r: &ApiGatewayV2httpResponse) -> Value {
     match &r.body {
-        Some(aws_lambda_events::encodings::Body::Text(t)) => {
-            serde_json::from_str(t).unwrap_or(Value::Null)
-        }
+        Some(aws_lambda_events::encodings::Body::Text(t)) => serde_json::from_str(t).unwrap_or(Value::Null),
         _ => Value::Null,
     }
 }

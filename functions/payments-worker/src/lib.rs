@@ -68,12 +68,7 @@ impl<C: Clock> App<C> {
     }
 
     /// Handles one batch. `deadline`: when the invocation is cut off (bounds the idempotency locks).
-    pub async fn handle(
-        &self,
-        event: SqsEvent,
-        request_id: &str,
-        deadline: DateTime<Utc>,
-    ) -> SqsBatchResponse {
+    pub async fn handle(&self, event: SqsEvent, request_id: &str, deadline: DateTime<Utc>) -> SqsBatchResponse {
         let span = tracing::info_span!("payments_worker", request_id = %request_id, records = event.records.len());
         let use_case = ApplyPayment {
             clock: &self.clock,

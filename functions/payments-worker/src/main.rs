@@ -20,10 +20,7 @@ async fn main() -> Result<(), Error> {
                 .timestamp_millis_opt(event.context.deadline as i64)
                 .single()
                 .unwrap_or_else(Utc::now);
-            Ok::<_, Error>(
-                app.handle(event.payload, &event.context.request_id, deadline)
-                    .await,
-            )
+            Ok::<_, Error>(app.handle(event.payload, &event.context.request_id, deadline).await)
         },
     ))
     .await

@@ -63,11 +63,7 @@ pub struct App<C = SystemClock> {
 
 impl<C: Clock> App<C> {
     /// Builds the clients and fetches both secrets (once: they are kept for the container's life).
-    pub async fn build(
-        sdk: &aws_config::SdkConfig,
-        config: Config,
-        clock: C,
-    ) -> Result<Self, InitError> {
+    pub async fn build(sdk: &aws_config::SdkConfig, config: Config, clock: C) -> Result<Self, InitError> {
         let sm = aws_sdk_secretsmanager::Client::new(sdk);
         let (stripe, pepper) = tokio::try_join!(
             secrets::fetch(&sm, &config.stripe_secret_id),
@@ -77,31 +73,21 @@ impl<C: Clock> App<C> {
             verifier: Verifier::new(&secrets::stripe_endpoint_secrets(&stripe))?,
             hasher: SubjectHasher::new(&pepper),
             clock,
-            idempotency: DynamoIdempotency::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                config.platform_table,
-            ),
-            queue: SqsQueue::new(
-                aws_sdk_sqs::Client::new(sdk),
-                config.payment_events_queue_url,
-            ),
+            idempotency: DynamoIdempotency::new(aws_sdk_dynamodb::Client::new(sdk), config.platform_table),
+            queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.payment_events_queue_url),
             metrics: EmfMetrics::new("Nex", "stripe-webhook"),
             settings: config.settings,
         })
     }
 
     /// Handles one request. Never fails: every outcome, expected or not, is a response.
-    pub async fn handle(
-        &self,
-        req: ApiGatewayV2httpRequest,
-        request_id: &str,
-    ) -> ApiGatewayV2httpResponse {
+    pub async fn handle(&self, req: ApiGatewayV2httpRequest, request_id: &str) -> ApiGatewayV2httpResponse {
         let span = tracing::info_span!("stripe_webhook", request_id = %request_id);
         async {
             if req.request_context.http.method != aws_lambda_events::http::Method::POST {
                 return http::refuse(405, "method_not_allowed");
             }
-            let Ok(body) = http::raw_body(&req) else {
+            let Some(body) = http::raw_body(&req) else {
                 return http::refuse(400, "invalid_base64_body");
             };
             let signature = req.headers.get("stripe-signature").and_then(|v| v.to_str().ok());

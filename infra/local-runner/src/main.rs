@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 
 /// A function of the suite, built once like a Lambda container.
 enum Function {
-    StripeWebhook(stripe_webhook::App),
+    StripeWebhook(Box<stripe_webhook::App>),
     PaymentsWorker(payments_worker::App),
 }
 
@@ -52,23 +52,12 @@ fn options() -> Result<Options, String> {
         let mut val = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
             "--manifest" => o.manifest = val("--manifest")?,
-            "--port" => {
-                o.port = val("--port")?
-                    .parse()
-                    .map_err(|_| "--port takes a number")?
-            }
+            "--port" => o.port = val("--port")?.parse().map_err(|_| "--port takes a number")?,
             "--reap-every-secs" => {
-                o.reap_every = Duration::from_secs(
-                    val("--reap-every-secs")?
-                        .parse()
-                        .map_err(|_| "bad --reap-every-secs")?,
-                )
+                o.reap_every =
+                    Duration::from_secs(val("--reap-every-secs")?.parse().map_err(|_| "bad --reap-every-secs")?)
             }
-            "--ttl-lag-secs" => {
-                o.ttl_lag = val("--ttl-lag-secs")?
-                    .parse()
-                    .map_err(|_| "bad --ttl-lag-secs")?
-            }
+            "--ttl-lag-secs" => o.ttl_lag = val("--ttl-lag-secs")?.parse().map_err(|_| "bad --ttl-lag-secs")?,
             "-h" | "--help" => {
                 println!("usage: nex-local --manifest FILE [--port 3000] [--reap-every-secs 30] [--ttl-lag-secs 60]");
                 std::process::exit(0);
@@ -100,31 +89,22 @@ async fn run() -> Result<(), String> {
     for (logical, spec) in &manifest.functions {
         let f = match spec.binary.as_str() {
             "stripe-webhook" => {
-                let config = stripe_webhook::Config::from_vars(&spec.env)
-                    .map_err(|e| format!("{logical}: {e}"))?;
-                Function::StripeWebhook(
+                let config = stripe_webhook::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
+                Function::StripeWebhook(Box::new(
                     stripe_webhook::App::build(&sdk, config, SystemClock)
                         .await
                         .map_err(|e| format!("{logical}: {e}"))?,
-                )
-            }
-            "payments-worker" => {
-                let config = payments_worker::Config::from_vars(&spec.env)
-                    .map_err(|e| format!("{logical}: {e}"))?;
-                Function::PaymentsWorker(payments_worker::App::build(&sdk, config, SystemClock))
-            }
-            other => {
-                return Err(format!(
-                    "{logical}: no handler is linked for binary {other}"
                 ))
             }
+            "payments-worker" => {
+                let config = payments_worker::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
+                Function::PaymentsWorker(payments_worker::App::build(&sdk, config, SystemClock))
+            }
+            other => return Err(format!("{logical}: no handler is linked for binary {other}")),
         };
         functions.insert(logical.clone(), f);
     }
-    let state = Arc::new(State {
-        manifest,
-        functions,
-    });
+    let state = Arc::new(State { manifest, functions });
 
     for source in state.manifest.sqs_sources.clone() {
         tokio::spawn(poll(state.clone(), aws_sdk_sqs::Client::new(&sdk), source));
@@ -183,10 +163,7 @@ fn text(status: u16, body: &str) -> Response<Full<Bytes>> {
         .expect("static response parts")
 }
 
-async fn serve(
-    state: Arc<State>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -244,11 +221,7 @@ async fn poll(state: Arc<State>, sqs: aws_sdk_sqs::Client, source: SqsSource) {
         .get(&source.queue)
         .map(|q| q.arn.clone())
         .unwrap_or_default();
-    let timeout = state
-        .manifest
-        .functions
-        .get(&source.function)
-        .map_or(3, |f| f.timeout);
+    let timeout = state.manifest.functions.get(&source.function).map_or(3, |f| f.timeout);
     let Some(Function::PaymentsWorker(app)) = state.functions.get(&source.function) else {
         error!(function = %source.function, "event source names a function with no SQS handler");
         return;
@@ -306,14 +279,7 @@ async fn reap(state: Arc<State>, ddb: aws_sdk_dynamodb::Client, every: Duration,
     loop {
         tick.tick().await;
         for spec in state.manifest.ttl.values() {
-            match ttl::reap_table(
-                &ddb,
-                &spec.table,
-                &spec.attribute,
-                chrono::Utc::now().timestamp() - lag,
-            )
-            .await
-            {
+            match ttl::reap_table(&ddb, &spec.table, &spec.attribute, chrono::Utc::now().timestamp() - lag).await {
                 Ok(0) => {}
                 Ok(n) => {
                     info!(table = %spec.table, deleted = n, "ttl reaper deleted expired items")

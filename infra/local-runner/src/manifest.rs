@@ -58,8 +58,7 @@ pub struct SqsSource {
 
 impl Manifest {
     pub fn load(path: &str) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read manifest {path}: {e}"))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read manifest {path}: {e}"))?;
         serde_json::from_str(&text).map_err(|e| format!("manifest {path} is invalid: {e}"))
     }
 }

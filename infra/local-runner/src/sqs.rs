@@ -25,11 +25,7 @@ pub struct Round {
     pub failed: usize,
 }
 
-pub async fn deliver_once<F, Fut>(
-    sqs: &aws_sdk_sqs::Client,
-    target: &Target<'_>,
-    invoke: F,
-) -> Result<Round, String>
+pub async fn deliver_once<F, Fut>(sqs: &aws_sdk_sqs::Client, target: &Target<'_>, invoke: F) -> Result<Round, String>
 where
     F: FnOnce(SqsEvent) -> Fut,
     Fut: Future<Output = SqsBatchResponse>,
@@ -48,12 +44,7 @@ where
     if messages.is_empty() {
         return Ok(Round::default());
     }
-    let response = invoke(crate::events::sqs(
-        &messages,
-        target.queue_arn,
-        target.region,
-    ))
-    .await;
+    let response = invoke(crate::events::sqs(&messages, target.queue_arn, target.region)).await;
     let failed: HashSet<String> = if target.report_batch_item_failures {
         response
             .batch_item_failures
@@ -64,10 +55,7 @@ where
         HashSet::new()
     } else {
         // Without ReportBatchItemFailures, any failure fails the whole batch.
-        messages
-            .iter()
-            .filter_map(|m| m.message_id.clone())
-            .collect()
+        messages.iter().filter_map(|m| m.message_id.clone()).collect()
     };
     for m in messages
         .iter()

@@ -6,12 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 /// Deletes every item of `table` whose TTL attribute `attr` is below `cutoff` (epoch seconds); returns how
 /// many. Scans the whole table: fine for a local emulator, never used in production.
-pub async fn reap_table(
-    ddb: &aws_sdk_dynamodb::Client,
-    table: &str,
-    attr: &str,
-    cutoff: i64,
-) -> Result<usize, String> {
+pub async fn reap_table(ddb: &aws_sdk_dynamodb::Client, table: &str, attr: &str, cutoff: i64) -> Result<usize, String> {
     let desc = ddb
         .describe_table()
         .table_name(table)
@@ -20,12 +15,7 @@ pub async fn reap_table(
         .map_err(|e| e.to_string())?;
     let keys: Vec<String> = desc
         .table()
-        .map(|t| {
-            t.key_schema()
-                .iter()
-                .map(|k| k.attribute_name().to_owned())
-                .collect()
-        })
+        .map(|t| t.key_schema().iter().map(|k| k.attribute_name().to_owned()).collect())
         .unwrap_or_default();
     let mut deleted = 0;
     let mut start: Option<HashMap<String, AttributeValue>> = None;

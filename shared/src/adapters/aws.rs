@@ -21,18 +21,12 @@ pub async fn load_config() -> aws_config::SdkConfig {
 }
 
 /// Maps an SDK error. Throttling, timeouts, transport failures and 5xx are retryable; the rest is not.
-pub fn infra_error<E>(
-    service: &'static str,
-    operation: &'static str,
-    err: SdkError<E, Response>,
-) -> InfraError
+pub fn infra_error<E>(service: &'static str, operation: &'static str, err: SdkError<E, Response>) -> InfraError
 where
     E: std::error::Error + Send + Sync + 'static,
 {
     let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
         SdkError::ServiceError(s) => {
             let status = s.raw().status().as_u16();
             status >= 500 || status == 429 || is_throttling(&err)

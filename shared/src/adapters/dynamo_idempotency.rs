@@ -92,18 +92,15 @@ impl IdempotencyStore for DynamoIdempotency {
             Ok(_) => Ok(Claim::Acquired),
             Err(e) if is_condition_failed(&e) => {
                 let old = e.as_service_error().and_then(|se| match se {
-                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item.clone(),
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
+                        c.item.clone()
+                    }
                     _ => None,
                 });
                 let Some(old) = old else {
                     return Ok(Claim::InProgress);
                 };
-                if old
-                    .get("status")
-                    .and_then(|v| v.as_s().ok())
-                    .map(String::as_str)
-                    == Some(COMPLETED)
-                {
+                if old.get("status").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(COMPLETED) {
                     let result = old.get("result").and_then(|v| v.as_s().ok()).cloned();
                     Ok(Claim::Completed(result))
                 } else {

@@ -26,11 +26,7 @@ impl DynamoPayments {
 }
 
 impl PaymentStore for DynamoPayments {
-    async fn get(
-        &self,
-        payment_key: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Loaded<PaymentRecord>, InfraError> {
+    async fn get(&self, payment_key: &str, now: DateTime<Utc>) -> Result<Loaded<PaymentRecord>, InfraError> {
         let out = self
             .client
             .get_item()
@@ -60,22 +56,14 @@ impl PaymentStore for DynamoPayments {
         })
     }
 
-    async fn put(
-        &self,
-        record: &PaymentRecord,
-        expected: Option<u64>,
-    ) -> Result<Written, InfraError> {
+    async fn put(&self, record: &PaymentRecord, expected: Option<u64>) -> Result<Written, InfraError> {
         let item = serde_dynamo::to_item(record).map_err(|e| InfraError {
             service: "dynamodb",
             operation: "PutItem(encode)",
             retryable: false,
             source: Some(Box::new(e)),
         })?;
-        let req = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item));
+        let req = self.client.put_item().table_name(&self.table).set_item(Some(item));
         let req = match expected {
             None => req.condition_expression("attribute_not_exists(payment_key)"),
             Some(v) => req

@@ -9,8 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::retention;
 use crate::ports::{
-    Claim, Clock, IdempotencyStore, InfraError, Loaded, Metrics, PaymentRecord, PaymentStore,
-    Queue, Recorded, Written,
+    Claim, Clock, IdempotencyStore, InfraError, Loaded, Metrics, PaymentRecord, PaymentStore, Queue, Recorded, Written,
 };
 
 fn injected(service: &'static str, operation: &'static str) -> InfraError {
@@ -151,11 +150,7 @@ impl MemoryPayments {
 }
 
 impl PaymentStore for MemoryPayments {
-    async fn get(
-        &self,
-        payment_key: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Loaded<PaymentRecord>, InfraError> {
+    async fn get(&self, payment_key: &str, now: DateTime<Utc>) -> Result<Loaded<PaymentRecord>, InfraError> {
         let r = self.records.lock().unwrap();
         Ok(match r.get(payment_key) {
             None => Loaded {
@@ -169,11 +164,7 @@ impl PaymentStore for MemoryPayments {
         })
     }
 
-    async fn put(
-        &self,
-        record: &PaymentRecord,
-        expected: Option<u64>,
-    ) -> Result<Written, InfraError> {
+    async fn put(&self, record: &PaymentRecord, expected: Option<u64>) -> Result<Written, InfraError> {
         if self.fail_writes.load(Ordering::SeqCst) {
             return Err(injected("memory", "put"));
         }

@@ -36,11 +36,7 @@ pub fn stripe_endpoint_secrets(value: &SecretString) -> Vec<SecretString> {
     use secrecy::ExposeSecret;
     let raw = value.expose_secret().trim();
     match serde_json::from_str::<StripeSecrets>(raw) {
-        Ok(s) => s
-            .endpoint_secrets
-            .into_iter()
-            .map(SecretString::from)
-            .collect(),
+        Ok(s) => s.endpoint_secrets.into_iter().map(SecretString::from).collect(),
         Err(_) => vec![SecretString::from(raw.to_owned())],
     }
 }

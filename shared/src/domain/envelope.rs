@@ -48,8 +48,7 @@ impl<P: Message> Envelope<P> {
 
     /// Decodes a body, refusing any other type or version rather than guessing.
     pub fn decode(body: &str) -> Result<Self, EnvelopeError> {
-        let raw: Envelope<serde_json::Value> =
-            serde_json::from_str(body).map_err(|_| EnvelopeError::Malformed)?;
+        let raw: Envelope<serde_json::Value> = serde_json::from_str(body).map_err(|_| EnvelopeError::Malformed)?;
         if raw.kind != P::KIND || raw.version != P::VERSION {
             return Err(EnvelopeError::Unsupported {
                 kind: raw.kind,
@@ -100,14 +99,8 @@ mod tests {
             Envelope::<Ping>::decode(&v3),
             Err(EnvelopeError::Unsupported { version: 3, .. })
         ));
-        assert_eq!(
-            Envelope::<Ping>::decode("{}").unwrap_err(),
-            EnvelopeError::Malformed
-        );
+        assert_eq!(Envelope::<Ping>::decode("{}").unwrap_err(), EnvelopeError::Malformed);
         let bad = body.replace("{\"n\":3}", "{\"m\":3}");
-        assert_eq!(
-            Envelope::<Ping>::decode(&bad).unwrap_err(),
-            EnvelopeError::BadPayload
-        );
+        assert_eq!(Envelope::<Ping>::decode(&bad).unwrap_err(), EnvelopeError::BadPayload);
     }
 }

@@ -213,19 +213,9 @@ mod tests {
     #[test]
     fn refunds_and_disputes_after_payment_do_change_the_status() {
         let mut f = facts(&[(PaymentFact::Succeeded, 10)]);
-        f.record(
-            &PaymentFact::Refunded {
-                amount_refunded: 500,
-            },
-            20,
-        );
+        f.record(&PaymentFact::Refunded { amount_refunded: 500 }, 20);
         assert_eq!(f.status(Some(2000)), PaymentStatus::PartiallyRefunded);
-        f.record(
-            &PaymentFact::Refunded {
-                amount_refunded: 2000,
-            },
-            30,
-        );
+        f.record(&PaymentFact::Refunded { amount_refunded: 2000 }, 30);
         assert_eq!(f.status(Some(2000)), PaymentStatus::Refunded);
         f.record(&PaymentFact::DisputeOpened, 40);
         assert_eq!(f.status(Some(2000)), PaymentStatus::Disputed);
@@ -275,9 +265,7 @@ mod tests {
             ]),
             (1i64..=2000).prop_map(|r| vec![
                 PaymentFact::Succeeded,
-                PaymentFact::Refunded {
-                    amount_refunded: r / 2
-                },
+                PaymentFact::Refunded { amount_refunded: r / 2 },
                 PaymentFact::Refunded { amount_refunded: r },
             ]),
             prop_oneof![

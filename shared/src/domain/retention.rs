@@ -279,11 +279,7 @@ mod tests {
     #[test]
     fn every_class_has_exactly_one_rule() {
         for class in ALL {
-            assert_eq!(
-                POLICY.iter().filter(|r| r.class == *class).count(),
-                1,
-                "{class:?}"
-            );
+            assert_eq!(POLICY.iter().filter(|r| r.class == *class).count(), 1, "{class:?}");
         }
         assert_eq!(POLICY.len(), ALL.len());
     }
@@ -291,10 +287,7 @@ mod tests {
     #[test]
     fn transcripts_are_due_ninety_days_after_the_last_interaction() {
         let last = at(2026, 1, 10);
-        assert_eq!(
-            deadline(DataClass::WhatsAppTranscript, last),
-            Some(at(2026, 4, 10))
-        );
+        assert_eq!(deadline(DataClass::WhatsAppTranscript, last), Some(at(2026, 4, 10)));
     }
 
     #[test]
@@ -326,14 +319,8 @@ mod tests {
 
     #[test]
     fn logs_and_backups_age_out_within_thirty_days() {
-        assert_eq!(
-            deadline(DataClass::RequestLog, at(2026, 1, 1)),
-            Some(at(2026, 1, 31))
-        );
-        assert_eq!(
-            deadline(DataClass::Backup, at(2026, 1, 1)),
-            Some(at(2026, 1, 31))
-        );
+        assert_eq!(deadline(DataClass::RequestLog, at(2026, 1, 1)), Some(at(2026, 1, 31)));
+        assert_eq!(deadline(DataClass::Backup, at(2026, 1, 1)), Some(at(2026, 1, 31)));
         assert_eq!(rule(DataClass::Backup).mechanism, Mechanism::S3Lifecycle);
     }
 
@@ -349,10 +336,7 @@ mod tests {
 
     #[test]
     fn marketplace_order_data_is_anonymised_not_deleted_and_amazon_sooner() {
-        assert_eq!(
-            rule(DataClass::MarketplaceOrderData).action,
-            Action::Anonymise
-        );
+        assert_eq!(rule(DataClass::MarketplaceOrderData).action, Action::Anonymise);
         assert_eq!(rule(DataClass::AmazonOrderData).action, Action::Anonymise);
         assert_eq!(
             deadline(DataClass::MarketplaceOrderData, at(2026, 1, 1)),
@@ -377,10 +361,7 @@ mod tests {
     fn idempotency_records_outlive_every_platform_retry_window() {
         let created = at(2026, 1, 1);
         let due = deadline(DataClass::IdempotencyRecord, created).unwrap();
-        assert!(
-            due - created > Duration::days(7),
-            "Meta retries for up to 7 days"
-        );
+        assert!(due - created > Duration::days(7), "Meta retries for up to 7 days");
     }
 
     #[test]

@@ -33,8 +33,7 @@ impl std::fmt::Debug for SubjectHasher {
 
 impl SubjectHasher {
     pub fn new(pepper: &SecretString) -> Self {
-        let key = Hmac::new_from_slice(pepper.expose_secret().as_bytes())
-            .expect("HMAC takes any key length");
+        let key = Hmac::new_from_slice(pepper.expose_secret().as_bytes()).expect("HMAC takes any key length");
         Self { key }
     }
 

@@ -84,11 +84,7 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> impl Future<Output = Result<Claim, InfraError>> + Send;
 
     /// Marks a claimed key completed, with an optional result for later duplicates.
-    fn complete(
-        &self,
-        key: &str,
-        result: Option<&str>,
-    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+    fn complete(&self, key: &str, result: Option<&str>) -> impl Future<Output = Result<(), InfraError>> + Send;
 
     /// Removes a record so that a retry can run: after a failed claim's work, or an ingress whose
     /// hand-off failed. MUST NOT remove a completed claimed record (only `record_once` records and

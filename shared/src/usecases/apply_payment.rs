@@ -8,12 +8,9 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use tracing::info;
 
-use crate::domain::payment::PaymentFacts;
 use crate::domain::retention::{self, DataClass};
 use crate::domain::stripe::event::PaymentEvent;
-use crate::ports::{
-    Claim, Clock, IdempotencyStore, InfraError, PaymentRecord, PaymentStore, Written,
-};
+use crate::ports::{Claim, Clock, IdempotencyStore, InfraError, PaymentRecord, PaymentStore, Written};
 
 pub const SOURCE: &str = "payments-worker";
 
@@ -66,20 +63,11 @@ pub struct ApplyPayment<'a, C, I, P> {
 
 impl<C: Clock, I: IdempotencyStore, P: PaymentStore> ApplyPayment<'_, C, I, P> {
     /// `lock_until`: when this invocation would be cut off (Lambda deadline).
-    pub async fn handle(
-        &self,
-        event: &PaymentEvent,
-        lock_until: DateTime<Utc>,
-    ) -> Result<Applied, ApplyError> {
+    pub async fn handle(&self, event: &PaymentEvent, lock_until: DateTime<Utc>) -> Result<Applied, ApplyError> {
         let now = self.clock.now();
         let key = format!("{SOURCE}#{}", event.event_id);
-        let expires_at = retention::deadline(DataClass::IdempotencyRecord, now)
-            .unwrap_or(now + Duration::days(8));
-        match self
-            .idempotency
-            .claim(&key, now, lock_until, expires_at)
-            .await?
-        {
+        let expires_at = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(8));
+        match self.idempotency.claim(&key, now, lock_until, expires_at).await? {
             Claim::Completed(_) => return Ok(Applied::AlreadyDone),
             Claim::InProgress => return Err(ApplyError::InProgress),
             Claim::Acquired => {}
@@ -87,9 +75,7 @@ impl<C: Clock, I: IdempotencyStore, P: PaymentStore> ApplyPayment<'_, C, I, P> {
         match self.apply(event).await {
             Ok(applied) => {
                 let status = match &applied {
-                    Applied::Updated { status } | Applied::Unchanged { status } => {
-                        Some(status.as_str())
-                    }
+                    Applied::Updated { status } | Applied::Unchanged { status } => Some(status.as_str()),
                     Applied::AlreadyDone | Applied::PastDeadline => None,
                 };
                 self.idempotency.complete(&key, status).await?;
@@ -109,8 +95,7 @@ impl<C: Clock, I: IdempotencyStore, P: PaymentStore> ApplyPayment<'_, C, I, P> {
         for _ in 0..MAX_CONFLICTS {
             let now = self.clock.now();
             let loaded = self.payments.get(&event.payment_key, now).await?;
-            let next = merge(loaded.value.as_ref(), event, now, loaded.version)
-                .ok_or(ApplyError::NoDeadline)?;
+            let next = merge(loaded.value.as_ref(), event, now, loaded.version).ok_or(ApplyError::NoDeadline)?;
             if retention::is_past(next.retention.expires_at, now) {
                 return Ok(Applied::PastDeadline);
             }
@@ -124,9 +109,7 @@ impl<C: Clock, I: IdempotencyStore, P: PaymentStore> ApplyPayment<'_, C, I, P> {
             match self.payments.put(&next, loaded.version).await? {
                 Written::Ok => {
                     info!(payment_key = %event.payment_key, status = %next.status, "order payment updated");
-                    return Ok(Applied::Updated {
-                        status: next.status,
-                    });
+                    return Ok(Applied::Updated { status: next.status });
                 }
                 Written::Conflict => continue,
             }
@@ -142,31 +125,20 @@ pub fn merge(
     now: DateTime<Utc>,
     stored_version: Option<u64>,
 ) -> Option<PaymentRecord> {
-    let mut facts = current
-        .map(|c| c.facts.clone())
-        .unwrap_or_else(PaymentFacts::default);
+    let mut facts = current.map(|c| c.facts.clone()).unwrap_or_default();
     facts.record(&event.fact, event.created);
     let amount = max_opt(current.and_then(|c| c.amount), event.amount);
     let last_event_at = current.map_or(event.created, |c| c.last_event_at.max(event.created));
     let anchor = Utc.timestamp_opt(last_event_at, 0).single()?;
     Some(PaymentRecord {
         payment_key: event.payment_key.clone(),
-        order_ref: min_opt(
-            current.and_then(|c| c.order_ref.clone()),
-            event.order_ref.clone(),
-        ),
+        order_ref: min_opt(current.and_then(|c| c.order_ref.clone()), event.order_ref.clone()),
         status: facts.status(amount).as_str().to_owned(),
         facts,
         amount,
-        currency: min_opt(
-            current.and_then(|c| c.currency.clone()),
-            event.currency.clone(),
-        ),
+        currency: min_opt(current.and_then(|c| c.currency.clone()), event.currency.clone()),
         card: min_opt(current.and_then(|c| c.card.clone()), event.card.clone()),
-        subject: min_opt(
-            current.and_then(|c| c.subject.clone()),
-            event.subject.clone(),
-        ),
+        subject: min_opt(current.and_then(|c| c.subject.clone()), event.subject.clone()),
         last_event_at,
         updated_at: now,
         retention: retention::stamp(DataClass::InvoiceTaxRecord, anchor, &event.payment_key)?,
@@ -239,17 +211,12 @@ mod tests {
         let ev = event("evt_1", PaymentFact::Succeeded, now().timestamp());
         let lock = now() + Duration::seconds(30);
         pay.fail_writes.store(true, Ordering::SeqCst);
-        assert!(matches!(
-            uc.handle(&ev, lock).await,
-            Err(ApplyError::Infra(_))
-        ));
+        assert!(matches!(uc.handle(&ev, lock).await, Err(ApplyError::Infra(_))));
         assert!(!idem.contains("payments-worker#evt_1"));
         pay.fail_writes.store(false, Ordering::SeqCst);
         assert_eq!(
             uc.handle(&ev, lock).await.unwrap(),
-            Applied::Updated {
-                status: "paid".into()
-            }
+            Applied::Updated { status: "paid".into() }
         );
         assert_eq!(uc.handle(&ev, lock).await.unwrap(), Applied::AlreadyDone);
     }
@@ -268,20 +235,12 @@ mod tests {
         };
         let lock = now() + Duration::seconds(30);
         let claim = idem
-            .claim(
-                "payments-worker#evt_2",
-                now(),
-                lock,
-                now() + Duration::days(8),
-            )
+            .claim("payments-worker#evt_2", now(), lock, now() + Duration::days(8))
             .await
             .unwrap();
         assert_eq!(claim, Claim::Acquired);
         let ev = event("evt_2", PaymentFact::Succeeded, now().timestamp());
-        assert!(matches!(
-            uc.handle(&ev, lock).await,
-            Err(ApplyError::InProgress)
-        ));
+        assert!(matches!(uc.handle(&ev, lock).await, Err(ApplyError::InProgress)));
         clock.set(lock + Duration::seconds(1));
         assert!(matches!(
             uc.handle(&ev, lock + Duration::seconds(60)).await,
@@ -302,10 +261,7 @@ mod tests {
             payments: &pay,
         };
         let lock = now() + Duration::seconds(30);
-        let old = Utc
-            .with_ymd_and_hms(2012, 1, 15, 0, 0, 0)
-            .unwrap()
-            .timestamp();
+        let old = Utc.with_ymd_and_hms(2012, 1, 15, 0, 0, 0).unwrap().timestamp();
         assert_eq!(
             uc.handle(&event("evt_old", PaymentFact::Succeeded, old), lock)
                 .await

@@ -69,24 +69,15 @@ pub enum IngestError {
 }
 
 impl<C: Clock, I: IdempotencyStore, Q: Queue, M: Metrics> Ingest<'_, C, I, Q, M> {
-    pub async fn handle(
-        &self,
-        signature: Option<&str>,
-        body: &[u8],
-        trace_id: &str,
-    ) -> Result<Accepted, IngestError> {
+    pub async fn handle(&self, signature: Option<&str>, body: &[u8], trace_id: &str) -> Result<Accepted, IngestError> {
         if body.len() > self.settings.max_body_bytes {
             return Err(IngestError::TooLarge);
         }
         let now = self.clock.now();
-        self.verifier.verify(
-            signature,
-            body,
-            now.timestamp(),
-            Some(self.settings.tolerance_secs),
-        )?;
+        self.verifier
+            .verify(signature, body, now.timestamp(), Some(self.settings.tolerance_secs))?;
         let (mut event, email) = match event::parse(body)? {
-            Classified::Handled { event, email } => (event, email),
+            Classified::Handled { event, email } => (*event, email),
             Classified::Ignored {
                 event_id,
                 event_type,
@@ -97,10 +88,7 @@ impl<C: Clock, I: IdempotencyStore, Q: Queue, M: Metrics> Ingest<'_, C, I, Q, M>
                 info!(event_id = %event_id, event_type = %event_type, "stripe event type not handled; acknowledged");
                 return Ok(Accepted::Ignored { event_id });
             }
-            Classified::Unroutable {
-                event_id,
-                event_type,
-            } => {
+            Classified::Unroutable { event_id, event_type } => {
                 self.metrics.count("stripe_events_unroutable", 1, None);
                 warn!(event_id = %event_id, event_type = %event_type, "stripe event names no payment; acknowledged");
                 return Ok(Accepted::Ignored { event_id });
@@ -111,8 +99,7 @@ impl<C: Clock, I: IdempotencyStore, Q: Queue, M: Metrics> Ingest<'_, C, I, Q, M>
         let event_id = event.event_id.clone();
 
         let key = format!("{SOURCE}#{event_id}");
-        let expires_at = retention::deadline(DataClass::IdempotencyRecord, now)
-            .unwrap_or(now + Duration::days(8));
+        let expires_at = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(8));
         if self.idempotency.record_once(&key, now, expires_at).await? == Recorded::Duplicate {
             self.metrics.count("stripe_events_duplicate", 1, None);
             info!(event_id = %event_id, "duplicate stripe delivery; nothing queued");
@@ -150,10 +137,6 @@ impl<C: Clock, I: IdempotencyStore, Q: Queue, M: Metrics> Ingest<'_, C, I, Q, M>
     }
 }
 
-fn envelope(
-    event: PaymentEvent,
-    now: chrono::DateTime<chrono::Utc>,
-    trace_id: &str,
-) -> Envelope<PaymentEvent> {
+fn envelope(event: PaymentEvent, now: chrono::DateTime<chrono::Utc>, trace_id: &str) -> Envelope<PaymentEvent> {
     Envelope::new(event.event_id.clone(), now, trace_id.to_owned(), event)
 }

@@ -55,21 +55,34 @@ fn every_sample_event_is_a_valid_http_api_v2_event_signed_with_the_local_secret(
         let event: aws_lambda_events::apigw::ApiGatewayV2httpRequest =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let body = event.body.as_deref().unwrap();
-        let sig = event
-            .headers
-            .get("stripe-signature")
-            .unwrap()
-            .to_str()
-            .unwrap();
+        let sig = event.headers.get("stripe-signature").unwrap().to_str().unwrap();
         let verifier =
-            nex_shared::domain::stripe::signature::Verifier::new(&[secrecy::SecretString::from(
-                STRIPE_SECRET,
-            )])
-            .unwrap();
+            nex_shared::domain::stripe::signature::Verifier::new(&[secrecy::SecretString::from(STRIPE_SECRET)])
+                .unwrap();
         verifier
             .verify(Some(sig), body.as_bytes(), 0, None)
             .unwrap_or_else(|e| panic!("{path:?}: {e}"));
         n += 1;
     }
     assert!(n >= 7);
+}
+
+#[tokio::test]
+async fn the_sample_sqs_batch_applies_its_valid_record_and_reports_only_the_unknown_version() {
+    let h = Harness::new().await;
+    let path = format!(
+        "{}/../events/sqs/payments-worker-batch.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let event: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let deadline = chrono::Utc::now() + chrono::Duration::seconds(30);
+    let response = h.worker().handle(event, "sample", deadline).await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["00000002-0000-4000-8000-000000000000"]);
+    assert!(h.payment("pi_3NexDemoOrderA").await.is_some());
 }

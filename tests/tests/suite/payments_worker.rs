@@ -4,10 +4,7 @@ use nex_tests::*;
 
 async fn deliver(h: &Harness, webhook: &stripe_webhook::App, fixture_body: &str) {
     let resp = webhook
-        .handle(
-            stripe_request(fixture_body, Some(&sign(fixture_body, now()))),
-            "r",
-        )
+        .handle(stripe_request(fixture_body, Some(&sign(fixture_body, now()))), "r")
         .await;
     assert_eq!(resp.status_code, 200, "{:?}", body_json(&resp));
     let _ = h;
@@ -27,10 +24,7 @@ fn lifecycle(pi: &str) -> Vec<String> {
         let body = fixture(name)
             .replace("evt_000000000000000000000000", &format!("evt_{pi}_{i}"))
             .replace("pi_000000000000000000000000", pi)
-            .replace(
-                "\"payment_intent\": null",
-                &format!("\"payment_intent\": \"{pi}\""),
-            );
+            .replace("\"payment_intent\": null", &format!("\"payment_intent\": \"{pi}\""));
         out.push(body);
     }
     out
@@ -76,13 +70,7 @@ async fn a_redelivered_message_is_applied_once() {
     else {
         panic!("handled type")
     };
-    let message = Envelope::new(
-        event.event_id.clone(),
-        chrono::Utc::now(),
-        "t".into(),
-        event,
-    )
-    .encode();
+    let message = Envelope::new(event.event_id.clone(), chrono::Utc::now(), "t".into(), *event).encode();
     for _ in 0..2 {
         h.sqs
             .send_message()
@@ -95,11 +83,7 @@ async fn a_redelivered_message_is_applied_once() {
     let round = h.drain(&worker, 1).await;
     assert_eq!((round.received, round.failed), (2, 0));
     let item = h.payment(&key).await.unwrap();
-    assert_eq!(
-        item["version"].as_n().unwrap(),
-        "1",
-        "the second copy changed nothing"
-    );
+    assert_eq!(item["version"].as_n().unwrap(), "1", "the second copy changed nothing");
 }
 
 #[tokio::test]
@@ -124,10 +108,7 @@ async fn a_poison_message_reaches_the_dlq_without_holding_back_the_rest_of_its_b
         round.failed >= 2 * 5,
         "each poison message fails until maxReceiveCount (5): {round:?}"
     );
-    assert_eq!(
-        h.payment(&key).await.unwrap()["status"].as_s().unwrap(),
-        "paid"
-    );
+    assert_eq!(h.payment(&key).await.unwrap()["status"].as_s().unwrap(), "paid");
     assert_eq!(h.depth(&h.queue_url).await, 0);
     assert_eq!(
         h.depth(&h.dlq_url).await,
@@ -139,10 +120,7 @@ async fn a_poison_message_reaches_the_dlq_without_holding_back_the_rest_of_its_b
 #[tokio::test]
 async fn a_payment_record_past_its_deadline_is_never_served_and_is_replaced_on_the_next_write() {
     let h = Harness::new().await;
-    let store = nex_shared::adapters::dynamo_payments::DynamoPayments::new(
-        h.ddb.clone(),
-        table("PaymentsTable"),
-    );
+    let store = nex_shared::adapters::dynamo_payments::DynamoPayments::new(h.ddb.clone(), table("PaymentsTable"));
     let key = format!("pi_exp{}", uuid::Uuid::new_v4().simple());
     let past = chrono::Utc::now() - chrono::Duration::days(1);
     let record = nex_shared::ports::PaymentRecord {
@@ -163,10 +141,7 @@ async fn a_payment_record_past_its_deadline_is_never_served_and_is_replaced_on_t
         },
         version: 7,
     };
-    assert_eq!(
-        store.put(&record, None).await.unwrap(),
-        nex_shared::ports::Written::Ok
-    );
+    assert_eq!(store.put(&record, None).await.unwrap(), nex_shared::ports::Written::Ok);
     let loaded = store.get(&key, chrono::Utc::now()).await.unwrap();
     assert_eq!((loaded.value, loaded.version), (None, Some(7)));
     assert_eq!(

@@ -11,17 +11,11 @@ async fn no_personal_data_signature_or_secret_reaches_a_log_line() {
     for name in fixture_names() {
         let (body, _, _) = unique(&fixture(&name));
         let sig = sign(&body, now());
-        webhook
-            .handle(stripe_request(&body, Some(&sig)), "req-redaction")
-            .await;
+        webhook.handle(stripe_request(&body, Some(&sig)), "req-redaction").await;
         webhook
             .handle(stripe_request(&body, Some(&sig)), "req-redaction-dup")
             .await;
-        let forged = nex_shared::domain::stripe::signature::sign_header(
-            &["whsec_x"],
-            now(),
-            body.as_bytes(),
-        );
+        let forged = nex_shared::domain::stripe::signature::sign_header(&["whsec_x"], now(), body.as_bytes());
         webhook
             .handle(stripe_request(&body, Some(&forged)), "req-redaction-forged")
             .await;

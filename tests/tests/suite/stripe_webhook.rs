@@ -4,8 +4,7 @@ use nex_tests::*;
 /// What a fixture event should leave its order in, `None` for types the suite does not handle.
 fn expected_status(fixture: &str) -> Option<&'static str> {
     Some(match fixture {
-        "checkout.session.completed.json"
-        | "checkout.session.completed.payment_mode.legacy.json" => "paid",
+        "checkout.session.completed.json" | "checkout.session.completed.payment_mode.legacy.json" => "paid",
         "payment_intent.succeeded.json" => "paid",
         "payment_intent.payment_failed.json" => "payment_failed",
         "charge.refunded.json" => "refunded",
@@ -28,11 +27,7 @@ async fn every_fixture_event_is_verified_queued_and_applied_end_to_end() {
             .await;
         assert_eq!(resp.status_code, 200, "{name}: {:?}", body_json(&resp));
         let want = expected_status(&name);
-        let outcome = if want.is_some() {
-            "accepted"
-        } else {
-            "ignored"
-        };
+        let outcome = if want.is_some() { "accepted" } else { "ignored" };
         assert_eq!(body_json(&resp)["status"], outcome, "{name}");
         assert_eq!(body_json(&resp)["id"], evt.as_str());
         expected.push((name, key, want));
@@ -59,10 +54,7 @@ async fn every_fixture_event_is_verified_queued_and_applied_end_to_end() {
                     expires > now() && expires < 10_000_000_000,
                     "{name}: epoch seconds in the future"
                 );
-                assert!(
-                    item["due_bucket"].as_s().is_ok()
-                        && item["due_action"].as_s().unwrap() == "delete"
-                );
+                assert!(item["due_bucket"].as_s().is_ok() && item["due_action"].as_s().unwrap() == "delete");
             }
         }
     }
@@ -100,13 +92,7 @@ async fn only_what_order_status_needs_is_stored() {
     let card = item["card"].as_m().unwrap();
     assert_eq!(card["last4"].as_s().unwrap(), "4242");
     let stored = format!("{item:?}");
-    for pii in [
-        "Jenny Rosen",
-        "510 Townsend",
-        "San Francisco",
-        "94103",
-        "@example.com",
-    ] {
+    for pii in ["Jenny Rosen", "510 Townsend", "San Francisco", "94103", "@example.com"] {
         assert!(!stored.contains(pii), "{pii} stored");
     }
 
@@ -162,11 +148,7 @@ async fn a_new_event_costs_two_aws_requests_and_a_duplicate_one() {
     webhook
         .handle(stripe_request(&ignored, Some(&sign(&ignored, now()))), "r3")
         .await;
-    assert_eq!(
-        h.requests.get() - before,
-        0,
-        "an unhandled type touches nothing"
-    );
+    assert_eq!(h.requests.get() - before, 0, "an unhandled type touches nothing");
 }
 
 #[tokio::test]
@@ -174,27 +156,10 @@ async fn bad_forged_or_stale_requests_get_a_clear_4xx_and_leave_nothing_behind()
     let h = Harness::new().await;
     let webhook = h.webhook().await;
     let (body, evt, _) = unique(&fixture("payment_intent.succeeded.json"));
-    let forged = nex_shared::domain::stripe::signature::sign_header(
-        &["whsec_attacker"],
-        now(),
-        body.as_bytes(),
-    );
-    let huge = format!(
-        "{{\"id\":\"evt_big\",\"pad\":\"{}\"}}",
-        "x".repeat(300 * 1024)
-    );
-    let cases: Vec<(
-        &str,
-        aws_lambda_events::apigw::ApiGatewayV2httpRequest,
-        i64,
-        &str,
-    )> = vec![
-        (
-            "no header",
-            stripe_request(&body, None),
-            400,
-            "missing_signature",
-        ),
+    let forged = nex_shared::domain::stripe::signature::sign_header(&["whsec_attacker"], now(), body.as_bytes());
+    let huge = format!("{{\"id\":\"evt_big\",\"pad\":\"{}\"}}", "x".repeat(300 * 1024));
+    let cases: Vec<(&str, aws_lambda_events::apigw::ApiGatewayV2httpRequest, i64, &str)> = vec![
+        ("no header", stripe_request(&body, None), 400, "missing_signature"),
         (
             "garbage header",
             stripe_request(&body, Some("i'm not even a real signature header")),
@@ -239,10 +204,7 @@ async fn bad_forged_or_stale_requests_get_a_clear_4xx_and_leave_nothing_behind()
         ),
         (
             "signed but not JSON",
-            stripe_request(
-                "this is not valid JSON",
-                Some(&sign("this is not valid JSON", now())),
-            ),
+            stripe_request("this is not valid JSON", Some(&sign("this is not valid JSON", now()))),
             400,
             "invalid_json",
         ),
@@ -262,11 +224,7 @@ async fn bad_forged_or_stale_requests_get_a_clear_4xx_and_leave_nothing_behind()
         assert_eq!(resp.status_code, status, "{name}");
         assert_eq!(body_json(&resp)["reason"], reason, "{name}");
     }
-    assert_eq!(
-        h.requests.get() - before,
-        0,
-        "a refused request makes no AWS call"
-    );
+    assert_eq!(h.requests.get() - before, 0, "a refused request makes no AWS call");
     assert_eq!(h.depth(&h.queue_url).await, 0);
     assert!(h
         .item("PlatformTable", "pk", &format!("stripe-webhook#{evt}"))
@@ -286,10 +244,7 @@ async fn a_base64_encoded_body_is_verified_on_its_decoded_bytes() {
     let mut req = stripe_request(&body, Some(&sign(&body, now())));
     req.body = Some(base64::engine::general_purpose::STANDARD.encode(&body));
     req.is_base64_encoded = true;
-    assert_eq!(
-        body_json(&webhook.handle(req, "r").await)["status"],
-        "accepted"
-    );
+    assert_eq!(body_json(&webhook.handle(req, "r").await)["status"], "accepted");
     let mut broken = stripe_request(&body, Some(&sign(&body, now())));
     broken.body = Some("***".into());
     broken.is_base64_encoded = true;
@@ -297,16 +252,12 @@ async fn a_base64_encoded_body_is_verified_on_its_decoded_bytes() {
 }
 
 #[tokio::test]
-async fn a_failed_enqueue_answers_503_and_releases_the_record_so_stripes_retry_is_not_a_duplicate()
-{
+async fn a_failed_enqueue_answers_503_and_releases_the_record_so_stripes_retry_is_not_a_duplicate() {
     let h = Harness::new().await;
     let mut webhook = h.webhook().await;
     let good_queue = std::mem::replace(
         &mut webhook.queue,
-        nex_shared::adapters::sqs_queue::SqsQueue::new(
-            h.sqs.clone(),
-            format!("{}-missing", h.queue_url),
-        ),
+        nex_shared::adapters::sqs_queue::SqsQueue::new(h.sqs.clone(), format!("{}-missing", h.queue_url)),
     );
     let (body, evt, _) = unique(&fixture("payment_intent.succeeded.json"));
     let resp = webhook
@@ -338,25 +289,14 @@ async fn a_rolled_secret_verifies_with_either_the_old_or_the_new_one() {
     ];
     webhook.verifier = nex_shared::domain::stripe::signature::Verifier::new(&secrets).unwrap();
     let (body, _, _) = unique(&fixture("payment_intent.succeeded.json"));
-    let both = nex_shared::domain::stripe::signature::sign_header(
-        &["whsec_old_one", STRIPE_SECRET],
-        now(),
-        body.as_bytes(),
-    );
+    let both =
+        nex_shared::domain::stripe::signature::sign_header(&["whsec_old_one", STRIPE_SECRET], now(), body.as_bytes());
     assert_eq!(
-        body_json(
-            &webhook
-                .handle(stripe_request(&body, Some(&both)), "r")
-                .await
-        )["status"],
+        body_json(&webhook.handle(stripe_request(&body, Some(&both)), "r").await)["status"],
         "accepted"
     );
     let (body, _, _) = unique(&fixture("payment_intent.succeeded.json"));
-    let old = nex_shared::domain::stripe::signature::sign_header(
-        &["whsec_old_one"],
-        now(),
-        body.as_bytes(),
-    );
+    let old = nex_shared::domain::stripe::signature::sign_header(&["whsec_old_one"], now(), body.as_bytes());
     assert_eq!(
         body_json(&webhook.handle(stripe_request(&body, Some(&old)), "r").await)["status"],
         "accepted"

@@ -169,7 +169,7 @@ pub struct PaymentEvent {
 pub enum Classified {
     /// A handled type with what the worker needs, and the customer's email (for hashing only).
     Handled {
-        event: PaymentEvent,
+        event: Box<PaymentEvent>,
         email: Option<String>,
     },
     /// A verified event of a type the suite does not act on: acknowledged, not queued.
@@ -179,19 +179,13 @@ pub enum Classified {
         api_version: Option<String>,
     },
     /// A handled type that names neither a PaymentIntent nor a charge: nothing to apply it to.
-    Unroutable {
-        event_id: String,
-        event_type: String,
-    },
+    Unroutable { event_id: String, event_type: String },
 }
 
 /// Parses a verified body. Call only after the signature has been verified.
 pub fn parse(body: &[u8]) -> Result<Classified, ParseError> {
     let ev: StripeEvent = serde_json::from_slice(body).map_err(|_| ParseError::NotJson)?;
-    let event_id = ev
-        .id
-        .filter(|id| !id.is_empty())
-        .ok_or(ParseError::MissingId)?;
+    let event_id = ev.id.filter(|id| !id.is_empty()).ok_or(ParseError::MissingId)?;
     let obj = ev.data.and_then(|d| d.object).unwrap_or_default();
     let Some(fact) = fact_for(&ev.kind, &obj) else {
         return Ok(Classified::Ignored {
@@ -240,7 +234,7 @@ pub fn parse(body: &[u8]) -> Result<Classified, ParseError> {
         .or_else(|| obj.billing_details.as_ref().and_then(|b| b.email.clone()))
         .or_else(|| obj.receipt_email.clone());
     Ok(Classified::Handled {
-        event: PaymentEvent {
+        event: Box::new(PaymentEvent {
             event_id,
             event_type: ev.kind,
             api_version: ev.api_version,
@@ -252,7 +246,7 @@ pub fn parse(body: &[u8]) -> Result<Classified, ParseError> {
             currency: obj.currency.map(|c| c.to_ascii_lowercase()),
             card,
             subject: None,
-        },
+        }),
         email,
     })
 }
@@ -263,12 +257,8 @@ fn fact_for(kind: &str, obj: &EventObject) -> Option<PaymentFact> {
         "checkout.session.completed" => PaymentFact::CheckoutCompleted {
             paid: obj.payment_status.as_deref() == Some("paid"),
         },
-        "checkout.session.async_payment_succeeded" | "payment_intent.succeeded" => {
-            PaymentFact::Succeeded
-        }
-        "checkout.session.async_payment_failed" | "payment_intent.payment_failed" => {
-            PaymentFact::Failed
-        }
+        "checkout.session.async_payment_succeeded" | "payment_intent.succeeded" => PaymentFact::Succeeded,
+        "checkout.session.async_payment_failed" | "payment_intent.payment_failed" => PaymentFact::Failed,
         "checkout.session.expired" => PaymentFact::Expired,
         "payment_intent.processing" => PaymentFact::Processing,
         "payment_intent.canceled" => PaymentFact::Canceled,
@@ -315,10 +305,7 @@ mod tests {
     #[test]
     fn a_body_without_an_id_or_not_json_is_refused() {
         assert_eq!(parse(b"nope").unwrap_err(), ParseError::NotJson);
-        assert_eq!(
-            parse(br#"{"type":"x"}"#).unwrap_err(),
-            ParseError::MissingId
-        );
+        assert_eq!(parse(br#"{"type":"x"}"#).unwrap_err(), ParseError::MissingId);
         assert_eq!(parse(b"\"str\"").unwrap_err(), ParseError::NotJson);
     }
 
@@ -331,12 +318,7 @@ mod tests {
             panic!()
         };
         assert_eq!(event.payment_key, "pi_9");
-        assert_eq!(
-            event.fact,
-            PaymentFact::Refunded {
-                amount_refunded: 40
-            }
-        );
+        assert_eq!(event.fact, PaymentFact::Refunded { amount_refunded: 40 });
         assert_eq!(event.currency.as_deref(), Some("eur"));
     }
 }

@@ -57,9 +57,7 @@ pub struct Verifier {
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier")
-            .field("secrets", &self.keys.len())
-            .finish()
+        f.debug_struct("Verifier").field("secrets", &self.keys.len()).finish()
     }
 }
 
@@ -80,9 +78,7 @@ impl Verifier {
                     SecretError::Whitespace
                 });
             }
-            keys.push(
-                HmacSha256::new_from_slice(s.as_bytes()).expect("HMAC takes keys of any length"),
-            );
+            keys.push(HmacSha256::new_from_slice(s.as_bytes()).expect("HMAC takes keys of any length"));
         }
         Ok(Self { keys })
     }
@@ -114,9 +110,7 @@ impl Verifier {
             parsed
                 .v1
                 .iter()
-                .fold(subtle::Choice::from(0), |acc, sig| {
-                    acc | expected.as_slice().ct_eq(sig)
-                })
+                .fold(subtle::Choice::from(0), |acc, sig| acc | expected.as_slice().ct_eq(sig))
                 .into()
         });
         if !matched {
@@ -141,15 +135,10 @@ fn parse_header(header: &str) -> Result<Parsed, SignatureError> {
     let mut timestamp = None;
     let mut v1 = Vec::new();
     for item in header.split(',') {
-        let (key, value) = item
-            .split_once('=')
-            .ok_or(SignatureError::MalformedHeader)?;
+        let (key, value) = item.split_once('=').ok_or(SignatureError::MalformedHeader)?;
         match key.trim() {
             "t" => {
-                let t: i64 = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| SignatureError::MalformedHeader)?;
+                let t: i64 = value.trim().parse().map_err(|_| SignatureError::MalformedHeader)?;
                 if timestamp.replace(t).is_some() {
                     return Err(SignatureError::MalformedHeader);
                 }
@@ -194,10 +183,7 @@ mod tests {
     use super::*;
 
     fn verifier(secrets: &[&str]) -> Verifier {
-        let s: Vec<SecretString> = secrets
-            .iter()
-            .map(|s| SecretString::from(s.to_string()))
-            .collect();
+        let s: Vec<SecretString> = secrets.iter().map(|s| SecretString::from(s.to_string())).collect();
         Verifier::new(&s).unwrap()
     }
 
@@ -206,30 +192,15 @@ mod tests {
         let v = verifier(&["whsec_old", "whsec_new"]);
         let body = br#"{"id":"evt_1"}"#;
         assert_eq!(
-            v.verify(
-                Some(&sign_header(&["whsec_new"], 100, body)),
-                body,
-                100,
-                Some(300)
-            ),
+            v.verify(Some(&sign_header(&["whsec_new"], 100, body)), body, 100, Some(300)),
             Ok(100)
         );
         assert_eq!(
-            v.verify(
-                Some(&sign_header(&["whsec_old"], 100, body)),
-                body,
-                100,
-                Some(300)
-            ),
+            v.verify(Some(&sign_header(&["whsec_old"], 100, body)), body, 100, Some(300)),
             Ok(100)
         );
         assert_eq!(
-            v.verify(
-                Some(&sign_header(&["whsec_other"], 100, body)),
-                body,
-                100,
-                Some(300)
-            ),
+            v.verify(Some(&sign_header(&["whsec_other"], 100, body)), body, 100, Some(300)),
             Err(SignatureError::NoMatch)
         );
     }

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Cold start, first-invocation time, peak RSS and binary size of each release binary.
+
+Each function's release binary is started as Lambda starts it, against a minimal local Lambda Runtime API
+(the three routes a function uses), with the environment template.yaml gives it and the AWS emulator
+provisioned from the template. Measured per start:
+  cold start  = process spawn -> its first `GET /runtime/invocation/next` (init done, ready for an event)
+  first event = event handed over -> its response posted
+  peak RSS    = VmHWM of the process after the first event
+The webhook's init includes two Secrets Manager reads from the emulator over loopback; the worker's has no
+I/O. Prints a table; asserts nothing (numbers go in the issue notes, not in tests).
+"""
+import argparse
+import http.server
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+
+import stripe
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+class Runtime(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, event):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.event = event
+        self.reset()
+
+    def reset(self):
+        self.t_ready = None
+        self.t_response = None
+        self.response = None
+        self.init_error = None
+        self.served = threading.Event()
+        self.done = threading.Event()
+        self.calls = 0
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        s = self.server
+        if not self.path.endswith("/runtime/invocation/next"):
+            self.send_error(404)
+            return
+        s.calls += 1
+        if s.calls > 1:
+            s.done.wait(30)  # park the second poll: the process is killed after the first event
+            self.send_error(500)
+            return
+        s.t_ready = time.perf_counter()
+        body = json.dumps(s.event).encode()
+        self.send_response(200)
+        self.send_header("Lambda-Runtime-Aws-Request-Id", str(uuid.uuid4()))
+        self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30_000))
+        self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:bench")
+        self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        s.served.set()
+
+    def do_POST(self):
+        s = self.server
+        length = int(self.headers.get("Content-Length", 0))
+        payload = self.rfile.read(length)
+        if "/init/error" in self.path:
+            s.init_error = payload.decode(errors="replace")
+        else:
+            s.t_response = time.perf_counter()
+            s.response = payload.decode(errors="replace")
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        s.done.set()
+
+
+def stripe_event(secret):
+    sample = json.loads((ROOT / "events/stripe/02-order-a-payment-succeeded.json").read_text())
+    body = sample["body"].replace("evt_1NexDemoA02", f"evt_bench_{uuid.uuid4().hex}")
+    sample["body"] = body
+    sample["headers"]["stripe-signature"] = stripe.WebhookSignature.generate_signature_header(body, secret)
+    return sample
+
+
+def sqs_event():
+    envelope = {
+        "type": "stripe.payment_event", "version": 1, "id": f"evt_bench_{uuid.uuid4().hex}",
+        "occurred_at": "2026-11-24T00:00:00Z", "trace_id": "bench",
+        "payload": {
+            "event_id": f"evt_bench_{uuid.uuid4().hex}", "event_type": "payment_intent.succeeded",
+            "api_version": "2020-08-27", "created": int(time.time()), "payment_key": f"pi_bench_{uuid.uuid4().hex}",
+            "order_ref": None, "fact": {"kind": "succeeded"}, "amount": 2000, "currency": "usd",
+            "card": {"brand": "visa", "last4": "4242"}, "subject": None,
+        },
+    }
+    return {"Records": [{
+        "messageId": str(uuid.uuid4()), "receiptHandle": "bench", "body": json.dumps(envelope),
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "",
+        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench", "awsRegion": "us-east-1",
+    }]}
+
+
+def measure(binary, env, make_event):
+    rt = Runtime(make_event())
+    threading.Thread(target=rt.serve_forever, daemon=True).start()
+    full_env = dict(os.environ)
+    full_env.update(env)
+    full_env.update({
+        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{rt.server_address[1]}",
+        "AWS_LAMBDA_FUNCTION_NAME": binary.name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128", "AWS_LAMBDA_LOG_GROUP_NAME": "bench",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "bench", "RUST_LOG": "warn",
+    })
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(binary)], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        if not rt.done.wait(30) or rt.init_error:
+            raise RuntimeError(f"{binary.name}: no response (init error: {rt.init_error}; stderr: {proc.stderr.read(2000) if proc.poll() is not None else ''})")
+        rss_kb = None
+        for line in pathlib.Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                rss_kb = int(line.split()[1])
+        return {"cold_ms": (rt.t_ready - t0) * 1000, "first_ms": (rt.t_response - rt.t_ready) * 1000,
+                "rss_mb": rss_kb / 1024, "response": rt.response}
+    finally:
+        proc.kill()
+        proc.wait()
+        rt.done.set()
+        rt.shutdown()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--manifest", required=True)
+    ap.add_argument("--target-dir", required=True)
+    ap.add_argument("--runs", type=int, default=15)
+    a = ap.parse_args()
+    m = json.loads(pathlib.Path(a.manifest).read_text())
+    secret = json.loads(json.loads((ROOT / "infra/local/dev-secrets.json").read_text())["StripeWebhookSecret"])["endpoint_secrets"][0]
+    rows = []
+    for logical, make_event in (("StripeWebhookFunction", lambda: stripe_event(secret)), ("PaymentsWorkerFunction", sqs_event)):
+        spec = m["functions"][logical]
+        binary = pathlib.Path(a.target_dir) / "release" / spec["binary"]
+        results = [measure(binary, spec["env"], make_event) for _ in range(a.runs)]
+        sample = results[0]["response"]
+        rows.append((spec["binary"], binary.stat().st_size / 1e6, [r["cold_ms"] for r in results],
+                     [r["first_ms"] for r in results], max(r["rss_mb"] for r in results), sample[:60]))
+    print(f"\n{'function':<16} {'size MB':>8} {'cold start ms (median / min / max)':>36} {'1st event ms (median)':>22} {'peak RSS MB':>12}  response")
+    for name, size, cold, first, rss, sample in rows:
+        print(f"{name:<16} {size:>8.2f} {statistics.median(cold):>16.1f} / {min(cold):>6.1f} / {max(cold):>6.1f} "
+              f"{statistics.median(first):>22.1f} {rss:>12.1f}  {sample}")
+    print(f"\n{a.runs} starts each; x86_64 release build of this machine (Lambda runs the arm64 build of the same code).")
+
+
+if __name__ == "__main__":
+    main()
