@@ -10,6 +10,7 @@ ensure_venv
 
 log "cfn-lint template.yaml"
 "$VENV/bin/cfn-lint" "$ROOT/template.yaml"
+"$VENV/bin/python" "$ROOT/infra/local/check_template.py"
 
 trap stop_moto EXIT
 start_moto "$(free_port)"

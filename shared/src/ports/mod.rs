@@ -107,6 +107,10 @@ pub struct PaymentRecord {
     pub currency: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card: Option<CardSummary>,
+    /// The newest Stripe API version among the applied events (versions are date-prefixed, so the
+    /// greatest string is the newest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
     /// Keyed hash of the customer's email: the data-subject index key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,

@@ -138,6 +138,7 @@ pub fn merge(
         amount,
         currency: min_opt(current.and_then(|c| c.currency.clone()), event.currency.clone()),
         card: min_opt(current.and_then(|c| c.card.clone()), event.card.clone()),
+        api_version: max_opt(current.and_then(|c| c.api_version.clone()), event.api_version.clone()),
         subject: min_opt(current.and_then(|c| c.subject.clone()), event.subject.clone()),
         last_event_at,
         updated_at: now,

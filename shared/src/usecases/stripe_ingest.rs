@@ -97,6 +97,7 @@ impl<C: Clock, I: IdempotencyStore, Q: Queue, M: Metrics> Ingest<'_, C, I, Q, M>
         self.note_api_version(event.api_version.as_deref());
         event.subject = email.and_then(|e| self.hasher.hash(IdentifierKind::Email, &e));
         let event_id = event.event_id.clone();
+        let api_version = event.api_version.clone();
 
         let key = format!("{SOURCE}#{event_id}");
         let expires_at = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(8));
@@ -116,7 +117,7 @@ impl<C: Clock, I: IdempotencyStore, Q: Queue, M: Metrics> Ingest<'_, C, I, Q, M>
             return Err(e.into());
         }
         self.metrics.count("stripe_events_queued", 1, None);
-        info!(event_id = %event_id, "stripe event queued");
+        info!(event_id = %event_id, api_version = api_version.as_deref().unwrap_or("none"), "stripe event queued");
         Ok(Accepted::Queued { event_id })
     }
 
@@ -139,4 +140,126 @@ impl<C: Clock, I: IdempotencyStore, Q: Queue, M: Metrics> Ingest<'_, C, I, Q, M>
 
 fn envelope(event: PaymentEvent, now: chrono::DateTime<chrono::Utc>, trace_id: &str) -> Envelope<PaymentEvent> {
     Envelope::new(event.event_id.clone(), now, trace_id.to_owned(), event)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use chrono::TimeZone;
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::adapters::memory::{FixedClock, MemoryIdempotency, MemoryMetrics, MemoryQueue};
+    use crate::domain::stripe::event::PaymentEvent;
+    use crate::domain::stripe::signature::sign_header;
+
+    struct World {
+        verifier: Verifier,
+        hasher: SubjectHasher,
+        clock: FixedClock,
+        idem: MemoryIdempotency,
+        queue: MemoryQueue,
+        metrics: MemoryMetrics,
+        settings: IngestSettings,
+    }
+
+    impl World {
+        fn new() -> Self {
+            Self {
+                verifier: Verifier::new(&[SecretString::from("whsec_t")]).unwrap(),
+                hasher: SubjectHasher::new(&SecretString::from("pepper")),
+                clock: FixedClock::at(chrono::Utc.timestamp_opt(1_800_000_000, 0).unwrap()),
+                idem: MemoryIdempotency::default(),
+                queue: MemoryQueue::default(),
+                metrics: MemoryMetrics::default(),
+                settings: IngestSettings {
+                    max_body_bytes: 4096,
+                    tolerance_secs: 300,
+                    pinned_api_version: Some("2026-04-22.dahlia".into()),
+                },
+            }
+        }
+
+        async fn send(&self, body: &str, secret: &str) -> Result<Accepted, IngestError> {
+            let header = sign_header(&[secret], 1_800_000_000, body.as_bytes());
+            let ingest = Ingest {
+                verifier: &self.verifier,
+                hasher: &self.hasher,
+                clock: &self.clock,
+                idempotency: &self.idem,
+                queue: &self.queue,
+                metrics: &self.metrics,
+                settings: &self.settings,
+            };
+            ingest.handle(Some(&header), body.as_bytes(), "trace").await
+        }
+    }
+
+    const BODY: &str = r#"{"id":"evt_9","type":"checkout.session.completed","api_version":"2020-08-27","created":1,
+        "data":{"object":{"id":"cs_1","object":"checkout.session","payment_intent":"pi_9","payment_status":"paid",
+        "amount_total":500,"currency":"eur","customer_details":{"email":"Jo@Example.com","name":"Jo Doe"}}}}"#;
+
+    #[tokio::test]
+    async fn a_new_event_is_queued_in_an_envelope_carrying_the_subject_hash_not_the_email() {
+        let w = World::new();
+        assert_eq!(
+            w.send(BODY, "whsec_t").await.unwrap(),
+            Accepted::Queued {
+                event_id: "evt_9".into()
+            }
+        );
+        let sent = w.queue.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert!(!sent[0].to_lowercase().contains("jo@example.com") && !sent[0].contains("Jo Doe"));
+        let env = Envelope::<PaymentEvent>::decode(&sent[0]).unwrap();
+        assert_eq!(
+            env.payload.subject,
+            w.hasher.hash(IdentifierKind::Email, "jo@example.com")
+        );
+        assert_eq!(env.id, "evt_9");
+        assert_eq!(w.metrics.get("stripe_api_version_mismatch"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_forged_event_leaves_nothing_and_a_duplicate_queues_nothing() {
+        let w = World::new();
+        assert!(matches!(
+            w.send(BODY, "whsec_other").await,
+            Err(IngestError::Signature(SignatureError::NoMatch))
+        ));
+        assert!(!w.idem.contains("stripe-webhook#evt_9"));
+        w.send(BODY, "whsec_t").await.unwrap();
+        assert_eq!(
+            w.send(BODY, "whsec_t").await.unwrap(),
+            Accepted::Duplicate {
+                event_id: "evt_9".into()
+            }
+        );
+        assert_eq!(w.queue.sent.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_enqueue_is_retryable_and_leaves_no_record_behind() {
+        let w = World::new();
+        w.queue.fail.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            w.send(BODY, "whsec_t").await,
+            Err(IngestError::Unavailable(_))
+        ));
+        assert!(!w.idem.contains("stripe-webhook#evt_9"));
+        w.queue.fail.store(false, Ordering::SeqCst);
+        assert!(matches!(w.send(BODY, "whsec_t").await, Ok(Accepted::Queued { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_failed_de_duplication_write_queues_nothing() {
+        let w = World::new();
+        w.idem.fail_writes.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            w.send(BODY, "whsec_t").await,
+            Err(IngestError::Unavailable(_))
+        ));
+        assert!(w.queue.sent.lock().unwrap().is_empty());
+    }
 }

@@ -131,6 +131,7 @@ async fn a_payment_record_past_its_deadline_is_never_served_and_is_replaced_on_t
         amount: Some(1),
         currency: None,
         card: None,
+        api_version: None,
         subject: None,
         last_event_at: past.timestamp(),
         updated_at: past,

@@ -76,6 +76,7 @@ async fn only_what_order_status_needs_is_stored() {
         fields,
         [
             "amount",
+            "api_version",
             "card",
             "currency",
             "due_action",
