@@ -2,10 +2,13 @@
 //! the runtime's span), never a raw body, a personal identifier or a secret. What may be logged is ids
 //! (event, message, payment), types, statuses, counts and subject hashes.
 
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
 
-/// Installs the JSON subscriber on stdout. Level from `RUST_LOG`, `info` by default.
+/// Installs the JSON subscriber on stdout. Level from `RUST_LOG` (`info`, or `warn,nex_shared=debug`
+/// style target directives), `info` by default. `Targets` rather than `EnvFilter`: the same directives
+/// without a regex engine in every binary.
 pub fn init() {
     init_with_writer(std::io::stdout);
 }
@@ -15,16 +18,18 @@ pub fn init_with_writer<W>(writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let subscriber = tracing_subscriber::fmt()
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let layer = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
         .without_time()
-        .with_writer(writer)
-        .finish();
+        .with_writer(writer);
+    let subscriber = tracing_subscriber::registry().with(layer.with_filter(filter));
     // Already set (a second function in the same process, or a test): keep the first.
     if tracing::subscriber::set_global_default(subscriber).is_err() {
         tracing::debug!("tracing subscriber already installed");

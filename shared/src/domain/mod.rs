@@ -5,3 +5,4 @@ pub mod payment;
 pub mod retention;
 pub mod stripe;
 pub mod subject;
+pub mod whatsapp;
