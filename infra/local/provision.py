@@ -164,6 +164,20 @@ class Stack:
             out[logical] = name
         return out
 
+    def seed_items(self, items):
+        from boto3.dynamodb.types import TypeSerializer
+
+        ser = TypeSerializer()
+        count = 0
+        for logical, rows in items.items():
+            if logical.startswith("_"):
+                continue
+            for row in rows:
+                item = {k: ser.serialize(v) for k, v in row.items()}
+                self.ddb.put_item(TableName=self.physical[logical], Item=item)
+                count += 1
+        return count
+
     def functions(self):
         glob = self.t.get("Globals", {}).get("Function", {})
         functions, routes, schedules = {}, [], []
@@ -209,6 +223,7 @@ def main():
     ap.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
     ap.add_argument("--stack-name", default="nex-local")
     ap.add_argument("--seeds", default=str(HERE / "dev-secrets.json"))
+    ap.add_argument("--items", default=str(HERE / "dev-seed.json"), help="items to put in tables, by logical id")
     ap.add_argument("--out", required=True, help="where to write the manifest (JSON)")
     a = ap.parse_args()
 
@@ -222,6 +237,7 @@ def main():
     secrets = stack.secrets(seeds)
     buckets = stack.buckets()
     functions, routes, schedules, sources = stack.functions()
+    seeded = stack.seed_items(json.loads(pathlib.Path(a.items).read_text()) if a.items else {})
     manifest = {
         "endpoint": a.endpoint,
         "region": a.region,
@@ -239,7 +255,7 @@ def main():
     pathlib.Path(a.out).write_text(json.dumps(manifest, indent=2))
     print(
         f"provisioned {len(ttl)} tables (TTL on), {len(queues)} queues, {len(secrets)} secrets, "
-        f"{len(buckets)} buckets, {len(functions)} functions, {len(routes)} routes -> {a.out}"
+        f"{len(buckets)} buckets, {len(functions)} functions, {len(routes)} routes, {seeded} seed items -> {a.out}"
     )
 
 

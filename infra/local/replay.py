@@ -32,6 +32,49 @@ def post(url, body, signature):
         return e.code, json.loads(e.read() or b"{}")
 
 
+def whatsapp(url, m):
+    """Meta's handshake, then the WhatsApp fixtures signed with the local App Secret, a duplicate, a STOP."""
+    import hashlib
+    import hmac
+    import urllib.parse
+
+    seeds = json.loads((ROOT / "infra/local/dev-secrets.json").read_text())
+    app_secret = json.loads(seeds["WhatsAppAppSecret"])["app_secrets"][0]
+    token = seeds["WhatsAppVerifyTokenSecret"]
+    print(f"\n== WhatsApp: {url}")
+    q = urllib.parse.urlencode({"hub.mode": "subscribe", "hub.verify_token": token, "hub.challenge": "1158201444"})
+    with urllib.request.urlopen(f"{url}?{q}", timeout=10) as r:
+        print(f"{'GET verification handshake':<48} {r.status:>4}  challenge echoed: {r.read().decode()}")
+
+    def post_wa(body, secret=app_secret):
+        sig = "sha256=" + hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
+        req = urllib.request.Request(url, data=body.encode(), method="POST",
+                                     headers={"content-type": "application/json", "x-hub-signature-256": sig})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    fixtures = sorted((ROOT.parent / "shared/fixtures/whatsapp").glob("*/*.json"))
+    totals = {"messages": 0, "receipts": 0, "duplicates": 0}
+    for path in fixtures:
+        status, resp = post_wa(path.read_text())
+        for k in totals:
+            totals[k] += resp.get(k, 0)
+    print(f"{f'{len(fixtures)} fixture payloads (Meta + captured)':<48} {status:>4}  "
+          f"{totals['messages']} messages, {totals['receipts']} receipts queued "
+          f"({totals['duplicates']} repeated wamids across Meta's examples skipped)")
+    status, resp = post_wa(fixtures[0].read_text())
+    print(f"{'(first payload delivered again)':<48} {status:>4}  duplicates: {resp.get('duplicates')}")
+    stop = (ROOT.parent / "shared/fixtures/whatsapp/meta_openapi/inbound_text.json").read_text()
+    stop = stop.replace("Does it come in another color?", "STOP").replace("wamid.", "wamid.stop")
+    status, resp = post_wa(stop)
+    print(f"{'a customer replies STOP':<48} {status:>4}  opt-outs recorded for every merchant: {resp.get('opt_outs')}")
+    status, resp = post_wa(stop.replace("wamid.stop", "wamid.forged"), "not-the-app-secret")
+    print(f"{'(signed with the wrong App Secret)':<48} {status:>4}  {resp.get('status')} {resp.get('reason', '')}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--manifest", required=True)
@@ -58,6 +101,8 @@ def main():
     stale = stripe.WebhookSignature.generate_signature_header(dup, secret, int(time.time()) - 3600)
     status, resp = post(a.url, dup, stale)
     print(f"{'(02 signed an hour ago)':<48} {status:>4}  {resp.get('status')} {resp.get('reason', '')}")
+
+    whatsapp(a.url.replace("/webhooks/stripe", "/webhooks/whatsapp"), m)
 
     kw = dict(region_name=m["region"], endpoint_url=m["endpoint"])
     sqs = boto3.client("sqs", **kw)

@@ -57,3 +57,31 @@ pub fn stripe_response(result: &Result<Accepted, IngestError>) -> ApiGatewayV2ht
         Err(IngestError::Unavailable(_)) => refuse(503, "temporarily_unavailable"),
     }
 }
+
+/// A plain-text response (the WhatsApp handshake echoes its challenge as the body).
+pub fn plain(status: u16, body: &str) -> ApiGatewayV2httpResponse {
+    let mut r = json(status, serde_json::Value::Null);
+    r.headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r.body = Some(Body::Text(body.to_owned()));
+    r
+}
+
+/// Maps the WhatsApp ingest outcome. Meta only needs a 2xx; the counts help whoever reads the logs.
+pub fn whatsapp_response(
+    result: &Result<crate::usecases::whatsapp_ingest::Summary, crate::usecases::whatsapp_ingest::WhatsAppError>,
+) -> ApiGatewayV2httpResponse {
+    use crate::usecases::whatsapp_ingest::WhatsAppError;
+    match result {
+        Ok(s) => json(
+            200,
+            serde_json::json!({
+                "status": "ok", "messages": s.messages, "receipts": s.receipts, "preferences": s.preferences,
+                "opt_outs": s.opt_outs, "duplicates": s.duplicates, "unknown_merchant": s.unknown_merchant,
+            }),
+        ),
+        Err(WhatsAppError::TooLarge) => refuse(413, "body_too_large"),
+        Err(WhatsAppError::Signature(e)) => refuse(e.status(), e.reason()),
+        Err(WhatsAppError::Payload(_)) => refuse(400, "invalid_payload"),
+        Err(WhatsAppError::Unavailable(_)) => refuse(503, "temporarily_unavailable"),
+    }
+}

@@ -22,6 +22,9 @@ use serde_json::Value;
 /// The development Stripe secret the stack was seeded with (`infra/local/dev-secrets.json`).
 pub const STRIPE_SECRET: &str = "whsec_local_dev_only_not_a_real_secret";
 pub const PEPPER: &str = "local-dev-pepper-not-a-real-secret";
+/// The development WhatsApp App Secret and verify token.
+pub const APP_SECRET: &str = "local_dev_app_secret_not_a_real_secret";
+pub const VERIFY_TOKEN: &str = "local-dev-verify-token";
 
 pub fn manifest() -> &'static Value {
     static M: OnceLock<Value> = OnceLock::new();
@@ -77,6 +80,8 @@ pub struct Harness {
     pub queue_url: String,
     pub queue_arn: String,
     pub dlq_url: String,
+    /// A fresh copy of the messaging queue (WhatsApp messages and receipts).
+    pub messaging_url: String,
 }
 
 impl Harness {
@@ -110,6 +115,7 @@ impl Harness {
         attrs.insert("RedrivePolicy".into(), redrive.to_string());
         let queue_url = create_queue(&sqs, &format!("t-{id}"), attrs).await;
         let queue_arn = format!("arn:aws:sqs:{region}:123456789012:t-{id}");
+        let messaging_url = create_queue(&sqs, &format!("t-{id}-msg"), HashMap::new()).await;
         let h = Self {
             sdk,
             requests,
@@ -118,6 +124,7 @@ impl Harness {
             queue_url,
             queue_arn,
             dlq_url,
+            messaging_url,
         };
         h.requests.0.store(0, Ordering::SeqCst);
         h
@@ -136,6 +143,52 @@ impl Harness {
         app.queue = SqsQueue::new(self.sqs.clone(), config.payment_events_queue_url);
         self.requests.0.store(0, Ordering::SeqCst);
         app
+    }
+
+    /// The WhatsApp webhook function as `main` builds it, with this test's counted clients and queue.
+    pub async fn whatsapp(&self) -> whatsapp_webhook::App {
+        let mut env = env_of("WhatsAppWebhookFunction");
+        env.insert("MESSAGING_QUEUE_URL".into(), self.messaging_url.clone());
+        let config = whatsapp_webhook::Config::from_vars(&env).expect("template sets every variable");
+        let mut app = whatsapp_webhook::App::build(&self.sdk, config.clone(), SystemClock)
+            .await
+            .expect("init");
+        app.idempotency = DynamoIdempotency::new(self.ddb.clone(), config.platform_table);
+        app.queue = SqsQueue::new(self.sqs.clone(), config.messaging_queue_url);
+        app.ledger =
+            nex_shared::adapters::dynamo_messaging::DynamoLedger::new(self.ddb.clone(), config.messaging_table);
+        self.requests.0.store(0, Ordering::SeqCst);
+        app
+    }
+
+    /// Bodies of everything on this test's messaging queue (received and deleted).
+    pub async fn take_messaging(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let r = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.messaging_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap();
+            let msgs = r.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                out.push(m.body.clone().unwrap_or_default());
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.messaging_url)
+                    .receipt_handle(m.receipt_handle.unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
     }
 
     pub fn worker(&self) -> payments_worker::App {
@@ -214,6 +267,50 @@ async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, attrs: HashMap<Stri
         req = req.attributes(aws_sdk_sqs::types::QueueAttributeName::from(k.as_str()), v);
     }
     req.send().await.expect("CreateQueue").queue_url.expect("queue url")
+}
+
+/// A WhatsApp fixture body, byte-exact (`dir` is `meta_openapi` or `captured`).
+pub fn whatsapp_fixture(dir: &str, name: &str) -> String {
+    let path = format!(
+        "{}/../../shared/fixtures/whatsapp/{dir}/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every WhatsApp webhook fixture, as (name, body).
+pub fn whatsapp_fixtures() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for dir in ["meta_openapi", "captured"] {
+        let path = format!("{}/../../shared/fixtures/whatsapp/{dir}", env!("CARGO_MANIFEST_DIR"));
+        for e in std::fs::read_dir(path).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".json") {
+                out.push((name.clone(), whatsapp_fixture(dir, &name)));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Gives a WhatsApp body fresh wamids so tests sharing a table never collide.
+pub fn unique_wamids(body: &str) -> String {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    body.replace("\"wamid.", &format!("\"wamid.{tag}"))
+}
+
+/// A WhatsApp webhook request as API Gateway sends it.
+pub fn whatsapp_request(method: &str, query: &str, body: &str, signature: Option<&str>) -> ApiGatewayV2httpRequest {
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    if let Some(s) = signature {
+        headers.push(("x-hub-signature-256".to_owned(), s.to_owned()));
+    }
+    nex_local::events::http_v2(method, "/webhooks/whatsapp", query, &headers, body.as_bytes(), "req-wa")
+}
+
+pub fn hub_sign(body: &str) -> String {
+    nex_shared::domain::whatsapp::signature::sign_header(APP_SECRET, body.as_bytes())
 }
 
 /// A Stripe fixture body, byte-exact.

@@ -28,6 +28,15 @@ pub fn http_v2(
         Ok(s) if textual || body.is_empty() => (s.to_owned(), false),
         _ => (base64::engine::general_purpose::STANDARD.encode(body), true),
     };
+    // API Gateway joins repeated query parameters with commas.
+    let mut params = Map::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        let joined = match params.get(k.as_ref()).and_then(Value::as_str) {
+            Some(prev) => format!("{prev},{v}"),
+            None => v.into_owned(),
+        };
+        params.insert(k.into_owned(), Value::String(joined));
+    }
     let mut hdrs = Map::new();
     for (k, v) in headers {
         hdrs.insert(k.to_ascii_lowercase(), Value::String(v.clone()));
@@ -39,6 +48,7 @@ pub fn http_v2(
         "rawPath": path,
         "rawQueryString": query,
         "headers": hdrs,
+        "queryStringParameters": params,
         "requestContext": {
             "accountId": "123456789012",
             "apiId": "local",

@@ -31,6 +31,7 @@ use tracing::{error, info, warn};
 enum Function {
     StripeWebhook(Box<stripe_webhook::App>),
     PaymentsWorker(payments_worker::App),
+    WhatsAppWebhook(Box<whatsapp_webhook::App>),
 }
 
 struct Options {
@@ -92,6 +93,14 @@ async fn run() -> Result<(), String> {
                 let config = stripe_webhook::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
                 Function::StripeWebhook(Box::new(
                     stripe_webhook::App::build(&sdk, config, SystemClock)
+                        .await
+                        .map_err(|e| format!("{logical}: {e}"))?,
+                ))
+            }
+            "whatsapp-webhook" => {
+                let config = whatsapp_webhook::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
+                Function::WhatsAppWebhook(Box::new(
+                    whatsapp_webhook::App::build(&sdk, config, SystemClock)
                         .await
                         .map_err(|e| format!("{logical}: {e}"))?,
                 ))
@@ -197,6 +206,7 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
     let event = events::http_v2(&method, &path, &query, &headers, &body, &request_id);
     let response = match state.functions.get(&route.function) {
         Some(Function::StripeWebhook(app)) => app.handle(event, &request_id).await,
+        Some(Function::WhatsAppWebhook(app)) => app.handle(event, &request_id).await,
         _ => return Ok(text(502, r#"{"message":"route has no HTTP handler"}"#)),
     };
     let mut out = Response::builder().status(response.status_code as u16);

@@ -208,3 +208,40 @@ impl Metrics for MemoryMetrics {
         *self.0.lock().unwrap().entry(name).or_default() += value;
     }
 }
+
+/// A merchant directory from a fixed map.
+#[derive(Debug, Default)]
+pub struct MemoryMerchants(pub HashMap<String, String>);
+
+impl crate::ports::MerchantDirectory for MemoryMerchants {
+    async fn merchant_for_phone_number(&self, phone_number_id: &str) -> Result<Option<String>, InfraError> {
+        Ok(self.0.get(phone_number_id).cloned())
+    }
+}
+
+/// A consent ledger in memory: entries by `(subject, id)`.
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    pub entries: Mutex<HashMap<(String, String), crate::ports::ConsentEntry>>,
+}
+
+impl MemoryLedger {
+    pub fn opted_out(&self, subject: &str) -> bool {
+        self.entries
+            .lock()
+            .unwrap()
+            .values()
+            .any(|e| e.subject == subject && e.action == crate::ports::ConsentAction::OptOut)
+    }
+}
+
+impl crate::ports::ConsentLedger for MemoryLedger {
+    async fn record(&self, entry: &crate::ports::ConsentEntry) -> Result<(), InfraError> {
+        self.entries
+            .lock()
+            .unwrap()
+            .entry((entry.subject.clone(), entry.id.clone()))
+            .or_insert_with(|| entry.clone());
+        Ok(())
+    }
+}

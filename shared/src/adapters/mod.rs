@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod dynamo_idempotency;
+pub mod dynamo_messaging;
 pub mod dynamo_payments;
 pub mod emf;
 pub mod memory;

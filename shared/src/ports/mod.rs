@@ -167,3 +167,46 @@ pub trait Queue: Send + Sync {
 pub trait Metrics: Send + Sync {
     fn count(&self, name: &'static str, value: u64, dimension: Option<(&'static str, &str)>);
 }
+
+/// Which merchant a WhatsApp business phone number belongs to.
+pub trait MerchantDirectory: Send + Sync {
+    /// `None` for a phone number id no merchant has registered.
+    fn merchant_for_phone_number(
+        &self,
+        phone_number_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, InfraError>> + Send;
+}
+
+/// What a consent-ledger entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentAction {
+    /// Marketing opt-in for one merchant.
+    OptIn,
+    /// Opt-out of marketing for every merchant (STOP / UNSUBSCRIBE / BAND).
+    OptOut,
+    /// Meta's "Stop promotions" for the business phone number.
+    MetaStop,
+    /// Meta's "Resume promotions".
+    MetaResume,
+}
+
+/// One append-only ledger entry: who (subject hash), which merchant (`None`: every merchant), what,
+/// from where, when. `id` makes recording it idempotent (the wamid of the message that carried it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentEntry {
+    pub id: String,
+    pub subject: String,
+    pub merchant: Option<String>,
+    pub action: ConsentAction,
+    pub source: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The consent ledger.
+pub trait ConsentLedger: Send + Sync {
+    /// Appends `entry` and updates the subject's consent state in one atomic step, so that an opt-out
+    /// is in force when this returns. MUST be idempotent per `(subject, id)`: recording the same entry
+    /// again changes nothing and is not an error.
+    fn record(&self, entry: &ConsentEntry) -> impl Future<Output = Result<(), InfraError>> + Send;
+}

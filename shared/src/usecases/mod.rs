@@ -2,3 +2,4 @@
 
 pub mod apply_payment;
 pub mod stripe_ingest;
+pub mod whatsapp_ingest;

@@ -4,3 +4,4 @@ mod local_stack;
 mod payments_worker;
 mod redaction;
 mod stripe_webhook;
+mod whatsapp_webhook;

@@ -23,6 +23,38 @@ async fn no_personal_data_signature_or_secret_reaches_a_log_line() {
         signatures.push(forged);
     }
     h.drain(&worker, 1).await;
+
+    // WhatsApp: every fixture (message texts, contact names, phone numbers), plus a STOP.
+    let wa = h.whatsapp().await;
+    let mut texts = Vec::new();
+    for (_, body) in whatsapp_fixtures() {
+        let body = unique_wamids(&body);
+        wa.handle(
+            whatsapp_request("POST", "", &body, Some(&hub_sign(&body))),
+            "req-redaction-wa",
+        )
+        .await;
+        let forged = nex_shared::domain::whatsapp::signature::sign_header("x", body.as_bytes());
+        wa.handle(
+            whatsapp_request("POST", "", &body, Some(&forged)),
+            "req-redaction-wa-forged",
+        )
+        .await;
+        for item in nex_shared::domain::whatsapp::webhook::parse(body.as_bytes()).unwrap() {
+            if let nex_shared::domain::whatsapp::webhook::Item::Message { text: Some(t), .. } = item {
+                texts.push(t);
+            }
+        }
+    }
+    let stop =
+        unique_wamids(&whatsapp_fixture("captured", "bindambc_inbound_text.json")).replace("hi everyone!", "STOP");
+    wa.handle(
+        whatsapp_request("POST", "", &stop, Some(&hub_sign(&stop))),
+        "req-redaction-wa-stop",
+    )
+    .await;
+    assert!(texts.len() >= 5);
+
     h.sqs
         .send_message()
         .queue_url(&h.queue_url)
@@ -54,6 +86,10 @@ async fn no_personal_data_signature_or_secret_reaches_a_log_line() {
     {
         assert!(!logs.contains(&needle), "log output contains {needle}");
     }
+    for text in texts.iter().filter(|t| t.len() > 3) {
+        assert!(!logs.contains(text.as_str()), "message text reached the logs: {text}");
+    }
+    assert!(logs.contains("opt-out keyword recorded"));
     for sig in &signatures {
         let v1 = sig.split("v1=").nth(1).unwrap();
         assert!(!logs.contains(v1), "a signature reached the logs");

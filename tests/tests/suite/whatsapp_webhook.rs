@@ -1,0 +1,159 @@
+use nex_shared::domain::envelope::Envelope;
+use nex_shared::usecases::whatsapp_ingest::{InboundMessage, Receipt};
+use nex_tests::*;
+
+#[tokio::test]
+async fn the_verification_handshake_echoes_the_challenge_only_for_the_right_token_and_needs_no_signature() {
+    let h = Harness::new().await;
+    let wa = h.whatsapp().await;
+    let ok = format!("hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444");
+    let resp = wa.handle(whatsapp_request("GET", &ok, "", None), "r").await;
+    assert_eq!(resp.status_code, 200);
+    assert!(matches!(&resp.body, Some(aws_lambda_events::encodings::Body::Text(t)) if t == "1158201444"));
+    for bad in [
+        "hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
+        &format!("hub.mode=unsubscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1"),
+        "",
+    ] {
+        assert_eq!(
+            wa.handle(whatsapp_request("GET", bad, "", None), "r").await.status_code,
+            403,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_fixture_payload_is_verified_and_queued_per_message_and_receipt() {
+    let h = Harness::new().await;
+    let wa = h.whatsapp().await;
+    let (mut messages, mut receipts) = (0, 0);
+    for (name, body) in whatsapp_fixtures() {
+        let body = unique_wamids(&body);
+        let resp = wa
+            .handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r")
+            .await;
+        assert_eq!(resp.status_code, 200, "{name}: {:?}", body_json(&resp));
+        let j = body_json(&resp);
+        assert_eq!(
+            j["unknown_merchant"], 0,
+            "{name}: the local stack seeds every fixture number's merchant"
+        );
+        messages += j["messages"].as_u64().unwrap();
+        receipts += j["receipts"].as_u64().unwrap();
+    }
+    let queued = h.take_messaging().await;
+    assert_eq!(queued.len() as u64, messages + receipts);
+    assert!(messages >= 15 && receipts >= 3);
+    for body in &queued {
+        let ok = Envelope::<InboundMessage>::decode(body).is_ok() || Envelope::<Receipt>::decode(body).is_ok();
+        assert!(ok, "queued body is a known envelope");
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_batch_queues_nothing_new_and_costs_one_write_per_item() {
+    let h = Harness::new().await;
+    let wa = h.whatsapp().await;
+    let body = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"));
+    wa.handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r1")
+        .await;
+    let before = h.requests.get();
+    let again = wa
+        .handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r2")
+        .await;
+    assert_eq!(body_json(&again)["duplicates"], 1);
+    assert_eq!(
+        h.requests.get() - before,
+        1,
+        "one conditional put; the merchant lookup is cached"
+    );
+    assert_eq!(h.take_messaging().await.len(), 1);
+}
+
+#[tokio::test]
+async fn stop_opts_the_number_out_for_every_merchant_before_the_webhook_answers() {
+    let h = Harness::new().await;
+    let wa = h.whatsapp().await;
+    let phone = format!("3161{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
+    let body = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"))
+        .replace("Does it come in another color?", "  stop. ")
+        .replace("16505551234", &phone);
+    let resp = wa
+        .handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r")
+        .await;
+    assert_eq!(body_json(&resp)["opt_outs"], 1);
+    let subject = wa
+        .hasher
+        .hash(nex_shared::domain::subject::IdentifierKind::Phone, &phone)
+        .unwrap();
+    let state = h
+        .ddb
+        .get_item()
+        .table_name(table("MessagingTable"))
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("subject#{subject}")),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("consent-state".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("consent state written before the 200");
+    assert!(state.contains_key("opted_out_at"));
+    let expires: i64 = state["expires_at"].as_n().unwrap().parse().unwrap();
+    // The fixture's message was sent at 1749416383: withdrawal evidence is kept 24 months from then.
+    let sent = chrono::DateTime::from_timestamp(1_749_416_383, 0).unwrap();
+    let due =
+        nex_shared::domain::retention::deadline(nex_shared::domain::retention::DataClass::ConsentLedgerEntry, sent);
+    assert_eq!(Some(expires), due.map(|d| d.timestamp()));
+    let entries = h
+        .ddb
+        .query()
+        .table_name(table("MessagingTable"))
+        .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("subject#{subject}")),
+        )
+        .expression_attribute_values(":c", aws_sdk_dynamodb::types::AttributeValue::S("consent#".into()))
+        .send()
+        .await
+        .unwrap();
+    let entry = &entries.items()[0];
+    assert_eq!(entry["action"].as_s().unwrap(), "opt_out");
+    assert_eq!(entry["merchant"].as_s().unwrap(), "*", "every merchant");
+    assert!(
+        !format!("{entry:?}").contains(&phone),
+        "the ledger holds the subject hash, not the number"
+    );
+}
+
+#[tokio::test]
+async fn forged_or_unsigned_posts_get_4xx_and_leave_nothing_behind() {
+    let h = Harness::new().await;
+    let wa = h.whatsapp().await;
+    let body = unique_wamids(&whatsapp_fixture("captured", "bindambc_inbound_text.json"));
+    let forged = nex_shared::domain::whatsapp::signature::sign_header("attacker", body.as_bytes());
+    let before = h.requests.get();
+    for (sig, status) in [(None, 400), (Some("sha256=nothex"), 400), (Some(forged.as_str()), 401)] {
+        assert_eq!(
+            wa.handle(whatsapp_request("POST", "", &body, sig), "r")
+                .await
+                .status_code,
+            status
+        );
+    }
+    let not_a_payload = r#"{"object":"page"}"#;
+    let resp = wa
+        .handle(
+            whatsapp_request("POST", "", not_a_payload, Some(&hub_sign(not_a_payload))),
+            "r",
+        )
+        .await;
+    assert_eq!(resp.status_code, 400);
+    assert_eq!(h.requests.get() - before, 0);
+    assert!(h.take_messaging().await.is_empty());
+}
