@@ -102,20 +102,8 @@ impl Harness {
                 .build(),
         );
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let spec = &manifest()["queues"];
-        let dlq_attrs: HashMap<String, String> =
-            serde_json::from_value(spec["PaymentEventsDLQ"]["attributes"].clone()).unwrap();
-        let mut attrs: HashMap<String, String> =
-            serde_json::from_value(spec["PaymentEventsQueue"]["attributes"].clone()).unwrap();
-        let dlq_url = create_queue(&sqs, &format!("t-{id}-dlq"), dlq_attrs).await;
-        let region = manifest()["region"].as_str().unwrap();
-        let dlq_arn = format!("arn:aws:sqs:{region}:123456789012:t-{id}-dlq");
-        let mut redrive: Value = serde_json::from_str(&attrs["RedrivePolicy"]).unwrap();
-        redrive["deadLetterTargetArn"] = Value::String(dlq_arn);
-        attrs.insert("RedrivePolicy".into(), redrive.to_string());
-        let queue_url = create_queue(&sqs, &format!("t-{id}"), attrs).await;
-        let queue_arn = format!("arn:aws:sqs:{region}:123456789012:t-{id}");
-        let messaging_url = create_queue(&sqs, &format!("t-{id}-msg"), HashMap::new()).await;
+        let (queue_url, queue_arn, dlq_url) = fresh_pair(&sqs, "PaymentEventsQueue", &format!("t-{id}")).await;
+        let (messaging_url, _, _) = fresh_pair(&sqs, "MessagingQueue", &format!("t-{id}-msg")).await;
         let h = Self {
             sdk,
             requests,
@@ -159,6 +147,37 @@ impl Harness {
             nex_shared::adapters::dynamo_messaging::DynamoLedger::new(self.ddb.clone(), config.messaging_table);
         self.requests.0.store(0, Ordering::SeqCst);
         app
+    }
+
+    pub fn messaging_worker(&self) -> messaging_worker::App {
+        let config = messaging_worker::Config::from_vars(&env_of("MessagingWorkerFunction")).expect("config");
+        let mut app = messaging_worker::App::build(&self.sdk, config.clone());
+        app.conversations =
+            nex_shared::adapters::dynamo_messaging::DynamoConversations::new(self.ddb.clone(), config.messaging_table);
+        app
+    }
+
+    /// Delivers this test's messaging queue to the messaging worker until it is empty.
+    pub async fn drain_messaging(&self, worker: &messaging_worker::App) -> nex_local::sqs::Round {
+        let target = nex_local::sqs::Target {
+            queue_url: &self.messaging_url,
+            queue_arn: "arn:aws:sqs:us-east-1:123456789012:messaging",
+            region: manifest()["region"].as_str().unwrap(),
+            batch_size: 10,
+            report_batch_item_failures: true,
+            visibility_timeout: Some(1),
+        };
+        let mut total = nex_local::sqs::Round::default();
+        loop {
+            let round = nex_local::sqs::deliver_once(&self.sqs, &target, |event| worker.handle(event, "test"))
+                .await
+                .expect("SQS reachable");
+            if round.received == 0 {
+                return total;
+            }
+            total.received += round.received;
+            total.failed += round.failed;
+        }
     }
 
     /// Bodies of everything on this test's messaging queue (received and deleted).
@@ -259,6 +278,29 @@ impl Harness {
     pub async fn payment(&self, payment_key: &str) -> Option<HashMap<String, AttributeValue>> {
         self.item("PaymentsTable", "payment_key", payment_key).await
     }
+}
+
+/// A copy of the template's queue `logical` named `name`, with the template's attributes and its own DLQ
+/// (a copy of the template's DLQ) in its redrive policy. Returns (queue url, queue arn, DLQ url).
+async fn fresh_pair(sqs: &aws_sdk_sqs::Client, logical: &str, name: &str) -> (String, String, String) {
+    let queues = &manifest()["queues"];
+    let region = manifest()["region"].as_str().unwrap();
+    let mut attrs: HashMap<String, String> = serde_json::from_value(queues[logical]["attributes"].clone()).unwrap();
+    let mut redrive: Value = serde_json::from_str(&attrs["RedrivePolicy"]).unwrap();
+    let dlq_logical = manifest()["queues"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, q)| q["arn"] == redrive["deadLetterTargetArn"])
+        .map(|(l, _)| l.clone())
+        .expect("the DLQ is a template queue");
+    let dlq_attrs: HashMap<String, String> =
+        serde_json::from_value(queues[&dlq_logical]["attributes"].clone()).unwrap();
+    let dlq_url = create_queue(sqs, &format!("{name}-dlq"), dlq_attrs).await;
+    redrive["deadLetterTargetArn"] = Value::String(format!("arn:aws:sqs:{region}:123456789012:{name}-dlq"));
+    attrs.insert("RedrivePolicy".into(), redrive.to_string());
+    let url = create_queue(sqs, name, attrs).await;
+    (url, format!("arn:aws:sqs:{region}:123456789012:{name}"), dlq_url)
 }
 
 async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, attrs: HashMap<String, String>) -> String {

@@ -32,6 +32,23 @@ enum Function {
     StripeWebhook(Box<stripe_webhook::App>),
     PaymentsWorker(payments_worker::App),
     WhatsAppWebhook(Box<whatsapp_webhook::App>),
+    MessagingWorker(messaging_worker::App),
+}
+
+impl Function {
+    /// Invokes an SQS consumer; `None` for a function that is not one.
+    async fn sqs(
+        &self,
+        event: aws_lambda_events::sqs::SqsEvent,
+        request_id: &str,
+        deadline: chrono::DateTime<chrono::Utc>,
+    ) -> Option<aws_lambda_events::sqs::SqsBatchResponse> {
+        match self {
+            Function::PaymentsWorker(app) => Some(app.handle(event, request_id, deadline).await),
+            Function::MessagingWorker(app) => Some(app.handle(event, request_id).await),
+            _ => None,
+        }
+    }
 }
 
 struct Options {
@@ -104,6 +121,10 @@ async fn run() -> Result<(), String> {
                         .await
                         .map_err(|e| format!("{logical}: {e}"))?,
                 ))
+            }
+            "messaging-worker" => {
+                let config = messaging_worker::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
+                Function::MessagingWorker(messaging_worker::App::build(&sdk, config))
             }
             "payments-worker" => {
                 let config = payments_worker::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
@@ -232,10 +253,14 @@ async fn poll(state: Arc<State>, sqs: aws_sdk_sqs::Client, source: SqsSource) {
         .map(|q| q.arn.clone())
         .unwrap_or_default();
     let timeout = state.manifest.functions.get(&source.function).map_or(3, |f| f.timeout);
-    let Some(Function::PaymentsWorker(app)) = state.functions.get(&source.function) else {
-        error!(function = %source.function, "event source names a function with no SQS handler");
+    let Some(function) = state.functions.get(&source.function) else {
+        error!(function = %source.function, "event source names an unknown function");
         return;
     };
+    if !matches!(function, Function::PaymentsWorker(_) | Function::MessagingWorker(_)) {
+        error!(function = %source.function, "event source names a function with no SQS handler; not polled");
+        return;
+    }
     let target = nex_local::sqs::Target {
         queue_url: &source.queue_url,
         queue_arn: &queue_arn,
@@ -248,7 +273,8 @@ async fn poll(state: Arc<State>, sqs: aws_sdk_sqs::Client, source: SqsSource) {
         let delivered = nex_local::sqs::deliver_once(&sqs, &target, |event| async {
             let request_id = uuid::Uuid::new_v4().to_string();
             let deadline = chrono::Utc::now() + chrono::Duration::seconds(timeout as i64);
-            app.handle(event, &request_id, deadline).await
+            // Checked above: every function polled here is an SQS consumer.
+            function.sqs(event, &request_id, deadline).await.unwrap_or_default()
         })
         .await;
         if let Err(e) = delivered {

@@ -187,3 +187,306 @@ impl ConsentLedger for DynamoLedger {
         }
     }
 }
+
+/// The end of `t`'s UTC day: messages are stamped at day granularity, so a conversation with daily
+/// activity re-stamps its messages at most once a day, and never to a TTL before its deadline.
+fn day_end(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    let day = t.timestamp().div_euclid(86_400);
+    (day + 1) * 86_400 - 1
+}
+
+/// Transcripts and receipts in the messaging table.
+///
+/// - `conv#<merchant>#<subject>` / `meta`: `last_interaction_at`, `last_inbound_at` (epoch seconds),
+///   `expires_at` = 90 days after the last interaction, with the due-date index keys.
+/// - `conv#<merchant>#<subject>` / `msg#<time>#<wamid>`: one message; its `expires_at` is the end of the
+///   UTC day of the conversation's deadline, raised whenever that deadline moves past it.
+/// - `wamid#<wamid>` / `receipt`: the delivery state of an outbound message.
+#[derive(Debug, Clone)]
+pub struct DynamoConversations {
+    client: Client,
+    table: String,
+}
+
+impl DynamoConversations {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Raises every message of `pk` stamped before `exp` to `exp`.
+    async fn restamp(&self, pk: &str, exp: i64, bucket: &str) -> Result<usize, InfraError> {
+        let mut start = None;
+        let mut raised = 0;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :msg)")
+                .filter_expression("expires_at < :exp")
+                .projection_expression("pk, sk")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":msg", s("msg#"))
+                .expression_attribute_values(":exp", n(exp))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| infra_error("dynamodb", "Query", e))?;
+            for item in page.items() {
+                let res = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", item["pk"].clone())
+                    .key("sk", item["sk"].clone())
+                    .update_expression("SET expires_at = :exp, due_bucket = :b")
+                    .condition_expression("attribute_exists(pk) AND expires_at < :exp")
+                    .expression_attribute_values(":exp", n(exp))
+                    .expression_attribute_values(":b", s(bucket))
+                    .send()
+                    .await;
+                match res {
+                    Ok(_) => raised += 1,
+                    Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {}
+                    Err(e) => return Err(infra_error("dynamodb", "UpdateItem", e)),
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(raised),
+            }
+        }
+    }
+}
+
+impl crate::ports::Transcripts for DynamoConversations {
+    async fn append(
+        &self,
+        merchant: &str,
+        subject: &str,
+        m: &crate::ports::TranscriptMessage,
+        inbound: bool,
+    ) -> Result<chrono::DateTime<chrono::Utc>, InfraError> {
+        let pk = format!("conv#{merchant}#{subject}");
+        let stamp = retention::stamp(DataClass::WhatsAppTranscript, m.at, &pk).ok_or(InfraError {
+            service: "domain",
+            operation: "retention::stamp",
+            retryable: false,
+            source: Some("deadline out of range".into()),
+        })?;
+        // Move the conversation's deadline forward if this message is its latest interaction.
+        let inbound_set = if inbound { ", last_inbound_at = :t" } else { "" };
+        let moved = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s("meta"))
+            .update_expression(format!(
+                "SET merchant = :m, subject = :s, last_interaction_at = :t, expires_at = :exp, due_bucket = :b, due_action = :a{inbound_set}"
+            ))
+            .condition_expression("attribute_not_exists(last_interaction_at) OR last_interaction_at < :t")
+            .expression_attribute_values(":m", s(merchant))
+            .expression_attribute_values(":s", s(subject))
+            .expression_attribute_values(":t", n(m.at.timestamp()))
+            .expression_attribute_values(":exp", n(stamp.expires_at))
+            .expression_attribute_values(":b", s(&stamp.due_bucket))
+            .expression_attribute_values(":a", s("delete"))
+            .send()
+            .await;
+        let deadline = match moved {
+            Ok(_) => stamp.expires_at,
+            Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {
+                // An older message arriving late: the conversation keeps its later deadline.
+                let cur = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", s(&pk))
+                    .key("sk", s("meta"))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
+                cur.item
+                    .and_then(|i| {
+                        i.get("expires_at")
+                            .and_then(|v| v.as_n().ok())
+                            .and_then(|v| v.parse().ok())
+                    })
+                    .unwrap_or(stamp.expires_at)
+            }
+            Err(e) => return Err(infra_error("dynamodb", "UpdateItem", e)),
+        };
+        let deadline_at = chrono::DateTime::from_timestamp(deadline, 0).unwrap_or(m.at);
+        let msg_exp = day_end(deadline_at);
+        let bucket = format!(
+            "{}#{}",
+            deadline_at.format("%Y-%m-%d"),
+            &stamp.due_bucket[stamp.due_bucket.len() - 1..]
+        );
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&pk))
+            .item("sk", s(format!("msg#{}#{}", m.at.to_rfc3339(), m.wamid)))
+            .item("subject", s(subject))
+            .item("wamid", s(&m.wamid))
+            .item("direction", s(&m.direction))
+            .item("kind", s(&m.kind))
+            .item("at", s(m.at.to_rfc3339()))
+            .item("expires_at", n(msg_exp))
+            .item("due_bucket", s(&bucket))
+            .item("due_action", s("delete"))
+            .condition_expression("attribute_not_exists(pk)");
+        if let Some(t) = &m.text {
+            put = put.item("text", s(t));
+        }
+        match put.send().await {
+            Ok(_) => {}
+            Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {}
+            Err(e) => return Err(infra_error("dynamodb", "PutItem", e)),
+        }
+        self.restamp(&pk, msg_exp, &bucket).await?;
+        Ok(deadline_at)
+    }
+
+    async fn read(
+        &self,
+        merchant: &str,
+        subject: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::ports::TranscriptMessage>, InfraError> {
+        let pk = format!("conv#{merchant}#{subject}");
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(&pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| infra_error("dynamodb", "Query", e))?;
+        let items = page.items();
+        let num = |i: &HashMap<String, AttributeValue>, k: &str| {
+            i.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok())
+        };
+        let text = |i: &HashMap<String, AttributeValue>, k: &str| i.get(k).and_then(|v| v.as_s().ok()).cloned();
+        // The conversation's deadline rules: past it, nothing is served, whatever the messages' TTL says.
+        let live = items
+            .iter()
+            .find(|i| text(i, "sk").as_deref() == Some("meta"))
+            .and_then(|i| num(i, "expires_at"))
+            .is_some_and(|exp| !retention::is_past(exp, now));
+        if !live {
+            return Ok(Vec::new());
+        }
+        Ok(items
+            .iter()
+            .filter(|i| text(i, "sk").is_some_and(|sk| sk.starts_with("msg#")))
+            .filter(|i| num(i, "expires_at").is_some_and(|exp| !retention::is_past(exp, now)))
+            .map(|i| crate::ports::TranscriptMessage {
+                wamid: text(i, "wamid").unwrap_or_default(),
+                direction: text(i, "direction").unwrap_or_default(),
+                kind: text(i, "kind").unwrap_or_default(),
+                text: text(i, "text"),
+                at: text(i, "at").and_then(|t| t.parse().ok()).unwrap_or(now),
+            })
+            .collect())
+    }
+}
+
+impl crate::ports::Receipts for DynamoConversations {
+    async fn apply(
+        &self,
+        wamid: &str,
+        subject: Option<&str>,
+        status: crate::domain::whatsapp::delivery::Delivery,
+        error_code: Option<i64>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), InfraError> {
+        use crate::domain::whatsapp::delivery::Delivery;
+        let key = |b: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder| {
+            b.table_name(&self.table)
+                .key("pk", s(format!("wamid#{wamid}")))
+                .key("sk", s("receipt"))
+        };
+        let stamp = retention::stamp(DataClass::WhatsAppTranscript, at, wamid);
+        let rank = status as i64;
+        // The state only moves up the order sent < failed < delivered < read < played.
+        let mut up = key(self.client.update_item())
+            .update_expression("SET #state = :state, #rank = :rank, expires_at = :exp")
+            .condition_expression("attribute_not_exists(#rank) OR #rank < :rank")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#rank", "rank")
+            .expression_attribute_values(":state", s(format!("{status:?}").to_lowercase()))
+            .expression_attribute_values(":rank", n(rank))
+            .expression_attribute_values(":exp", n(stamp.as_ref().map_or(0, |st| st.expires_at)));
+        if let Some(sub) = subject {
+            up = up
+                .update_expression("SET #state = :state, #rank = :rank, expires_at = :exp, subject = :sub")
+                .expression_attribute_values(":sub", s(sub));
+        }
+        match up.send().await {
+            Ok(_) => {}
+            Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {}
+            Err(e) => return Err(infra_error("dynamodb", "UpdateItem", e)),
+        }
+        if let (Delivery::Failed, Some(code)) = (status, error_code) {
+            let res = key(self.client.update_item())
+                .update_expression("SET error_code = :c")
+                .condition_expression("attribute_not_exists(error_code) OR error_code > :c")
+                .expression_attribute_values(":c", n(code))
+                .send()
+                .await;
+            match res {
+                Ok(_) => {}
+                Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {}
+                Err(e) => return Err(infra_error("dynamodb", "UpdateItem", e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        wamid: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::domain::whatsapp::delivery::DeliveryState>, InfraError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("wamid#{wamid}")))
+            .key("sk", s("receipt"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
+        let Some(item) = out.item else { return Ok(None) };
+        let exp = item
+            .get("expires_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        if exp.is_none_or(|e| retention::is_past(e, now)) {
+            return Ok(None);
+        }
+        let state = item
+            .get("state")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|st| crate::domain::whatsapp::delivery::Delivery::parse(st));
+        let error_code = item
+            .get("error_code")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok());
+        Ok(Some(crate::domain::whatsapp::delivery::DeliveryState {
+            state,
+            error_code,
+        }))
+    }
+}

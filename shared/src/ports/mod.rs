@@ -210,3 +210,57 @@ pub trait ConsentLedger: Send + Sync {
     /// again changes nothing and is not an error.
     fn record(&self, entry: &ConsentEntry) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
+
+/// One message of a conversation's transcript, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TranscriptMessage {
+    pub wamid: String,
+    /// `in` (from the person) or `out` (to the person).
+    pub direction: String,
+    pub kind: String,
+    pub text: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Transcripts of conversations (merchant x person), kept 90 days after the conversation's LAST
+/// interaction.
+pub trait Transcripts: Send + Sync {
+    /// Adds `message` to the conversation (idempotent per wamid) and moves the conversation's deadline to
+    /// 90 days after its latest interaction. MUST NOT shorten a deadline (a late, older message keeps
+    /// the later deadline), and no message may carry a TTL earlier than its conversation's deadline.
+    /// Returns the conversation's deadline after the write.
+    fn append(
+        &self,
+        merchant: &str,
+        subject: &str,
+        message: &TranscriptMessage,
+        inbound: bool,
+    ) -> impl Future<Output = Result<DateTime<Utc>, InfraError>> + Send;
+
+    /// The conversation's messages in time order; empty once the conversation is past its deadline.
+    fn read(
+        &self,
+        merchant: &str,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<TranscriptMessage>, InfraError>> + Send;
+}
+
+/// Delivery receipts of outbound messages.
+pub trait Receipts: Send + Sync {
+    /// Applies a receipt monotonically (see `domain::whatsapp::delivery`). Idempotent.
+    fn apply(
+        &self,
+        wamid: &str,
+        subject: Option<&str>,
+        status: crate::domain::whatsapp::delivery::Delivery,
+        error_code: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    fn get(
+        &self,
+        wamid: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<crate::domain::whatsapp::delivery::DeliveryState>, InfraError>> + Send;
+}

@@ -1,6 +1,7 @@
 //! Integration tests against the AWS emulator. Run through `infra/test.sh`, which starts and provisions it.
 
 mod local_stack;
+mod messaging_worker;
 mod payments_worker;
 mod redaction;
 mod stripe_webhook;

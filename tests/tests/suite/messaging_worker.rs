@@ -1,0 +1,153 @@
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use nex_shared::adapters::dynamo_messaging::DynamoConversations;
+use nex_shared::domain::whatsapp::delivery::Delivery;
+use nex_shared::ports::{Receipts, TranscriptMessage, Transcripts};
+use nex_tests::*;
+
+fn msg(wamid: &str, at: DateTime<Utc>) -> TranscriptMessage {
+    TranscriptMessage {
+        wamid: wamid.into(),
+        direction: "in".into(),
+        kind: "text".into(),
+        text: Some("hello".into()),
+        at,
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 10, 9, 30, 0).unwrap()
+}
+
+async fn message_ttls(h: &Harness, merchant: &str, subject: &str) -> Vec<i64> {
+    let out = h
+        .ddb
+        .query()
+        .table_name(table("MessagingTable"))
+        .key_condition_expression("pk = :pk AND begins_with(sk, :m)")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("conv#{merchant}#{subject}")),
+        )
+        .expression_attribute_values(":m", aws_sdk_dynamodb::types::AttributeValue::S("msg#".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .map(|i| i["expires_at"].as_n().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_transcript_is_kept_ninety_days_after_the_last_interaction_and_not_a_second_longer() {
+    let h = Harness::new().await;
+    let store = DynamoConversations::new(h.ddb.clone(), table("MessagingTable"));
+    let subject = uuid::Uuid::new_v4().simple().to_string();
+    let m = "merchant-t";
+    store.append(m, &subject, &msg("wamid.a", t0()), true).await.unwrap();
+    let last = t0() + Duration::days(10);
+    let deadline = store.append(m, &subject, &msg("wamid.b", last), true).await.unwrap();
+    assert_eq!(deadline, last + Duration::days(90));
+    // A late, older message never shortens the conversation, and is kept as long as the rest.
+    let late = store
+        .append(m, &subject, &msg("wamid.old", t0() - Duration::days(5)), true)
+        .await
+        .unwrap();
+    assert_eq!(late, deadline);
+    // A redelivery adds nothing.
+    store.append(m, &subject, &msg("wamid.a", t0()), true).await.unwrap();
+
+    for ttl in message_ttls(&h, m, &subject).await {
+        assert!(
+            ttl >= deadline.timestamp(),
+            "no message's TTL fires before its conversation's deadline"
+        );
+        assert!(
+            ttl < deadline.timestamp() + 86_400,
+            "and none is kept more than a day past it"
+        );
+    }
+    let just_before = deadline - Duration::seconds(1);
+    assert_eq!(store.read(m, &subject, just_before).await.unwrap().len(), 3);
+    assert!(
+        store.read(m, &subject, deadline).await.unwrap().is_empty(),
+        "past the deadline nothing is served"
+    );
+}
+
+#[tokio::test]
+async fn receipts_arriving_out_of_order_or_twice_never_regress() {
+    let h = Harness::new().await;
+    let store = DynamoConversations::new(h.ddb.clone(), table("MessagingTable"));
+    let wamid = format!("wamid.{}", uuid::Uuid::new_v4().simple());
+    let at = Utc::now();
+    for (status, code) in [
+        (Delivery::Read, None),
+        (Delivery::Sent, None),
+        (Delivery::Failed, Some(131047)),
+        (Delivery::Delivered, None),
+        (Delivery::Read, None),
+    ] {
+        store
+            .apply(&wamid, Some("subject-hash"), status, code, at)
+            .await
+            .unwrap();
+    }
+    let state = store.get(&wamid, Utc::now()).await.unwrap().unwrap();
+    assert_eq!(state.state, Some(Delivery::Read));
+    assert_eq!(state.error_code, Some(131047));
+    assert!(
+        store.get(&wamid, at + Duration::days(91)).await.unwrap().is_none(),
+        "receipts follow the transcript window"
+    );
+}
+
+#[tokio::test]
+async fn webhook_to_worker_every_fixture_message_lands_in_its_transcript_and_receipts_apply() {
+    let h = Harness::new().await;
+    let wa = h.whatsapp().await;
+    let worker = h.messaging_worker();
+    let body = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"));
+    wa.handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r")
+        .await;
+    for name in [
+        "bindambc_status_sent.json",
+        "bindambc_status_delivered.json",
+        "bindambc_status_failed_131047_reengagement.json",
+    ] {
+        let b = whatsapp_fixture("captured", name);
+        wa.handle(whatsapp_request("POST", "", &b, Some(&hub_sign(&b))), "r")
+            .await;
+    }
+    let poison = r#"{"type":"whatsapp.inbound_message","version":7,"id":"x","occurred_at":"2026-01-01T00:00:00Z","trace_id":"t","payload":{}}"#;
+    h.sqs
+        .send_message()
+        .queue_url(&h.messaging_url)
+        .message_body(poison)
+        .send()
+        .await
+        .unwrap();
+    let round = h.drain_messaging(&worker).await;
+    assert!(round.failed >= 1, "an unknown version fails its record: {round:?}");
+
+    let subject = wa
+        .hasher
+        .hash(nex_shared::domain::subject::IdentifierKind::Phone, "16505551234")
+        .unwrap();
+    let sent = Utc.timestamp_opt(1_749_416_383, 0).unwrap();
+    let transcript = worker
+        .conversations
+        .read("merchant-demo-1", &subject, sent + Duration::days(1))
+        .await
+        .unwrap();
+    assert!(transcript
+        .iter()
+        .any(|m| m.text.as_deref() == Some("Does it come in another color?")));
+    assert!(worker
+        .conversations
+        .read("merchant-demo-1", &subject, sent + Duration::days(90))
+        .await
+        .unwrap()
+        .is_empty());
+}
