@@ -21,7 +21,8 @@ bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nex-local"
 
 trap 'kill ${RUNNER_PID:-} 2>/dev/null; stop_moto; log "stopped"' EXIT
 start_moto "$aws_port"
-provision "$STATE/manifest.json"
+# The local stack stands in for the WhatsApp Cloud API on its own port (no network here).
+provision "$STATE/manifest.json" --param "WhatsAppApiBaseUrl=http://127.0.0.1:$port/_local/graph"
 
 "$bin" --manifest "$STATE/manifest.json" --port "$port" --reap-every-secs 10 --ttl-lag-secs 30 \
   >"$STATE/suite.log" 2>&1 &

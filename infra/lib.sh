@@ -53,7 +53,10 @@ stop_moto() {
   MOTO_PID=
 }
 
-# Creates every resource of template.yaml in the emulator and writes the manifest to $1.
+# Creates every resource of template.yaml in the emulator and writes the manifest to $1; further
+# arguments are passed on (e.g. --param WhatsAppApiBaseUrl=...).
 provision() {
-  "$VENV/bin/python" "$ROOT/infra/local/provision.py" --endpoint "$AWS_ENDPOINT_URL" --out "$1"
+  local out=$1
+  shift
+  "$VENV/bin/python" "$ROOT/infra/local/provision.py" --endpoint "$AWS_ENDPOINT_URL" --out "$out" "$@"
 }

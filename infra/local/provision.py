@@ -224,6 +224,7 @@ def main():
     ap.add_argument("--stack-name", default="nex-local")
     ap.add_argument("--seeds", default=str(HERE / "dev-secrets.json"))
     ap.add_argument("--items", default=str(HERE / "dev-seed.json"), help="items to put in tables, by logical id")
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="template parameter override")
     ap.add_argument("--out", required=True, help="where to write the manifest (JSON)")
     a = ap.parse_args()
 
@@ -231,6 +232,11 @@ def main():
     if errors:
         sys.exit(f"template.yaml does not parse: {errors}")
     stack = Stack(template, a.stack_name, a.region, a.endpoint)
+    for kv in a.param:
+        key, _, value = kv.partition("=")
+        if key not in stack.params:
+            sys.exit(f"--param {key}: template.yaml has no such parameter")
+        stack.params[key] = value
     seeds = json.loads(pathlib.Path(a.seeds).read_text()) if a.seeds else {}
     ttl = stack.tables()
     queues = stack.queues()

@@ -75,6 +75,36 @@ def whatsapp(url, m):
     print(f"{'(signed with the wrong App Secret)':<48} {status:>4}  {resp.get('status')} {resp.get('reason', '')}")
 
 
+def notifications(m, sqs, ddb):
+    """Send requests for the person who just replied STOP (Meta's example sender), through the queue."""
+    to = "+16505551234"
+    requests = [
+        ("order confirmation, open order (utility)", "demo-utility", {"type": "template", "name": "order_confirmation", "language": "en_US"}, True),
+        ("spring sale (marketing) after STOP", "demo-marketing", {"type": "template", "name": "spring_sale", "language": "en_US"}, False),
+        ("free-form text (their last message: 2025)", "demo-text", {"type": "text", "body": "Yes, it comes in blue too."}, True),
+    ]
+    queue = m["queues"]["NotificationsQueue"]["url"]
+    for _, rid, content, own in requests:
+        payload = {"id": f"{rid}-{int(time.time())}", "merchant": "merchant-demo-1", "phone_number_id": "106540352242922",
+                   "to": to, "content": content, "own_order": own, "order_open": own}
+        env = {"type": "notification.send_request", "version": 1, "id": payload["id"],
+               "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "trace_id": "demo", "payload": payload}
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(env))
+        globals().setdefault("_sent_ids", []).append(payload["id"])
+    platform = m["tables"]["PlatformTable"]
+    print(f"\n== WhatsApp sends (notifications queue -> Cloud API stand-in at /_local/graph)")
+    deadline = time.time() + 30
+    results = {}
+    while time.time() < deadline and len(results) < len(requests):
+        for rid in globals()["_sent_ids"]:
+            item = ddb.get_item(TableName=platform, Key={"pk": {"S": f"notifications-sender#{rid}"}}, ConsistentRead=True).get("Item")
+            if item and item.get("status", {}).get("S") == "COMPLETED":
+                results[rid] = item.get("result", {}).get("S", "")
+        time.sleep(0.3)
+    for (label, _, _, _), rid in zip(requests, globals()["_sent_ids"]):
+        print(f"{label:<48}       {results.get(rid, 'not handled yet')}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--manifest", required=True)
@@ -106,6 +136,7 @@ def main():
 
     kw = dict(region_name=m["region"], endpoint_url=m["endpoint"])
     sqs = boto3.client("sqs", **kw)
+    notifications(m, sqs, boto3.client("dynamodb", **kw))
     ddb = boto3.client("dynamodb", **kw)
     queue = m["queues"]["PaymentEventsQueue"]["url"]
     deadline = time.time() + 30

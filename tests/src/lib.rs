@@ -149,6 +149,20 @@ impl Harness {
         app
     }
 
+    /// The notifications sender, talking to the Cloud API at `base_url` (a local stand-in).
+    pub async fn sender(&self, base_url: &str) -> notifications_sender::App {
+        let mut env = env_of("NotificationsSenderFunction");
+        env.insert("WHATSAPP_API_BASE_URL".into(), base_url.to_owned());
+        let config = notifications_sender::Config::from_vars(&env).expect("template sets every variable");
+        let mut app = notifications_sender::App::build(&self.sdk, config.clone(), SystemClock)
+            .await
+            .expect("init");
+        app.idempotency = DynamoIdempotency::new(self.ddb.clone(), config.platform_table);
+        app.conversations =
+            nex_shared::adapters::dynamo_messaging::DynamoConversations::new(self.ddb.clone(), config.messaging_table);
+        app
+    }
+
     pub fn messaging_worker(&self) -> messaging_worker::App {
         let config = messaging_worker::Config::from_vars(&env_of("MessagingWorkerFunction")).expect("config");
         let mut app = messaging_worker::App::build(&self.sdk, config.clone());
@@ -309,6 +323,34 @@ async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, attrs: HashMap<Stri
         req = req.attributes(aws_sdk_sqs::types::QueueAttributeName::from(k.as_str()), v);
     }
     req.send().await.expect("CreateQueue").queue_url.expect("queue url")
+}
+
+/// Meta's documented answer to a send (`Example response` of `POST /{Version}/{Phone-Number-ID}/messages`
+/// in the Business Messaging OpenAPI file of the fixtures).
+pub fn meta_send_response() -> Value {
+    static V: OnceLock<Value> = OnceLock::new();
+    V.get_or_init(|| {
+        let path = format!(
+            "{}/../../shared/fixtures/whatsapp/meta_openapi/business-messaging-api_v23.0.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let example = &doc["paths"]["/{Version}/{Phone-Number-ID}/messages"]["post"]["responses"]["200"]["content"]
+            ["application/json"]["examples"]["Example response"]["value"];
+        serde_json::to_value(example).unwrap()
+    })
+    .clone()
+}
+
+/// Meta's Graph API error object (from the fixtures) with the given error code.
+pub fn meta_error(code: i64) -> Value {
+    let path = format!(
+        "{}/../../shared/fixtures/meta_marketing/meta_docs/graph_api_error_response_example.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["error"]["code"] = Value::from(code);
+    v
 }
 
 /// A WhatsApp fixture body, byte-exact (`dir` is `meta_openapi` or `captured`).

@@ -33,9 +33,17 @@ enum Function {
     PaymentsWorker(payments_worker::App),
     WhatsAppWebhook(Box<whatsapp_webhook::App>),
     MessagingWorker(messaging_worker::App),
+    NotificationsSender(Box<notifications_sender::App>),
 }
 
 impl Function {
+    fn is_sqs_consumer(&self) -> bool {
+        matches!(
+            self,
+            Function::PaymentsWorker(_) | Function::MessagingWorker(_) | Function::NotificationsSender(_)
+        )
+    }
+
     /// Invokes an SQS consumer; `None` for a function that is not one.
     async fn sqs(
         &self,
@@ -46,6 +54,7 @@ impl Function {
         match self {
             Function::PaymentsWorker(app) => Some(app.handle(event, request_id, deadline).await),
             Function::MessagingWorker(app) => Some(app.handle(event, request_id).await),
+            Function::NotificationsSender(app) => Some(app.handle(event, request_id, deadline).await),
             _ => None,
         }
     }
@@ -118,6 +127,15 @@ async fn run() -> Result<(), String> {
                 let config = whatsapp_webhook::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
                 Function::WhatsAppWebhook(Box::new(
                     whatsapp_webhook::App::build(&sdk, config, SystemClock)
+                        .await
+                        .map_err(|e| format!("{logical}: {e}"))?,
+                ))
+            }
+            "notifications-sender" => {
+                let config =
+                    notifications_sender::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
+                Function::NotificationsSender(Box::new(
+                    notifications_sender::App::build(&sdk, config, SystemClock)
                         .await
                         .map_err(|e| format!("{logical}: {e}"))?,
                 ))
@@ -208,6 +226,9 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
     };
 
     if method == "POST" {
+        if path.starts_with("/_local/graph/") {
+            return Ok(fake_cloud_api(&body));
+        }
         if let Some(name) = path.strip_prefix("/_local/schedules/") {
             return Ok(match fire(&state, name).await {
                 Ok(()) => text(200, r#"{"status":"fired"}"#),
@@ -244,6 +265,21 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
         .unwrap_or_else(|_| text(502, r#"{"message":"bad handler response"}"#)))
 }
 
+/// Stands in for the WhatsApp Cloud API's send endpoints in the local stack (no network here): accepts
+/// any message and answers as Meta documents, with a fresh wamid.
+fn fake_cloud_api(body: &[u8]) -> Response<Full<Bytes>> {
+    let to = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("to").and_then(|t| t.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    let answer = serde_json::json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{ "input": to, "wa_id": to.trim_start_matches('+') }],
+        "messages": [{ "id": format!("wamid.local{}", uuid::Uuid::new_v4().simple()) }],
+    });
+    text(200, &answer.to_string())
+}
+
 /// Polls one event source mapping's queue and invokes its consumer, as Lambda's poller does.
 async fn poll(state: Arc<State>, sqs: aws_sdk_sqs::Client, source: SqsSource) {
     let queue_arn = state
@@ -257,7 +293,7 @@ async fn poll(state: Arc<State>, sqs: aws_sdk_sqs::Client, source: SqsSource) {
         error!(function = %source.function, "event source names an unknown function");
         return;
     };
-    if !matches!(function, Function::PaymentsWorker(_) | Function::MessagingWorker(_)) {
+    if !function.is_sqs_consumer() {
         error!(function = %source.function, "event source names a function with no SQS handler; not polled");
         return;
     }

@@ -490,3 +490,114 @@ impl crate::ports::Receipts for DynamoConversations {
         }))
     }
 }
+
+impl crate::ports::SendContext for DynamoConversations {
+    async fn consent(
+        &self,
+        subject: &str,
+        merchant: &str,
+    ) -> Result<crate::domain::whatsapp::consent::Consent, InfraError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("subject#{subject}")))
+            .key("sk", s("consent-state"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
+        let Some(item) = out.item else {
+            return Ok(Default::default());
+        };
+        let has = |attr: &str| {
+            item.get(attr)
+                .and_then(|v| v.as_ss().ok())
+                .is_some_and(|set| set.iter().any(|m| m == merchant))
+        };
+        Ok(crate::domain::whatsapp::consent::Consent {
+            opted_in: has("opted_in"),
+            opted_out: item.contains_key("opted_out_at") || has("meta_stopped"),
+        })
+    }
+
+    async fn last_inbound(
+        &self,
+        merchant: &str,
+        subject: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, InfraError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("conv#{merchant}#{subject}")))
+            .key("sk", s("meta"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
+        let Some(item) = out.item else { return Ok(None) };
+        let num = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        if num("expires_at").is_none_or(|e| retention::is_past(e, now)) {
+            return Ok(None);
+        }
+        Ok(num("last_inbound_at").and_then(|t| chrono::DateTime::from_timestamp(t, 0)))
+    }
+
+    async fn template_category(
+        &self,
+        merchant: &str,
+        template: &str,
+    ) -> Result<Option<crate::domain::whatsapp::consent::Category>, InfraError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("template#{merchant}#{template}")))
+            .key("sk", s("category"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
+        Ok(out
+            .item
+            .and_then(|i| i.get("category").and_then(|v| v.as_s().ok()).cloned())
+            .and_then(|c| serde_json::from_value(serde_json::Value::String(c)).ok()))
+    }
+
+    async fn record_refusal(
+        &self,
+        merchant: &str,
+        subject: &str,
+        request_id: &str,
+        reason: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), InfraError> {
+        let pk = format!("conv#{merchant}#{subject}");
+        let stamp = retention::stamp(DataClass::WhatsAppTranscript, at, &pk);
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&pk))
+            .item("sk", s(format!("refusal#{request_id}")))
+            .item("subject", s(subject))
+            .item("reason", s(reason))
+            .item("at", s(at.to_rfc3339()));
+        if let Some(st) = stamp {
+            put = put
+                .item("expires_at", n(st.expires_at))
+                .item("due_bucket", s(st.due_bucket))
+                .item("due_action", s("delete"));
+        }
+        put.send()
+            .await
+            .map(|_| ())
+            .map_err(|e| infra_error("dynamodb", "PutItem", e))
+    }
+}

@@ -10,3 +10,4 @@ pub mod memory;
 pub mod secrets;
 pub mod sqs_batch;
 pub mod sqs_queue;
+pub mod whatsapp_cloud;

@@ -264,3 +264,73 @@ pub trait Receipts: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<crate::domain::whatsapp::delivery::DeliveryState>, InfraError>> + Send;
 }
+
+/// Why the WhatsApp Cloud API did not send, by what the caller must do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// 131047: the 24-hour window is closed; a template is needed. Permanent for this message.
+    #[error("customer service window closed (131047)")]
+    WindowClosed,
+    /// 131050: the person stopped marketing messages from this number. Permanent.
+    #[error("person stopped marketing messages (131050)")]
+    MarketingStopped,
+    /// Throughput or rate limit: retry later with backoff.
+    #[error("rate limited (code {code})")]
+    RateLimited { code: i64 },
+    /// The token is invalid or lacks permission: nothing will work until an operator acts.
+    #[error("authentication failed (code {code})")]
+    Auth { code: i64 },
+    /// Any other refusal of this message: record it, do not retry.
+    #[error("rejected (code {code})")]
+    Permanent { code: i64 },
+    /// Network failure or a 5xx: retry later.
+    #[error("transient failure")]
+    Transient(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The WhatsApp Cloud API's send endpoints.
+pub trait CloudMessaging: Send + Sync {
+    /// Sends `message` (a Cloud API message object) from `phone_number_id`; marketing templates go
+    /// through `/marketing_messages`, everything else through `/messages`. Returns the new wamid.
+    fn send(
+        &self,
+        phone_number_id: &str,
+        message: &serde_json::Value,
+        marketing: bool,
+    ) -> impl Future<Output = Result<String, SendError>> + Send;
+}
+
+/// What the send-time decision reads, and where refusals are recorded.
+pub trait SendContext: Send + Sync {
+    /// The consent ledger's current view for this person and merchant.
+    fn consent(
+        &self,
+        subject: &str,
+        merchant: &str,
+    ) -> impl Future<Output = Result<crate::domain::whatsapp::consent::Consent, InfraError>> + Send;
+
+    /// When the person last wrote to this merchant (opens the 24-hour window), if within the transcript window.
+    fn last_inbound(
+        &self,
+        merchant: &str,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, InfraError>> + Send;
+
+    /// A template's category as Meta classifies it now; `None` for a template nobody registered.
+    fn template_category(
+        &self,
+        merchant: &str,
+        template: &str,
+    ) -> impl Future<Output = Result<Option<crate::domain::whatsapp::consent::Category>, InfraError>> + Send;
+
+    /// Records why a message was not sent (kept with the transcript, same window).
+    fn record_refusal(
+        &self,
+        merchant: &str,
+        subject: &str,
+        request_id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+}

@@ -2,6 +2,7 @@
 
 mod local_stack;
 mod messaging_worker;
+mod notifications_sender;
 mod payments_worker;
 mod redaction;
 mod stripe_webhook;

@@ -1,0 +1,258 @@
+use chrono::{Duration, Utc};
+use nex_shared::adapters::dynamo_messaging::DynamoLedger;
+use nex_shared::domain::subject::IdentifierKind;
+use nex_shared::ports::{ConsentAction, ConsentEntry, ConsentLedger, Transcripts};
+use nex_shared::usecases::send_notification::{Content, NotifyError, Outcome, SendNotification, SendRequest};
+use nex_tests::*;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const PNID: &str = "106540352242922";
+
+fn phone() -> String {
+    format!("+3162{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7])
+}
+
+fn request(to: &str, merchant: &str, content: Content, own_order: bool, order_open: bool) -> SendRequest {
+    SendRequest {
+        id: format!("req-{}", uuid::Uuid::new_v4().simple()),
+        merchant: merchant.into(),
+        phone_number_id: PNID.into(),
+        to: to.into(),
+        content,
+        own_order,
+        order_open,
+    }
+}
+
+fn template(name: &str) -> Content {
+    Content::Template {
+        name: name.into(),
+        language: "en_US".into(),
+        components: serde_json::Value::Null,
+    }
+}
+
+async fn meta(status: u16, body: serde_json::Value, edge: &str, times: u64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v23.0/{PNID}/{edge}")))
+        .and(header("authorization", "Bearer local-dev-cloud-api-token"))
+        .respond_with(ResponseTemplate::new(status).set_body_json(body))
+        .expect(times)
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn send(app: &notifications_sender::App, req: &SendRequest) -> Result<Outcome, NotifyError> {
+    let uc = SendNotification {
+        hasher: &app.hasher,
+        clock: &app.clock,
+        idempotency: &app.idempotency,
+        context: &app.conversations,
+        transcripts: &app.conversations,
+        cloud: &app.cloud,
+        metrics: &app.metrics,
+    };
+    uc.handle(req, Utc::now() + Duration::seconds(30)).await
+}
+
+async fn opt_in(h: &Harness, app: &notifications_sender::App, to: &str, merchant: &str) {
+    let ledger = DynamoLedger::new(h.ddb.clone(), table("MessagingTable"));
+    let entry = ConsentEntry {
+        id: format!("optin-{merchant}"),
+        subject: app.hasher.hash(IdentifierKind::Phone, to).unwrap(),
+        merchant: Some(merchant.into()),
+        action: ConsentAction::OptIn,
+        source: "checkout_page".into(),
+        at: Utc::now() - Duration::days(1),
+    };
+    ledger.record(&entry).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_utility_template_for_the_persons_own_order_is_sent_once_and_kept_in_the_transcript() {
+    let h = Harness::new().await;
+    let server = meta(200, meta_send_response(), "messages", 1).await;
+    let app = h.sender(&server.uri()).await;
+    let to = phone();
+    let req = request(&to, "merchant-demo-1", template("order_confirmation"), true, true);
+    let wamid = match send(&app, &req).await.unwrap() {
+        Outcome::Sent { wamid } => wamid,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        wamid.starts_with("wamid."),
+        "the wamid of Meta's documented answer is stored"
+    );
+    assert!(
+        matches!(send(&app, &req).await.unwrap(), Outcome::AlreadyDone(Some(w)) if w == wamid),
+        "never twice"
+    );
+    let subject = app.hasher.hash(IdentifierKind::Phone, &to).unwrap();
+    let transcript = app
+        .conversations
+        .read("merchant-demo-1", &subject, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(transcript.len(), 1);
+    assert_eq!(
+        (transcript[0].direction.as_str(), transcript[0].wamid.as_str()),
+        ("out", wamid.as_str())
+    );
+    let sent: serde_json::Value = server.received_requests().await.unwrap()[0].body_json().unwrap();
+    assert_eq!(sent["template"]["name"], "order_confirmation");
+    assert_eq!(sent["to"], to.as_str());
+}
+
+#[tokio::test]
+async fn after_stop_marketing_is_refused_for_every_merchant_and_an_open_order_utility_message_still_goes() {
+    let h = Harness::new().await;
+    let wa = h.whatsapp().await;
+    let marketing_server = meta(200, meta_send_response(), "marketing_messages", 0).await;
+    let app = h.sender(&marketing_server.uri()).await;
+    let to = phone();
+    for m in ["merchant-demo-1", "merchant-demo-2"] {
+        opt_in(&h, &app, &to, m).await;
+    }
+    let stop = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"))
+        .replace("Does it come in another color?", "STOP")
+        .replace("16505551234", to.trim_start_matches('+'));
+    let resp = wa
+        .handle(whatsapp_request("POST", "", &stop, Some(&hub_sign(&stop))), "r")
+        .await;
+    assert_eq!(body_json(&resp)["opt_outs"], 1);
+    for m in ["merchant-demo-1", "merchant-demo-2"] {
+        let out = send(&app, &request(&to, m, template("spring_sale"), false, false))
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            Outcome::Refused {
+                reason: "opted_out".into()
+            },
+            "{m}: opted in, then STOP"
+        );
+    }
+    let utility_server = meta(200, meta_send_response(), "messages", 1).await;
+    let utility = h.sender(&utility_server.uri()).await;
+    let open_order = request(&to, "merchant-demo-1", template("order_confirmation"), true, true);
+    assert!(matches!(
+        send(&utility, &open_order).await.unwrap(),
+        Outcome::Sent { .. }
+    ));
+    let closed_order = request(&to, "merchant-demo-1", template("order_confirmation"), true, false);
+    assert_eq!(
+        send(&utility, &closed_order).await.unwrap(),
+        Outcome::Refused {
+            reason: "opted_out".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn marketing_needs_an_opt_in_and_goes_through_the_marketing_endpoint() {
+    let h = Harness::new().await;
+    let server = meta(200, meta_send_response(), "marketing_messages", 1).await;
+    let app = h.sender(&server.uri()).await;
+    let to = phone();
+    let refused = send(
+        &app,
+        &request(&to, "merchant-demo-1", template("spring_sale"), false, false),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        refused,
+        Outcome::Refused {
+            reason: "no_marketing_opt_in".into()
+        }
+    );
+    opt_in(&h, &app, &to, "merchant-demo-1").await;
+    let sent = send(
+        &app,
+        &request(&to, "merchant-demo-1", template("spring_sale"), false, false),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(sent, Outcome::Sent { .. }));
+}
+
+#[tokio::test]
+async fn free_form_text_goes_only_inside_the_24_hour_window_opened_by_the_persons_message() {
+    let h = Harness::new().await;
+    let server = meta(200, meta_send_response(), "messages", 1).await;
+    let app = h.sender(&server.uri()).await;
+    let to = phone();
+    let text = || Content::Text {
+        body: "Your parcel left the warehouse".into(),
+    };
+    let closed = send(&app, &request(&to, "merchant-demo-1", text(), true, true))
+        .await
+        .unwrap();
+    assert_eq!(
+        closed,
+        Outcome::Refused {
+            reason: "window_closed".into()
+        }
+    );
+    let subject = app.hasher.hash(IdentifierKind::Phone, &to).unwrap();
+    let inbound = nex_shared::ports::TranscriptMessage {
+        wamid: format!("wamid.{}", uuid::Uuid::new_v4().simple()),
+        direction: "in".into(),
+        kind: "text".into(),
+        text: Some("where is my order?".into()),
+        at: Utc::now() - Duration::hours(2),
+    };
+    app.conversations
+        .append("merchant-demo-1", &subject, &inbound, true)
+        .await
+        .unwrap();
+    assert!(matches!(
+        send(&app, &request(&to, "merchant-demo-1", text(), true, true))
+            .await
+            .unwrap(),
+        Outcome::Sent { .. }
+    ));
+}
+
+#[tokio::test]
+async fn metas_errors_are_handled_by_class() {
+    let h = Harness::new().await;
+    let to = phone();
+    let utility = || request(&to, "merchant-demo-1", template("order_confirmation"), true, true);
+
+    // 131047 and 131050: recorded refusals, never retried.
+    for (code, reason) in [
+        (131047, "window_closed_131047"),
+        (131050, "marketing_stopped_131050"),
+        (131009, "rejected_131009"),
+    ] {
+        let server = meta(400, meta_error(code), "messages", 1).await;
+        let app = h.sender(&server.uri()).await;
+        let req = utility();
+        assert_eq!(
+            send(&app, &req).await.unwrap(),
+            Outcome::Refused { reason: reason.into() }
+        );
+        assert!(
+            matches!(send(&app, &req).await.unwrap(), Outcome::AlreadyDone(_)),
+            "{code}: not retried"
+        );
+    }
+
+    // 130429 (throughput): retry later; the claim is released so the redelivery sends it.
+    let limited = meta(429, meta_error(130429), "messages", 1).await;
+    let app = h.sender(&limited.uri()).await;
+    let req = utility();
+    assert!(matches!(send(&app, &req).await, Err(NotifyError::RetryLater(_))));
+    let ok = meta(200, meta_send_response(), "messages", 1).await;
+    let app = h.sender(&ok.uri()).await;
+    assert!(matches!(send(&app, &req).await.unwrap(), Outcome::Sent { .. }));
+
+    // 190 (Meta's own error example: an OAuth failure): fails loudly and is retried, not swallowed.
+    let auth = meta(401, meta_error(190), "messages", 1).await;
+    let app = h.sender(&auth.uri()).await;
+    assert!(matches!(send(&app, &utility()).await, Err(NotifyError::Auth(190))));
+}
