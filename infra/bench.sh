@@ -11,12 +11,13 @@ ensure_rust
 ensure_venv
 target="${CARGO_TARGET_DIR:-$ROOT/target}"
 
-log "criterion: stripe verify + parse"
-cargo bench --manifest-path "$ROOT/Cargo.toml" -p nex-shared --bench stripe_verify -- --warm-up-time 1 --measurement-time 3 2>&1 \
-  | grep -E '^stripe_webhook/|time:' || true
+log "criterion: webhook verify + parse (Stripe 3 KB event, WhatsApp 10-message batch)"
+cargo bench --manifest-path "$ROOT/Cargo.toml" -p nex-shared --bench stripe_verify --bench whatsapp_verify -- --warm-up-time 1 --measurement-time 3 2>&1 \
+  | grep -E "^(stripe|whatsapp)_webhook/|time:" || true
 
 log "release build of the functions"
-cargo build --release --manifest-path "$ROOT/Cargo.toml" -p stripe-webhook -p payments-worker
+cargo build --release --manifest-path "$ROOT/Cargo.toml" -p stripe-webhook -p payments-worker -p whatsapp-webhook \
+  -p messaging-worker -p notifications-sender
 
 trap stop_moto EXIT
 start_moto "$(free_port)"

@@ -96,6 +96,43 @@ def stripe_event(secret):
     return sample
 
 
+def whatsapp_event(app_secret):
+    import hashlib
+    import hmac
+    body = (ROOT.parent / "shared/fixtures/whatsapp/meta_openapi/inbound_text.json").read_text()
+    body = body.replace("wamid.", f"wamid.bench{uuid.uuid4().hex}")
+    sig = "sha256=" + hmac.new(app_secret.encode(), body.encode(), hashlib.sha256).hexdigest()
+    event = json.loads((ROOT / "events/stripe/02-order-a-payment-succeeded.json").read_text())
+    event.update({"routeKey": "POST /webhooks/whatsapp", "rawPath": "/webhooks/whatsapp", "body": body})
+    event["requestContext"]["http"]["path"] = "/webhooks/whatsapp"
+    event["headers"] = {"content-type": "application/json", "x-hub-signature-256": sig}
+    return event
+
+
+def sqs_of(kind, payload):
+    envelope = {"type": kind, "version": 1, "id": f"bench-{uuid.uuid4().hex}", "occurred_at": "2026-11-24T00:00:00Z",
+                "trace_id": "bench", "payload": payload}
+    return {"Records": [{
+        "messageId": str(uuid.uuid4()), "receiptHandle": "bench", "body": json.dumps(envelope),
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "",
+        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench", "awsRegion": "us-east-1",
+    }]}
+
+
+def inbound_event():
+    return sqs_of("whatsapp.inbound_message", {
+        "merchant": "merchant-demo-1", "phone_number_id": "106540352242922", "wamid": f"wamid.bench{uuid.uuid4().hex}",
+        "subjects": [uuid.uuid4().hex], "phone": None, "bsuid": None, "kind": "text", "text": "hello",
+        "sent_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "keyword": None})
+
+
+def send_request_event():
+    return sqs_of("notification.send_request", {
+        "id": f"bench-{uuid.uuid4().hex}", "merchant": "merchant-demo-1", "phone_number_id": "106540352242922",
+        "to": "+31600000000", "content": {"type": "template", "name": "not_registered", "language": "en"},
+        "own_order": True, "order_open": True})
+
+
 def sqs_event():
     envelope = {
         "type": "stripe.payment_event", "version": 1, "id": f"evt_bench_{uuid.uuid4().hex}",
@@ -152,16 +189,26 @@ def main():
     m = json.loads(pathlib.Path(a.manifest).read_text())
     secret = json.loads(json.loads((ROOT / "infra/local/dev-secrets.json").read_text())["StripeWebhookSecret"])["endpoint_secrets"][0]
     rows = []
-    for logical, make_event in (("StripeWebhookFunction", lambda: stripe_event(secret)), ("PaymentsWorkerFunction", sqs_event)):
+    seeds = json.loads((ROOT / "infra/local/dev-secrets.json").read_text())
+    app_secret = json.loads(seeds["WhatsAppAppSecret"])["app_secrets"][0]
+    functions = (
+        ("StripeWebhookFunction", lambda: stripe_event(secret)),
+        ("PaymentsWorkerFunction", sqs_event),
+        ("WhatsAppWebhookFunction", lambda: whatsapp_event(app_secret)),
+        ("MessagingWorkerFunction", inbound_event),
+        # Refused for an unregistered template: the whole decision path, no call to the Cloud API.
+        ("NotificationsSenderFunction", send_request_event),
+    )
+    for logical, make_event in functions:
         spec = m["functions"][logical]
         binary = pathlib.Path(a.target_dir) / "release" / spec["binary"]
         results = [measure(binary, spec["env"], make_event) for _ in range(a.runs)]
         sample = results[0]["response"]
         rows.append((spec["binary"], binary.stat().st_size / 1e6, [r["cold_ms"] for r in results],
                      [r["first_ms"] for r in results], max(r["rss_mb"] for r in results), sample[:60]))
-    print(f"\n{'function':<16} {'size MB':>8} {'cold start ms (median / min / max)':>36} {'1st event ms (median)':>22} {'peak RSS MB':>12}  response")
+    print(f"\n{'function':<21} {'size MB':>8} {'cold start ms (median / min / max)':>36} {'1st event ms (median)':>22} {'peak RSS MB':>12}  response")
     for name, size, cold, first, rss, sample in rows:
-        print(f"{name:<16} {size:>8.2f} {statistics.median(cold):>16.1f} / {min(cold):>6.1f} / {max(cold):>6.1f} "
+        print(f"{name:<21} {size:>8.2f} {statistics.median(cold):>16.1f} / {min(cold):>6.1f} / {max(cold):>6.1f} "
               f"{statistics.median(first):>22.1f} {rss:>12.1f}  {sample}")
     print(f"\n{a.runs} starts each; x86_64 release build of this machine (Lambda runs the arm64 build of the same code).")
 

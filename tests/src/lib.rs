@@ -82,6 +82,9 @@ pub struct Harness {
     pub dlq_url: String,
     /// A fresh copy of the messaging queue (WhatsApp messages and receipts).
     pub messaging_url: String,
+    /// Fresh copies of the data-requests and notifications queues.
+    pub data_requests_url: String,
+    pub notifications_url: String,
 }
 
 impl Harness {
@@ -104,6 +107,8 @@ impl Harness {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (queue_url, queue_arn, dlq_url) = fresh_pair(&sqs, "PaymentEventsQueue", &format!("t-{id}")).await;
         let (messaging_url, _, _) = fresh_pair(&sqs, "MessagingQueue", &format!("t-{id}-msg")).await;
+        let (data_requests_url, _, _) = fresh_pair(&sqs, "DataRequestsQueue", &format!("t-{id}-dsr")).await;
+        let (notifications_url, _, _) = fresh_pair(&sqs, "NotificationsQueue", &format!("t-{id}-ntf")).await;
         let h = Self {
             sdk,
             requests,
@@ -113,6 +118,8 @@ impl Harness {
             queue_arn,
             dlq_url,
             messaging_url,
+            data_requests_url,
+            notifications_url,
         };
         h.requests.0.store(0, Ordering::SeqCst);
         h
@@ -144,7 +151,9 @@ impl Harness {
         app.idempotency = DynamoIdempotency::new(self.ddb.clone(), config.platform_table);
         app.queue = SqsQueue::new(self.sqs.clone(), config.messaging_queue_url);
         app.ledger =
-            nex_shared::adapters::dynamo_messaging::DynamoLedger::new(self.ddb.clone(), config.messaging_table);
+            nex_shared::adapters::dynamo_messaging::DynamoLedger::new(self.ddb.clone(), config.messaging_table.clone());
+        app.merchants =
+            nex_shared::adapters::dynamo_messaging::DynamoMerchants::new(self.ddb.clone(), config.messaging_table);
         self.requests.0.store(0, Ordering::SeqCst);
         app
     }
@@ -168,6 +177,8 @@ impl Harness {
         let mut app = messaging_worker::App::build(&self.sdk, config.clone());
         app.conversations =
             nex_shared::adapters::dynamo_messaging::DynamoConversations::new(self.ddb.clone(), config.messaging_table);
+        app.data_requests_queue = SqsQueue::new(self.sqs.clone(), self.data_requests_url.clone());
+        app.notifications_queue = SqsQueue::new(self.sqs.clone(), self.notifications_url.clone());
         app
     }
 
@@ -196,12 +207,17 @@ impl Harness {
 
     /// Bodies of everything on this test's messaging queue (received and deleted).
     pub async fn take_messaging(&self) -> Vec<String> {
+        self.take(&self.messaging_url).await
+    }
+
+    /// Bodies of everything on `url` (received and deleted).
+    pub async fn take(&self, url: &str) -> Vec<String> {
         let mut out = Vec::new();
         loop {
             let r = self
                 .sqs
                 .receive_message()
-                .queue_url(&self.messaging_url)
+                .queue_url(url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(0)
                 .send()
@@ -215,7 +231,7 @@ impl Harness {
                 out.push(m.body.clone().unwrap_or_default());
                 self.sqs
                     .delete_message()
-                    .queue_url(&self.messaging_url)
+                    .queue_url(url)
                     .receipt_handle(m.receipt_handle.unwrap())
                     .send()
                     .await

@@ -5,24 +5,36 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use nex_shared::adapters::dynamo_messaging::DynamoConversations;
+use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
 use nex_shared::adapters::emf::EmfMetrics;
 use nex_shared::adapters::sqs_batch::{self, RecordError};
+use nex_shared::adapters::sqs_queue::SqsQueue;
 use nex_shared::config::{ConfigError, Vars};
 use nex_shared::domain::envelope::{Envelope, EnvelopeError, Message};
+use nex_shared::domain::retention::{self, DataClass};
 use nex_shared::domain::whatsapp::delivery::Delivery;
-use nex_shared::ports::{InfraError, Metrics, Receipts, TranscriptMessage, Transcripts};
+use nex_shared::ports::{
+    DataRequest, DataRequests, InfraError, Metrics, Queue, Receipts, TranscriptMessage, Transcripts,
+};
+use nex_shared::usecases::send_notification::{Content, SendRequest};
 use nex_shared::usecases::whatsapp_ingest::{InboundMessage, Receipt};
 use tracing::{info, Instrument};
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub messaging_table: String,
+    pub data_requests_table: String,
+    pub data_requests_queue_url: String,
+    pub notifications_queue_url: String,
 }
 
 impl Config {
     pub fn from_vars(v: &impl Vars) -> Result<Self, ConfigError> {
         Ok(Self {
             messaging_table: v.required("MESSAGING_TABLE")?,
+            data_requests_table: v.required("DATA_REQUESTS_TABLE")?,
+            data_requests_queue_url: v.required("DATA_REQUESTS_QUEUE_URL")?,
+            notifications_queue_url: v.required("NOTIFICATIONS_QUEUE_URL")?,
         })
     }
 }
@@ -51,15 +63,66 @@ impl RecordError for WorkerError {
 
 pub struct App {
     pub conversations: DynamoConversations,
+    pub requests: DynamoDataRequests,
+    pub data_requests_queue: SqsQueue,
+    pub notifications_queue: SqsQueue,
     pub metrics: EmfMetrics,
 }
 
 impl App {
     pub fn build(sdk: &aws_config::SdkConfig, config: Config) -> Self {
+        let ddb = aws_sdk_dynamodb::Client::new(sdk);
+        let sqs = aws_sdk_sqs::Client::new(sdk);
         Self {
-            conversations: DynamoConversations::new(aws_sdk_dynamodb::Client::new(sdk), config.messaging_table),
+            conversations: DynamoConversations::new(ddb.clone(), config.messaging_table),
+            requests: DynamoDataRequests::new(ddb, config.data_requests_table),
+            data_requests_queue: SqsQueue::new(sqs.clone(), config.data_requests_queue_url),
+            notifications_queue: SqsQueue::new(sqs, config.notifications_queue_url),
             metrics: EmfMetrics::new("Nex", "messaging-worker"),
         }
+    }
+
+    /// The `DATA` keyword: opens a data-subject request (30 days to answer), queues it for the
+    /// data-requests function and queues a confirmation to the person. Each step is idempotent (stable
+    /// ids), so a redelivery after a partial failure completes what is missing and duplicates nothing.
+    async fn data_request(&self, m: &InboundMessage) -> Result<(), WorkerError> {
+        let now = chrono::Utc::now();
+        let request = DataRequest {
+            id: format!("wa-{}", m.wamid),
+            subjects: m.subjects.clone(),
+            kind: "unspecified".into(),
+            source: "whatsapp_keyword".into(),
+            merchant: Some(m.merchant.clone()),
+            received_at: m.sent_at,
+            answer_by: retention::deadline(DataClass::DataSubjectRequest, m.sent_at).unwrap_or(m.sent_at),
+        };
+        let opened = self.requests.open(&request).await?;
+        self.data_requests_queue
+            .send(&Envelope::new(request.id.clone(), now, m.wamid.clone(), request.clone()).encode())
+            .await?;
+        if let Some(phone) = &m.phone {
+            let confirm = SendRequest {
+                id: format!("dsr-confirm-{}", m.wamid),
+                merchant: m.merchant.clone(),
+                phone_number_id: m.phone_number_id.clone(),
+                to: format!("+{}", phone.trim_start_matches('+')),
+                content: Content::Text {
+                    body: format!(
+                        "We received your data request (reference {}). We will answer by {}.",
+                        request.id,
+                        request.answer_by.format("%Y-%m-%d")
+                    ),
+                },
+                own_order: false,
+                order_open: false,
+            };
+            self.notifications_queue
+                .send(&Envelope::new(confirm.id.clone(), now, m.wamid.clone(), confirm).encode())
+                .await?;
+        }
+        self.metrics.count("data_requests_opened", u64::from(opened), None);
+        info!(request = %request.id, merchant = %m.merchant, opened, answer_by = %request.answer_by.date_naive(), "data-subject request opened from WhatsApp");
+        Ok(())
     }
 
     pub async fn handle(&self, event: SqsEvent, request_id: &str) -> SqsBatchResponse {
@@ -93,10 +156,13 @@ impl App {
                     wamid: m.wamid.clone(),
                     direction: "in".into(),
                     kind: m.kind.clone(),
-                    text: m.text,
+                    text: m.text.clone(),
                     at: m.sent_at,
                 };
                 let deadline = self.conversations.append(&m.merchant, subject, &message, true).await?;
+                if m.keyword.as_deref() == Some("data_request") {
+                    self.data_request(&m).await?;
+                }
                 info!(wamid = %m.wamid, merchant = %m.merchant, kind = %m.kind, keeps_until = %deadline.date_naive(), "transcript updated");
                 Ok(())
             }

@@ -5,6 +5,7 @@ pub mod aws;
 pub mod dynamo_idempotency;
 pub mod dynamo_messaging;
 pub mod dynamo_payments;
+pub mod dynamo_requests;
 pub mod emf;
 pub mod memory;
 pub mod secrets;

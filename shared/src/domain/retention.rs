@@ -36,6 +36,8 @@ pub enum DataClass {
     AmazonOrderData,
     /// A data-subject request: the window is the time we have to answer it.
     DataSubjectRequest,
+    /// The record of a data-subject request, kept as evidence that it was handled.
+    DataSubjectRequestRecord,
     /// Idempotency and de-duplication records: no personal data, kept longer than any platform retries.
     IdempotencyRecord,
 }
@@ -187,6 +189,15 @@ pub const POLICY: &[Rule] = &[
         source: "001: data-subject requests answered within 30 days",
     },
     Rule {
+        class: DataClass::DataSubjectRequestRecord,
+        window: Window::Months(24),
+        anchor: Anchor::Received,
+        action: Action::Delete,
+        mechanism: Mechanism::DynamoTtlAndSweep,
+        source: "design (not in the seeds, to confirm with the policy owner): evidence of handling, \
+                 24 months like consent evidence",
+    },
+    Rule {
         class: DataClass::IdempotencyRecord,
         window: Window::Days(8),
         anchor: Anchor::Created,
@@ -273,6 +284,7 @@ mod tests {
         DataClass::MarketplaceOrderData,
         DataClass::AmazonOrderData,
         DataClass::DataSubjectRequest,
+        DataClass::DataSubjectRequestRecord,
         DataClass::IdempotencyRecord,
     ];
 

@@ -334,3 +334,29 @@ pub trait SendContext: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
+
+/// A data-subject request as opened (by the WhatsApp `DATA` keyword, an operator or a merchant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRequest {
+    /// Stable for the intake that opened it (e.g. derived from the wamid), so reopening is idempotent.
+    pub id: String,
+    pub subjects: Vec<String>,
+    /// `access`, `export`, `deletion`, `correction`, or `unspecified` until the person says which.
+    pub kind: String,
+    pub source: String,
+    pub merchant: Option<String>,
+    pub received_at: DateTime<Utc>,
+    /// The answer is due by then (30 days).
+    pub answer_by: DateTime<Utc>,
+}
+
+/// Data-subject requests.
+pub trait DataRequests: Send + Sync {
+    /// Opens `request` unless it is already open. Returns true if this call opened it.
+    fn open(&self, request: &DataRequest) -> impl Future<Output = Result<bool, InfraError>> + Send;
+}
+
+impl crate::domain::envelope::Message for DataRequest {
+    const KIND: &'static str = "dsr.requested";
+    const VERSION: u32 = 1;
+}

@@ -151,3 +151,76 @@ async fn webhook_to_worker_every_fixture_message_lands_in_its_transcript_and_rec
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn data_opens_a_request_due_in_thirty_days_queues_it_and_confirms_to_the_person() {
+    let h = Harness::new().await;
+    let wa = h.whatsapp().await;
+    let worker = h.messaging_worker();
+    let sent_at = Utc::now().timestamp() - 60;
+    // Its own number: this conversation must not move the fixture person's deadline in other tests.
+    let phone = format!("3165{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
+    let body = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"))
+        .replace("Does it come in another color?", " Data ")
+        .replace("16505551234", &phone)
+        .replace(
+            "\"timestamp\": \"1749416383\"",
+            &format!("\"timestamp\": \"{sent_at}\""),
+        );
+    assert!(body.contains(&sent_at.to_string()), "fixture timestamp replaced");
+    wa.handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r")
+        .await;
+    // Delivered twice, as SQS may: still one request, one queued request per delivery, one confirmation id.
+    let queued = h.take_messaging().await;
+    for _ in 0..2 {
+        h.sqs
+            .send_message()
+            .queue_url(&h.messaging_url)
+            .message_body(&queued[0])
+            .send()
+            .await
+            .unwrap();
+    }
+    let round = h.drain_messaging(&worker).await;
+    assert_eq!(round.failed, 0);
+
+    let wamid = nex_shared::domain::whatsapp::webhook::parse(body.as_bytes())
+        .unwrap()
+        .into_iter()
+        .find_map(|i| match i {
+            nex_shared::domain::whatsapp::webhook::Item::Message { wamid, .. } => Some(wamid),
+            _ => None,
+        });
+    let id = format!("wa-{}", wamid.unwrap());
+    let record = h
+        .ddb
+        .get_item()
+        .table_name(table("DataRequestsTable"))
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("dsr#{id}")))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("request".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("request opened");
+    let received = Utc.timestamp_opt(sent_at, 0).unwrap();
+    let answer_by: DateTime<Utc> = record["answer_by"].as_s().unwrap().parse().unwrap();
+    assert_eq!(answer_by, received + Duration::days(30));
+    assert!(record["expires_at"].as_n().is_ok() && record["status"].as_s().unwrap() == "received");
+    assert!(!format!("{record:?}").contains(&phone), "subject hashes only");
+
+    let requests = h.take(&h.data_requests_url).await;
+    assert!(!requests.is_empty() && requests.iter().all(|r| r.contains(&id)));
+    let confirmations = h.take(&h.notifications_url).await;
+    assert!(!confirmations.is_empty());
+    let confirm =
+        nex_shared::domain::envelope::Envelope::<nex_shared::usecases::send_notification::SendRequest>::decode(
+            &confirmations[0],
+        )
+        .unwrap();
+    assert!(
+        confirmations.iter().all(|c| c.contains(&confirm.payload.id)),
+        "one confirmation id, whatever the redeliveries"
+    );
+    assert_eq!(confirm.payload.to, format!("+{phone}"));
+}

@@ -55,20 +55,47 @@ async fn every_fixture_payload_is_verified_and_queued_per_message_and_receipt() 
 async fn a_redelivered_batch_queues_nothing_new_and_costs_one_write_per_item() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
-    let body = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"));
-    wa.handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r1")
-        .await;
+    let post = |body: &str| whatsapp_request("POST", "", body, Some(&hub_sign(body)));
+    let cold = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"));
     let before = h.requests.get();
-    let again = wa
-        .handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r2")
-        .await;
-    assert_eq!(body_json(&again)["duplicates"], 1);
+    wa.handle(post(&cold), "r0").await;
     assert_eq!(
         h.requests.get() - before,
-        1,
-        "one conditional put; the merchant lookup is cached"
+        3,
+        "first of a container: merchant lookup, conditional put, SendMessage"
     );
-    assert_eq!(h.take_messaging().await.len(), 1);
+    let body = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"));
+    let before = h.requests.get();
+    wa.handle(post(&body), "r1").await;
+    assert_eq!(
+        h.requests.get() - before,
+        2,
+        "a new message: conditional put, SendMessage (lookup cached)"
+    );
+    let before = h.requests.get();
+    let again = wa.handle(post(&body), "r2").await;
+    assert_eq!(body_json(&again)["duplicates"], 1);
+    assert_eq!(h.requests.get() - before, 1, "a duplicate: the conditional put only");
+    assert_eq!(h.take_messaging().await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_opt_out_adds_one_transactional_write_per_identifier() {
+    let h = Harness::new().await;
+    let wa = h.whatsapp().await;
+    let warm = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"));
+    wa.handle(whatsapp_request("POST", "", &warm, Some(&hub_sign(&warm))), "warm")
+        .await;
+    let stop = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"))
+        .replace("Does it come in another color?", "stop");
+    let before = h.requests.get();
+    wa.handle(whatsapp_request("POST", "", &stop, Some(&hub_sign(&stop))), "r")
+        .await;
+    assert_eq!(
+        h.requests.get() - before,
+        3,
+        "conditional put, ledger transaction (phone), SendMessage"
+    );
 }
 
 #[tokio::test]
