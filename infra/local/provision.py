@@ -173,7 +173,8 @@ class Stack:
             if logical.startswith("_"):
                 continue
             for row in rows:
-                item = {k: ser.serialize(v) for k, v in row.items()}
+                # Keys starting with "_" document a seed (e.g. the clear API key whose hash is stored).
+                item = {k: ser.serialize(v) for k, v in row.items() if not k.startswith("_")}
                 self.ddb.put_item(TableName=self.physical[logical], Item=item)
                 count += 1
         return count

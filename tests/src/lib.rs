@@ -25,6 +25,8 @@ pub const PEPPER: &str = "local-dev-pepper-not-a-real-secret";
 /// The development WhatsApp App Secret and verify token.
 pub const APP_SECRET: &str = "local_dev_app_secret_not_a_real_secret";
 pub const VERIFY_TOKEN: &str = "local-dev-verify-token";
+/// The development API key of `merchant-demo-1` (`infra/local/dev-seed.json` stores its SHA-256).
+pub const MERCHANT_KEY: &str = "local-dev-merchant-api-key";
 
 pub fn manifest() -> &'static Value {
     static M: OnceLock<Value> = OnceLock::new();
@@ -172,9 +174,24 @@ impl Harness {
         app
     }
 
-    pub fn messaging_worker(&self) -> messaging_worker::App {
+    /// The consent API with this test's counted clients.
+    pub async fn consent_api(&self) -> consent_api::App {
+        let config = consent_api::Config::from_vars(&env_of("ConsentApiFunction")).expect("config");
+        let mut app = consent_api::App::build(&self.sdk, config.clone(), SystemClock)
+            .await
+            .expect("init");
+        app.ledger =
+            nex_shared::adapters::dynamo_messaging::DynamoLedger::new(self.ddb.clone(), config.messaging_table.clone());
+        app.keys =
+            nex_shared::adapters::dynamo_messaging::DynamoMerchants::new(self.ddb.clone(), config.messaging_table);
+        app
+    }
+
+    pub async fn messaging_worker(&self) -> messaging_worker::App {
         let config = messaging_worker::Config::from_vars(&env_of("MessagingWorkerFunction")).expect("config");
-        let mut app = messaging_worker::App::build(&self.sdk, config.clone());
+        let mut app = messaging_worker::App::build(&self.sdk, config.clone())
+            .await
+            .expect("init");
         app.conversations =
             nex_shared::adapters::dynamo_messaging::DynamoConversations::new(self.ddb.clone(), config.messaging_table);
         app.data_requests_queue = SqsQueue::new(self.sqs.clone(), self.data_requests_url.clone());

@@ -4,18 +4,21 @@
 //! (conditional put per wamid, monotonic conditional updates), so a redelivered record changes nothing.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use nex_shared::adapters::dynamo_messaging::DynamoConversations;
+use nex_shared::adapters::dynamo_messaging::{DynamoConversations, DynamoLedger};
 use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
 use nex_shared::adapters::emf::EmfMetrics;
+use nex_shared::adapters::secrets;
 use nex_shared::adapters::sqs_batch::{self, RecordError};
 use nex_shared::adapters::sqs_queue::SqsQueue;
 use nex_shared::config::{ConfigError, Vars};
 use nex_shared::domain::envelope::{Envelope, EnvelopeError, Message};
 use nex_shared::domain::retention::{self, DataClass};
+use nex_shared::domain::subject::SubjectHasher;
 use nex_shared::domain::whatsapp::delivery::Delivery;
 use nex_shared::ports::{
     DataRequest, DataRequests, InfraError, Metrics, Queue, Receipts, TranscriptMessage, Transcripts,
 };
+use nex_shared::usecases::opt_in::{self, OptIn, OptInError};
 use nex_shared::usecases::send_notification::{Content, SendRequest};
 use nex_shared::usecases::whatsapp_ingest::{InboundMessage, Receipt};
 use tracing::{info, Instrument};
@@ -26,6 +29,7 @@ pub struct Config {
     pub data_requests_table: String,
     pub data_requests_queue_url: String,
     pub notifications_queue_url: String,
+    pub pepper_secret_id: String,
 }
 
 impl Config {
@@ -35,6 +39,7 @@ impl Config {
             data_requests_table: v.required("DATA_REQUESTS_TABLE")?,
             data_requests_queue_url: v.required("DATA_REQUESTS_QUEUE_URL")?,
             notifications_queue_url: v.required("NOTIFICATIONS_QUEUE_URL")?,
+            pepper_secret_id: v.required("SUBJECT_PEPPER_SECRET_ID")?,
         })
     }
 }
@@ -45,6 +50,8 @@ pub enum WorkerError {
     Envelope(#[from] EnvelopeError),
     #[error("message names no person (neither phone nor BSUID)")]
     NoSubject,
+    #[error("opt-in refused: {0}")]
+    BadOptIn(&'static str),
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -56,12 +63,15 @@ impl RecordError for WorkerError {
             Self::Envelope(EnvelopeError::Unsupported { .. }) => "UnsupportedMessage",
             Self::Envelope(EnvelopeError::BadPayload) => "BadPayload",
             Self::NoSubject => "NoSubject",
+            Self::BadOptIn(_) => "BadOptIn",
             Self::Infra(_) => "Infrastructure",
         }
     }
 }
 
 pub struct App {
+    pub hasher: SubjectHasher,
+    pub ledger: DynamoLedger,
     pub conversations: DynamoConversations,
     pub requests: DynamoDataRequests,
     pub data_requests_queue: SqsQueue,
@@ -70,16 +80,20 @@ pub struct App {
 }
 
 impl App {
-    pub fn build(sdk: &aws_config::SdkConfig, config: Config) -> Self {
+    /// Builds the clients and fetches the subject-hash pepper (once, for the container's life).
+    pub async fn build(sdk: &aws_config::SdkConfig, config: Config) -> Result<Self, InfraError> {
+        let pepper = secrets::fetch(&aws_sdk_secretsmanager::Client::new(sdk), &config.pepper_secret_id).await?;
         let ddb = aws_sdk_dynamodb::Client::new(sdk);
         let sqs = aws_sdk_sqs::Client::new(sdk);
-        Self {
+        Ok(Self {
+            hasher: SubjectHasher::new(&pepper),
+            ledger: DynamoLedger::new(ddb.clone(), config.messaging_table.clone()),
             conversations: DynamoConversations::new(ddb.clone(), config.messaging_table),
             requests: DynamoDataRequests::new(ddb, config.data_requests_table),
             data_requests_queue: SqsQueue::new(sqs.clone(), config.data_requests_queue_url),
             notifications_queue: SqsQueue::new(sqs, config.notifications_queue_url),
             metrics: EmfMetrics::new("Nex", "messaging-worker"),
-        }
+        })
     }
 
     /// The `DATA` keyword: opens a data-subject request (30 days to answer), queues it for the
@@ -186,6 +200,19 @@ impl App {
                 info!(wamid = %r.wamid, status = %r.status, error_code = r.error_code, "receipt applied");
                 Ok(())
             }
+            OptIn::KIND => {
+                let env = Envelope::<OptIn>::decode(body)?;
+                let merchant = env.payload.merchant.clone().unwrap_or_default();
+                let n = opt_in::record(&self.ledger, &self.hasher, &merchant, &env.payload, chrono::Utc::now())
+                    .await
+                    .map_err(|e| match e {
+                        OptInError::Infra(i) => WorkerError::Infra(i),
+                        other => WorkerError::BadOptIn(other.reason()),
+                    })?;
+                info!(merchant = %merchant, source = %env.payload.source, identifiers = n, "opt-in recorded from the storefront");
+                Ok(())
+            }
+            // Any other type or version fails the record, so it reaches the DLQ.
             _ => Err(Envelope::<InboundMessage>::decode(body)
                 .err()
                 .unwrap_or(EnvelopeError::Malformed)

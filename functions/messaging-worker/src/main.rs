@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     nex_shared::telemetry::init();
     let config = Config::from_vars(&Env)?;
     let sdk = nex_shared::adapters::aws::load_config().await;
-    let app = App::build(&sdk, config);
+    let app = App::build(&sdk, config).await?;
     let app = &app;
     run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {

@@ -32,8 +32,9 @@ enum Function {
     StripeWebhook(Box<stripe_webhook::App>),
     PaymentsWorker(payments_worker::App),
     WhatsAppWebhook(Box<whatsapp_webhook::App>),
-    MessagingWorker(messaging_worker::App),
+    MessagingWorker(Box<messaging_worker::App>),
     NotificationsSender(Box<notifications_sender::App>),
+    ConsentApi(Box<consent_api::App>),
 }
 
 impl Function {
@@ -131,6 +132,14 @@ async fn run() -> Result<(), String> {
                         .map_err(|e| format!("{logical}: {e}"))?,
                 ))
             }
+            "consent-api" => {
+                let config = consent_api::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
+                Function::ConsentApi(Box::new(
+                    consent_api::App::build(&sdk, config, SystemClock)
+                        .await
+                        .map_err(|e| format!("{logical}: {e}"))?,
+                ))
+            }
             "notifications-sender" => {
                 let config =
                     notifications_sender::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
@@ -142,7 +151,11 @@ async fn run() -> Result<(), String> {
             }
             "messaging-worker" => {
                 let config = messaging_worker::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
-                Function::MessagingWorker(messaging_worker::App::build(&sdk, config))
+                Function::MessagingWorker(Box::new(
+                    messaging_worker::App::build(&sdk, config)
+                        .await
+                        .map_err(|e| format!("{logical}: {e}"))?,
+                ))
             }
             "payments-worker" => {
                 let config = payments_worker::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
@@ -249,6 +262,7 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
     let response = match state.functions.get(&route.function) {
         Some(Function::StripeWebhook(app)) => app.handle(event, &request_id).await,
         Some(Function::WhatsAppWebhook(app)) => app.handle(event, &request_id).await,
+        Some(Function::ConsentApi(app)) => app.handle(event, &request_id).await,
         _ => return Ok(text(502, r#"{"message":"route has no HTTP handler"}"#)),
     };
     let mut out = Response::builder().status(response.status_code as u16);

@@ -86,6 +86,23 @@ impl MerchantDirectory for DynamoMerchants {
     }
 }
 
+impl crate::ports::MerchantKeys for DynamoMerchants {
+    async fn merchant_for_key(&self, key_sha256: &str) -> Result<Option<String>, InfraError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("merchant-key#{key_sha256}")))
+            .key("sk", s("merchant"))
+            .send()
+            .await
+            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
+        Ok(out
+            .item
+            .and_then(|i| i.get("merchant_id").and_then(|v| v.as_s().ok()).cloned()))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DynamoLedger {
     client: Client,

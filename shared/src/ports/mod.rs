@@ -360,3 +360,9 @@ impl crate::domain::envelope::Message for DataRequest {
     const KIND: &'static str = "dsr.requested";
     const VERSION: u32 = 1;
 }
+
+/// Merchants' API keys for the suite's merchant-facing routes. Only a key's SHA-256 is stored.
+pub trait MerchantKeys: Send + Sync {
+    /// The merchant owning the key whose SHA-256 (hex) is `key_sha256`, if any.
+    fn merchant_for_key(&self, key_sha256: &str) -> impl Future<Output = Result<Option<String>, InfraError>> + Send;
+}

@@ -1,5 +1,6 @@
 //! Integration tests against the AWS emulator. Run through `infra/test.sh`, which starts and provisions it.
 
+mod consent_api;
 mod local_stack;
 mod messaging_worker;
 mod notifications_sender;

@@ -107,7 +107,7 @@ async fn receipts_arriving_out_of_order_or_twice_never_regress() {
 async fn webhook_to_worker_every_fixture_message_lands_in_its_transcript_and_receipts_apply() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
-    let worker = h.messaging_worker();
+    let worker = h.messaging_worker().await;
     let body = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"));
     wa.handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r")
         .await;
@@ -156,7 +156,7 @@ async fn webhook_to_worker_every_fixture_message_lands_in_its_transcript_and_rec
 async fn data_opens_a_request_due_in_thirty_days_queues_it_and_confirms_to_the_person() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
-    let worker = h.messaging_worker();
+    let worker = h.messaging_worker().await;
     let sent_at = Utc::now().timestamp() - 60;
     // Its own number: this conversation must not move the fixture person's deadline in other tests.
     let phone = format!("3165{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);

@@ -1,0 +1,163 @@
+//! Record a marketing opt-in for one merchant, from either documented door: the authenticated HTTP route
+//! for merchants' systems (`POST /consent/opt-ins`) or the storefront's `consent.opt_in` message on the
+//! messaging queue. Both land here, so the evidence recorded is the same.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::envelope::Message;
+use crate::domain::subject::{IdentifierKind, SubjectHasher};
+use crate::ports::{ConsentAction, ConsentEntry, ConsentLedger, InfraError};
+
+/// An opt-in as a merchant's system or the storefront reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OptIn {
+    /// The caller's id for this opt-in: recording it again changes nothing.
+    pub id: String,
+    /// Set by the storefront message; the HTTP route takes the merchant from the caller's key instead.
+    #[serde(default)]
+    pub merchant: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub bsuid: Option<String>,
+    /// Where the person opted in: `checkout_page`, `account_settings`, ...
+    pub source: String,
+    /// When; defaults to now.
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl Message for OptIn {
+    const KIND: &'static str = "consent.opt_in";
+    const VERSION: u32 = 1;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OptInError {
+    #[error("an opt-in needs a phone number or a BSUID")]
+    NoIdentifier,
+    #[error("an opt-in needs an id, a source and a merchant")]
+    Incomplete,
+    #[error("an opt-in cannot be dated in the future")]
+    FromTheFuture,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl OptInError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NoIdentifier => "no_identifier",
+            Self::Incomplete => "incomplete_opt_in",
+            Self::FromTheFuture => "opt_in_dated_in_the_future",
+            Self::Infra(_) => "temporarily_unavailable",
+        }
+    }
+}
+
+/// Records `opt_in` for `merchant`; returns how many identifiers it was recorded for.
+pub async fn record<L: ConsentLedger>(
+    ledger: &L,
+    hasher: &SubjectHasher,
+    merchant: &str,
+    opt_in: &OptIn,
+    now: DateTime<Utc>,
+) -> Result<usize, OptInError> {
+    if opt_in.id.trim().is_empty() || opt_in.source.trim().is_empty() || merchant.trim().is_empty() {
+        return Err(OptInError::Incomplete);
+    }
+    let at = opt_in.at.unwrap_or(now);
+    if at > now + chrono::Duration::minutes(5) {
+        return Err(OptInError::FromTheFuture);
+    }
+    let subjects: Vec<String> = opt_in
+        .phone
+        .as_deref()
+        .and_then(|p| hasher.hash(IdentifierKind::Phone, p))
+        .into_iter()
+        .chain(
+            opt_in
+                .bsuid
+                .as_deref()
+                .and_then(|b| hasher.hash(IdentifierKind::Bsuid, b)),
+        )
+        .collect();
+    if subjects.is_empty() {
+        return Err(OptInError::NoIdentifier);
+    }
+    for subject in &subjects {
+        let entry = ConsentEntry {
+            id: format!("optin#{merchant}#{}", opt_in.id),
+            subject: subject.clone(),
+            merchant: Some(merchant.to_owned()),
+            action: ConsentAction::OptIn,
+            source: opt_in.source.clone(),
+            at,
+        };
+        ledger.record(&entry).await?;
+    }
+    Ok(subjects.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::adapters::memory::MemoryLedger;
+
+    fn opt_in(phone: Option<&str>) -> OptIn {
+        OptIn {
+            id: "o-1".into(),
+            merchant: None,
+            phone: phone.map(Into::into),
+            bsuid: None,
+            source: "checkout_page".into(),
+            at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_opt_in_is_recorded_once_per_identifier_with_merchant_source_and_time() {
+        let (ledger, hasher, now) = (
+            MemoryLedger::default(),
+            SubjectHasher::new(&SecretString::from("p")),
+            Utc::now(),
+        );
+        let mut o = opt_in(Some("+31 6 1234 5678"));
+        o.bsuid = Some("NL.abc".into());
+        assert_eq!(record(&ledger, &hasher, "m-1", &o, now).await.unwrap(), 2);
+        record(&ledger, &hasher, "m-1", &o, now).await.unwrap();
+        let entries = ledger.entries.lock().unwrap();
+        assert_eq!(entries.len(), 2, "recording it again changes nothing");
+        assert!(entries
+            .values()
+            .all(|e| e.merchant.as_deref() == Some("m-1") && e.source == "checkout_page" && e.at == now));
+    }
+
+    #[tokio::test]
+    async fn an_opt_in_without_identifier_source_or_with_a_future_date_is_refused() {
+        let (ledger, hasher, now) = (
+            MemoryLedger::default(),
+            SubjectHasher::new(&SecretString::from("p")),
+            Utc::now(),
+        );
+        assert!(matches!(
+            record(&ledger, &hasher, "m", &opt_in(None), now).await,
+            Err(OptInError::NoIdentifier)
+        ));
+        let mut o = opt_in(Some("+316"));
+        o.source = " ".into();
+        assert!(matches!(
+            record(&ledger, &hasher, "m", &o, now).await,
+            Err(OptInError::Incomplete)
+        ));
+        let mut o = opt_in(Some("+316"));
+        o.at = Some(now + chrono::Duration::days(1));
+        assert!(matches!(
+            record(&ledger, &hasher, "m", &o, now).await,
+            Err(OptInError::FromTheFuture)
+        ));
+    }
+}
