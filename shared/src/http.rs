@@ -77,6 +77,7 @@ pub fn whatsapp_response(
             serde_json::json!({
                 "status": "ok", "messages": s.messages, "receipts": s.receipts, "preferences": s.preferences,
                 "opt_outs": s.opt_outs, "duplicates": s.duplicates, "unknown_merchant": s.unknown_merchant,
+                "template_updates": s.template_updates,
             }),
         ),
         Err(WhatsAppError::TooLarge) => refuse(413, "body_too_large"),

@@ -61,7 +61,18 @@ impl DynamoMerchants {
 
 impl MerchantDirectory for DynamoMerchants {
     async fn merchant_for_phone_number(&self, phone_number_id: &str) -> Result<Option<String>, InfraError> {
-        if let Some((m, at)) = self.cache.lock().expect("cache lock").get(phone_number_id) {
+        self.lookup(&format!("merchant-phone#{phone_number_id}")).await
+    }
+
+    async fn merchant_for_account(&self, waba_id: &str) -> Result<Option<String>, InfraError> {
+        self.lookup(&format!("merchant-waba#{waba_id}")).await
+    }
+}
+
+impl DynamoMerchants {
+    /// A cached read of a `<kind>#<id>` / `merchant` item.
+    async fn lookup(&self, pk: &str) -> Result<Option<String>, InfraError> {
+        if let Some((m, at)) = self.cache.lock().expect("cache lock").get(pk) {
             if at.elapsed() < MERCHANT_CACHE {
                 return Ok(m.clone());
             }
@@ -70,7 +81,7 @@ impl MerchantDirectory for DynamoMerchants {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(format!("merchant-phone#{phone_number_id}")))
+            .key("pk", s(pk))
             .key("sk", s("merchant"))
             .send()
             .await
@@ -81,8 +92,33 @@ impl MerchantDirectory for DynamoMerchants {
         self.cache
             .lock()
             .expect("cache lock")
-            .insert(phone_number_id.to_owned(), (merchant.clone(), Instant::now()));
+            .insert(pk.to_owned(), (merchant.clone(), Instant::now()));
         Ok(merchant)
+    }
+}
+
+impl crate::ports::TemplateCatalog for DynamoLedger {
+    async fn set_category(
+        &self,
+        merchant: &str,
+        template: &str,
+        category: crate::domain::whatsapp::consent::Category,
+    ) -> Result<(), InfraError> {
+        let name = serde_json::to_value(category)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("template#{merchant}#{template}")))
+            .item("sk", s("category"))
+            .item("category", s(name))
+            .item("updated_at", s(chrono::Utc::now().to_rfc3339()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| infra_error("dynamodb", "PutItem", e))
     }
 }
 

@@ -217,12 +217,33 @@ impl crate::ports::MerchantDirectory for MemoryMerchants {
     async fn merchant_for_phone_number(&self, phone_number_id: &str) -> Result<Option<String>, InfraError> {
         Ok(self.0.get(phone_number_id).cloned())
     }
+
+    async fn merchant_for_account(&self, waba_id: &str) -> Result<Option<String>, InfraError> {
+        Ok(self.0.get(waba_id).cloned())
+    }
 }
 
 /// A consent ledger in memory: entries by `(subject, id)`.
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     pub entries: Mutex<HashMap<(String, String), crate::ports::ConsentEntry>>,
+    /// Template categories by (merchant, template).
+    pub categories: Mutex<HashMap<(String, String), crate::domain::whatsapp::consent::Category>>,
+}
+
+impl crate::ports::TemplateCatalog for MemoryLedger {
+    async fn set_category(
+        &self,
+        merchant: &str,
+        template: &str,
+        category: crate::domain::whatsapp::consent::Category,
+    ) -> Result<(), InfraError> {
+        self.categories
+            .lock()
+            .unwrap()
+            .insert((merchant.to_owned(), template.to_owned()), category);
+        Ok(())
+    }
 }
 
 impl MemoryLedger {

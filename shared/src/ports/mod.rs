@@ -175,6 +175,19 @@ pub trait MerchantDirectory: Send + Sync {
         &self,
         phone_number_id: &str,
     ) -> impl Future<Output = Result<Option<String>, InfraError>> + Send;
+
+    /// The merchant owning a WhatsApp Business Account (template events name the account, not a number).
+    fn merchant_for_account(&self, waba_id: &str) -> impl Future<Output = Result<Option<String>, InfraError>> + Send;
+}
+
+/// Templates' current categories, as Meta last classified them.
+pub trait TemplateCatalog: Send + Sync {
+    fn set_category(
+        &self,
+        merchant: &str,
+        template: &str,
+        category: crate::domain::whatsapp::consent::Category,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 
 /// What a consent-ledger entry records.

@@ -12,9 +12,11 @@ use tracing::{info, warn};
 use crate::domain::envelope::{Envelope, Message};
 use crate::domain::retention::{self, DataClass};
 use crate::domain::subject::{IdentifierKind, SubjectHasher};
+use crate::domain::whatsapp::consent::Category;
 use crate::domain::whatsapp::keyword::{self, Keyword};
 use crate::domain::whatsapp::signature::{HubSignatureError, HubVerifier};
 use crate::domain::whatsapp::webhook::{self, Item, PayloadError, Person};
+use crate::ports::TemplateCatalog;
 use crate::ports::{
     Clock, ConsentAction, ConsentEntry, ConsentLedger, IdempotencyStore, InfraError, MerchantDirectory, Metrics, Queue,
     Recorded,
@@ -85,6 +87,7 @@ pub struct Summary {
     pub preferences: usize,
     pub opt_outs: usize,
     pub duplicates: usize,
+    pub template_updates: usize,
     pub unknown_merchant: usize,
     pub other_fields: usize,
 }
@@ -106,7 +109,7 @@ where
     C: Clock,
     I: IdempotencyStore,
     Q: Queue,
-    L: ConsentLedger,
+    L: ConsentLedger + TemplateCatalog,
     D: MerchantDirectory,
     M: Metrics,
 {
@@ -237,6 +240,29 @@ where
                         self.ledger.record(&entry).await?;
                     }
                     summary.preferences += 1;
+                }
+                Item::TemplateCategory {
+                    waba_id,
+                    name,
+                    language,
+                    category,
+                } => {
+                    let Some(merchant) = self.merchants.merchant_for_account(&waba_id).await? else {
+                        summary.unknown_merchant += 1;
+                        self.metrics.count("whatsapp_unknown_merchant", 1, None);
+                        continue;
+                    };
+                    match serde_json::from_value::<Category>(serde_json::Value::String(category.clone())) {
+                        Ok(c) => {
+                            self.ledger.set_category(&merchant, &name, c).await?;
+                            summary.template_updates += 1;
+                            info!(merchant = %merchant, template = %name, language = %language, category = %category, "template category updated");
+                        }
+                        Err(_) => {
+                            self.metrics.count("whatsapp_unknown_template_category", 1, None);
+                            warn!(template = %name, category = %category, "unknown template category; kept the previous one");
+                        }
+                    }
                 }
                 Item::Other { field } => {
                     summary.other_fields += 1;
@@ -390,6 +416,24 @@ mod tests {
             1,
             "the message still reaches the transcript"
         );
+    }
+
+    #[tokio::test]
+    async fn a_template_re_classified_by_meta_is_decided_on_its_new_category() {
+        let mut w = World::new();
+        w.merchants.0.insert("WABA1".into(), "m-1".into());
+        let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"WABA1","changes":[{
+            "field":"template_category_update","value":{"message_template_name":"order_update",
+            "message_template_language":"en_US","previous_category":"UTILITY","new_category":"MARKETING"}}]}]}"#;
+        assert_eq!(w.post(body, "app_secret").await.unwrap().template_updates, 1);
+        let c = w
+            .ledger
+            .categories
+            .lock()
+            .unwrap()
+            .get(&("m-1".to_owned(), "order_update".to_owned()))
+            .copied();
+        assert_eq!(c, Some(Category::Marketing));
     }
 
     #[tokio::test]

@@ -256,3 +256,52 @@ async fn metas_errors_are_handled_by_class() {
     let app = h.sender(&auth.uri()).await;
     assert!(matches!(send(&app, &utility()).await, Err(NotifyError::Auth(190))));
 }
+
+#[tokio::test]
+async fn a_template_meta_re_classifies_as_marketing_needs_an_opt_in_from_the_next_send_on() {
+    let h = Harness::new().await;
+    let wa = h.whatsapp().await;
+    let name = format!("order_update_{}", uuid::Uuid::new_v4().simple());
+    let reclassify = |category: &str| {
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"419561257915477","time":1,"changes":[{{
+            "field":"template_category_update","value":{{"message_template_id":1,"message_template_name":"{name}",
+            "message_template_language":"en_US","previous_category":"UTILITY","new_category":"{category}"}}}}]}}]}}"#
+        )
+    };
+    let wa = &wa;
+    let post = |body: String| async move {
+        let resp = wa
+            .handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r")
+            .await;
+        assert_eq!(body_json(&resp)["template_updates"], 1);
+    };
+    post(reclassify("UTILITY")).await;
+    let server = meta(200, meta_send_response(), "messages", 1).await;
+    let app = h.sender(&server.uri()).await;
+    let to = phone();
+    let not_their_order = request(&to, "merchant-demo-1", template(&name), false, false);
+    assert_eq!(
+        send(&app, &not_their_order).await.unwrap(),
+        Outcome::Refused {
+            reason: "not_their_order".into()
+        }
+    );
+    post(reclassify("MARKETING")).await;
+    let own_order = request(&to, "merchant-demo-1", template(&name), true, true);
+    let refused = send(&app, &own_order).await.unwrap();
+    assert_eq!(
+        refused,
+        Outcome::Refused {
+            reason: "no_marketing_opt_in".into()
+        },
+        "decided on the current category"
+    );
+    post(reclassify("UTILITY")).await;
+    assert!(matches!(
+        send(&app, &request(&to, "merchant-demo-1", template(&name), true, true))
+            .await
+            .unwrap(),
+        Outcome::Sent { .. }
+    ));
+}

@@ -53,6 +53,13 @@ pub enum Item {
         stop: bool,
         timestamp: i64,
     },
+    /// Meta re-classified a template (`template_category_update`): the category to decide sends on.
+    TemplateCategory {
+        waba_id: String,
+        name: String,
+        language: String,
+        category: String,
+    },
     /// A change of a `field` the suite does not act on (yet): acknowledged and counted.
     Other { field: String },
 }
@@ -66,6 +73,8 @@ struct Payload {
 
 #[derive(Deserialize)]
 struct Entry {
+    #[serde(default)]
+    id: String,
     #[serde(default)]
     changes: Vec<Change>,
 }
@@ -90,6 +99,13 @@ struct Value {
     statuses: Vec<RawStatus>,
     #[serde(default)]
     user_preferences: Vec<RawPreference>,
+    // template_category_update
+    #[serde(default)]
+    message_template_name: Option<String>,
+    #[serde(default)]
+    message_template_language: Option<String>,
+    #[serde(default)]
+    new_category: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -203,7 +219,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item>, PayloadError> {
         return Err(PayloadError::NotAPayload);
     }
     let mut items = Vec::new();
-    for change in payload.entry.into_iter().flat_map(|e| e.changes) {
+    for (waba_id, change) in payload.entry.into_iter().flat_map(|e| {
+        let id = e.id;
+        e.changes.into_iter().map(move |c| (id.clone(), c))
+    }) {
         let value = change.value;
         let phone_number_id = value.metadata.map(|m| m.phone_number_id).unwrap_or_default();
         match change.field.as_str() {
@@ -269,6 +288,15 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item>, PayloadError> {
                     });
                 }
             }
+            "template_category_update" => match (value.message_template_name, value.new_category) {
+                (Some(name), Some(category)) => items.push(Item::TemplateCategory {
+                    waba_id,
+                    name,
+                    language: value.message_template_language.unwrap_or_default(),
+                    category,
+                }),
+                _ => items.push(Item::Other { field: change.field }),
+            },
             other => items.push(Item::Other {
                 field: other.to_owned(),
             }),
@@ -305,6 +333,22 @@ mod tests {
             }
         ));
         assert!(matches!(&items[3], Item::Other { field } if field == "account_alerts"));
+    }
+
+    #[test]
+    fn a_template_category_update_names_the_account_the_template_and_its_new_category() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"WABA1","time":1,"changes":[{
+            "field":"template_category_update","value":{"message_template_id":1,"message_template_name":"order_update",
+            "message_template_language":"en_US","previous_category":"UTILITY","new_category":"MARKETING"}}]}]}"#;
+        assert_eq!(
+            parse(body).unwrap(),
+            [Item::TemplateCategory {
+                waba_id: "WABA1".into(),
+                name: "order_update".into(),
+                language: "en_US".into(),
+                category: "MARKETING".into()
+            }]
+        );
     }
 
     #[test]
