@@ -52,3 +52,15 @@ impl Vars for std::collections::HashMap<String, String> {
         self.get(name).cloned()
     }
 }
+
+/// Why a function could not start: every function's init fails with this, once, with the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Infra(#[from] crate::ports::InfraError),
+    /// A secret or setting that was read but cannot be used (e.g. an empty secret list).
+    #[error("{0}")]
+    Unusable(String),
+}

@@ -6,10 +6,10 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::http::Method;
 use nex_shared::adapters::dynamo_messaging::{DynamoLedger, DynamoMerchants};
 use nex_shared::adapters::secrets;
-use nex_shared::config::{ConfigError, Vars};
+use nex_shared::config::{ConfigError, InitError, Vars};
 use nex_shared::domain::subject::SubjectHasher;
 use nex_shared::http;
-use nex_shared::ports::{Clock, InfraError, MerchantKeys, SystemClock};
+use nex_shared::ports::{Clock, MerchantKeys, SystemClock};
 use nex_shared::usecases::opt_in::{self, OptIn, OptInError};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
@@ -30,14 +30,6 @@ impl Config {
             pepper_secret_id: v.required("SUBJECT_PEPPER_SECRET_ID")?,
         })
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Secret(#[from] InfraError),
 }
 
 pub struct App<C = SystemClock> {

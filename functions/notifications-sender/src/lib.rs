@@ -9,10 +9,10 @@ use nex_shared::adapters::emf::EmfMetrics;
 use nex_shared::adapters::secrets;
 use nex_shared::adapters::sqs_batch::{self, RecordError};
 use nex_shared::adapters::whatsapp_cloud::CloudApi;
-use nex_shared::config::{ConfigError, Vars};
+use nex_shared::config::{ConfigError, InitError, Vars};
 use nex_shared::domain::envelope::{Envelope, EnvelopeError};
 use nex_shared::domain::subject::SubjectHasher;
-use nex_shared::ports::{Clock, InfraError, SystemClock};
+use nex_shared::ports::{Clock, SystemClock};
 use nex_shared::usecases::send_notification::{NotifyError, SendNotification, SendRequest};
 use tracing::Instrument;
 
@@ -37,16 +37,6 @@ impl Config {
             pepper_secret_id: v.required("SUBJECT_PEPPER_SECRET_ID")?,
         })
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Secret(#[from] InfraError),
-    #[error("cannot build the HTTP client: {0}")]
-    Http(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +79,7 @@ impl<C: Clock> App<C> {
             idempotency: DynamoIdempotency::new(ddb.clone(), config.platform_table),
             conversations: DynamoConversations::new(ddb, config.messaging_table),
             cloud: CloudApi::new(&config.api_base_url, &config.api_version, token)
-                .map_err(|e| InitError::Http(e.to_string()))?,
+                .map_err(|e| InitError::Unusable(format!("cannot build the HTTP client: {e}")))?,
             metrics: EmfMetrics::new("Nex", "notifications-sender"),
         })
     }

@@ -6,7 +6,7 @@ use nex_shared::adapters::dynamo_idempotency::DynamoIdempotency;
 use nex_shared::adapters::emf::EmfMetrics;
 use nex_shared::adapters::secrets;
 use nex_shared::adapters::sqs_queue::SqsQueue;
-use nex_shared::config::{ConfigError, Vars};
+use nex_shared::config::{ConfigError, InitError, Vars};
 use nex_shared::domain::stripe::signature::Verifier;
 use nex_shared::domain::subject::SubjectHasher;
 use nex_shared::http;
@@ -40,16 +40,6 @@ impl Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Secret(#[from] nex_shared::ports::InfraError),
-    #[error(transparent)]
-    StripeSecret(#[from] nex_shared::domain::stripe::signature::SecretError),
-}
-
 /// Everything built once per process and lent to every invocation.
 pub struct App<C = SystemClock> {
     pub verifier: Verifier,
@@ -70,7 +60,8 @@ impl<C: Clock> App<C> {
             secrets::fetch(&sm, &config.pepper_secret_id)
         )?;
         Ok(Self {
-            verifier: Verifier::new(&secrets::stripe_endpoint_secrets(&stripe))?,
+            verifier: Verifier::new(&secrets::stripe_endpoint_secrets(&stripe))
+                .map_err(|e| InitError::Unusable(e.to_string()))?,
             hasher: SubjectHasher::new(&pepper),
             clock,
             idempotency: DynamoIdempotency::new(aws_sdk_dynamodb::Client::new(sdk), config.platform_table),

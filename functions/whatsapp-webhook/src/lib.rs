@@ -8,11 +8,11 @@ use nex_shared::adapters::dynamo_messaging::{DynamoLedger, DynamoMerchants};
 use nex_shared::adapters::emf::EmfMetrics;
 use nex_shared::adapters::secrets;
 use nex_shared::adapters::sqs_queue::SqsQueue;
-use nex_shared::config::{ConfigError, Vars};
+use nex_shared::config::{ConfigError, InitError, Vars};
 use nex_shared::domain::subject::SubjectHasher;
 use nex_shared::domain::whatsapp::signature::HubVerifier;
 use nex_shared::http;
-use nex_shared::ports::{Clock, InfraError, SystemClock};
+use nex_shared::ports::{Clock, SystemClock};
 use nex_shared::usecases::whatsapp_ingest::{WhatsAppError, WhatsAppIngest, WhatsAppSettings};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
@@ -43,16 +43,6 @@ impl Config {
             },
         })
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Secret(#[from] InfraError),
-    #[error("the WhatsApp app secret holds no usable secret")]
-    NoAppSecret,
 }
 
 /// The app secret's JSON shape: every App Secret currently valid (two while rotating). A plain string is
@@ -93,7 +83,8 @@ impl<C: Clock> App<C> {
         )?;
         let ddb = aws_sdk_dynamodb::Client::new(sdk);
         Ok(Self {
-            verifier: HubVerifier::new(&app_secrets(&app_secret)).ok_or(InitError::NoAppSecret)?,
+            verifier: HubVerifier::new(&app_secrets(&app_secret))
+                .ok_or_else(|| InitError::Unusable("the WhatsApp app secret holds no usable secret".into()))?,
             verify_token,
             hasher: SubjectHasher::new(&pepper),
             clock,
