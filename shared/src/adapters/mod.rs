@@ -8,6 +8,7 @@ pub mod dynamo_payments;
 pub mod dynamo_requests;
 pub mod emf;
 pub mod memory;
+pub mod s3_objects;
 pub mod secrets;
 pub mod sqs_batch;
 pub mod sqs_queue;

@@ -379,3 +379,24 @@ pub trait MerchantKeys: Send + Sync {
     /// The merchant owning the key whose SHA-256 (hex) is `key_sha256`, if any.
     fn merchant_for_key(&self, key_sha256: &str) -> impl Future<Output = Result<Option<String>, InfraError>> + Send;
 }
+
+/// Private objects (data exports, backups) with short-lived links.
+pub trait ObjectStore: Send + Sync {
+    /// Stores `body` at `key`, encrypted at rest, never public.
+    fn put_private(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// A link that reads `key` for `valid_for`, then stops working.
+    fn presigned_get(
+        &self,
+        key: &str,
+        valid_for: std::time::Duration,
+    ) -> impl Future<Output = Result<String, InfraError>> + Send;
+
+    /// Removes `key` (absent is not an error).
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), InfraError>> + Send;
+}

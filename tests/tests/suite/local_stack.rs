@@ -86,3 +86,45 @@ async fn the_sample_sqs_batch_applies_its_valid_record_and_reports_only_the_unkn
     assert_eq!(failed, ["00000002-0000-4000-8000-000000000000"]);
     assert!(h.payment("pi_3NexDemoOrderA").await.is_some());
 }
+
+#[tokio::test]
+async fn an_s3_object_is_stored_encrypted_and_readable_only_through_a_short_lived_link() {
+    use nex_shared::ports::ObjectStore;
+    let h = Harness::new().await;
+    let bucket = format!("t-{}", uuid::Uuid::new_v4().simple());
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&h.sdk).force_path_style(true).build());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let store = nex_shared::adapters::s3_objects::S3Objects::new(&h.sdk, bucket.clone(), true);
+    store
+        .put_private("exports/x.json", b"{\"ok\":true}".to_vec(), "application/json")
+        .await
+        .unwrap();
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key("exports/x.json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256)
+    );
+    let link = store
+        .presigned_get("exports/x.json", std::time::Duration::from_secs(300))
+        .await
+        .unwrap();
+    assert!(
+        link.contains("X-Amz-Expires=300") && link.contains("X-Amz-Signature="),
+        "{link}"
+    );
+    store.delete("exports/x.json").await.unwrap();
+    store.delete("exports/x.json").await.unwrap();
+    assert!(s3
+        .head_object()
+        .bucket(&bucket)
+        .key("exports/x.json")
+        .send()
+        .await
+        .is_err());
+}

@@ -1,0 +1,73 @@
+//! [`ObjectStore`] on one S3 bucket: server-side encryption on every put, presigned GETs for links.
+//! `path_style` is for the local emulator (virtual-host bucket names do not resolve on loopback).
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use aws_sdk_s3::Client;
+
+use super::aws::infra_error;
+use crate::ports::{InfraError, ObjectStore};
+
+#[derive(Debug, Clone)]
+pub struct S3Objects {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Objects {
+    pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>, path_style: bool) -> Self {
+        let conf = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(path_style)
+            .build();
+        Self {
+            client: Client::from_conf(conf),
+            bucket: bucket.into(),
+        }
+    }
+}
+
+impl ObjectStore for S3Objects {
+    async fn put_private(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), InfraError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .content_type(content_type)
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| infra_error("s3", "PutObject", e))
+    }
+
+    async fn presigned_get(&self, key: &str, valid_for: std::time::Duration) -> Result<String, InfraError> {
+        let config = PresigningConfig::expires_in(valid_for).map_err(|e| InfraError {
+            service: "s3",
+            operation: "presign",
+            retryable: false,
+            source: Some(Box::new(e)),
+        })?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| infra_error("s3", "GetObject(presign)", e))?;
+        Ok(req.uri().to_owned())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), InfraError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| infra_error("s3", "DeleteObject", e))
+    }
+}
