@@ -224,7 +224,7 @@ impl ConsentLedger for DynamoLedger {
             )
             .send()
             .await;
-        match res {
+        let recorded = match res {
             Ok(_) => Ok(()),
             // The entry exists: this exact entry was recorded before, with its state change.
             Err(err)
@@ -237,6 +237,64 @@ impl ConsentLedger for DynamoLedger {
                 Ok(())
             }
             Err(err) => Err(infra_error("dynamodb", "TransactWriteItems", err)),
+        };
+        recorded?;
+        // A withdrawal starts the clock on the consent it withdraws: the opt-ins it ends are kept 24 months
+        // from now on, like the withdrawal itself. (Also on a redelivery, in case a previous run stopped
+        // between the two steps.)
+        if let Some(st) = &stamp {
+            let only = (e.action == ConsentAction::MetaStop).then_some(merchant.as_str());
+            self.stamp_opt_ins(&pk, only, st).await?;
+        }
+        Ok(())
+    }
+}
+
+impl DynamoLedger {
+    /// Gives the subject's live opt-in entries (of `merchant` only, if given) the withdrawal's deadline.
+    async fn stamp_opt_ins(
+        &self,
+        pk: &str,
+        merchant: Option<&str>,
+        st: &crate::domain::retention::Stamp,
+    ) -> Result<(), InfraError> {
+        let mut start = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
+                .filter_expression("#action = :optin AND attribute_not_exists(expires_at)")
+                .expression_attribute_names("#action", "action")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":c", s("consent#"))
+                .expression_attribute_values(":optin", s(action_name(ConsentAction::OptIn)))
+                .set_exclusive_start_key(start.take());
+            if let Some(m) = merchant {
+                q = q
+                    .filter_expression("#action = :optin AND attribute_not_exists(expires_at) AND merchant = :m")
+                    .expression_attribute_values(":m", s(m));
+            }
+            let page = q.send().await.map_err(|e| infra_error("dynamodb", "Query", e))?;
+            for item in page.items() {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", item["pk"].clone())
+                    .key("sk", item["sk"].clone())
+                    .update_expression("SET expires_at = :exp, due_bucket = :b, due_action = :a")
+                    .expression_attribute_values(":exp", n(st.expires_at))
+                    .expression_attribute_values(":b", s(&st.due_bucket))
+                    .expression_attribute_values(":a", s("delete"))
+                    .send()
+                    .await
+                    .map_err(|e| infra_error("dynamodb", "UpdateItem", e))?;
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(()),
+            }
         }
     }
 }

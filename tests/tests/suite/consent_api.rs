@@ -87,3 +87,55 @@ async fn the_storefronts_opt_in_message_is_recorded_by_the_messaging_worker() {
     assert_eq!(h.drain_messaging(&worker).await.failed, 0);
     assert_eq!(opted_in(&h, &worker.hasher, &phone).await, ["merchant-demo-2"]);
 }
+
+#[tokio::test]
+async fn stop_starts_the_24_month_clock_on_the_opt_ins_it_withdraws() {
+    let h = Harness::new().await;
+    let api = h.consent_api().await;
+    let wa = h.whatsapp().await;
+    let digits = format!("3166{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
+    let body = serde_json::json!({"id": "o-9", "phone": format!("+{digits}"), "source": "checkout_page"}).to_string();
+    assert_eq!(api.handle(post(&body, Some(MERCHANT_KEY)), "r").await.status_code, 201);
+    let subject = api.hasher.hash(IdentifierKind::Phone, &digits).unwrap();
+    let opt_in_ttl = || async {
+        let out = h
+            .ddb
+            .query()
+            .table_name(table("MessagingTable"))
+            .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("subject#{subject}")),
+            )
+            .expression_attribute_values(":c", aws_sdk_dynamodb::types::AttributeValue::S("consent#".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        let entry = out
+            .items()
+            .iter()
+            .find(|i| i["action"].as_s().unwrap() == "opt_in")
+            .cloned()
+            .unwrap();
+        entry
+            .get("expires_at")
+            .map(|v| v.as_n().unwrap().parse::<i64>().unwrap())
+    };
+    assert_eq!(opt_in_ttl().await, None, "a live consent has no deadline");
+    let stop = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"))
+        .replace("Does it come in another color?", "STOP")
+        .replace("16505551234", &digits);
+    wa.handle(whatsapp_request("POST", "", &stop, Some(&hub_sign(&stop))), "r")
+        .await;
+    let withdrawn = chrono::DateTime::from_timestamp(1_749_416_383, 0).unwrap();
+    let due = nex_shared::domain::retention::deadline(
+        nex_shared::domain::retention::DataClass::ConsentLedgerEntry,
+        withdrawn,
+    );
+    assert_eq!(
+        opt_in_ttl().await,
+        due.map(|d| d.timestamp()),
+        "kept 24 months after the withdrawal"
+    );
+}

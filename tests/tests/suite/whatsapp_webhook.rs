@@ -93,8 +93,8 @@ async fn an_opt_out_adds_one_transactional_write_per_identifier() {
         .await;
     assert_eq!(
         h.requests.get() - before,
-        3,
-        "conditional put, ledger transaction (phone), SendMessage"
+        4,
+        "conditional put, ledger transaction (phone), opt-ins to stamp (query), SendMessage"
     );
 }
 
