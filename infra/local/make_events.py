@@ -43,7 +43,7 @@ SAMPLES = [
 ]
 
 
-def envelope(body: str) -> dict:
+def envelope(body) -> dict:
     return {
         "version": "2.0",
         "routeKey": "POST /webhooks/stripe",
@@ -51,7 +51,7 @@ def envelope(body: str) -> dict:
         "rawQueryString": "",
         "headers": {
             "content-type": "application/json; charset=utf-8",
-            "stripe-signature": stripe.WebhookSignature.generate_signature_header(body, DEV_SECRET, SIGNED_AT),
+            "stripe-signature": stripe.WebhookSignature.generate_signature_header(body or "", DEV_SECRET, SIGNED_AT),
             "user-agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
         },
         "requestContext": {
@@ -71,7 +71,79 @@ def envelope(body: str) -> dict:
     }
 
 
+WA_FIXTURES = ROOT.parent / "shared" / "fixtures" / "whatsapp"
+SEEDS = json.loads((ROOT / "infra/local/dev-secrets.json").read_text())
+
+
+def http(method, path, body, headers, query=""):
+    """An API Gateway HTTP API v2 event (the same shape as `envelope`, for any route)."""
+    e = envelope(body)
+    e.update({"routeKey": f"{method} {path}", "rawPath": path, "rawQueryString": query, "headers": headers})
+    e["requestContext"].update({"routeKey": f"{method} {path}"})
+    e["requestContext"]["http"].update({"method": method, "path": path})
+    if query:
+        e["queryStringParameters"] = dict(kv.split("=", 1) for kv in query.split("&"))
+    return e
+
+
+def sqs(records):
+    return {"Records": [{
+        "messageId": f"0000000{i}-0000-4000-8000-00000000000{i}", "receiptHandle": f"sample-{i}",
+        "body": json.dumps(body), "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1764000000000"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:nex-local-Queue", "awsRegion": "us-east-1",
+    } for i, body in enumerate(records, start=1)]}
+
+
+def envelope_of(kind, id_, payload):
+    return {"type": kind, "version": 1, "id": id_, "occurred_at": "2025-11-24T16:00:00Z", "trace_id": "sample",
+            "payload": payload}
+
+
+def whatsapp_samples():
+    """WhatsApp webhook requests (Meta's payloads, signed with the local App Secret), worker and sender batches,
+    and an opt-in request to the consent API."""
+    import hashlib
+    import hmac
+
+    app_secret = json.loads(SEEDS["WhatsAppAppSecret"])["app_secrets"][0]
+    out = ROOT / "events" / "whatsapp"
+    out.mkdir(parents=True, exist_ok=True)
+    token = SEEDS["WhatsAppVerifyTokenSecret"]
+    (out / "01-verification-handshake.json").write_text(json.dumps(http(
+        "GET", "/webhooks/whatsapp", None, {"user-agent": "facebookexternalua"},
+        f"hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444"), indent=2) + "\n")
+    for i, (name, rel) in enumerate([("inbound-text", "meta_openapi/inbound_text.json"),
+                                     ("receipt-delivered", "captured/bindambc_status_delivered.json"),
+                                     ("receipt-failed-131047", "captured/bindambc_status_failed_131047_reengagement.json")],
+                                    start=2):
+        body = (WA_FIXTURES / rel).read_text()
+        sig = "sha256=" + hmac.new(app_secret.encode(), body.encode(), hashlib.sha256).hexdigest()
+        (out / f"0{i}-{name}.json").write_text(json.dumps(http(
+            "POST", "/webhooks/whatsapp", body, {"content-type": "application/json", "x-hub-signature-256": sig}),
+            indent=2) + "\n")
+    (ROOT / "events" / "http").mkdir(parents=True, exist_ok=True)
+    (ROOT / "events" / "http" / "consent-opt-in.json").write_text(json.dumps(http(
+        "POST", "/consent/opt-ins",
+        json.dumps({"id": "sample-optin-1", "phone": "+16505551234", "source": "checkout_page"}),
+        {"content-type": "application/json", "authorization": "Bearer local-dev-merchant-api-key"}), indent=2) + "\n")
+    inbound = envelope_of("whatsapp.inbound_message", "wamid.sample1", {
+        "merchant": "merchant-demo-1", "phone_number_id": "106540352242922", "wamid": "wamid.sample1",
+        "subjects": ["sample-subject-hash"], "phone": None, "bsuid": None, "kind": "text",
+        "text": "Does it come in another color?", "sent_at": "2025-11-24T16:00:00Z", "keyword": None})
+    receipt = envelope_of("whatsapp.receipt", "wamid.sample2#read", {
+        "merchant": "merchant-demo-1", "wamid": "wamid.sample2", "status": "read", "error_code": None,
+        "at": "2025-11-24T16:00:05Z", "subjects": ["sample-subject-hash"]})
+    (ROOT / "events" / "sqs" / "messaging-worker-batch.json").write_text(json.dumps(sqs([inbound, receipt]), indent=2) + "\n")
+    send = envelope_of("notification.send_request", "sample-send-1", {
+        "id": "sample-send-1", "merchant": "merchant-demo-1", "phone_number_id": "106540352242922",
+        "to": "+16505551234", "content": {"type": "template", "name": "order_confirmation", "language": "en_US"},
+        "own_order": True, "order_open": True})
+    (ROOT / "events" / "sqs" / "notifications-sender-batch.json").write_text(json.dumps(sqs([send]), indent=2) + "\n")
+
+
 def main():
+    whatsapp_samples()
     OUT.mkdir(parents=True, exist_ok=True)
     for name, fixture, event_id, replacements in SAMPLES:
         body = (FIXTURES / fixture).read_text()

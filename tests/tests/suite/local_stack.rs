@@ -128,3 +128,42 @@ async fn an_s3_object_is_stored_encrypted_and_readable_only_through_a_short_live
         .await
         .is_err());
 }
+
+fn sample<T: serde::de::DeserializeOwned>(rel: &str) -> T {
+    let path = format!("{}/../events/{rel}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
+#[tokio::test]
+async fn the_whatsapp_and_consent_sample_events_run_through_their_handlers() {
+    let h = Harness::new().await;
+    let wa = h.whatsapp().await;
+    let resp = wa
+        .handle(sample("whatsapp/01-verification-handshake.json"), "sample")
+        .await;
+    assert_eq!(resp.status_code, 200);
+    for name in ["02-inbound-text", "03-receipt-delivered", "04-receipt-failed-131047"] {
+        let resp = wa.handle(sample(&format!("whatsapp/{name}.json")), "sample").await;
+        assert_eq!(resp.status_code, 200, "{name}: {:?}", body_json(&resp));
+    }
+    let resp = h
+        .consent_api()
+        .await
+        .handle(sample("http/consent-opt-in.json"), "sample")
+        .await;
+    assert_eq!(resp.status_code, 201);
+    let batch: aws_lambda_events::sqs::SqsEvent = sample("sqs/messaging-worker-batch.json");
+    assert!(h
+        .messaging_worker()
+        .await
+        .handle(batch, "sample")
+        .await
+        .batch_item_failures
+        .is_empty());
+    let sends: aws_lambda_events::sqs::SqsEvent = sample("sqs/notifications-sender-batch.json");
+    for r in sends.records {
+        let body = r.body.unwrap();
+        nex_shared::domain::envelope::Envelope::<nex_shared::usecases::send_notification::SendRequest>::decode(&body)
+            .unwrap();
+    }
+}
