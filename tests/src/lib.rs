@@ -262,6 +262,7 @@ impl Harness {
         let mut app = payments_worker::App::build(&self.sdk, config.clone(), SystemClock);
         app.idempotency = DynamoIdempotency::new(self.ddb.clone(), config.platform_table);
         app.payments = DynamoPayments::new(self.ddb.clone(), config.payments_table);
+        app.notifications = SqsQueue::new(self.sqs.clone(), self.notifications_url.clone());
         app
     }
 

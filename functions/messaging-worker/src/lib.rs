@@ -118,7 +118,7 @@ impl App {
             let confirm = SendRequest {
                 id: format!("dsr-confirm-{}", m.wamid),
                 merchant: m.merchant.clone(),
-                phone_number_id: m.phone_number_id.clone(),
+                phone_number_id: Some(m.phone_number_id.clone()),
                 to: format!("+{}", phone.trim_start_matches('+')),
                 content: Content::Text {
                     body: format!(

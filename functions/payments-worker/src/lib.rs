@@ -8,6 +8,7 @@ use nex_shared::adapters::dynamo_idempotency::DynamoIdempotency;
 use nex_shared::adapters::dynamo_payments::DynamoPayments;
 use nex_shared::adapters::emf::EmfMetrics;
 use nex_shared::adapters::sqs_batch::{self, RecordError};
+use nex_shared::adapters::sqs_queue::SqsQueue;
 use nex_shared::config::{ConfigError, Vars};
 use nex_shared::domain::envelope::{Envelope, EnvelopeError};
 use nex_shared::domain::stripe::event::PaymentEvent;
@@ -19,6 +20,7 @@ use tracing::{info, Instrument};
 pub struct Config {
     pub platform_table: String,
     pub payments_table: String,
+    pub notifications_queue_url: String,
 }
 
 impl Config {
@@ -26,6 +28,7 @@ impl Config {
         Ok(Self {
             platform_table: v.required("PLATFORM_TABLE")?,
             payments_table: v.required("PAYMENTS_TABLE")?,
+            notifications_queue_url: v.required("NOTIFICATIONS_QUEUE_URL")?,
         })
     }
 }
@@ -53,6 +56,7 @@ pub struct App<C = SystemClock> {
     pub clock: C,
     pub idempotency: DynamoIdempotency,
     pub payments: DynamoPayments,
+    pub notifications: SqsQueue,
     pub metrics: EmfMetrics,
 }
 
@@ -63,6 +67,7 @@ impl<C: Clock> App<C> {
             clock,
             idempotency: DynamoIdempotency::new(ddb.clone(), config.platform_table),
             payments: DynamoPayments::new(ddb, config.payments_table),
+            notifications: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.notifications_queue_url),
             metrics: EmfMetrics::new("Nex", "payments-worker"),
         }
     }
@@ -74,6 +79,7 @@ impl<C: Clock> App<C> {
             clock: &self.clock,
             idempotency: &self.idempotency,
             payments: &self.payments,
+            notifications: &self.notifications,
         };
         let response = sqs_batch::process(event, |record| {
             let use_case = &use_case;

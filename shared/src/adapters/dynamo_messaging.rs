@@ -681,6 +681,21 @@ impl crate::ports::SendContext for DynamoConversations {
             .and_then(|c| serde_json::from_value(serde_json::Value::String(c)).ok()))
     }
 
+    async fn merchant_number(&self, merchant: &str) -> Result<Option<String>, InfraError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("merchant#{merchant}")))
+            .key("sk", s("whatsapp"))
+            .send()
+            .await
+            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
+        Ok(out
+            .item
+            .and_then(|i| i.get("phone_number_id").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
     async fn record_refusal(
         &self,
         merchant: &str,

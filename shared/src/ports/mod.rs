@@ -337,6 +337,9 @@ pub trait SendContext: Send + Sync {
         template: &str,
     ) -> impl Future<Output = Result<Option<crate::domain::whatsapp::consent::Category>, InfraError>> + Send;
 
+    /// The merchant's registered WhatsApp business number (phone number id), if any.
+    fn merchant_number(&self, merchant: &str) -> impl Future<Output = Result<Option<String>, InfraError>> + Send;
+
     /// Records why a message was not sent (kept with the transcript, same window).
     fn record_refusal(
         &self,

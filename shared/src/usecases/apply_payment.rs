@@ -8,9 +8,11 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use tracing::info;
 
+use crate::domain::envelope::Envelope;
 use crate::domain::retention::{self, DataClass};
 use crate::domain::stripe::event::PaymentEvent;
-use crate::ports::{Claim, Clock, IdempotencyStore, InfraError, PaymentRecord, PaymentStore, Written};
+use crate::ports::{Claim, Clock, IdempotencyStore, InfraError, PaymentRecord, PaymentStore, Queue, Written};
+use crate::usecases::send_notification::{Content, SendRequest};
 
 pub const SOURCE: &str = "payments-worker";
 
@@ -55,13 +57,39 @@ pub enum Applied {
     PastDeadline,
 }
 
-pub struct ApplyPayment<'a, C, I, P> {
+pub struct ApplyPayment<'a, C, I, P, N> {
     pub clock: &'a C,
     pub idempotency: &'a I,
     pub payments: &'a P,
+    /// Where order notifications (paid, payment failed, refunded) are queued for the sender.
+    pub notifications: &'a N,
 }
 
-impl<C: Clock, I: IdempotencyStore, P: PaymentStore> ApplyPayment<'_, C, I, P> {
+/// The WhatsApp notification an order in `status` gets, if the event names a merchant and a phone.
+/// Its id is stable per order and status: however often the event is applied, the sender sends it once.
+pub fn notification(event: &PaymentEvent, status: &str) -> Option<SendRequest> {
+    let template = match status {
+        "paid" => "payment_paid",
+        "payment_failed" => "payment_failed",
+        "refunded" | "partially_refunded" => "payment_refunded",
+        _ => return None,
+    };
+    Some(SendRequest {
+        id: format!("payment#{}#{template}", event.payment_key),
+        merchant: event.merchant.clone()?,
+        phone_number_id: None,
+        to: event.notify_to.clone()?,
+        content: Content::Template {
+            name: template.into(),
+            language: "en".into(),
+            components: serde_json::Value::Null,
+        },
+        own_order: true,
+        order_open: status != "refunded",
+    })
+}
+
+impl<C: Clock, I: IdempotencyStore, P: PaymentStore, N: Queue> ApplyPayment<'_, C, I, P, N> {
     /// `lock_until`: when this invocation would be cut off (Lambda deadline).
     pub async fn handle(&self, event: &PaymentEvent, lock_until: DateTime<Utc>) -> Result<Applied, ApplyError> {
         let now = self.clock.now();
@@ -72,7 +100,11 @@ impl<C: Clock, I: IdempotencyStore, P: PaymentStore> ApplyPayment<'_, C, I, P> {
             Claim::InProgress => return Err(ApplyError::InProgress),
             Claim::Acquired => {}
         }
-        match self.apply(event).await {
+        let result = match self.apply(event).await {
+            Ok(applied) => self.notify(event, &applied).await.map(|()| applied),
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(applied) => {
                 let status = match &applied {
                     Applied::Updated { status } | Applied::Unchanged { status } => Some(status.as_str()),
@@ -89,6 +121,21 @@ impl<C: Clock, I: IdempotencyStore, P: PaymentStore> ApplyPayment<'_, C, I, P> {
                 Err(e)
             }
         }
+    }
+
+    /// Queues the order's notification before the claim completes, so a failure here retries the record
+    /// (an `Unchanged` re-application still notifies; the sender de-duplicates by id).
+    async fn notify(&self, event: &PaymentEvent, applied: &Applied) -> Result<(), ApplyError> {
+        let (Applied::Updated { status } | Applied::Unchanged { status }) = applied else {
+            return Ok(());
+        };
+        let Some(request) = notification(event, status) else {
+            return Ok(());
+        };
+        let body = Envelope::new(request.id.clone(), self.clock.now(), event.event_id.clone(), request).encode();
+        self.notifications.send(&body).await?;
+        info!(payment_key = %event.payment_key, status = %status, "order notification queued");
+        Ok(())
     }
 
     async fn apply(&self, event: &PaymentEvent) -> Result<Applied, ApplyError> {
@@ -174,7 +221,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::adapters::memory::{FixedClock, MemoryIdempotency, MemoryPayments};
+    use crate::adapters::memory::{FixedClock, MemoryIdempotency, MemoryPayments, MemoryQueue};
     use crate::domain::payment::PaymentFact;
 
     fn event(id: &str, fact: PaymentFact, created: i64) -> PaymentEvent {
@@ -190,6 +237,8 @@ mod tests {
             currency: Some("eur".into()),
             card: None,
             subject: None,
+            merchant: None,
+            notify_to: None,
         }
     }
 
@@ -204,10 +253,12 @@ mod tests {
             MemoryIdempotency::default(),
             MemoryPayments::default(),
         );
+        let queue = MemoryQueue::default();
         let uc = ApplyPayment {
             clock: &clock,
             idempotency: &idem,
             payments: &pay,
+            notifications: &queue,
         };
         let ev = event("evt_1", PaymentFact::Succeeded, now().timestamp());
         let lock = now() + Duration::seconds(30);
@@ -223,16 +274,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_paid_order_with_a_merchant_and_a_phone_queues_one_notification_and_a_failed_enqueue_retries() {
+        let (clock, idem, pay) = (
+            FixedClock::at(now()),
+            MemoryIdempotency::default(),
+            MemoryPayments::default(),
+        );
+        let queue = MemoryQueue::default();
+        let uc = ApplyPayment {
+            clock: &clock,
+            idempotency: &idem,
+            payments: &pay,
+            notifications: &queue,
+        };
+        let mut ev = event("evt_n", PaymentFact::Succeeded, now().timestamp());
+        ev.merchant = Some("m-1".into());
+        ev.notify_to = Some("+31612345678".into());
+        let lock = now() + Duration::seconds(30);
+        queue.fail.store(true, Ordering::SeqCst);
+        assert!(
+            uc.handle(&ev, lock).await.is_err(),
+            "not completed without its notification"
+        );
+        queue.fail.store(false, Ordering::SeqCst);
+        assert!(matches!(uc.handle(&ev, lock).await.unwrap(), Applied::Unchanged { .. }));
+        let sent = queue.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        let req = Envelope::<SendRequest>::decode(&sent[0]).unwrap().payload;
+        assert_eq!(
+            (req.id.as_str(), req.to.as_str()),
+            ("payment#pi_1#payment_paid", "+31612345678")
+        );
+        assert!(
+            pay.raw("pi_1").is_some_and(|r| !format!("{r:?}").contains("+316")),
+            "the phone is not stored"
+        );
+    }
+
+    #[tokio::test]
     async fn a_live_lock_held_by_another_invocation_defers_the_record_until_it_lapses() {
         let (clock, idem, pay) = (
             FixedClock::at(now()),
             MemoryIdempotency::default(),
             MemoryPayments::default(),
         );
+        let queue = MemoryQueue::default();
         let uc = ApplyPayment {
             clock: &clock,
             idempotency: &idem,
             payments: &pay,
+            notifications: &queue,
         };
         let lock = now() + Duration::seconds(30);
         let claim = idem
@@ -256,10 +347,12 @@ mod tests {
             MemoryIdempotency::default(),
             MemoryPayments::default(),
         );
+        let queue = MemoryQueue::default();
         let uc = ApplyPayment {
             clock: &clock,
             idempotency: &idem,
             payments: &pay,
+            notifications: &queue,
         };
         let lock = now() + Duration::seconds(30);
         let old = Utc.with_ymd_and_hms(2012, 1, 15, 0, 0, 0).unwrap().timestamp();

@@ -42,7 +42,9 @@ pub struct SendRequest {
     /// Stable across redeliveries: the idempotency key.
     pub id: String,
     pub merchant: String,
-    pub phone_number_id: String,
+    /// The business number to send from; `None`: the merchant's registered number.
+    #[serde(default)]
+    pub phone_number_id: Option<String>,
     /// E.164 phone number of the person.
     pub to: String,
     pub content: Content,
@@ -172,11 +174,18 @@ where
                 .refuse(req, subject, key, reason.as_deref().unwrap_or("refused"), now)
                 .await;
         }
-        match self
-            .cloud
-            .send(&req.phone_number_id, &cloud_message(req), marketing)
-            .await
-        {
+        let phone_number_id = match &req.phone_number_id {
+            Some(id) => id.clone(),
+            None => match self.context.merchant_number(&req.merchant).await? {
+                Some(id) => id,
+                None => {
+                    return self
+                        .refuse(req, subject, key, "merchant_has_no_whatsapp_number", now)
+                        .await
+                }
+            },
+        };
+        match self.cloud.send(&phone_number_id, &cloud_message(req), marketing).await {
             Ok(wamid) => {
                 // Completed first: once Meta has the message, a redelivery must never send it again.
                 self.idempotency.complete(key, Some(&wamid)).await?;

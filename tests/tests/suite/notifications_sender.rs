@@ -17,7 +17,7 @@ fn request(to: &str, merchant: &str, content: Content, own_order: bool, order_op
     SendRequest {
         id: format!("req-{}", uuid::Uuid::new_v4().simple()),
         merchant: merchant.into(),
-        phone_number_id: PNID.into(),
+        phone_number_id: Some(PNID.into()),
         to: to.into(),
         content,
         own_order,
@@ -304,4 +304,54 @@ async fn a_template_meta_re_classifies_as_marketing_needs_an_opt_in_from_the_nex
             .unwrap(),
         Outcome::Sent { .. }
     ));
+}
+
+#[tokio::test]
+async fn a_paid_stripe_checkout_tells_the_customer_on_whatsapp_from_the_merchants_number() {
+    let h = Harness::new().await;
+    let webhook = h.webhook().await;
+    let phone = phone();
+    let (body, _, key) = unique(&stripe_fixture_with_contact(&phone));
+    webhook
+        .handle(stripe_request(&body, Some(&sign(&body, now()))), "r")
+        .await;
+    h.drain(&h.worker(), 1).await;
+    let order = h.payment(&key).await.unwrap();
+    assert_eq!(order["status"].as_s().unwrap(), "paid");
+    assert!(
+        !format!("{order:?}").contains(&phone[1..]),
+        "the phone is not stored on the order"
+    );
+
+    let queued = h.take(&h.notifications_url).await;
+    assert_eq!(queued.len(), 1);
+    let req = nex_shared::domain::envelope::Envelope::<SendRequest>::decode(&queued[0])
+        .unwrap()
+        .payload;
+    assert_eq!(
+        (req.merchant.as_str(), req.phone_number_id.as_deref()),
+        ("merchant-demo-1", None)
+    );
+    let server = meta(200, meta_send_response(), "messages", 1).await;
+    let app = h.sender(&server.uri()).await;
+    assert!(
+        matches!(send(&app, &req).await.unwrap(), Outcome::Sent { .. }),
+        "utility template, own open order"
+    );
+    let sent: serde_json::Value = server.received_requests().await.unwrap()[0].body_json().unwrap();
+    assert_eq!(
+        (sent["template"]["name"].as_str(), sent["to"].as_str()),
+        (Some("payment_paid"), Some(phone.as_str()))
+    );
+}
+
+/// Stripe's checkout.session.completed fixture as a merchant's Checkout sends it when it collects the
+/// phone number and tags the session with its merchant id.
+fn stripe_fixture_with_contact(phone: &str) -> String {
+    fixture("checkout.session.completed.json")
+        .replace("\"phone\": null", &format!("\"phone\": \"{phone}\""))
+        .replace(
+            "\"metadata\": {\n      }",
+            "\"metadata\": {\"merchant_id\": \"merchant-demo-1\"}",
+        )
 }

@@ -22,7 +22,22 @@ async fn no_personal_data_signature_or_secret_reaches_a_log_line() {
         signatures.push(sig);
         signatures.push(forged);
     }
+    // A checkout that collected the customer's phone for WhatsApp order messages.
+    let with_phone = fixture("checkout.session.completed.json")
+        .replace("\"phone\": null", "\"phone\": \"+31611112222\"")
+        .replace(
+            "\"metadata\": {\n      }",
+            "\"metadata\": {\"merchant_id\": \"merchant-demo-1\"}",
+        );
+    let (with_phone, _, _) = unique(&with_phone);
+    webhook
+        .handle(
+            stripe_request(&with_phone, Some(&sign(&with_phone, now()))),
+            "req-redaction-phone",
+        )
+        .await;
     h.drain(&worker, 1).await;
+    assert!(logs().contains("order notification queued"));
 
     // WhatsApp: every fixture (message texts, contact names, phone numbers), plus a STOP.
     let wa = h.whatsapp().await;
@@ -78,6 +93,16 @@ async fn no_personal_data_signature_or_secret_reaches_a_log_line() {
         STRIPE_SECRET,
         PEPPER,
         "whsec_",
+        // WhatsApp fixtures and the flows above: contact names, phone numbers, secrets, API keys.
+        "Sheena Nelson",
+        "Mauricio Binda",
+        "16505551234",
+        "1111111111111",
+        "5511111111111",
+        "31611112222",
+        APP_SECRET,
+        VERIFY_TOKEN,
+        MERCHANT_KEY,
     ];
     for needle in forbidden
         .iter()

@@ -133,6 +133,8 @@ pub struct ChargeList {
 pub struct CustomerDetails {
     #[serde(default)]
     pub email: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
 }
 
 /// Card brand and last four digits: all a card ever contributes to an order.
@@ -162,6 +164,13 @@ pub struct PaymentEvent {
     /// Keyed hash of the customer's email, filled in by the ingest use case; never the email itself.
     #[serde(default)]
     pub subject: Option<String>,
+    /// The merchant (`metadata.merchant_id`), for order notifications.
+    #[serde(default)]
+    pub merchant: Option<String>,
+    /// The customer's phone as Checkout collected it, for order notifications over WhatsApp. Travels in
+    /// the (encrypted) queue body only: never stored on the order, never logged.
+    #[serde(default)]
+    pub notify_to: Option<String>,
 }
 
 /// What a verified body turned out to be.
@@ -233,6 +242,19 @@ pub fn parse(body: &[u8]) -> Result<Classified, ParseError> {
         .or_else(|| obj.customer_email.clone())
         .or_else(|| obj.billing_details.as_ref().and_then(|b| b.email.clone()))
         .or_else(|| obj.receipt_email.clone());
+    let metadata_str = |k: &str| {
+        obj.metadata
+            .as_ref()
+            .and_then(|m| m.get(k))
+            .and_then(|v| v.as_str().map(str::to_owned))
+    };
+    let merchant = metadata_str("merchant_id");
+    let notify_to = obj
+        .customer_details
+        .as_ref()
+        .and_then(|c| c.phone.clone())
+        .or_else(|| obj.billing_details.as_ref().and_then(|b| b.phone.clone()))
+        .filter(|p| !p.trim().is_empty());
     Ok(Classified::Handled {
         event: Box::new(PaymentEvent {
             event_id,
@@ -246,6 +268,8 @@ pub fn parse(body: &[u8]) -> Result<Classified, ParseError> {
             currency: obj.currency.map(|c| c.to_ascii_lowercase()),
             card,
             subject: None,
+            merchant,
+            notify_to,
         }),
         email,
     })
