@@ -419,6 +419,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn metas_stop_and_resume_promotions_feed_the_same_ledger_for_that_merchant() {
+        let w = World::new();
+        let pref = |value: &str, ts: u64| {
+            format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"user_preferences",
+                "value":{{"messaging_product":"whatsapp","metadata":{{"phone_number_id":"P1"}},"user_preferences":[
+                {{"wa_id":"31612345678","detail":"User requested to stop marketing messages","category":"marketing_messages",
+                "value":"{value}","timestamp":{ts}}}]}}}}]}}]}}"#
+            )
+        };
+        assert_eq!(
+            w.post(&pref("stop", 1_799_999_000), "app_secret")
+                .await
+                .unwrap()
+                .preferences,
+            1
+        );
+        w.post(&pref("resume", 1_799_999_500), "app_secret").await.unwrap();
+        let subject = w.hasher.hash(IdentifierKind::Phone, "31612345678").unwrap();
+        let entries = w.ledger.entries.lock().unwrap();
+        let mut actions: Vec<_> = entries
+            .values()
+            .filter(|e| e.subject == subject)
+            .map(|e| (e.at, e.action))
+            .collect();
+        actions.sort_by_key(|a| a.0);
+        assert_eq!(
+            actions.iter().map(|a| a.1).collect::<Vec<_>>(),
+            [ConsentAction::MetaStop, ConsentAction::MetaResume]
+        );
+        assert!(entries
+            .values()
+            .all(|e| e.merchant.as_deref() == Some("m-1") && e.source == "meta_user_preferences"));
+    }
+
+    #[tokio::test]
     async fn a_template_re_classified_by_meta_is_decided_on_its_new_category() {
         let mut w = World::new();
         w.merchants.0.insert("WABA1".into(), "m-1".into());
