@@ -323,6 +323,20 @@ impl Harness {
             .item
     }
 
+    /// A subject's current consent state item in the messaging table (strongly consistent).
+    pub async fn consent_state(&self, subject: &str) -> Option<HashMap<String, AttributeValue>> {
+        self.ddb
+            .get_item()
+            .table_name(table("MessagingTable"))
+            .key("pk", AttributeValue::S(format!("subject#{subject}")))
+            .key("sk", AttributeValue::S("consent-state".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+    }
+
     pub async fn payment(&self, payment_key: &str) -> Option<HashMap<String, AttributeValue>> {
         self.item("PaymentsTable", "payment_key", payment_key).await
     }

@@ -13,21 +13,9 @@ fn post(body: &str, key: Option<&str>) -> aws_lambda_events::apigw::ApiGatewayV2
 
 async fn opted_in(h: &Harness, hasher: &nex_shared::domain::subject::SubjectHasher, phone: &str) -> Vec<String> {
     let subject = hasher.hash(IdentifierKind::Phone, phone).unwrap();
-    let item = h
-        .ddb
-        .get_item()
-        .table_name(table("MessagingTable"))
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("subject#{subject}")),
-        )
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("consent-state".into()))
-        .consistent_read(true)
-        .send()
+    h.consent_state(&subject)
         .await
-        .unwrap()
-        .item;
-    item.and_then(|i| i.get("opted_in").and_then(|v| v.as_ss().ok()).cloned())
+        .and_then(|i| i.get("opted_in").and_then(|v| v.as_ss().ok()).cloned())
         .unwrap_or_default()
 }
 

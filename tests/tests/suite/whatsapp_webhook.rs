@@ -115,19 +115,8 @@ async fn stop_opts_the_number_out_for_every_merchant_before_the_webhook_answers(
         .hash(nex_shared::domain::subject::IdentifierKind::Phone, &phone)
         .unwrap();
     let state = h
-        .ddb
-        .get_item()
-        .table_name(table("MessagingTable"))
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("subject#{subject}")),
-        )
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("consent-state".into()))
-        .consistent_read(true)
-        .send()
+        .consent_state(&subject)
         .await
-        .unwrap()
-        .item
         .expect("consent state written before the 200");
     assert!(state.contains_key("opted_out_at"));
     let expires: i64 = state["expires_at"].as_n().unwrap().parse().unwrap();
