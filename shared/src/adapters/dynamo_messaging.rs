@@ -434,11 +434,7 @@ impl crate::ports::Transcripts for DynamoConversations {
         };
         let deadline_at = chrono::DateTime::from_timestamp(deadline, 0).unwrap_or(m.at);
         let msg_exp = day_end(deadline_at);
-        let bucket = format!(
-            "{}#{}",
-            deadline_at.format("%Y-%m-%d"),
-            &stamp.due_bucket[stamp.due_bucket.len() - 1..]
-        );
+        let bucket = retention::due_bucket(deadline_at, &pk);
         let mut put = self
             .client
             .put_item()

@@ -244,9 +244,14 @@ pub fn stamp(class: DataClass, anchor_at: DateTime<Utc>, shard_key: &str) -> Opt
     let due = deadline(class, anchor_at)?;
     Some(Stamp {
         expires_at: due.timestamp(),
-        due_bucket: format!("{}#{}", due.format("%Y-%m-%d"), shard_of(shard_key)),
+        due_bucket: due_bucket(due, shard_key),
         due_action: rule(class).action,
     })
+}
+
+/// The due-date index partition of an item due at `due`: its UTC date and the shard `shard_key` picks.
+pub fn due_bucket(due: DateTime<Utc>, shard_key: &str) -> String {
+    format!("{}#{}", due.format("%Y-%m-%d"), shard_of(shard_key))
 }
 
 /// True when an item whose deadline is `expires_at` (epoch seconds) must no longer be served at `now`.
