@@ -15,7 +15,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 
 use super::aws::infra_error;
@@ -406,29 +409,31 @@ impl crate::ports::Transcripts for DynamoConversations {
             .expression_attribute_values(":exp", n(stamp.expires_at))
             .expression_attribute_values(":b", s(&stamp.due_bucket))
             .expression_attribute_values(":a", s("delete"))
+            .return_values(ReturnValue::UpdatedOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        let deadline = match moved {
-            Ok(_) => stamp.expires_at,
+        let expires = |item: Option<&HashMap<String, AttributeValue>>| {
+            item.and_then(|i| i.get("expires_at"))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        // `previous`: the deadline this write replaced (`None` for a new conversation); `kept`: the
+        // conversation was not moved (an older message arriving late, or a redelivery).
+        let (deadline, previous, kept) = match moved {
+            Ok(out) => (stamp.expires_at, expires(out.attributes.as_ref()), false),
             Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {
-                // An older message arriving late: the conversation keeps its later deadline.
-                let cur = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("pk", s(&pk))
-                    .key("sk", s("meta"))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
-                cur.item
-                    .and_then(|i| {
-                        i.get("expires_at")
-                            .and_then(|v| v.as_n().ok())
-                            .and_then(|v| v.parse().ok())
-                    })
-                    .unwrap_or(stamp.expires_at)
+                let current = match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => expires(c.item.as_ref()),
+                    _ => None,
+                };
+                let current = current.ok_or_else(|| InfraError {
+                    service: "dynamodb",
+                    operation: "UpdateItem",
+                    retryable: true,
+                    source: Some("condition failed without the current conversation item".into()),
+                })?;
+                (current, None, true)
             }
             Err(e) => return Err(infra_error("dynamodb", "UpdateItem", e)),
         };
@@ -458,7 +463,15 @@ impl crate::ports::Transcripts for DynamoConversations {
             Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {}
             Err(e) => return Err(infra_error("dynamodb", "PutItem", e)),
         }
-        self.restamp(&pk, msg_exp, &bucket).await?;
+        // Every message is stamped with the end of its deadline's day, so older messages can be below
+        // `msg_exp` only if this write moved the deadline into a later day. When the conversation was
+        // kept, check anyway: a retry may follow a run that moved it and stopped before re-stamping.
+        let moved_to_later_day = previous
+            .and_then(|p| chrono::DateTime::from_timestamp(p, 0))
+            .is_some_and(|p| day_end(p) < msg_exp);
+        if kept || moved_to_later_day {
+            self.restamp(&pk, msg_exp, &bucket).await?;
+        }
         Ok(deadline_at)
     }
 
