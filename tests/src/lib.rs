@@ -199,27 +199,11 @@ impl Harness {
         app
     }
 
-    /// Delivers this test's messaging queue to the messaging worker until it is empty.
+    /// Delivers this test's messaging queue to the messaging worker until it is empty (see `drain_queue`).
     pub async fn drain_messaging(&self, worker: &messaging_worker::App) -> nex_local::sqs::Round {
-        let target = nex_local::sqs::Target {
-            queue_url: &self.messaging_url,
-            queue_arn: "arn:aws:sqs:us-east-1:123456789012:messaging",
-            region: manifest()["region"].as_str().unwrap(),
-            batch_size: 10,
-            report_batch_item_failures: true,
-            visibility_timeout: Some(1),
-        };
-        let mut total = nex_local::sqs::Round::default();
-        loop {
-            let round = nex_local::sqs::deliver_once(&self.sqs, &target, |event| worker.handle(event, "test"))
-                .await
-                .expect("SQS reachable");
-            if round.received == 0 {
-                return total;
-            }
-            total.received += round.received;
-            total.failed += round.failed;
-        }
+        let arn = "arn:aws:sqs:us-east-1:123456789012:messaging";
+        self.drain_queue(&self.messaging_url, arn, 1, |event| worker.handle(event, "test"))
+            .await
     }
 
     /// Bodies of everything on this test's messaging queue (received and deleted).
@@ -266,12 +250,25 @@ impl Harness {
         app
     }
 
-    /// Delivers this test's queue to the worker as Lambda's poller would, until it is empty.
-    /// `visibility`: seconds a failed record stays invisible before redelivery.
+    /// Delivers this test's payment events queue to the payments worker until it is empty (see `drain_queue`).
     pub async fn drain(&self, worker: &payments_worker::App, visibility: i32) -> nex_local::sqs::Round {
+        self.drain_queue(&self.queue_url, &self.queue_arn, visibility, |event| async {
+            let deadline = chrono::Utc::now() + chrono::Duration::seconds(30);
+            worker.handle(event, "test-request", deadline).await
+        })
+        .await
+    }
+
+    /// Delivers `url` to `invoke` as Lambda's poller would, until two receives in a row find nothing.
+    /// `visibility`: seconds a failed record stays invisible before its redelivery.
+    async fn drain_queue<F, Fut>(&self, url: &str, arn: &str, visibility: i32, invoke: F) -> nex_local::sqs::Round
+    where
+        F: Fn(aws_lambda_events::sqs::SqsEvent) -> Fut,
+        Fut: std::future::Future<Output = aws_lambda_events::sqs::SqsBatchResponse>,
+    {
         let target = nex_local::sqs::Target {
-            queue_url: &self.queue_url,
-            queue_arn: &self.queue_arn,
+            queue_url: url,
+            queue_arn: arn,
             region: manifest()["region"].as_str().unwrap(),
             batch_size: 10,
             report_batch_item_failures: true,
@@ -280,17 +277,10 @@ impl Harness {
         let mut total = nex_local::sqs::Round::default();
         let mut empty_rounds = 0;
         while empty_rounds < 2 {
-            let round = nex_local::sqs::deliver_once(&self.sqs, &target, |event| async {
-                let deadline = chrono::Utc::now() + chrono::Duration::seconds(30);
-                worker.handle(event, "test-request", deadline).await
-            })
-            .await
-            .expect("SQS reachable");
-            if round.received == 0 {
-                empty_rounds += 1;
-            } else {
-                empty_rounds = 0;
-            }
+            let round = nex_local::sqs::deliver_once(&self.sqs, &target, &invoke)
+                .await
+                .expect("SQS reachable");
+            empty_rounds = if round.received == 0 { empty_rounds + 1 } else { 0 };
             total.received += round.received;
             total.failed += round.failed;
         }

@@ -242,24 +242,39 @@ mod tests {
         }
     }
 
+    fn fakes() -> (FixedClock, MemoryIdempotency, MemoryPayments, MemoryQueue) {
+        (
+            FixedClock::at(now()),
+            MemoryIdempotency::default(),
+            MemoryPayments::default(),
+            MemoryQueue::default(),
+        )
+    }
+
+    type Fakes<'a> = ApplyPayment<'a, FixedClock, MemoryIdempotency, MemoryPayments, MemoryQueue>;
+
+    fn use_case<'a>(
+        clock: &'a FixedClock,
+        idempotency: &'a MemoryIdempotency,
+        payments: &'a MemoryPayments,
+        notifications: &'a MemoryQueue,
+    ) -> Fakes<'a> {
+        ApplyPayment {
+            clock,
+            idempotency,
+            payments,
+            notifications,
+        }
+    }
+
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
     }
 
     #[tokio::test]
     async fn a_failed_write_releases_the_claim_so_the_redelivery_applies_the_event() {
-        let (clock, idem, pay) = (
-            FixedClock::at(now()),
-            MemoryIdempotency::default(),
-            MemoryPayments::default(),
-        );
-        let queue = MemoryQueue::default();
-        let uc = ApplyPayment {
-            clock: &clock,
-            idempotency: &idem,
-            payments: &pay,
-            notifications: &queue,
-        };
+        let (clock, idem, pay, queue) = fakes();
+        let uc = use_case(&clock, &idem, &pay, &queue);
         let ev = event("evt_1", PaymentFact::Succeeded, now().timestamp());
         let lock = now() + Duration::seconds(30);
         pay.fail_writes.store(true, Ordering::SeqCst);
@@ -275,18 +290,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_paid_order_with_a_merchant_and_a_phone_queues_one_notification_and_a_failed_enqueue_retries() {
-        let (clock, idem, pay) = (
-            FixedClock::at(now()),
-            MemoryIdempotency::default(),
-            MemoryPayments::default(),
-        );
-        let queue = MemoryQueue::default();
-        let uc = ApplyPayment {
-            clock: &clock,
-            idempotency: &idem,
-            payments: &pay,
-            notifications: &queue,
-        };
+        let (clock, idem, pay, queue) = fakes();
+        let uc = use_case(&clock, &idem, &pay, &queue);
         let mut ev = event("evt_n", PaymentFact::Succeeded, now().timestamp());
         ev.merchant = Some("m-1".into());
         ev.notify_to = Some("+31612345678".into());
@@ -313,18 +318,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_live_lock_held_by_another_invocation_defers_the_record_until_it_lapses() {
-        let (clock, idem, pay) = (
-            FixedClock::at(now()),
-            MemoryIdempotency::default(),
-            MemoryPayments::default(),
-        );
-        let queue = MemoryQueue::default();
-        let uc = ApplyPayment {
-            clock: &clock,
-            idempotency: &idem,
-            payments: &pay,
-            notifications: &queue,
-        };
+        let (clock, idem, pay, queue) = fakes();
+        let uc = use_case(&clock, &idem, &pay, &queue);
         let lock = now() + Duration::seconds(30);
         let claim = idem
             .claim("payments-worker#evt_2", now(), lock, now() + Duration::days(8))
@@ -342,18 +337,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_order_past_its_retention_deadline_is_not_stored_and_an_expired_one_is_replaced() {
-        let (clock, idem, pay) = (
-            FixedClock::at(now()),
-            MemoryIdempotency::default(),
-            MemoryPayments::default(),
-        );
-        let queue = MemoryQueue::default();
-        let uc = ApplyPayment {
-            clock: &clock,
-            idempotency: &idem,
-            payments: &pay,
-            notifications: &queue,
-        };
+        let (clock, idem, pay, queue) = fakes();
+        let uc = use_case(&clock, &idem, &pay, &queue);
         let lock = now() + Duration::seconds(30);
         let old = Utc.with_ymd_and_hms(2012, 1, 15, 0, 0, 0).unwrap().timestamp();
         assert_eq!(

@@ -2,12 +2,11 @@ use nex_shared::domain::envelope::Envelope;
 use nex_shared::ports::PaymentStore;
 use nex_tests::*;
 
-async fn deliver(h: &Harness, webhook: &stripe_webhook::App, fixture_body: &str) {
+async fn deliver(webhook: &stripe_webhook::App, fixture_body: &str) {
     let resp = webhook
         .handle(stripe_request(fixture_body, Some(&sign(fixture_body, now()))), "r")
         .await;
     assert_eq!(resp.status_code, 200, "{:?}", body_json(&resp));
-    let _ = h;
 }
 
 /// The events of one order's life, in order, all on one PaymentIntent.
@@ -38,14 +37,14 @@ async fn reordered_and_repeated_deliveries_end_in_the_state_of_the_ordered_seque
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let (ordered_pi, reversed_pi) = (format!("pi_o{tag}"), format!("pi_r{tag}"));
     for body in lifecycle(&ordered_pi) {
-        deliver(&h, &webhook, &body).await;
+        deliver(&webhook, &body).await;
         h.drain(&worker, 1).await;
     }
     let mut reversed = lifecycle(&reversed_pi);
     reversed.reverse();
     reversed.push(reversed[0].clone());
     for body in &reversed {
-        deliver(&h, &webhook, body).await;
+        deliver(&webhook, body).await;
     }
     h.drain(&worker, 1).await;
     let a = h.payment(&ordered_pi).await.unwrap();
@@ -92,7 +91,7 @@ async fn a_poison_message_reaches_the_dlq_without_holding_back_the_rest_of_its_b
     let webhook = h.webhook().await;
     let worker = h.worker();
     let (good, _, key) = unique(&fixture("payment_intent.succeeded.json"));
-    deliver(&h, &webhook, &good).await;
+    deliver(&webhook, &good).await;
     let unknown_version = r#"{"type":"stripe.payment_event","version":99,"id":"x","occurred_at":"2026-01-01T00:00:00Z","trace_id":"t","payload":{}}"#;
     for body in ["not json at all", unknown_version] {
         h.sqs
