@@ -134,21 +134,12 @@ def send_request_event():
 
 
 def sqs_event():
-    envelope = {
-        "type": "stripe.payment_event", "version": 1, "id": f"evt_bench_{uuid.uuid4().hex}",
-        "occurred_at": "2026-11-24T00:00:00Z", "trace_id": "bench",
-        "payload": {
-            "event_id": f"evt_bench_{uuid.uuid4().hex}", "event_type": "payment_intent.succeeded",
-            "api_version": "2020-08-27", "created": int(time.time()), "payment_key": f"pi_bench_{uuid.uuid4().hex}",
-            "order_ref": None, "fact": {"kind": "succeeded"}, "amount": 2000, "currency": "usd",
-            "card": {"brand": "visa", "last4": "4242"}, "subject": None,
-        },
-    }
-    return {"Records": [{
-        "messageId": str(uuid.uuid4()), "receiptHandle": "bench", "body": json.dumps(envelope),
-        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "",
-        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench", "awsRegion": "us-east-1",
-    }]}
+    return sqs_of("stripe.payment_event", {
+        "event_id": f"evt_bench_{uuid.uuid4().hex}", "event_type": "payment_intent.succeeded",
+        "api_version": "2020-08-27", "created": int(time.time()), "payment_key": f"pi_bench_{uuid.uuid4().hex}",
+        "order_ref": None, "fact": {"kind": "succeeded"}, "amount": 2000, "currency": "usd",
+        "card": {"brand": "visa", "last4": "4242"}, "subject": None,
+    })
 
 
 def measure(binary, env, make_event):
