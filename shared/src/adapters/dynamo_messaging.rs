@@ -189,20 +189,27 @@ impl ConsentLedger for DynamoLedger {
             .expression_attribute_values(":subject", s(&e.subject));
         state = match e.action {
             ConsentAction::OptOut => state
-                .update_expression("SET subject = :subject, opted_out_at = :at, expires_at = :exp")
+                .update_expression(
+                    "SET subject = :subject, opted_out_at = :at, expires_at = :exp, due_bucket = :b, due_action = :a",
+                )
                 .expression_attribute_values(":at", s(e.at.to_rfc3339())),
             ConsentAction::OptIn => state
                 .update_expression("SET subject = :subject ADD opted_in :m")
                 .expression_attribute_values(":m", AttributeValue::Ss(vec![merchant.clone()])),
             ConsentAction::MetaStop => state
-                .update_expression("SET subject = :subject, expires_at = :exp ADD meta_stopped :m")
+                .update_expression(
+                    "SET subject = :subject, expires_at = :exp, due_bucket = :b, due_action = :a ADD meta_stopped :m",
+                )
                 .expression_attribute_values(":m", AttributeValue::Ss(vec![merchant.clone()])),
             ConsentAction::MetaResume => state
                 .update_expression("SET subject = :subject DELETE meta_stopped :m")
                 .expression_attribute_values(":m", AttributeValue::Ss(vec![merchant.clone()])),
         };
         if let Some(st) = &stamp {
-            state = state.expression_attribute_values(":exp", n(st.expires_at));
+            state = state
+                .expression_attribute_values(":exp", n(st.expires_at))
+                .expression_attribute_values(":b", s(&st.due_bucket))
+                .expression_attribute_values(":a", s("delete"));
         }
         let build = |what: &'static str| {
             move |err: aws_sdk_dynamodb::error::BuildError| InfraError {
@@ -540,16 +547,22 @@ impl crate::ports::Receipts for DynamoConversations {
         let rank = status as i64;
         // The state only moves up the order sent < failed < delivered < read < played.
         let mut up = key(self.client.update_item())
-            .update_expression("SET #state = :state, #rank = :rank, expires_at = :exp")
+            .update_expression(
+                "SET #state = :state, #rank = :rank, expires_at = :exp, due_bucket = :b, due_action = :a",
+            )
             .condition_expression("attribute_not_exists(#rank) OR #rank < :rank")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#rank", "rank")
             .expression_attribute_values(":state", s(format!("{status:?}").to_lowercase()))
             .expression_attribute_values(":rank", n(rank))
-            .expression_attribute_values(":exp", n(stamp.as_ref().map_or(0, |st| st.expires_at)));
+            .expression_attribute_values(":exp", n(stamp.as_ref().map_or(0, |st| st.expires_at)))
+            .expression_attribute_values(":b", s(stamp.as_ref().map_or("", |st| st.due_bucket.as_str())))
+            .expression_attribute_values(":a", s("delete"));
         if let Some(sub) = subject {
             up = up
-                .update_expression("SET #state = :state, #rank = :rank, expires_at = :exp, subject = :sub")
+                .update_expression(
+                    "SET #state = :state, #rank = :rank, expires_at = :exp, due_bucket = :b, due_action = :a, subject = :sub",
+                )
                 .expression_attribute_values(":sub", s(sub));
         }
         match up.send().await {

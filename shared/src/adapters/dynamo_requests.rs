@@ -1,13 +1,28 @@
 //! [`DataRequests`] on the data-requests table (`pk`/`sk`): `dsr#<id>` / `request`, with its `answer_by`
 //! deadline (30 days) and, like every item, its own retention as TTL and on the due-date index.
+//! While a request is open, `dsr-open` / `<answer_by>#<id>` marks it, so the deadline alarm reads one
+//! partition instead of scanning requests.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
 
 use super::aws::infra_error;
-use super::dynamo_idempotency::is_condition_failed;
 use crate::domain::retention::{self, DataClass};
-use crate::ports::{DataRequest, DataRequests, InfraError};
+use crate::ports::{DataRequest, DataRequests, InfraError, RequestRecord};
+
+const OPEN: &str = "dsr-open";
+
+fn marker(answer_by: DateTime<Utc>, id: &str) -> String {
+    format!("{}#{id}", answer_by.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+fn is_final(status: &str) -> bool {
+    matches!(status, "completed" | "needs_operator")
+}
 
 #[derive(Debug, Clone)]
 pub struct DynamoDataRequests {
@@ -34,9 +49,7 @@ impl DataRequests for DynamoDataRequests {
             source: Some("deadline out of range".into()),
         })?;
         let s = |v: &str| AttributeValue::S(v.to_owned());
-        let mut put = self
-            .client
-            .put_item()
+        let mut put = Put::builder()
             .table_name(&self.table)
             .item("pk", s(&pk))
             .item("sk", s("request"))
@@ -54,10 +67,163 @@ impl DataRequests for DynamoDataRequests {
         if let Some(m) = &r.merchant {
             put = put.item("merchant", s(m));
         }
-        match put.send().await {
+        let open = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(OPEN))
+            .item("sk", s(&marker(r.answer_by, &r.id)))
+            .item("id", s(&r.id))
+            .item("answer_by", s(&r.answer_by.to_rfc3339()));
+        let build = |e: aws_sdk_dynamodb::error::BuildError| InfraError {
+            service: "dynamodb",
+            operation: "TransactWriteItems(build)",
+            retryable: false,
+            source: Some(Box::new(e)),
+        };
+        let res = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put.build().map_err(build)?).build())
+            .transact_items(TransactWriteItem::builder().put(open.build().map_err(build)?).build())
+            .send()
+            .await;
+        match res {
             Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(infra_error("dynamodb", "PutItem", e)),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(infra_error("dynamodb", "TransactWriteItems", e)),
         }
     }
+
+    async fn get(&self, id: &str) -> Result<Option<RequestRecord>, InfraError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("dsr#{id}")))
+            .key("sk", AttributeValue::S("request".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
+        Ok(out.item.as_ref().and_then(|i| decode(id, i)))
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        status: &str,
+        result: Option<&str>,
+        export_key: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        let mut set = vec!["#status = :status", "updated_at = :at"];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("dsr#{id}")))
+            .key("sk", AttributeValue::S("request".into()))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", AttributeValue::S(status.to_owned()))
+            .expression_attribute_values(":at", AttributeValue::S(at.to_rfc3339()))
+            .return_values(ReturnValue::AllNew);
+        if let Some(r) = result {
+            set.push("#result = :result");
+            req = req
+                .expression_attribute_names("#result", "result")
+                .expression_attribute_values(":result", AttributeValue::S(r.to_owned()));
+        }
+        if let Some(k) = export_key {
+            set.push("export_key = :key");
+            req = req.expression_attribute_values(":key", AttributeValue::S(k.to_owned()));
+        }
+        if is_final(status) {
+            set.push("completed_at = :at");
+        }
+        let out = req
+            .update_expression(format!("SET {}", set.join(", ")))
+            .send()
+            .await
+            .map_err(|e| infra_error("dynamodb", "UpdateItem", e))?;
+        let answer_by = out
+            .attributes
+            .as_ref()
+            .and_then(|i| i.get("answer_by"))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|v| v.parse::<DateTime<Utc>>().ok());
+        if let (true, Some(answer_by)) = (is_final(status), answer_by) {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(OPEN.into()))
+                .key("sk", AttributeValue::S(marker(answer_by, id)))
+                .send()
+                .await
+                .map_err(|e| infra_error("dynamodb", "DeleteItem", e))?;
+        }
+        Ok(())
+    }
+
+    async fn open_requests(&self) -> Result<Vec<(String, DateTime<Utc>)>, InfraError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(OPEN.into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| infra_error("dynamodb", "Query", e))?;
+            for i in page.items() {
+                let id = i.get("id").and_then(|v| v.as_s().ok());
+                let by = i
+                    .get("answer_by")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|v| v.parse::<DateTime<Utc>>().ok());
+                if let (Some(id), Some(by)) = (id, by) {
+                    out.push((id.clone(), by));
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+fn decode(id: &str, i: &HashMap<String, AttributeValue>) -> Option<RequestRecord> {
+    let text = |k: &str| i.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let time = |k: &str| text(k).and_then(|t| t.parse::<DateTime<Utc>>().ok());
+    Some(RequestRecord {
+        request: DataRequest {
+            id: id.to_owned(),
+            subjects: i
+                .get("subjects")
+                .and_then(|v| v.as_l().ok())
+                .map(|l| l.iter().filter_map(|x| x.as_s().ok().cloned()).collect())
+                .unwrap_or_default(),
+            kind: text("kind")?,
+            source: text("source").unwrap_or_default(),
+            merchant: text("merchant"),
+            received_at: time("received_at")?,
+            answer_by: time("answer_by")?,
+        },
+        status: text("status").unwrap_or_default(),
+        result: text("result"),
+        export_key: text("export_key"),
+        completed_at: time("completed_at"),
+    })
 }

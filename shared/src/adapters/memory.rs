@@ -266,3 +266,302 @@ impl crate::ports::ConsentLedger for MemoryLedger {
         Ok(())
     }
 }
+
+/// Every table in memory, with the `due` and `by_subject` indexes computed on read. `due` pages hold at
+/// most `page_size` entries, so paging and resuming are exercised.
+#[derive(Debug)]
+pub struct MemoryData {
+    pub items: Mutex<std::collections::BTreeMap<(crate::ports::Store, crate::ports::ItemKey), crate::ports::Attrs>>,
+    pub stores: Vec<crate::ports::Store>,
+    pub page_size: usize,
+}
+
+impl MemoryData {
+    pub fn new(stores: Vec<crate::ports::Store>, page_size: usize) -> Self {
+        Self {
+            items: Mutex::default(),
+            stores,
+            page_size: page_size.max(1),
+        }
+    }
+
+    pub fn put(&self, store: crate::ports::Store, key: crate::ports::ItemKey, attrs: crate::ports::Attrs) {
+        self.items.lock().unwrap().insert((store, key), attrs);
+    }
+
+    pub fn get(&self, store: crate::ports::Store, key: &crate::ports::ItemKey) -> Option<crate::ports::Attrs> {
+        self.items.lock().unwrap().get(&(store, key.clone())).cloned()
+    }
+}
+
+fn expires(a: &crate::ports::Attrs) -> Option<i64> {
+    a.get("expires_at").and_then(|v| v.as_i64())
+}
+
+impl crate::ports::DataStore for MemoryData {
+    fn stores(&self) -> Vec<crate::ports::Store> {
+        self.stores.clone()
+    }
+
+    async fn due(
+        &self,
+        store: crate::ports::Store,
+        bucket: &str,
+        now: i64,
+        cursor: Option<&str>,
+    ) -> Result<crate::ports::DuePage, InfraError> {
+        let mut due: Vec<(i64, crate::ports::ItemKey, String)> = self
+            .items
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((s, _), a)| *s == store && a.get("due_bucket").and_then(|v| v.as_str()) == Some(bucket))
+            .filter_map(|((_, k), a)| {
+                let e = expires(a)?;
+                let action = a
+                    .get("due_action")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("delete")
+                    .to_owned();
+                (e <= now).then(|| (e, k.clone(), action))
+            })
+            .collect();
+        due.sort();
+        let after: Option<(i64, crate::ports::ItemKey)> = cursor.and_then(|c| serde_json::from_str(c).ok());
+        let start = after.map_or(0, |a| due.partition_point(|(e, k, _)| (*e, k.clone()) <= a));
+        let page: Vec<_> = due.iter().skip(start).take(self.page_size).cloned().collect();
+        let more = start + page.len() < due.len();
+        let next = more
+            .then(|| {
+                page.last()
+                    .map(|(e, k, _)| serde_json::to_string(&(e, k)).unwrap_or_default())
+            })
+            .flatten();
+        Ok(crate::ports::DuePage {
+            items: page
+                .into_iter()
+                .map(|(expires_at, key, action)| crate::ports::DueEntry {
+                    key,
+                    expires_at,
+                    action,
+                })
+                .collect(),
+            next,
+        })
+    }
+
+    async fn delete(&self, store: crate::ports::Store, keys: &[crate::ports::ItemKey]) -> Result<(), InfraError> {
+        let mut items = self.items.lock().unwrap();
+        for k in keys {
+            items.remove(&(store, k.clone()));
+        }
+        Ok(())
+    }
+
+    async fn delete_if_due(
+        &self,
+        store: crate::ports::Store,
+        key: &crate::ports::ItemKey,
+        now: i64,
+    ) -> Result<Option<crate::ports::Attrs>, InfraError> {
+        let mut items = self.items.lock().unwrap();
+        let id = (store, key.clone());
+        match items.get(&id).and_then(expires) {
+            Some(e) if e <= now => Ok(items.remove(&id)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn remove_fields(
+        &self,
+        store: crate::ports::Store,
+        key: &crate::ports::ItemKey,
+        fields: &[&str],
+        due_at: Option<i64>,
+    ) -> Result<bool, InfraError> {
+        let mut items = self.items.lock().unwrap();
+        let Some(a) = items.get_mut(&(store, key.clone())) else {
+            return Ok(false);
+        };
+        if let Some(now) = due_at {
+            if expires(a).is_none_or(|e| e > now) {
+                return Ok(false);
+            }
+            for f in ["expires_at", "due_bucket", "due_action"] {
+                a.remove(f);
+            }
+        }
+        for f in fields {
+            a.remove(*f);
+        }
+        Ok(true)
+    }
+
+    async fn partition(
+        &self,
+        store: crate::ports::Store,
+        pk: &str,
+        sk_prefix: &str,
+    ) -> Result<Vec<(crate::ports::ItemKey, crate::ports::Attrs)>, InfraError> {
+        Ok(self
+            .items
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((s, k), _)| *s == store && k.pk == pk && k.sk.as_deref().unwrap_or("").starts_with(sk_prefix))
+            .map(|((_, k), a)| (k.clone(), a.clone()))
+            .collect())
+    }
+
+    async fn about(
+        &self,
+        store: crate::ports::Store,
+        subject: &str,
+    ) -> Result<Vec<(crate::ports::ItemKey, crate::ports::Attrs)>, InfraError> {
+        Ok(self
+            .items
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((s, _), a)| *s == store && a.get("subject").and_then(|v| v.as_str()) == Some(subject))
+            .map(|((_, k), a)| (k.clone(), a.clone()))
+            .collect())
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryCheckpoints(pub Mutex<HashMap<String, String>>);
+
+impl crate::ports::Checkpoints for MemoryCheckpoints {
+    async fn load(&self, name: &str) -> Result<Option<String>, InfraError> {
+        Ok(self.0.lock().unwrap().get(name).cloned())
+    }
+    async fn save(&self, name: &str, value: &str) -> Result<(), InfraError> {
+        self.0.lock().unwrap().insert(name.to_owned(), value.to_owned());
+        Ok(())
+    }
+}
+
+/// The audit log as a vector, chained like the real one.
+#[derive(Debug, Default)]
+pub struct MemoryAudit(pub Mutex<Vec<crate::domain::audit::Entry>>);
+
+impl crate::ports::AuditLog for MemoryAudit {
+    async fn append(
+        &self,
+        entry: crate::domain::audit::NewEntry,
+        at: DateTime<Utc>,
+    ) -> Result<crate::domain::audit::Entry, InfraError> {
+        let mut log = self.0.lock().unwrap();
+        let prev = log
+            .last()
+            .map_or(crate::domain::audit::GENESIS.to_owned(), |e| e.hash.clone());
+        let e = crate::domain::audit::Entry::chain(entry, log.len() as u64 + 1, at, &prev);
+        log.push(e.clone());
+        Ok(e)
+    }
+    async fn entries(&self, after_seq: u64, limit: usize) -> Result<Vec<crate::domain::audit::Entry>, InfraError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.seq > after_seq)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+    async fn head(&self) -> Result<Option<(u64, String)>, InfraError> {
+        Ok(self.0.lock().unwrap().last().map(|e| (e.seq, e.hash.clone())))
+    }
+}
+
+/// Data-subject requests in memory.
+#[derive(Debug, Default)]
+pub struct MemoryRequests(pub Mutex<std::collections::BTreeMap<String, crate::ports::RequestRecord>>);
+
+impl crate::ports::DataRequests for MemoryRequests {
+    async fn open(&self, request: &crate::ports::DataRequest) -> Result<bool, InfraError> {
+        let mut all = self.0.lock().unwrap();
+        if all.contains_key(&request.id) {
+            return Ok(false);
+        }
+        all.insert(
+            request.id.clone(),
+            crate::ports::RequestRecord {
+                request: request.clone(),
+                status: "received".into(),
+                result: None,
+                export_key: None,
+                completed_at: None,
+            },
+        );
+        Ok(true)
+    }
+    async fn get(&self, id: &str) -> Result<Option<crate::ports::RequestRecord>, InfraError> {
+        Ok(self.0.lock().unwrap().get(id).cloned())
+    }
+    async fn update(
+        &self,
+        id: &str,
+        status: &str,
+        result: Option<&str>,
+        export_key: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        if let Some(r) = self.0.lock().unwrap().get_mut(id) {
+            r.status = status.to_owned();
+            if let Some(x) = result {
+                r.result = Some(x.to_owned());
+            }
+            if let Some(k) = export_key {
+                r.export_key = Some(k.to_owned());
+            }
+            if matches!(status, "completed" | "needs_operator") {
+                r.completed_at = Some(at);
+            }
+        }
+        Ok(())
+    }
+    async fn open_requests(&self) -> Result<Vec<(String, DateTime<Utc>)>, InfraError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|r| r.completed_at.is_none())
+            .map(|r| (r.request.id.clone(), r.request.answer_by))
+            .collect())
+    }
+}
+
+/// Objects in memory, with the time each was written.
+#[derive(Debug, Default)]
+pub struct MemoryObjects(pub Mutex<std::collections::BTreeMap<String, StoredObject>>);
+
+/// An object's body and when it was written.
+pub type StoredObject = (Vec<u8>, DateTime<Utc>);
+
+impl crate::ports::ObjectStore for MemoryObjects {
+    async fn put_private(&self, key: &str, body: Vec<u8>, _content_type: &str) -> Result<(), InfraError> {
+        self.0.lock().unwrap().insert(key.to_owned(), (body, Utc::now()));
+        Ok(())
+    }
+    async fn presigned_get(&self, key: &str, _valid_for: std::time::Duration) -> Result<String, InfraError> {
+        Ok(format!("memory://{key}"))
+    }
+    async fn delete(&self, key: &str) -> Result<(), InfraError> {
+        self.0.lock().unwrap().remove(key);
+        Ok(())
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, DateTime<Utc>)>, InfraError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (_, t))| (k.clone(), *t))
+            .collect())
+    }
+}

@@ -2,6 +2,8 @@
 //! fakes for use-case tests.
 
 pub mod aws;
+pub mod dynamo_audit;
+pub mod dynamo_data;
 pub mod dynamo_idempotency;
 pub mod dynamo_messaging;
 pub mod dynamo_payments;

@@ -70,4 +70,33 @@ impl ObjectStore for S3Objects {
             .map(|_| ())
             .map_err(|e| infra_error("s3", "DeleteObject", e))
     }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>, InfraError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| infra_error("s3", "ListObjectsV2", e))?;
+            for o in page.contents() {
+                let modified = o
+                    .last_modified()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), 0))
+                    .unwrap_or_default();
+                if let Some(k) = o.key() {
+                    out.push((k.to_owned(), modified));
+                }
+            }
+            match page.next_continuation_token {
+                Some(t) if page.is_truncated == Some(true) => token = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! Pure domain rules: no I/O, no clocks read, no AWS types.
 
+pub mod audit;
 pub mod envelope;
+pub mod inventory;
 pub mod payment;
 pub mod retention;
 pub mod stripe;

@@ -40,6 +40,10 @@ pub enum DataClass {
     DataSubjectRequestRecord,
     /// Idempotency and de-duplication records: no personal data, kept longer than any platform retries.
     IdempotencyRecord,
+    /// One entry of the audit log: no personal data (subjects by keyed hash), kept as evidence.
+    AuditLogEntry,
+    /// A data-subject export written to S3: only as long as the person needs to download it.
+    DataExport,
 }
 
 /// How long a class is kept once its anchor is reached.
@@ -205,6 +209,23 @@ pub const POLICY: &[Rule] = &[
         mechanism: Mechanism::DynamoTtlAndSweep,
         source: "design: longer than the longest platform retry (Stripe 3 days, Meta 7 days)",
     },
+    Rule {
+        class: DataClass::AuditLogEntry,
+        window: Window::Years(6),
+        anchor: Anchor::Created,
+        action: Action::Delete,
+        mechanism: Mechanism::DynamoTtlAndSweep,
+        source: "design (to confirm with the policy owner): as long as the longest record it accounts for \
+                 (tax records, 6 years)",
+    },
+    Rule {
+        class: DataClass::DataExport,
+        window: Window::Days(3),
+        anchor: Anchor::Created,
+        action: Action::Delete,
+        mechanism: Mechanism::S3Lifecycle,
+        source: "issue 5: data exports expire after a few days (S3 lifecycle, and the sweep to the hour)",
+    },
 ];
 
 /// Number of shards a deadline day is spread over in the due-date index, so one day's writes do not all
@@ -254,6 +275,33 @@ pub fn due_bucket(due: DateTime<Utc>, shard_key: &str) -> String {
     format!("{}#{}", due.format("%Y-%m-%d"), shard_of(shard_key))
 }
 
+/// The stamp of a marketplace order: its personal fields go at the earlier of its two deadlines, 30 days
+/// after shipment (`MarketplaceOrderPii`) and the anonymisation of the order data (90 days after the order,
+/// Amazon 30). Anonymising removes every personal field, so one deadline keeps both promises.
+pub fn marketplace_order_stamp(
+    amazon: bool,
+    created: DateTime<Utc>,
+    shipped: Option<DateTime<Utc>>,
+    shard_key: &str,
+) -> Option<Stamp> {
+    let class = if amazon {
+        DataClass::AmazonOrderData
+    } else {
+        DataClass::MarketplaceOrderData
+    };
+    let data = deadline(class, created)?;
+    let due = match shipped.map(|s| deadline(DataClass::MarketplaceOrderPii, s)) {
+        Some(Some(pii)) => pii.min(data),
+        Some(None) => return None,
+        None => data,
+    };
+    Some(Stamp {
+        expires_at: due.timestamp(),
+        due_bucket: due_bucket(due, shard_key),
+        due_action: Action::Anonymise,
+    })
+}
+
 /// True when an item whose deadline is `expires_at` (epoch seconds) must no longer be served at `now`.
 pub fn is_past(expires_at: i64, now: DateTime<Utc>) -> bool {
     expires_at <= now.timestamp()
@@ -291,6 +339,8 @@ mod tests {
         DataClass::DataSubjectRequest,
         DataClass::DataSubjectRequestRecord,
         DataClass::IdempotencyRecord,
+        DataClass::AuditLogEntry,
+        DataClass::DataExport,
     ];
 
     #[test]
@@ -393,6 +443,28 @@ mod tests {
             s,
             stamp(DataClass::WhatsAppTranscript, at(2026, 1, 10), "conv#1").unwrap()
         );
+    }
+
+    #[test]
+    fn a_marketplace_order_loses_its_personal_fields_at_the_earlier_deadline() {
+        let created = at(2026, 1, 1);
+        let late_ship = at(2026, 3, 15);
+        let s = marketplace_order_stamp(false, created, Some(late_ship), "o").unwrap();
+        assert_eq!(
+            s.expires_at,
+            at(2026, 4, 1).timestamp(),
+            "90 days after the order comes first"
+        );
+        assert_eq!(s.due_action, Action::Anonymise);
+        let early_ship = at(2026, 1, 3);
+        let s = marketplace_order_stamp(false, created, Some(early_ship), "o").unwrap();
+        assert_eq!(
+            s.expires_at,
+            at(2026, 2, 2).timestamp(),
+            "30 days after shipment comes first"
+        );
+        let s = marketplace_order_stamp(true, created, None, "o").unwrap();
+        assert_eq!(s.expires_at, at(2026, 1, 31).timestamp(), "Amazon: 30 days");
     }
 
     #[test]

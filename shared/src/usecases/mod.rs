@@ -1,7 +1,9 @@
 //! Use cases: the suite's behaviour, generic over ports.
 
 pub mod apply_payment;
+pub mod data_requests;
 pub mod opt_in;
 pub mod send_notification;
 pub mod stripe_ingest;
+pub mod sweep;
 pub mod whatsapp_ingest;

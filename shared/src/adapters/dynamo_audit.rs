@@ -1,0 +1,199 @@
+//! [`AuditLog`] in the data-requests table: `audit` / `<seq, 12 digits>` entries and an `audit` / `head`
+//! item holding the newest entry's number and hash. An append writes the entry and moves the head in one
+//! transaction conditional on the head it read, so concurrent writers cannot fork the chain (the loser
+//! reads the new head and tries again). Entries carry their own deadline (`AuditLogEntry`); the head has
+//! none.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+
+use super::aws::infra_error;
+use crate::domain::audit::{Entry, NewEntry, GENESIS};
+use crate::domain::retention::{self, DataClass};
+use crate::ports::{AuditLog, InfraError};
+
+const PK: &str = "audit";
+const HEAD: &str = "head";
+/// Attempts at an append that races another writer.
+const APPEND_ATTEMPTS: usize = 10;
+
+#[derive(Debug, Clone)]
+pub struct DynamoAudit {
+    client: Client,
+    table: String,
+}
+
+impl DynamoAudit {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn seq_key(seq: u64) -> String {
+    format!("{seq:012}")
+}
+
+fn decode(item: &HashMap<String, AttributeValue>) -> Option<Entry> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    Some(Entry {
+        seq: text("sk")?.parse().ok()?,
+        at: text("at")?.parse().ok()?,
+        actor: text("actor")?,
+        action: text("action")?,
+        subject: text("subject_ref"),
+        detail: text("detail")?,
+        prev: text("prev")?,
+        hash: text("hash")?,
+    })
+}
+
+fn build(what: &'static str) -> impl Fn(aws_sdk_dynamodb::error::BuildError) -> InfraError {
+    move |e| InfraError {
+        service: "dynamodb",
+        operation: what,
+        retryable: false,
+        source: Some(Box::new(e)),
+    }
+}
+
+impl AuditLog for DynamoAudit {
+    async fn append(&self, new: NewEntry, at: DateTime<Utc>) -> Result<Entry, InfraError> {
+        for _ in 0..APPEND_ATTEMPTS {
+            let head = self.head().await?;
+            let (seq, prev) = head.clone().map_or((1, GENESIS.to_owned()), |(n, h)| (n + 1, h));
+            let entry = Entry::chain(new.clone(), seq, at, &prev);
+            let keep = retention::stamp(DataClass::AuditLogEntry, at, &seq_key(seq)).ok_or(InfraError {
+                service: "domain",
+                operation: "retention::stamp",
+                retryable: false,
+                source: Some("deadline out of range".into()),
+            })?;
+            // The subject reference is not named `subject`, so audit entries stay out of the subject index
+            // (and out of exports and erasures).
+            let mut put = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(PK))
+                .item("sk", s(seq_key(seq)))
+                .item("at", s(entry.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)))
+                .item("actor", s(&entry.actor))
+                .item("action", s(&entry.action))
+                .item("detail", s(&entry.detail))
+                .item("prev", s(&entry.prev))
+                .item("hash", s(&entry.hash))
+                .item("expires_at", AttributeValue::N(keep.expires_at.to_string()))
+                .item("due_bucket", s(&keep.due_bucket))
+                .item("due_action", s("delete"))
+                .condition_expression("attribute_not_exists(pk)");
+            if let Some(sub) = &entry.subject {
+                put = put.item("subject_ref", s(sub));
+            }
+            let mut head_update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(PK))
+                .key("sk", s(HEAD))
+                .update_expression("SET seq = :n, #h = :h")
+                .expression_attribute_names("#h", "hash")
+                .expression_attribute_values(":n", AttributeValue::N(seq.to_string()))
+                .expression_attribute_values(":h", s(&entry.hash));
+            head_update = match head {
+                None => head_update.condition_expression("attribute_not_exists(seq)"),
+                Some((old, _)) => head_update
+                    .condition_expression("seq = :old")
+                    .expression_attribute_values(":old", AttributeValue::N(old.to_string())),
+            };
+            let res = self
+                .client
+                .transact_write_items()
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .put(put.build().map_err(build("Put"))?)
+                        .build(),
+                )
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .update(head_update.build().map_err(build("Update"))?)
+                        .build(),
+                )
+                .send()
+                .await;
+            match res {
+                Ok(_) => return Ok(entry),
+                Err(e)
+                    if matches!(
+                        e.as_service_error(),
+                        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(_))
+                    ) => {}
+                Err(e) => return Err(infra_error("dynamodb", "TransactWriteItems", e)),
+            }
+        }
+        Err(InfraError {
+            service: "dynamodb",
+            operation: "TransactWriteItems(audit)",
+            retryable: true,
+            source: Some("the audit head kept moving".into()),
+        })
+    }
+
+    async fn entries(&self, after_seq: u64, limit: usize) -> Result<Vec<Entry>, InfraError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(PK))
+                .expression_attribute_values(":from", s(seq_key(after_seq.saturating_add(1))))
+                .expression_attribute_values(":to", s(seq_key(999_999_999_999)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| infra_error("dynamodb", "Query", e))?;
+            for item in page.items() {
+                if out.len() == limit {
+                    return Ok(out);
+                }
+                out.push(decode(item).ok_or(InfraError {
+                    service: "dynamodb",
+                    operation: "Query(decode audit entry)",
+                    retryable: false,
+                    source: Some("an audit entry is missing fields".into()),
+                })?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() && out.len() < limit => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn head(&self) -> Result<Option<(u64, String)>, InfraError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(PK))
+            .key("sk", s(HEAD))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
+        Ok(out.item.and_then(|i| {
+            let seq = i.get("seq")?.as_n().ok()?.parse().ok()?;
+            let hash = i.get("hash")?.as_s().ok()?.clone();
+            Some((seq, hash))
+        }))
+    }
+}
