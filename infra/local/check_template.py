@@ -7,6 +7,7 @@
 - Every SQS event source reports batch item failures, its queue's visibility timeout is at least six times
   the function's timeout, the queue has a redrive policy, and its DLQ has a depth alarm.
 - Every function runs on provided.al2023 with its own log group of finite retention.
+- Every S3 bucket is encrypted, blocks public access and has an expiring lifecycle rule (its retention window).
 Exits non-zero with one line per violation.
 """
 import os
@@ -112,6 +113,19 @@ def main():
         group = logical(p.get("LoggingConfig", {}).get("LogGroup"))
         if not group or not res.get(group, {}).get("Properties", {}).get("RetentionInDays"):
             bad.append(f"{name}: no own log group with a retention period")
+
+    for name, r in res.items():
+        if r["Type"] != "AWS::S3::Bucket":
+            continue
+        p = r.get("Properties", {})
+        if not p.get("BucketEncryption"):
+            bad.append(f"{name}: no default encryption")
+        pab = p.get("PublicAccessBlockConfiguration", {})
+        if not all(pab.get(k) for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")):
+            bad.append(f"{name}: public access not fully blocked")
+        rules = p.get("LifecycleConfiguration", {}).get("Rules", [])
+        if not any(x.get("Status") == "Enabled" and x.get("ExpirationInDays") for x in rules):
+            bad.append(f"{name}: no expiring lifecycle rule")
 
     for line in bad:
         print(f"template.yaml: {line}")

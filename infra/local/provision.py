@@ -162,6 +162,28 @@ class Stack:
             self.physical[logical] = name
             self.attrs[(logical, "Arn")] = f"arn:aws:s3:::{name}"
             out[logical] = name
+        # What CloudFormation on moto would drop: applied with the SDK from the same definitions.
+        for logical, r in self.of_type("AWS::S3::Bucket"):
+            p, name = r.get("Properties", {}), out[logical]
+            if p.get("BucketEncryption"):
+                self.s3.put_bucket_encryption(
+                    Bucket=name,
+                    ServerSideEncryptionConfiguration={
+                        "Rules": [
+                            {"ApplyServerSideEncryptionByDefault": plain(x["ServerSideEncryptionByDefault"])}
+                            for x in p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+                        ]
+                    },
+                )
+            if p.get("PublicAccessBlockConfiguration"):
+                self.s3.put_public_access_block(
+                    Bucket=name, PublicAccessBlockConfiguration=plain(p["PublicAccessBlockConfiguration"])
+                )
+            rules = p.get("LifecycleConfiguration", {}).get("Rules", [])
+            if rules:
+                self.s3.put_bucket_lifecycle_configuration(
+                    Bucket=name, LifecycleConfiguration={"Rules": [lifecycle_rule(x) for x in rules]}
+                )
         return out
 
     def seed_items(self, items):
@@ -198,7 +220,7 @@ class Stack:
                 if ev["Type"] == "HttpApi":
                     routes.append({"method": ep["Method"].upper(), "path": ep["Path"], "function": logical})
                 elif ev["Type"] == "Schedule":
-                    schedules.append({"name": ev_name, "function": logical, "expression": ep["Schedule"]})
+                    schedules.append({"name": ev_name, "function": logical, "expression": self.resolve(ep["Schedule"])})
         sources = []
         for logical, r in self.of_type("AWS::Lambda::EventSourceMapping"):
             p = r["Properties"]
@@ -215,6 +237,23 @@ class Stack:
                 }
             )
         return functions, routes, schedules, sources
+
+
+def plain(v):
+    """cfn-lint's decoded nodes as plain dicts and lists (boto3 checks exact types)."""
+    return json.loads(json.dumps(v))
+
+
+def lifecycle_rule(r):
+    """A CloudFormation lifecycle rule in the S3 API's shape."""
+    out = {"ID": r.get("Id", "rule"), "Status": r["Status"], "Filter": {"Prefix": r.get("Prefix", "")}}
+    if "ExpirationInDays" in r:
+        out["Expiration"] = {"Days": r["ExpirationInDays"]}
+    if "NoncurrentVersionExpiration" in r:
+        out["NoncurrentVersionExpiration"] = {"NoncurrentDays": r["NoncurrentVersionExpiration"]["NoncurrentDays"]}
+    if "AbortIncompleteMultipartUpload" in r:
+        out["AbortIncompleteMultipartUpload"] = plain(r["AbortIncompleteMultipartUpload"])
+    return out
 
 
 def main():

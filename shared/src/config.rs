@@ -64,3 +64,17 @@ pub enum InitError {
     #[error("{0}")]
     Unusable(String),
 }
+
+/// The table of every store, from `PAYMENTS_TABLE`, `MESSAGING_TABLE`, `DATA_REQUESTS_TABLE` and
+/// `ORDERS_TABLE`: what the sweep, data-subject requests and the operator CLI work across.
+pub fn store_tables(
+    v: &impl Vars,
+) -> Result<std::collections::BTreeMap<crate::domain::inventory::Store, String>, ConfigError> {
+    use crate::domain::inventory::Store;
+    Ok(std::collections::BTreeMap::from([
+        (Store::Payments, v.required("PAYMENTS_TABLE")?),
+        (Store::Messaging, v.required("MESSAGING_TABLE")?),
+        (Store::DataRequests, v.required("DATA_REQUESTS_TABLE")?),
+        (Store::Orders, v.required("ORDERS_TABLE")?),
+    ]))
+}

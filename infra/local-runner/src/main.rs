@@ -35,13 +35,19 @@ enum Function {
     MessagingWorker(Box<messaging_worker::App>),
     NotificationsSender(Box<notifications_sender::App>),
     ConsentApi(Box<consent_api::App>),
+    RetentionSweep(Box<retention_sweep::App>),
+    DataRequestsWorker(Box<data_requests_worker::App>),
 }
 
 impl Function {
     fn is_sqs_consumer(&self) -> bool {
         matches!(
             self,
-            Function::PaymentsWorker(_) | Function::MessagingWorker(_) | Function::NotificationsSender(_)
+            Function::PaymentsWorker(_)
+                | Function::MessagingWorker(_)
+                | Function::NotificationsSender(_)
+                | Function::RetentionSweep(_)
+                | Function::DataRequestsWorker(_)
         )
     }
 
@@ -56,6 +62,8 @@ impl Function {
             Function::PaymentsWorker(app) => Some(app.handle(event, request_id, deadline).await),
             Function::MessagingWorker(app) => Some(app.handle(event, request_id).await),
             Function::NotificationsSender(app) => Some(app.handle(event, request_id, deadline).await),
+            Function::RetentionSweep(app) => Some(app.continued(event, request_id, deadline).await),
+            Function::DataRequestsWorker(app) => Some(app.handle(event, request_id).await),
             _ => None,
         }
     }
@@ -161,6 +169,15 @@ async fn run() -> Result<(), String> {
                 let config = payments_worker::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
                 Function::PaymentsWorker(payments_worker::App::build(&sdk, config, SystemClock))
             }
+            "retention-sweep" => {
+                let config = retention_sweep::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
+                Function::RetentionSweep(Box::new(retention_sweep::App::build(&sdk, config, SystemClock)))
+            }
+            "data-requests-worker" => {
+                let config =
+                    data_requests_worker::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
+                Function::DataRequestsWorker(Box::new(data_requests_worker::App::build(&sdk, config, SystemClock)))
+            }
             other => return Err(format!("{logical}: no handler is linked for binary {other}")),
         };
         functions.insert(logical.clone(), f);
@@ -253,7 +270,7 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
         .manifest
         .routes
         .iter()
-        .find(|r| r.method == method && r.path == path)
+        .find(|r| r.method == method && manifest::path_matches(&r.path, &path))
     else {
         return Ok(text(404, r#"{"message":"Not Found"}"#));
     };
@@ -345,7 +362,7 @@ async fn every(state: Arc<State>, name: String, secs: u64) {
     }
 }
 
-/// Fires a schedule by name. No function of the suite has a schedule handler linked yet.
+/// Fires a schedule by name, as EventBridge invokes the function: with the invocation's time limit.
 async fn fire(state: &State, name: &str) -> Result<(), String> {
     let schedule = state
         .manifest
@@ -353,10 +370,24 @@ async fn fire(state: &State, name: &str) -> Result<(), String> {
         .iter()
         .find(|s| s.name == name)
         .ok_or(format!("no schedule named {name}"))?;
-    Err(format!(
-        "function {} has no schedule handler linked in nex-local",
-        schedule.function
-    ))
+    let timeout = state
+        .manifest
+        .functions
+        .get(&schedule.function)
+        .map_or(3, |f| f.timeout);
+    let deadline = chrono::Utc::now() + chrono::Duration::seconds(timeout as i64);
+    let request_id = uuid::Uuid::new_v4().to_string();
+    match state.functions.get(&schedule.function) {
+        Some(Function::RetentionSweep(app)) => app
+            .scheduled(&request_id, deadline)
+            .await
+            .map(|r| info!(schedule = %name, complete = r.complete, changed = r.items_changed, "schedule fired"))
+            .map_err(|e| e.to_string()),
+        _ => Err(format!(
+            "function {} has no schedule handler linked in nex-local",
+            schedule.function
+        )),
+    }
 }
 
 /// Deletes items whose TTL passed more than `lag` seconds ago, like DynamoDB's background TTL process.

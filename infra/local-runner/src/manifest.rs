@@ -78,9 +78,18 @@ pub fn rate_seconds(expression: &str) -> Option<u64> {
     (n > 0).then_some(n * unit_secs)
 }
 
+/// Whether a request path matches a route path with `{param}` segments (as API Gateway matches them).
+pub fn path_matches(route: &str, path: &str) -> bool {
+    let (r, p): (Vec<&str>, Vec<&str>) = (route.split('/').collect(), path.split('/').collect());
+    r.len() == p.len()
+        && r.iter()
+            .zip(&p)
+            .all(|(a, b)| a == b || (a.starts_with('{') && a.ends_with('}') && !b.is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::rate_seconds;
+    use super::{path_matches, rate_seconds};
 
     #[test]
     fn rate_expressions_become_intervals() {
@@ -88,5 +97,13 @@ mod tests {
         assert_eq!(rate_seconds("rate(1 day)"), Some(86_400));
         assert_eq!(rate_seconds("cron(0 3 * * ? *)"), None);
         assert_eq!(rate_seconds("rate(0 hours)"), None);
+    }
+
+    #[test]
+    fn route_parameters_match_one_non_empty_segment() {
+        assert!(path_matches("/data-requests/{id}", "/data-requests/api-1"));
+        assert!(!path_matches("/data-requests/{id}", "/data-requests/"));
+        assert!(!path_matches("/data-requests/{id}", "/data-requests/a/b"));
+        assert!(path_matches("/consent/opt-ins", "/consent/opt-ins"));
     }
 }

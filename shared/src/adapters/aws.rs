@@ -57,3 +57,9 @@ where
         _ => false,
     }
 }
+
+/// S3 path-style addressing: needed only against a local emulator (bucket host names do not resolve on
+/// loopback), which is the case exactly when `AWS_ENDPOINT_URL` points the SDK elsewhere.
+pub fn s3_path_style() -> bool {
+    std::env::var_os("AWS_ENDPOINT_URL").is_some()
+}

@@ -1,0 +1,117 @@
+//! The data-requests worker: one data-subject request per SQS record (opened by the WhatsApp `DATA`
+//! keyword, the merchant API or an operator). Access and export requests get a JSON export in the exports
+//! bucket (encrypted, expiring); deletion requests erase the person's data except what the law says to keep.
+//! A completed request is not done again on redelivery; a failure midway is retried whole, and every step is
+//! idempotent.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use nex_shared::adapters::aws::s3_path_style;
+use nex_shared::adapters::dynamo_audit::DynamoAudit;
+use nex_shared::adapters::dynamo_data::DynamoData;
+use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
+use nex_shared::adapters::emf::EmfMetrics;
+use nex_shared::adapters::s3_objects::S3Objects;
+use nex_shared::adapters::sqs_batch::{self, RecordError};
+use nex_shared::config::{store_tables, ConfigError, Vars};
+use nex_shared::domain::envelope::{Envelope, EnvelopeError};
+use nex_shared::domain::inventory::Store;
+use nex_shared::ports::{Clock, DataRequest, Metrics, SystemClock};
+use nex_shared::usecases::data_requests::{Outcome, ProcessError, Processor};
+use tracing::{info, Instrument};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tables: std::collections::BTreeMap<Store, String>,
+    pub exports_bucket: String,
+}
+
+impl Config {
+    pub fn from_vars(v: &impl Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            tables: store_tables(v)?,
+            exports_bucket: v.required("EXPORTS_BUCKET")?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+}
+
+impl RecordError for WorkerError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Envelope(_) => "BadMessage",
+            Self::Process(ProcessError::Unknown(_)) => "UnknownRequest",
+            Self::Process(ProcessError::Infra(_)) => "Infrastructure",
+        }
+    }
+}
+
+pub struct App<C = SystemClock> {
+    pub data: DynamoData,
+    pub exports: S3Objects,
+    pub requests: DynamoDataRequests,
+    pub audit: DynamoAudit,
+    pub metrics: EmfMetrics,
+    pub clock: C,
+}
+
+impl<C: Clock> App<C> {
+    pub fn build(sdk: &aws_config::SdkConfig, config: Config, clock: C) -> Self {
+        let ddb = aws_sdk_dynamodb::Client::new(sdk);
+        let requests_table = config.tables.get(&Store::DataRequests).cloned().unwrap_or_default();
+        Self {
+            data: DynamoData::new(ddb.clone(), config.tables),
+            exports: S3Objects::new(sdk, config.exports_bucket, s3_path_style()),
+            requests: DynamoDataRequests::new(ddb.clone(), requests_table.clone()),
+            audit: DynamoAudit::new(ddb, requests_table),
+            metrics: EmfMetrics::new("Nex", "data-requests-worker"),
+            clock,
+        }
+    }
+
+    pub fn processor<'a>(
+        &'a self,
+        actor: &'a str,
+    ) -> Processor<'a, DynamoData, S3Objects, DynamoDataRequests, DynamoAudit> {
+        Processor {
+            data: &self.data,
+            exports: &self.exports,
+            requests: &self.requests,
+            audit: &self.audit,
+            actor,
+        }
+    }
+
+    pub async fn handle(&self, event: SqsEvent, request_id: &str) -> SqsBatchResponse {
+        let span = tracing::info_span!("data_requests_worker", request_id = %request_id, records = event.records.len());
+        sqs_batch::process(event, |record| async move {
+            let env = Envelope::<DataRequest>::decode(record.body.as_deref().unwrap_or(""))?;
+            let id = env.payload.id;
+            let outcome = self
+                .processor("data-requests-worker")
+                .process(&id, self.clock.now(), false)
+                .await?;
+            let (what, n) = match &outcome {
+                Outcome::AlreadyDone => ("already_done", 0),
+                Outcome::Exported { items, .. } => ("exported", *items),
+                Outcome::Erased(r) => (
+                    "erased",
+                    r.deleted.values().sum::<u64>() + r.anonymised.values().sum::<u64>(),
+                ),
+                Outcome::NeedsOperator => ("needs_operator", 0),
+            };
+            self.metrics
+                .count("data_requests_processed", 1, Some(("Outcome", what)));
+            info!(request = %id, outcome = what, items = n, "data-subject request processed");
+            Ok::<_, WorkerError>(())
+        })
+        .instrument(span)
+        .await
+    }
+}
