@@ -125,6 +125,40 @@ impl crate::ports::TemplateCatalog for DynamoLedger {
     }
 }
 
+impl DynamoMerchants {
+    /// Records that `merchant`'s contract ended at `at`: `merchant#<id>` / `contract`, due at once
+    /// (`WhatsAppOrderMetadata`), so the next sweep deletes the merchant's order metadata. Re-marking keeps
+    /// the first end date.
+    pub async fn mark_terminated(&self, merchant: &str, at: chrono::DateTime<chrono::Utc>) -> Result<bool, InfraError> {
+        let pk = format!("merchant#{merchant}");
+        let st = retention::stamp(DataClass::WhatsAppOrderMetadata, at, &pk).ok_or(InfraError {
+            service: "domain",
+            operation: "retention::stamp",
+            retryable: false,
+            source: Some("deadline out of range".into()),
+        })?;
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&pk))
+            .item("sk", s("contract"))
+            .item("merchant_id", s(merchant))
+            .item("terminated_at", s(at.to_rfc3339()))
+            .item("expires_at", n(st.expires_at))
+            .item("due_bucket", s(&st.due_bucket))
+            .item("due_action", s("delete"))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(infra_error("dynamodb", "PutItem", e)),
+        }
+    }
+}
+
 impl crate::ports::MerchantKeys for DynamoMerchants {
     async fn merchant_for_key(&self, key_sha256: &str) -> Result<Option<String>, InfraError> {
         let out = self

@@ -9,6 +9,7 @@ use crate::ports::Metrics;
 pub struct EmfMetrics {
     namespace: &'static str,
     service: String,
+    silent: bool,
 }
 
 impl EmfMetrics {
@@ -16,12 +17,22 @@ impl EmfMetrics {
         Self {
             namespace,
             service: service.into(),
+            silent: false,
         }
+    }
+
+    /// Writes nothing: for a use case run outside Lambda (the operator CLI), where stdout is a person's.
+    pub fn silent(mut self) -> Self {
+        self.silent = true;
+        self
     }
 }
 
 impl Metrics for EmfMetrics {
     fn count(&self, name: &'static str, value: u64, dimension: Option<(&'static str, &str)>) {
+        if self.silent {
+            return;
+        }
         let mut dims = vec!["Service"];
         let mut line = serde_json::json!({
             "_aws": {
