@@ -261,7 +261,7 @@ impl Harness {
 
     /// Delivers `url` to `invoke` as Lambda's poller would, until two receives in a row find nothing.
     /// `visibility`: seconds a failed record stays invisible before its redelivery.
-    async fn drain_queue<F, Fut>(&self, url: &str, arn: &str, visibility: i32, invoke: F) -> nex_local::sqs::Round
+    pub async fn drain_queue<F, Fut>(&self, url: &str, arn: &str, visibility: i32, invoke: F) -> nex_local::sqs::Round
     where
         F: Fn(aws_lambda_events::sqs::SqsEvent) -> Fut,
         Fut: std::future::Future<Output = aws_lambda_events::sqs::SqsBatchResponse>,
@@ -330,6 +330,140 @@ impl Harness {
     pub async fn payment(&self, payment_key: &str) -> Option<HashMap<String, AttributeValue>> {
         self.item("PaymentsTable", "payment_key", payment_key).await
     }
+}
+
+/// A private copy of the suite's tables and exports bucket, for tests whose clock runs far ahead (the
+/// retention sweep deletes whatever is due, which must never be another test's data).
+#[derive(Debug, Clone)]
+pub struct Private {
+    pub tables: std::collections::BTreeMap<nex_shared::domain::inventory::Store, String>,
+    pub platform: String,
+    pub bucket: String,
+    /// A fresh sweep continuation queue.
+    pub sweep_queue: String,
+}
+
+impl Private {
+    pub fn table(&self, store: nex_shared::domain::inventory::Store) -> &str {
+        &self.tables[&store]
+    }
+
+    /// The variables the sweep and data-requests functions read, pointing at these copies.
+    pub fn env(&self) -> HashMap<String, String> {
+        use nex_shared::domain::inventory::Store;
+        HashMap::from([
+            ("PAYMENTS_TABLE".to_owned(), self.tables[&Store::Payments].clone()),
+            ("MESSAGING_TABLE".to_owned(), self.tables[&Store::Messaging].clone()),
+            (
+                "DATA_REQUESTS_TABLE".to_owned(),
+                self.tables[&Store::DataRequests].clone(),
+            ),
+            ("ORDERS_TABLE".to_owned(), self.tables[&Store::Orders].clone()),
+            ("PLATFORM_TABLE".to_owned(), self.platform.clone()),
+            ("EXPORTS_BUCKET".to_owned(), self.bucket.clone()),
+            ("SWEEP_QUEUE_URL".to_owned(), self.sweep_queue.clone()),
+            ("SWEEP_LOOKBACK_DAYS".to_owned(), "35".to_owned()),
+        ])
+    }
+}
+
+impl Harness {
+    /// Copies of the four data tables and the platform table (same keys and indexes), an exports bucket
+    /// and a sweep queue, all fresh.
+    pub async fn private(&self) -> Private {
+        use nex_shared::domain::inventory::Store;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut tables = std::collections::BTreeMap::new();
+        for (store, logical) in [
+            (Store::Payments, "PaymentsTable"),
+            (Store::Messaging, "MessagingTable"),
+            (Store::DataRequests, "DataRequestsTable"),
+            (Store::Orders, "OrdersTable"),
+        ] {
+            tables.insert(store, copy_table(&self.ddb, logical, &id).await);
+        }
+        let platform = copy_table(&self.ddb, "PlatformTable", &id).await;
+        let bucket = format!("t-{}", &id[..20]);
+        let s3 = self.s3();
+        s3.create_bucket().bucket(&bucket).send().await.expect("CreateBucket");
+        let (sweep_queue, _, _) = fresh_pair(&self.sqs, "SweepQueue", &format!("t-{id}-sweep")).await;
+        Private {
+            tables,
+            platform,
+            bucket,
+            sweep_queue,
+        }
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&self.sdk)
+                .force_path_style(true)
+                .interceptor(self.requests.clone())
+                .build(),
+        )
+    }
+
+    /// The retention sweep on `p`, at the time `clock` says, with this test's counted clients.
+    pub fn sweep<C: nex_shared::ports::Clock>(&self, p: &Private, clock: C) -> retention_sweep::App<C> {
+        use nex_shared::adapters::{dynamo_audit, dynamo_data, dynamo_requests};
+        let config = retention_sweep::Config::from_vars(&p.env()).expect("config");
+        let mut app = retention_sweep::App::build(&self.sdk, config.clone(), clock);
+        let requests = p.table(nex_shared::domain::inventory::Store::DataRequests).to_owned();
+        app.data = dynamo_data::DynamoData::new(self.ddb.clone(), config.tables);
+        app.checkpoints = dynamo_data::DynamoCheckpoints::new(self.ddb.clone(), config.platform_table);
+        app.requests = dynamo_requests::DynamoDataRequests::new(self.ddb.clone(), requests.clone());
+        app.audit = dynamo_audit::DynamoAudit::new(self.ddb.clone(), requests);
+        app.queue = SqsQueue::new(self.sqs.clone(), p.sweep_queue.clone());
+        app.metrics = app.metrics.clone().silent();
+        app
+    }
+
+    /// The data-requests worker on `p`, with this test's counted clients.
+    pub fn dsr_worker<C: nex_shared::ports::Clock>(&self, p: &Private, clock: C) -> data_requests_worker::App<C> {
+        use nex_shared::adapters::{dynamo_audit, dynamo_data, dynamo_requests};
+        let config = data_requests_worker::Config::from_vars(&p.env()).expect("config");
+        let mut app = data_requests_worker::App::build(&self.sdk, config.clone(), clock);
+        let requests = p.table(nex_shared::domain::inventory::Store::DataRequests).to_owned();
+        app.data = dynamo_data::DynamoData::new(self.ddb.clone(), config.tables);
+        app.requests = dynamo_requests::DynamoDataRequests::new(self.ddb.clone(), requests.clone());
+        app.audit = dynamo_audit::DynamoAudit::new(self.ddb.clone(), requests);
+        app.metrics = app.metrics.clone().silent();
+        app
+    }
+}
+
+/// A copy of the template's table `logical` (keys, attribute definitions, indexes), named after it.
+async fn copy_table(ddb: &aws_sdk_dynamodb::Client, logical: &str, id: &str) -> String {
+    use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex, Projection};
+    let original = ddb
+        .describe_table()
+        .table_name(table(logical))
+        .send()
+        .await
+        .expect("DescribeTable")
+        .table
+        .expect("table");
+    let name = format!("{}-t-{id}", table(logical));
+    let mut req = ddb
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(original.key_schema.clone())
+        .set_attribute_definitions(original.attribute_definitions.clone());
+    for g in original.global_secondary_indexes.unwrap_or_default() {
+        let p = g.projection.clone().unwrap_or_else(|| Projection::builder().build());
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(g.index_name.unwrap_or_default())
+                .set_key_schema(g.key_schema)
+                .projection(p)
+                .build()
+                .expect("index"),
+        );
+    }
+    req.send().await.expect("CreateTable");
+    name
 }
 
 /// A copy of the template's queue `logical` named `name`, with the template's attributes and its own DLQ

@@ -6,5 +6,6 @@ mod messaging_worker;
 mod notifications_sender;
 mod payments_worker;
 mod redaction;
+mod retention_sweep;
 mod stripe_webhook;
 mod whatsapp_webhook;
