@@ -433,6 +433,29 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// The data-requests worker on the stack's own tables and bucket (safe for requests about a person
+    /// only this test knows).
+    pub fn stack_dsr_worker(&self) -> data_requests_worker::App {
+        use nex_shared::adapters::{dynamo_audit, dynamo_data, dynamo_requests};
+        let config = data_requests_worker::Config::from_vars(&env_of("DataRequestsWorkerFunction")).expect("config");
+        let requests = table("DataRequestsTable");
+        let mut app = data_requests_worker::App::build(&self.sdk, config.clone(), SystemClock);
+        app.data = dynamo_data::DynamoData::new(self.ddb.clone(), config.tables);
+        app.requests = dynamo_requests::DynamoDataRequests::new(self.ddb.clone(), requests.clone());
+        app.audit = dynamo_audit::DynamoAudit::new(self.ddb.clone(), requests);
+        app.metrics = app.metrics.clone().silent();
+        app
+    }
+
+    /// Delivers this test's data-requests queue to `worker` until it is empty.
+    pub async fn drain_requests(&self, worker: &data_requests_worker::App) -> nex_local::sqs::Round {
+        let arn = "arn:aws:sqs:us-east-1:123456789012:data-requests";
+        self.drain_queue(&self.data_requests_url, arn, 30, |event| worker.handle(event, "test"))
+            .await
+    }
+}
+
 /// A copy of the template's table `logical` (keys, attribute definitions, indexes), named after it.
 async fn copy_table(ddb: &aws_sdk_dynamodb::Client, logical: &str, id: &str) -> String {
     use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex, Projection};

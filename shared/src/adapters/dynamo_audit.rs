@@ -17,8 +17,8 @@ use crate::ports::{AuditLog, InfraError};
 
 const PK: &str = "audit";
 const HEAD: &str = "head";
-/// Attempts at an append that races another writer.
-const APPEND_ATTEMPTS: usize = 10;
+/// Attempts at an append that races other writers, with a growing, jittered pause between them.
+const APPEND_ATTEMPTS: u32 = 20;
 
 #[derive(Debug, Clone)]
 pub struct DynamoAudit {
@@ -68,7 +68,13 @@ fn build(what: &'static str) -> impl Fn(aws_sdk_dynamodb::error::BuildError) -> 
 
 impl AuditLog for DynamoAudit {
     async fn append(&self, new: NewEntry, at: DateTime<Utc>) -> Result<Entry, InfraError> {
-        for _ in 0..APPEND_ATTEMPTS {
+        for attempt in 0..APPEND_ATTEMPTS {
+            if attempt > 0 {
+                // Jitter from a fresh random id: writers that collided do not collide again in step.
+                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 20;
+                let pause = 5 * u64::from(attempt.min(10)) + jitter;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
             let head = self.head().await?;
             let (seq, prev) = head.clone().map_or((1, GENESIS.to_owned()), |(n, h)| (n + 1, h));
             let entry = Entry::chain(new.clone(), seq, at, &prev);

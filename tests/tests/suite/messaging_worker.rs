@@ -209,8 +209,23 @@ async fn data_opens_a_request_due_in_thirty_days_queues_it_and_confirms_to_the_p
     assert!(record["expires_at"].as_n().is_ok() && record["status"].as_s().unwrap() == "received");
     assert!(!format!("{record:?}").contains(&phone), "subject hashes only");
 
-    let requests = h.take(&h.data_requests_url).await;
-    assert!(!requests.is_empty() && requests.iter().all(|r| r.contains(&id)));
+    // The data-requests worker answers it: DATA does not say which kind, so the person gets a copy.
+    let round = h.drain_requests(&h.stack_dsr_worker()).await;
+    assert!(round.received >= 1 && round.failed == 0);
+    let record = h
+        .ddb
+        .get_item()
+        .table_name(table("DataRequestsTable"))
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("dsr#{id}")))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("request".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(record["status"].as_s().unwrap(), "completed");
+    assert_eq!(record["export_key"].as_s().unwrap(), &format!("exports/{id}.json"));
     let confirmations = h.take(&h.notifications_url).await;
     assert!(!confirmations.is_empty());
     let confirm =

@@ -1,0 +1,431 @@
+//! Data-subject requests against the emulator: erasure of a person present in every table, the merchant
+//! routes, the audit chain under tampering, and the operator CLI's dead-letter redrive.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{Duration, Utc};
+use nex_shared::adapters::dynamo_audit::DynamoAudit;
+use nex_shared::adapters::dynamo_messaging::{DynamoConversations, DynamoLedger};
+use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
+use nex_shared::adapters::s3_objects::S3Objects;
+use nex_shared::adapters::sqs_queue::SqsQueue;
+use nex_shared::domain::audit::{self, NewEntry};
+use nex_shared::domain::inventory::Store;
+use nex_shared::domain::retention::{self, DataClass};
+use nex_shared::domain::subject::{IdentifierKind, SubjectHasher};
+use nex_shared::domain::whatsapp::delivery::Delivery;
+use nex_shared::ports::{
+    AuditLog, ConsentAction, ConsentEntry, ConsentLedger, DataRequests, ObjectStore, Receipts, SystemClock,
+    TranscriptMessage, Transcripts,
+};
+use nex_shared::usecases::data_requests::{self, Intake, Origin, Outcome};
+use nex_tests::*;
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn hasher() -> SubjectHasher {
+    SubjectHasher::new(&secrecy::SecretString::from(PEPPER.to_owned()))
+}
+
+fn phone() -> String {
+    format!("+3165{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7])
+}
+
+async fn get(h: &Harness, table: &str, key: &[(&str, &str)]) -> Option<HashMap<String, AttributeValue>> {
+    let mut req = h.ddb.get_item().table_name(table).consistent_read(true);
+    for (k, v) in key {
+        req = req.key(*k, s(v));
+    }
+    req.send().await.expect("GetItem").item
+}
+
+/// Opens a request for `phone` through the shared intake, queued on this test's queue.
+async fn open(h: &Harness, p: &Private, kind: &str, phone: &str, id: &str) -> String {
+    let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
+    let queue = SqsQueue::new(h.sqs.clone(), h.data_requests_url.clone());
+    let intake = Intake {
+        kind: kind.into(),
+        phone: Some(phone.into()),
+        ..Intake::default()
+    };
+    let origin = Origin {
+        id: id.into(),
+        source: "operator".into(),
+        merchant: None,
+    };
+    data_requests::open(&requests, &queue, &hasher(), &intake, origin, Utc::now())
+        .await
+        .unwrap()
+        .request
+        .id
+}
+
+#[tokio::test]
+async fn erasure_removes_the_person_everywhere_except_what_the_law_keeps_and_a_rerun_changes_nothing() {
+    let h = Harness::new().await;
+    let p = h.private().await;
+    let now = Utc::now();
+    let phone = phone();
+    let subject = hasher().hash(IdentifierKind::Phone, &phone).unwrap();
+    let messaging = p.table(Store::Messaging).to_owned();
+
+    // The person in every table, written by the suite's own adapters where one exists.
+    let conversations = DynamoConversations::new(h.ddb.clone(), &messaging);
+    let msg = TranscriptMessage {
+        wamid: "w-1".into(),
+        direction: "in".into(),
+        kind: "text".into(),
+        text: Some("my address is 1 Example Street".into()),
+        at: now - Duration::days(2),
+    };
+    conversations.append("m-1", &subject, &msg, true).await.unwrap();
+    conversations
+        .apply(
+            "w-out-1",
+            Some(&subject),
+            Delivery::Delivered,
+            None,
+            now - Duration::days(1),
+        )
+        .await
+        .unwrap();
+    let ledger = DynamoLedger::new(h.ddb.clone(), &messaging);
+    for (id, action) in [("in-1", ConsentAction::OptIn), ("stop-1", ConsentAction::OptOut)] {
+        ledger
+            .record(&ConsentEntry {
+                id: id.into(),
+                subject: subject.clone(),
+                merchant: Some("m-1".into()),
+                action,
+                source: "test".into(),
+                at: now - Duration::days(1),
+            })
+            .await
+            .unwrap();
+    }
+    let st = retention::stamp(DataClass::InvoiceTaxRecord, now, "pi_erase").unwrap();
+    h.ddb
+        .put_item()
+        .table_name(p.table(Store::Payments))
+        .item("payment_key", s("pi_erase"))
+        .item("amount", n(2500))
+        .item("currency", s("eur"))
+        .item("order_ref", s("INV-2026-001"))
+        .item("subject", s(&subject))
+        .item("card", AttributeValue::M(HashMap::from([("last4".into(), s("4242"))])))
+        .item("expires_at", n(st.expires_at))
+        .item("due_bucket", s(&st.due_bucket))
+        .item("due_action", s("delete"))
+        .send()
+        .await
+        .unwrap();
+    h.ddb
+        .put_item()
+        .table_name(p.table(Store::Orders))
+        .item("pk", s("merchant#m-1"))
+        .item("sk", s("order#bol#B-9"))
+        .item("total", n(2500))
+        .item("buyer_name", s("Ann Example"))
+        .item("buyer_phone", s(&phone))
+        .item("subject", s(&subject))
+        .send()
+        .await
+        .unwrap();
+    // An earlier access request, answered with an export in S3.
+    let worker = h.dsr_worker(&p, SystemClock);
+    let earlier = open(&h, &p, "access", &phone, "op-earlier").await;
+    let outcome = worker.processor("test").process(&earlier, now, false).await.unwrap();
+    let Outcome::Exported { key, items } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        items, 9,
+        "conversation, message, receipt, 2 consent entries, consent state, payment, order, the request itself"
+    );
+    let exports = S3Objects::new(&h.sdk, p.bucket.clone(), true);
+    assert_eq!(exports.list(&key).await.unwrap().len(), 1);
+
+    // The erasure, through the queue as in production.
+    let erase = open(&h, &p, "deletion", &phone, "op-erase").await;
+    let round = h
+        .drain_queue(
+            &h.data_requests_url,
+            "arn:aws:sqs:us-east-1:123456789012:dsr",
+            30,
+            |e| worker.handle(e, "test"),
+        )
+        .await;
+    assert_eq!(round.failed, 0);
+    let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
+    let done = requests.get(&erase).await.unwrap().unwrap();
+    assert_eq!(done.status, "completed");
+    let result: data_requests::ErasureResult = serde_json::from_str(done.result.as_deref().unwrap()).unwrap();
+    assert_eq!(result.deleted.get("conversation"), Some(&1), "{result:?}");
+    assert_eq!(result.deleted.get("message"), Some(&1));
+    assert_eq!(result.deleted.get("receipt"), Some(&1));
+    assert_eq!(result.anonymised.get("payment"), Some(&1));
+    assert_eq!(result.anonymised.get("marketplace_order"), Some(&1));
+    assert_eq!(result.retained["consent_entry"].count, 2);
+    assert!(result.retained["consent_entry"].why.contains("24 months"));
+    assert_eq!(result.retained["data_request"].count, 2);
+    assert_eq!(result.exports_deleted, 1);
+
+    // Afterwards: the transcript is gone, the tax record and the order keep their numbers without the
+    // person, the export is gone, and a new export finds only what is retained on purpose.
+    assert!(conversations
+        .read("m-1", &subject, Utc::now())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(get(&h, &messaging, &[("pk", "wamid#w-out-1"), ("sk", "receipt")])
+        .await
+        .is_none());
+    let pay = get(&h, p.table(Store::Payments), &[("payment_key", "pi_erase")])
+        .await
+        .unwrap();
+    assert_eq!(
+        (pay.get("amount"), pay.get("order_ref")),
+        (Some(&n(2500)), Some(&s("INV-2026-001")))
+    );
+    assert!(!pay.contains_key("subject") && !pay.contains_key("card"));
+    assert!(
+        pay.contains_key("expires_at"),
+        "the tax record keeps its 6-year deadline"
+    );
+    let order = get(
+        &h,
+        p.table(Store::Orders),
+        &[("pk", "merchant#m-1"), ("sk", "order#bol#B-9")],
+    )
+    .await
+    .unwrap();
+    assert!(!order.contains_key("buyer_name") && !order.contains_key("buyer_phone") && !order.contains_key("subject"));
+    assert!(exports.list(&key).await.unwrap().is_empty());
+    // Running the erasure again changes nothing.
+    let Outcome::Erased(again) = worker
+        .processor("test")
+        .process(&erase, Utc::now(), true)
+        .await
+        .unwrap()
+    else {
+        panic!("an erasure")
+    };
+    assert!(again.changed_nothing(), "{again:?}");
+
+    let check = open(&h, &p, "access", &phone, "op-check").await;
+    worker
+        .processor("test")
+        .process(&check, Utc::now(), false)
+        .await
+        .unwrap();
+    let export: serde_json::Value = {
+        let out = h
+            .s3()
+            .get_object()
+            .bucket(&p.bucket)
+            .key(format!("exports/{check}.json"))
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_slice(&out.body.collect().await.unwrap().into_bytes()).unwrap()
+    };
+    assert_eq!(export["schema"], "nex.subject-export/1");
+    let kinds: std::collections::BTreeSet<&str> = export["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["consent_entry", "consent_state", "data_request"].into_iter().collect()
+    );
+
+    // Every request is in the audit log, by subject hash only, and the chain holds.
+    let log = DynamoAudit::new(h.ddb.clone(), p.table(Store::DataRequests));
+    let entries = log.entries(0, 100).await.unwrap();
+    assert!(entries
+        .iter()
+        .any(|e| e.action == "dsr.deletion" && e.subject.as_deref() == Some(subject.as_str())));
+    let text = format!("{entries:?}");
+    assert!(!text.contains(&phone) && !text.contains("Ann Example") && !text.contains("Example Street"));
+    let head = log.head().await.unwrap();
+    assert!(audit::verify(&entries, head.as_ref().map(|(n, h)| (*n, h.as_str()))).ok());
+}
+
+fn api(method: &str, path: &str, body: &str, key: Option<&str>) -> aws_lambda_events::apigw::ApiGatewayV2httpRequest {
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    if let Some(k) = key {
+        headers.push(("authorization".to_owned(), format!("Bearer {k}")));
+    }
+    nex_local::events::http_v2(method, path, "", &headers, body.as_bytes(), "req-dsr")
+}
+
+#[tokio::test]
+async fn a_merchants_support_team_opens_a_request_and_downloads_the_export_through_a_short_lived_link() {
+    let h = Harness::new().await;
+    let mut app = h.consent_api().await;
+    app.requests_queue = SqsQueue::new(h.sqs.clone(), h.data_requests_url.clone());
+    let phone = phone();
+    let body = serde_json::json!({ "kind": "export", "phone": phone, "reference": uuid::Uuid::new_v4().to_string() })
+        .to_string();
+
+    assert_eq!(
+        app.handle(api("POST", "/data-requests", &body, None), "r")
+            .await
+            .status_code,
+        401
+    );
+    let bad = serde_json::json!({ "kind": "everything", "phone": phone }).to_string();
+    let resp = app
+        .handle(api("POST", "/data-requests", &bad, Some(MERCHANT_KEY)), "r")
+        .await;
+    assert_eq!(
+        (resp.status_code, body_json(&resp)["reason"].as_str()),
+        (422, Some("unknown_kind"))
+    );
+    let none = serde_json::json!({ "kind": "export" }).to_string();
+    let resp = app
+        .handle(api("POST", "/data-requests", &none, Some(MERCHANT_KEY)), "r")
+        .await;
+    assert_eq!(
+        (resp.status_code, body_json(&resp)["reason"].as_str()),
+        (422, Some("no_identifier"))
+    );
+
+    let resp = app
+        .handle(api("POST", "/data-requests", &body, Some(MERCHANT_KEY)), "r")
+        .await;
+    assert_eq!(resp.status_code, 202);
+    let id = body_json(&resp)["id"].as_str().unwrap().to_owned();
+    // The same ticket reference again: the same request, not a second one.
+    let again = app
+        .handle(api("POST", "/data-requests", &body, Some(MERCHANT_KEY)), "r")
+        .await;
+    assert_eq!(
+        (body_json(&again)["id"].as_str(), body_json(&again)["status"].as_str()),
+        (Some(id.as_str()), Some("already_open"))
+    );
+
+    let round = h.drain_requests(&h.stack_dsr_worker()).await;
+    assert_eq!(round.failed, 0);
+    let resp = app
+        .handle(api("GET", &format!("/data-requests/{id}"), "", Some(MERCHANT_KEY)), "r")
+        .await;
+    assert_eq!(resp.status_code, 200);
+    let shown = body_json(&resp);
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(shown["export_url_valid_seconds"], 900);
+    let url = shown["export_url"].as_str().unwrap();
+    assert!(url.contains("X-Amz-Expires=900"), "a presigned, expiring link");
+    let export: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(export["schema"], "nex.subject-export/1");
+    assert_eq!(export["request_id"], id.as_str());
+    assert!(!logs().contains(&phone), "no phone number in the logs");
+
+    // Unknown requests, and requests not opened by this merchant, are not there.
+    let resp = app
+        .handle(api("GET", "/data-requests/nope", "", Some(MERCHANT_KEY)), "r")
+        .await;
+    assert_eq!(resp.status_code, 404);
+    assert_eq!(
+        app.handle(api("DELETE", "/data-requests", "", Some(MERCHANT_KEY)), "r")
+            .await
+            .status_code,
+        405
+    );
+}
+
+#[tokio::test]
+async fn the_audit_chain_verifies_until_an_entry_is_edited_behind_its_back() {
+    let h = Harness::new().await;
+    let p = h.private().await;
+    let log = DynamoAudit::new(h.ddb.clone(), p.table(Store::DataRequests));
+    // Concurrent writers: the head's condition keeps one chain.
+    let mut writers = Vec::new();
+    for i in 0..6 {
+        let log = log.clone();
+        writers.push(tokio::spawn(async move {
+            let detail = serde_json::json!({ "n": i });
+            log.append(NewEntry::new("test", "test.write", None, &detail), Utc::now())
+                .await
+                .unwrap()
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let entries = log.entries(0, 100).await.unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=6).collect::<Vec<_>>()
+    );
+    let head = log.head().await.unwrap().unwrap();
+    assert!(audit::verify(&entries, Some((head.0, head.1.as_str()))).ok());
+
+    h.ddb
+        .update_item()
+        .table_name(p.table(Store::DataRequests))
+        .key("pk", s("audit"))
+        .key("sk", s("000000000003"))
+        .update_expression("SET detail = :d")
+        .expression_attribute_values(":d", s(r#"{"n":99}"#))
+        .send()
+        .await
+        .unwrap();
+    let entries = log.entries(0, 100).await.unwrap();
+    assert_eq!(
+        audit::verify(&entries, Some((head.0, head.1.as_str()))).broken,
+        Some((3, "content does not match its hash"))
+    );
+}
+
+#[tokio::test]
+async fn an_operator_inspects_and_redrives_a_dead_letter_queue_and_the_redrive_is_audited() {
+    let h = Harness::new().await;
+    let p = h.private().await;
+    let poison = serde_json::json!({ "type": "payment.event", "version": 9, "id": "evt_1", "payload": { "email": "a@b.example" } })
+        .to_string();
+    h.sqs
+        .send_message()
+        .queue_url(&h.dlq_url)
+        .message_body(&poison)
+        .send()
+        .await
+        .unwrap();
+
+    let mut vars: std::collections::BTreeMap<String, String> = p.env().into_iter().collect();
+    vars.insert("DATA_REQUESTS_QUEUE_URL".into(), h.data_requests_url.clone());
+    let stack = nexctl::Stack {
+        vars,
+        queues: [("PaymentEventsQueue".to_owned(), h.queue_url.clone())]
+            .into_iter()
+            .collect(),
+    };
+    let ops = nexctl::Ops::new(stack, h.sdk.clone()).await.unwrap();
+    let dlqs = ops.dead_letter_queues().await.unwrap();
+    assert_eq!((dlqs.len(), dlqs[0].depth), (1, 1));
+    let seen = ops.inspect_dlq("PaymentEventsQueue", 10, false).await.unwrap();
+    assert_eq!(
+        (seen[0].kind.as_deref(), seen[0].version, seen[0].body.as_ref()),
+        (Some("payment.event"), Some(9), None)
+    );
+    assert_eq!(h.depth(&h.dlq_url).await, 1, "looking is not taking");
+
+    assert_eq!(ops.redrive("PaymentEventsQueue", None).await.unwrap(), 1);
+    assert_eq!(h.depth(&h.dlq_url).await, 0);
+    assert_eq!(h.take(&h.queue_url).await, vec![poison]);
+    let entries = ops.audit_entries(0, 10).await.unwrap();
+    assert_eq!(entries.last().unwrap().action, "dlq.redrive");
+    assert!(ops.verify_audit().await.unwrap().ok());
+    assert!(matches!(
+        ops.inspect_dlq("NoSuchQueue", 1, false).await,
+        Err(nexctl::OpsError::NotFound(_))
+    ));
+}
