@@ -9,6 +9,7 @@
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::http::Method;
 use nex_shared::adapters::aws::s3_path_style;
+use nex_shared::adapters::dynamo_audit::DynamoAudit;
 use nex_shared::adapters::dynamo_messaging::{DynamoLedger, DynamoMerchants};
 use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
 use nex_shared::adapters::s3_objects::S3Objects;
@@ -18,6 +19,7 @@ use nex_shared::config::{ConfigError, InitError, Vars};
 use nex_shared::domain::subject::SubjectHasher;
 use nex_shared::http;
 use nex_shared::ports::{Clock, DataRequests, MerchantKeys, ObjectStore, SystemClock};
+use nex_shared::usecases::consent_audit::AuditedLedger;
 use nex_shared::usecases::data_requests::{self, Intake, IntakeError, Origin};
 use nex_shared::usecases::opt_in::{self, OptIn, OptInError};
 use sha2::{Digest, Sha256};
@@ -53,6 +55,8 @@ pub struct App<C = SystemClock> {
     pub ledger: DynamoLedger,
     pub keys: DynamoMerchants,
     pub requests: DynamoDataRequests,
+    /// The audit log (opt-ins, data-subject requests), in the data-requests table.
+    pub audit: DynamoAudit,
     pub requests_queue: SqsQueue,
     pub exports: S3Objects,
 }
@@ -86,7 +90,8 @@ impl<C: Clock> App<C> {
             clock,
             ledger: DynamoLedger::new(ddb.clone(), config.messaging_table.clone()),
             keys: DynamoMerchants::new(ddb.clone(), config.messaging_table),
-            requests: DynamoDataRequests::new(ddb, config.data_requests_table),
+            requests: DynamoDataRequests::new(ddb.clone(), config.data_requests_table.clone()),
+            audit: DynamoAudit::new(ddb, config.data_requests_table),
             requests_queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.data_requests_queue_url),
             exports: S3Objects::new(sdk, config.exports_bucket, s3_path_style()),
         })
@@ -253,7 +258,12 @@ impl<C: Clock> App<C> {
         let Ok(request) = serde_json::from_slice::<OptIn>(&body) else {
             return http::refuse(400, "invalid_opt_in");
         };
-        match opt_in::record(&self.ledger, &self.hasher, merchant, &request, self.clock.now()).await {
+        let ledger = AuditedLedger {
+            ledger: &self.ledger,
+            audit: &self.audit,
+            actor: "merchant-api",
+        };
+        match opt_in::record(&ledger, &self.hasher, merchant, &request, self.clock.now()).await {
             Ok(n) => {
                 tracing::info!(merchant = %merchant, source = %request.source, identifiers = n, "opt-in recorded");
                 http::json(201, serde_json::json!({ "status": "recorded", "identifiers": n }))

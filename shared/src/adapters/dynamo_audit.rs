@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
@@ -67,7 +68,32 @@ fn build(what: &'static str) -> impl Fn(aws_sdk_dynamodb::error::BuildError) -> 
 }
 
 impl AuditLog for DynamoAudit {
-    async fn append(&self, new: NewEntry, at: DateTime<Utc>) -> Result<Entry, InfraError> {
+    async fn append(&self, new: NewEntry, at: DateTime<Utc>) -> Result<Option<Entry>, InfraError> {
+        // The key's marker goes in the same transaction: a second append of the same key is cancelled by
+        // the marker's condition and reported as already done.
+        let marker = match &new.key {
+            Some(k) => {
+                let keep = retention::stamp(DataClass::IdempotencyRecord, at, k).ok_or(InfraError {
+                    service: "domain",
+                    operation: "retention::stamp",
+                    retryable: false,
+                    source: Some("deadline out of range".into()),
+                })?;
+                Some(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .item("pk", s(format!("audit-key#{k}")))
+                        .item("sk", s("-"))
+                        .item("expires_at", AttributeValue::N(keep.expires_at.to_string()))
+                        .item("due_bucket", s(&keep.due_bucket))
+                        .item("due_action", s("delete"))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(build("Put"))?,
+                )
+            }
+            None => None,
+        };
         for attempt in 0..APPEND_ATTEMPTS {
             if attempt > 0 {
                 // Jitter from a fresh random id: writers that collided do not collide again in step.
@@ -117,7 +143,7 @@ impl AuditLog for DynamoAudit {
                     .condition_expression("seq = :old")
                     .expression_attribute_values(":old", AttributeValue::N(old.to_string())),
             };
-            let res = self
+            let mut tx = self
                 .client
                 .transact_write_items()
                 .transact_items(
@@ -129,17 +155,26 @@ impl AuditLog for DynamoAudit {
                     TransactWriteItem::builder()
                         .update(head_update.build().map_err(build("Update"))?)
                         .build(),
-                )
-                .send()
-                .await;
-            match res {
-                Ok(_) => return Ok(entry),
-                Err(e)
-                    if matches!(
-                        e.as_service_error(),
-                        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(_))
-                    ) => {}
-                Err(e) => return Err(infra_error("dynamodb", "TransactWriteItems", e)),
+                );
+            if let Some(m) = &marker {
+                tx = tx.transact_items(TransactWriteItem::builder().put(m.clone()).build());
+            }
+            match tx.send().await {
+                Ok(_) => return Ok(Some(entry)),
+                Err(e) => match e.as_service_error() {
+                    // Cancelled: by the key's marker (already appended), or by another writer (retry).
+                    Some(TransactWriteItemsError::TransactionCanceledException(tc)) => {
+                        let duplicate = tc
+                            .cancellation_reasons()
+                            .get(2)
+                            .and_then(|r| r.code())
+                            .is_some_and(|c| c == "ConditionalCheckFailed");
+                        if duplicate {
+                            return Ok(None);
+                        }
+                    }
+                    _ => return Err(infra_error("dynamodb", "TransactWriteItems", e)),
+                },
             }
         }
         Err(InfraError {

@@ -444,21 +444,29 @@ impl crate::ports::Checkpoints for MemoryCheckpoints {
 
 /// The audit log as a vector, chained like the real one.
 #[derive(Debug, Default)]
-pub struct MemoryAudit(pub Mutex<Vec<crate::domain::audit::Entry>>);
+pub struct MemoryAudit(
+    pub Mutex<Vec<crate::domain::audit::Entry>>,
+    pub Mutex<std::collections::BTreeSet<String>>,
+);
 
 impl crate::ports::AuditLog for MemoryAudit {
     async fn append(
         &self,
         entry: crate::domain::audit::NewEntry,
         at: DateTime<Utc>,
-    ) -> Result<crate::domain::audit::Entry, InfraError> {
+    ) -> Result<Option<crate::domain::audit::Entry>, InfraError> {
+        if let Some(k) = &entry.key {
+            if !self.1.lock().unwrap().insert(k.clone()) {
+                return Ok(None);
+            }
+        }
         let mut log = self.0.lock().unwrap();
         let prev = log
             .last()
             .map_or(crate::domain::audit::GENESIS.to_owned(), |e| e.hash.clone());
         let e = crate::domain::audit::Entry::chain(entry, log.len() as u64 + 1, at, &prev);
         log.push(e.clone());
-        Ok(e)
+        Ok(Some(e))
     }
     async fn entries(&self, after_seq: u64, limit: usize) -> Result<Vec<crate::domain::audit::Entry>, InfraError> {
         Ok(self

@@ -24,6 +24,10 @@ pub struct NewEntry {
     pub subject: Option<String>,
     /// Counts, ids, reasons: serialised JSON, hashed exactly as stored.
     pub detail: String,
+    /// What makes the entry unique (e.g. the event it records): appending it again is a no-op, so
+    /// redelivered messages are audited once. Not part of the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl NewEntry {
@@ -33,7 +37,14 @@ impl NewEntry {
             action: action.to_owned(),
             subject: subject.map(str::to_owned),
             detail: detail.to_string(),
+            key: None,
         }
+    }
+
+    /// The same entry, appended at most once per `key`.
+    pub fn keyed(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
     }
 }
 

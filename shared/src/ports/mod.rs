@@ -525,12 +525,13 @@ pub trait Checkpoints: Send + Sync {
 
 /// The append-only, hash-chained audit log.
 pub trait AuditLog: Send + Sync {
-    /// Appends `entry` as the next link of the chain.
+    /// Appends `entry` as the next link of the chain. `None` if an entry with the same key was appended
+    /// before (nothing is written).
     fn append(
         &self,
         entry: crate::domain::audit::NewEntry,
         at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<crate::domain::audit::Entry, InfraError>> + Send;
+    ) -> impl Future<Output = Result<Option<crate::domain::audit::Entry>, InfraError>> + Send;
 
     /// Up to `limit` entries after `after_seq`, in order.
     fn entries(

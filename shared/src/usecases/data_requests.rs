@@ -248,9 +248,13 @@ impl<D: DataStore, O: ObjectStore, R: DataRequests, A: AuditLog> Processor<'_, D
         };
         let action = format!("dsr.{}", rec.request.kind);
         let detail = serde_json::json!({ "request": id, "status": status, "result": result });
-        self.audit
-            .append(NewEntry::new(self.actor, &action, subject, &detail), now)
-            .await?;
+        // Once per request and outcome: a redelivery after a crash does not audit it twice (an operator's
+        // deliberate re-run does).
+        let mut entry = NewEntry::new(self.actor, &action, subject, &detail);
+        if !again {
+            entry = entry.keyed(format!("dsr#{id}#{status}"));
+        }
+        self.audit.append(entry, now).await?;
         self.requests
             .update(id, status, Some(&result.to_string()), export_key.as_deref(), now)
             .await?;

@@ -1,6 +1,7 @@
 //! Use cases: the suite's behaviour, generic over ports.
 
 pub mod apply_payment;
+pub mod consent_audit;
 pub mod data_requests;
 pub mod opt_in;
 pub mod send_notification;

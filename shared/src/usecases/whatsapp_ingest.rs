@@ -238,6 +238,11 @@ where
                             at: at(timestamp, now),
                         };
                         self.ledger.record(&entry).await?;
+                        // For the audit log, written by the messaging worker off the hot path.
+                        let id = format!("{}#{}", entry.id, entry.subject);
+                        self.queue
+                            .send(&Envelope::new(id, now, trace_id.to_owned(), entry).encode())
+                            .await?;
                     }
                     summary.preferences += 1;
                 }

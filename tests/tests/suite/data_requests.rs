@@ -429,3 +429,66 @@ async fn an_operator_inspects_and_redrives_a_dead_letter_queue_and_the_redrive_i
         Err(nexctl::OpsError::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn consent_changes_reach_the_audit_log_once_each_by_subject_hash() {
+    use nex_shared::domain::envelope::Envelope;
+    use nex_shared::usecases::whatsapp_ingest::InboundMessage;
+    let h = Harness::new().await;
+    let worker = h.messaging_worker().await;
+    let phone = phone();
+    let subject = hasher().hash(IdentifierKind::Phone, &phone).unwrap();
+    let wamid = format!("wamid.stop{}", uuid::Uuid::new_v4().simple());
+    let stop = InboundMessage {
+        merchant: "merchant-demo-1".into(),
+        phone_number_id: "pn-1".into(),
+        wamid: wamid.clone(),
+        subjects: vec![subject.clone()],
+        phone: Some(phone.clone()),
+        bsuid: None,
+        kind: "text".into(),
+        text: Some("STOP".into()),
+        sent_at: Utc::now(),
+        keyword: Some("opt_out".into()),
+    };
+    let resume = ConsentEntry {
+        id: format!("pref#pn-1#{}#resume", Utc::now().timestamp()),
+        subject: subject.clone(),
+        merchant: Some("merchant-demo-1".into()),
+        action: ConsentAction::MetaResume,
+        source: "meta_user_preferences".into(),
+        at: Utc::now(),
+    };
+    let bodies = [
+        Envelope::new(wamid.clone(), Utc::now(), "t".into(), stop).encode(),
+        Envelope::new(resume.id.clone(), Utc::now(), "t".into(), resume).encode(),
+    ];
+    // Each delivered twice, as SQS may.
+    for body in bodies.iter().chain(bodies.iter()) {
+        h.sqs
+            .send_message()
+            .queue_url(&h.messaging_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(h.drain_messaging(&worker).await.failed, 0);
+
+    let log = DynamoAudit::new(h.ddb.clone(), table("DataRequestsTable"));
+    let mut mine = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = log.entries(after, 1000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        mine.extend(
+            page.into_iter()
+                .filter(|e| e.subject.as_deref() == Some(subject.as_str())),
+        );
+    }
+    let mut actions: Vec<&str> = mine.iter().map(|e| e.action.as_str()).collect();
+    actions.sort_unstable();
+    assert_eq!(actions, ["consent.meta_resume", "consent.opt_out"], "once each");
+    assert!(!format!("{mine:?}").contains(&phone));
+}
