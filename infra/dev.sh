@@ -16,8 +16,9 @@ aws_port=${NEX_AWS_PORT:-4566}
 ensure_rust
 ensure_venv
 log "building the suite (first build takes a few minutes)"
-cargo build --quiet -p nex-local --manifest-path "$ROOT/Cargo.toml"
+cargo build --quiet -p nex-local -p nexctl --manifest-path "$ROOT/Cargo.toml"
 bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nex-local"
+nexctl="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nexctl"
 
 trap 'kill ${RUNNER_PID:-} 2>/dev/null; stop_moto; log "stopped"' EXIT
 start_moto "$aws_port"
@@ -37,10 +38,18 @@ log "suite listening on http://127.0.0.1:$port (logs: infra/.local/suite.log)"
 "$VENV/bin/python" "$ROOT/infra/local/replay.py" --manifest "$STATE/manifest.json" \
   --url "http://127.0.0.1:$port/webhooks/stripe"
 
+echo
+echo "== the operator CLI: nexctl --manifest infra/.local/manifest.json audit show / audit verify"
+"$nexctl" --manifest "$STATE/manifest.json" audit show --limit 8
+"$nexctl" --manifest "$STATE/manifest.json" audit verify
+
 if $once; then exit 0; fi
 cat <<MSG
 
 The suite keeps running. Try:
+  $nexctl --manifest infra/.local/manifest.json sweep run --dry-run
+  $nexctl --manifest infra/.local/manifest.json dsr open --kind deletion --phone +16505551234
+  $nexctl --manifest infra/.local/manifest.json dlq list
   aws --endpoint-url $AWS_ENDPOINT_URL dynamodb scan --table-name nex-local-PaymentsTable
   infra/.venv/bin/python infra/local/replay.py --manifest infra/.local/manifest.json
   tail -f infra/.local/suite.log

@@ -142,8 +142,34 @@ def whatsapp_samples():
     (ROOT / "events" / "sqs" / "notifications-sender-batch.json").write_text(json.dumps(sqs([send]), indent=2) + "\n")
 
 
+def privacy_samples():
+    """The retention sweep's triggers (EventBridge schedule, continuation message), a data-requests batch, and
+    the merchant API's data-request routes."""
+    (ROOT / "events" / "schedule").mkdir(parents=True, exist_ok=True)
+    (ROOT / "events" / "schedule" / "retention-sweep.json").write_text(json.dumps({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2025-11-24T03:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/nex-RetentionSweepFunctionDaily"], "detail": {},
+    }, indent=2) + "\n")
+    cont = envelope_of("sweep.continue", "sweep-1764000000", {"started_at": "2025-11-24T03:00:00Z"})
+    (ROOT / "events" / "sqs" / "retention-sweep-continue.json").write_text(json.dumps(sqs([cont]), indent=2) + "\n")
+    dsr = envelope_of("dsr.requested", "api-sample-1", {
+        "id": "api-sample-1", "subjects": ["sample-subject-hash"], "kind": "export", "source": "merchant_api",
+        "merchant": "merchant-demo-1", "received_at": "2025-11-24T16:00:00Z", "answer_by": "2025-12-24T16:00:00Z"})
+    (ROOT / "events" / "sqs" / "data-requests-worker-batch.json").write_text(json.dumps(sqs([dsr]), indent=2) + "\n")
+    auth = {"content-type": "application/json", "authorization": "Bearer local-dev-merchant-api-key"}
+    (ROOT / "events" / "http" / "data-request-open.json").write_text(json.dumps(http(
+        "POST", "/data-requests", json.dumps({"kind": "export", "phone": "+16505551234", "reference": "TICKET-1042"}),
+        auth), indent=2) + "\n")
+    show = http("GET", "/data-requests/api-sample-1", None, auth)
+    show["routeKey"] = show["requestContext"]["routeKey"] = "GET /data-requests/{id}"
+    show["pathParameters"] = {"id": "api-sample-1"}
+    (ROOT / "events" / "http" / "data-request-show.json").write_text(json.dumps(show, indent=2) + "\n")
+
+
 def main():
     whatsapp_samples()
+    privacy_samples()
     OUT.mkdir(parents=True, exist_ok=True)
     for name, fixture, event_id, replacements in SAMPLES:
         body = (FIXTURES / fixture).read_text()

@@ -105,6 +105,83 @@ def notifications(m, sqs, ddb):
         print(f"{label:<48}       {results.get(rid, 'not handled yet')}")
 
 
+def fnv_shard(key, shards=4):
+    """The due-index shard of an item key: FNV-1a, as retention::due_bucket computes it."""
+    h = 0x811C9DC5
+    for b in key.encode():
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h % shards
+
+
+def due_keys(key, due):
+    return {"expires_at": {"N": str(due)},
+            "due_bucket": {"S": f"{time.strftime('%Y-%m-%d', time.gmtime(due))}#{fnv_shard(key)}"}}
+
+
+def api(url, method, body=None):
+    req = urllib.request.Request(url, data=body.encode() if body else None, method=method, headers={
+        "content-type": "application/json", "authorization": "Bearer local-dev-merchant-api-key"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def privacy(base, m, ddb):
+    """A merchant's support team asks for a customer's data; the retention sweep runs; the audit log holds."""
+    print(f"\n== data-subject request through the merchant API ({base}/data-requests)")
+    body = json.dumps({"kind": "export", "phone": "+16505551234", "reference": f"ticket-{int(time.time())}"})
+    status, resp = api(f"{base}/data-requests", "POST", body)
+    rid = resp.get("id")
+    print(f"{'POST export request for the STOP customer':<48} {status:>4}  {resp.get('status')} {rid}")
+    shown = {}
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        _, shown = api(f"{base}/data-requests/{rid}", "GET")
+        if shown.get("status") == "completed":
+            break
+        time.sleep(0.3)
+    print(f"{'GET the request':<48}       {shown.get('status')}: {shown.get('result')}")
+    if shown.get("export_url"):
+        with urllib.request.urlopen(shown["export_url"], timeout=10) as r:
+            export = json.loads(r.read())
+        kinds = sorted({i["kind"] or "?" for i in export["items"]})
+        print(f"{'download the export (presigned, 15 min)':<48}       {export['schema']}: {len(export['items'])} items {kinds}")
+
+    # Two things already past their deadline, as the sweep would find them in production.
+    now = int(time.time())
+    orders = m["tables"]["OrdersTable"]
+    messaging = m["tables"]["MessagingTable"]
+    pk = "merchant#merchant-demo-1"
+    ddb.put_item(TableName=orders, Item={
+        "pk": {"S": pk}, "sk": {"S": "order#amazon#111-2223334-5556667"}, "total": {"N": "4599"},
+        "buyer_name": {"S": "Demo Buyer"}, "shipping_address": {"S": "1 Demo Street"},
+        "due_action": {"S": "anonymise"}, **due_keys(f"{pk}111-2223334-5556667", now - 3600)})
+    gone = "merchant#merchant-demo-9"
+    ddb.put_item(TableName=orders, Item={"pk": {"S": gone}, "sk": {"S": "order#bol#B-77"}, "total": {"N": "1200"}})
+    ddb.put_item(TableName=messaging, Item={
+        "pk": {"S": gone}, "sk": {"S": "contract"}, "merchant_id": {"S": "merchant-demo-9"},
+        "due_action": {"S": "delete"}, **due_keys(gone, now - 60)})
+    print("\n== retention sweep (EventBridge schedule fired on demand: POST /_local/schedules/Daily)")
+    req = urllib.request.Request(f"{base}/_local/schedules/Daily", data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=120) as r:
+        print(f"{'sweep run':<48} {r.status:>4}  {json.loads(r.read()).get('status')}")
+    entries = ddb.query(TableName=m["tables"]["DataRequestsTable"], KeyConditionExpression="pk = :a",
+                        ExpressionAttributeValues={":a": {"S": "audit"}}, ScanIndexForward=False, Limit=10,
+                        ConsistentRead=True)["Items"]
+    report = next((json.loads(e["detail"]["S"]) for e in entries if e.get("action", {}).get("S") == "sweep.run"), {})
+    for cls, actions in sorted(report.get("actions", {}).items()):
+        for action, n in actions.items():
+            print(f"{'  ' + cls:<48}       {action}: {n}")
+    order = ddb.get_item(TableName=orders, Key={"pk": {"S": pk}, "sk": {"S": "order#amazon#111-2223334-5556667"}},
+                         ConsistentRead=True).get("Item", {})
+    print(f"{'Amazon order after the sweep':<48}       kept: {sorted(order)}")
+    left = ddb.query(TableName=orders, KeyConditionExpression="pk = :p",
+                     ExpressionAttributeValues={":p": {"S": gone}})["Count"]
+    print(f"{'terminated merchant: order metadata left':<48}       {left}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--manifest", required=True)
@@ -168,6 +245,8 @@ def main():
     dlq = m["queues"]["PaymentEventsDLQ"]["url"]
     depth = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     print(f"\nDLQ depth: {depth['ApproximateNumberOfMessages']}")
+
+    privacy(a.url.replace("/webhooks/stripe", ""), m, ddb)
 
 
 if __name__ == "__main__":

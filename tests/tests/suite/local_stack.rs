@@ -167,3 +167,41 @@ async fn the_whatsapp_and_consent_sample_events_run_through_their_handlers() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn the_sweep_and_data_request_sample_events_run_through_their_handlers() {
+    use nex_shared::adapters::memory::FixedClock;
+    let h = Harness::new().await;
+    let p = h.private().await;
+    let sweep = h.sweep(&p, FixedClock::at(chrono::Utc::now()));
+    let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
+    // The EventBridge scheduled event starts a run; the continuation message runs it on.
+    let out = sweep
+        .handle(sample("schedule/retention-sweep.json"), "sample", deadline)
+        .await
+        .unwrap();
+    assert_eq!(out["complete"], true);
+    let out = sweep
+        .handle(sample("sqs/retention-sweep-continue.json"), "sample", deadline)
+        .await
+        .unwrap();
+    assert_eq!(out["batchItemFailures"], serde_json::json!([]));
+    // The merchant API's data-request routes, and a batch for the worker naming a request it can answer.
+    let mut api = h.consent_api().await;
+    api.requests_queue = nex_shared::adapters::sqs_queue::SqsQueue::new(h.sqs.clone(), h.data_requests_url.clone());
+    let opened = api.handle(sample("http/data-request-open.json"), "sample").await;
+    assert_eq!(opened.status_code, 202, "{:?}", body_json(&opened));
+    let shown = api.handle(sample("http/data-request-show.json"), "sample").await;
+    assert_eq!(
+        shown.status_code, 404,
+        "the sample names a request this stack never opened"
+    );
+    let batch: aws_lambda_events::sqs::SqsEvent = sample("sqs/data-requests-worker-batch.json");
+    let worker = h.dsr_worker(&p, nex_shared::ports::SystemClock);
+    let failures = worker.handle(batch, "sample").await.batch_item_failures;
+    assert_eq!(
+        failures.len(),
+        1,
+        "an unknown request fails (and reaches the DLQ), it is not made up"
+    );
+}
