@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Benchmarks; prints tables, asserts nothing.
-#   1. criterion: Stripe verify + parse of a ~3 KB event (cargo bench)
-#   2. each release binary: size, cold start to ready-for-first-event against a local Lambda Runtime
-#      API, first-event time and peak RSS (infra/bench/coldstart.py)
+#   infra/bench.sh          1. criterion: Stripe verify + parse of a ~3 KB event (cargo bench)
+#                           2. each release binary: size, cold start to ready-for-first-event against a
+#                              local Lambda Runtime API, first-event time and peak RSS (infra/bench/coldstart.py)
+#   infra/bench.sh sweep    3. the retention sweep on 100,000 items with 1% due: items read per item deleted,
+#                              AWS requests, wall time, and a crash-and-resume run (tests/benches/sweep.rs;
+#                              about 15 minutes, most of it the emulator's own index scans)
 # AWS requests per Stripe delivery are counted by the integration tests (2 for a new event, 1 for a
 # duplicate), since they are a property to keep, not a speed.
 set -euo pipefail
@@ -11,13 +14,22 @@ ensure_rust
 ensure_venv
 target="${CARGO_TARGET_DIR:-$ROOT/target}"
 
+if [[ "${1:-}" == "sweep" ]]; then
+  trap stop_moto EXIT
+  start_moto "$(free_port)"
+  provision "$STATE/bench-manifest.json" >/dev/null
+  NEX_STACK_MANIFEST="$STATE/bench-manifest.json" cargo bench --manifest-path "$ROOT/Cargo.toml" -p nex-tests --bench sweep \
+    2>&1 | grep -v '^{'
+  exit 0
+fi
+
 log "criterion: webhook verify + parse (Stripe 3 KB event, WhatsApp 10-message batch)"
 cargo bench --manifest-path "$ROOT/Cargo.toml" -p nex-shared --bench stripe_verify --bench whatsapp_verify -- --warm-up-time 1 --measurement-time 3 2>&1 \
   | grep -E "^(stripe|whatsapp)_webhook/|time:" || true
 
 log "release build of the functions"
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p stripe-webhook -p payments-worker -p whatsapp-webhook \
-  -p messaging-worker -p notifications-sender -p consent-api
+  -p messaging-worker -p notifications-sender -p consent-api -p retention-sweep -p data-requests-worker
 
 trap stop_moto EXIT
 start_moto "$(free_port)"

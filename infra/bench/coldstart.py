@@ -189,6 +189,10 @@ def main():
         ("MessagingWorkerFunction", inbound_event),
         # Refused for an unregistered template: the whole decision path, no call to the Cloud API.
         ("NotificationsSenderFunction", send_request_event),
+        # The scheduled run on the (empty) stack: the first reads its 35-day lookback, later ones two days.
+        ("RetentionSweepFunction", lambda: json.loads((ROOT / "events/schedule/retention-sweep.json").read_text())),
+        # A request this stack never opened: the worker reports the record as failed.
+        ("DataRequestsWorkerFunction", lambda: json.loads((ROOT / "events/sqs/data-requests-worker-batch.json").read_text())),
     )
     for logical, make_event in functions:
         spec = m["functions"][logical]

@@ -123,6 +123,7 @@ impl<C: Clock> App<C> {
             lookback_days: self.lookback_days,
             stop_at: deadline - MARGIN,
             crash_after_pages: None,
+            checkpoint_every: nex_shared::usecases::sweep::CHECKPOINT_EVERY,
         };
         let report = sweep.run(now, &self.clock, &opts, progress).await?;
         self.publish(&report);

@@ -44,7 +44,13 @@ pub struct Options {
     /// Stop abruptly after this many pages with work, *before* saving their position (tests and the
     /// benchmark use it to simulate a crash).
     pub crash_after_pages: Option<u64>,
+    /// Save the position after every this many pages with work (and always when stopping). A crash redoes
+    /// at most this many pages, which costs only their queries: what they deleted is off the index.
+    pub checkpoint_every: u64,
 }
+
+/// The functions' default: one checkpoint write per 20 pages of work.
+pub const CHECKPOINT_EVERY: u64 = 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Checkpoint {
@@ -208,6 +214,8 @@ impl<D: DataStore, C: Checkpoints, O: ObjectStore, R: DataRequests, A: AuditLog>
                                 report.complete = false;
                                 return Ok(report);
                             }
+                        }
+                        if changed > 0 && pages_with_work % opts.checkpoint_every.max(1) == 0 {
                             let next = match &page {
                                 Some(p) => Cursor {
                                     day,
@@ -594,6 +602,10 @@ mod tests {
         }
 
         async fn run(&self, now: DateTime<Utc>, dry: bool, crash: Option<u64>) -> Report {
+            self.run_saving(now, dry, crash, 1).await
+        }
+
+        async fn run_saving(&self, now: DateTime<Utc>, dry: bool, crash: Option<u64>, every: u64) -> Report {
             let sweep = Sweep {
                 data: &self.data,
                 checkpoints: &self.checkpoints,
@@ -606,6 +618,7 @@ mod tests {
                 lookback_days: 45,
                 stop_at: now + Duration::hours(1),
                 crash_after_pages: crash,
+                checkpoint_every: every,
             };
             sweep.run(now, &FixedClock::at(now), &opts, &()).await.unwrap()
         }
@@ -630,6 +643,7 @@ mod tests {
             crashes in proptest::collection::vec(proptest::option::of(1u64..4), 45),
             page_size in 1usize..5,
             hour in 0i64..24,
+            every in 1u64..4,
         ) {
             let w = World::new(page_size);
             let seeded: Vec<Seeded> = items
@@ -640,7 +654,7 @@ mod tests {
             block_on(async {
                 for (day, crash) in crashes.iter().enumerate() {
                     let now = t0() + Duration::days(day as i64) + Duration::hours(hour);
-                    let mut report = w.run(now, false, *crash).await;
+                    let mut report = w.run_saving(now, false, *crash, every).await;
                     let mut resumes = 0;
                     while !report.complete {
                         report = w.run(now, false, None).await;

@@ -313,6 +313,7 @@ async fn a_sweep_that_crashes_midway_resumes_where_it_stopped_and_deletes_nothin
         lookback_days: 35,
         stop_at: t + Duration::hours(1),
         crash_after_pages: crash,
+        checkpoint_every: 1,
     };
     let clock = FixedClock::at(t);
     // Crash after the third page of deletions, before its position is saved.

@@ -1,0 +1,220 @@
+//! The retention sweep on a table of 100,000 items of which 1% are due, against the emulator (started and
+//! provisioned by `infra/bench.sh`). Prints a table; asserts nothing. Measures items read per item
+//! deleted, AWS requests and wall time, for a clean run and for a run that crashes and resumes, and, for
+//! comparison, what a full-table scan would read to find the same work.
+//!
+//!   infra/bench.sh sweep            (or: NEX_STACK_MANIFEST=... cargo bench -p nex-tests --bench sweep)
+//!   NEX_SWEEP_ITEMS=20000 ...       a smaller table
+
+use std::time::Instant;
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use chrono::{Duration, Utc};
+use nex_shared::adapters::dynamo_audit::DynamoAudit;
+use nex_shared::adapters::dynamo_data::{DynamoCheckpoints, DynamoData};
+use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
+use nex_shared::adapters::memory::FixedClock;
+use nex_shared::adapters::s3_objects::S3Objects;
+use nex_shared::domain::inventory::Store;
+use nex_shared::domain::retention::{self, DataClass};
+use nex_shared::usecases::sweep::{Options, Report, Sweep};
+use nex_tests::{Harness, Private};
+
+fn item(i: usize, due: bool, now: chrono::DateTime<Utc>) -> WriteRequest {
+    let key = format!("pi_bench_{i:06}");
+    // Due items: deadlines spread over the last 30 days. The rest: over the next six years.
+    let last_event = if due {
+        now - Duration::days(6 * 366) - Duration::hours((i % (30 * 24)) as i64 + 1)
+    } else {
+        now - Duration::days((i % (6 * 365)) as i64)
+    };
+    let st = retention::stamp(DataClass::InvoiceTaxRecord, last_event, &key).expect("stamp");
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let put = PutRequest::builder()
+        .item("payment_key", s(&key))
+        .item("status", s("paid"))
+        .item("amount", AttributeValue::N("1299".into()))
+        .item("currency", s("eur"))
+        .item(
+            "subject",
+            s("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+        )
+        .item("expires_at", AttributeValue::N(st.expires_at.to_string()))
+        .item("due_bucket", s(&st.due_bucket))
+        .item("due_action", s("delete"))
+        .build()
+        .expect("put");
+    WriteRequest::builder().put_request(put).build()
+}
+
+/// Writes `n` items, every 100th due, with 8 writers in parallel.
+async fn seed(h: &Harness, p: &Private, n: usize, now: chrono::DateTime<Utc>) -> usize {
+    let table = p.table(Store::Payments).to_owned();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let ddb = h.ddb.clone();
+        let table = table.clone();
+        tasks.push(tokio::spawn(async move {
+            let mine: Vec<usize> = (0..n).filter(|i| i % 8 == w).collect();
+            for chunk in mine.chunks(25) {
+                let mut pending: Vec<WriteRequest> = chunk.iter().map(|&i| item(i, i % 100 == 0, now)).collect();
+                while !pending.is_empty() {
+                    let out = ddb
+                        .batch_write_item()
+                        .request_items(&table, std::mem::take(&mut pending))
+                        .send()
+                        .await
+                        .expect("BatchWriteItem");
+                    pending = out
+                        .unprocessed_items
+                        .and_then(|mut u| u.remove(&table))
+                        .unwrap_or_default();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("seeder");
+    }
+    n.div_ceil(100)
+}
+
+struct Row {
+    name: &'static str,
+    read: u64,
+    deleted: u64,
+    requests: usize,
+    secs: f64,
+}
+
+async fn run(h: &Harness, p: &Private, now: chrono::DateTime<Utc>, crash: Option<u64>) -> (Report, usize, f64) {
+    let data = DynamoData::new(h.ddb.clone(), p.tables.clone());
+    let checkpoints = DynamoCheckpoints::new(h.ddb.clone(), &p.platform);
+    let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
+    let audit = DynamoAudit::new(h.ddb.clone(), p.table(Store::DataRequests));
+    let exports = S3Objects::new(&h.sdk, p.bucket.clone(), true);
+    let sweep = Sweep {
+        data: &data,
+        checkpoints: &checkpoints,
+        exports: Some(&exports),
+        requests: &requests,
+        audit: &audit,
+    };
+    let opts = Options {
+        dry_run: false,
+        lookback_days: 35,
+        stop_at: now + Duration::hours(1),
+        crash_after_pages: crash,
+        checkpoint_every: nex_shared::usecases::sweep::CHECKPOINT_EVERY,
+    };
+    let before = h.requests.get();
+    let started = Instant::now();
+    let report = sweep.run(now, &FixedClock::at(now), &opts, &()).await.expect("sweep");
+    (report, h.requests.get() - before, started.elapsed().as_secs_f64())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::var_os("NEX_STACK_MANIFEST").is_none() {
+        eprintln!("sweep bench: NEX_STACK_MANIFEST is not set; run it through infra/bench.sh");
+        return;
+    }
+    let n: usize = std::env::var("NEX_SWEEP_ITEMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let h = Harness::new().await;
+    let now = Utc::now();
+    let mut rows = Vec::new();
+
+    // 1. A clean run.
+    let p = h.private().await;
+    let t = Instant::now();
+    let due = seed(&h, &p, n, now).await;
+    eprintln!("seeded {n} items ({due} due) in {:.1} s", t.elapsed().as_secs_f64());
+    let (r, requests, secs) = run(&h, &p, now, None).await;
+    rows.push(Row {
+        name: "sweep, one run",
+        read: r.items_read,
+        deleted: r.items_changed,
+        requests,
+        secs,
+    });
+
+    // 2. The same table, crashing after 40 pages of deletions (before their checkpoint), then resumed.
+    let p = h.private().await;
+    seed(&h, &p, n, now).await;
+    let (a, req_a, secs_a) = run(&h, &p, now, Some(40)).await;
+    let (b, req_b, secs_b) = run(&h, &p, now, None).await;
+    assert!(!a.complete && b.complete);
+    rows.push(Row {
+        name: "sweep, crash after 40 pages + resume",
+        read: a.items_read + b.items_read,
+        deleted: a.items_changed + b.items_changed,
+        requests: req_a + req_b,
+        secs: secs_a + secs_b,
+    });
+
+    // 3. For comparison: what one full-table scan reads to find the same work.
+    let p = h.private().await;
+    seed(&h, &p, n, now).await;
+    let before = h.requests.get();
+    let started = Instant::now();
+    let mut read = 0u64;
+    let mut found = 0u64;
+    let mut start = None;
+    loop {
+        let page = h
+            .ddb
+            .scan()
+            .table_name(p.table(Store::Payments))
+            .projection_expression("payment_key, expires_at")
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .expect("Scan");
+        read += page.scanned_count as u64;
+        found += page
+            .items()
+            .iter()
+            .filter(|i| {
+                i.get("expires_at")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|e| e <= now.timestamp())
+            })
+            .count() as u64;
+        match page.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => break,
+        }
+    }
+    rows.push(Row {
+        name: "full-table scan (finding only, no deletes)",
+        read,
+        deleted: found,
+        requests: h.requests.get() - before,
+        secs: started.elapsed().as_secs_f64(),
+    });
+
+    println!("\nretention sweep: {n} items, 1% due (moto on loopback; AWS requests counted per attempt)\n");
+    println!(
+        "| {:<42} | {:>10} | {:>12} | {:>16} | {:>12} | {:>10} |",
+        "run", "items read", "items due", "read per due", "AWS requests", "wall time"
+    );
+    println!(
+        "|{:-<44}|{:->12}|{:->14}|{:->18}|{:->14}|{:->12}|",
+        "", "", "", "", "", ""
+    );
+    for r in rows {
+        println!(
+            "| {:<42} | {:>10} | {:>12} | {:>16.3} | {:>12} | {:>8.1} s |",
+            r.name,
+            r.read,
+            r.deleted,
+            r.read as f64 / r.deleted.max(1) as f64,
+            r.requests,
+            r.secs
+        );
+    }
+}
