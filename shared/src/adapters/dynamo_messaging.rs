@@ -371,8 +371,13 @@ impl DynamoConversations {
         }
     }
 
-    /// Raises every message of `pk` stamped before `exp` to `exp`.
-    async fn restamp(&self, pk: &str, exp: i64, bucket: &str) -> Result<usize, InfraError> {
+    /// Raises every message of `pk` from `window_start` on (epoch seconds; the current window of the
+    /// conversation) stamped before `exp` to `exp`. Messages of an earlier window keep their deadline.
+    async fn restamp(&self, pk: &str, exp: i64, bucket: &str, window_start: Option<i64>) -> Result<usize, InfraError> {
+        let from = match window_start.and_then(|w| chrono::DateTime::from_timestamp(w, 0)) {
+            Some(w) => format!("msg#{}", w.to_rfc3339()),
+            None => "msg#".to_owned(),
+        };
         let mut start = None;
         let mut raised = 0;
         loop {
@@ -380,11 +385,12 @@ impl DynamoConversations {
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :msg)")
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
                 .filter_expression("expires_at < :exp")
                 .projection_expression("pk, sk")
                 .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":msg", s("msg#"))
+                .expression_attribute_values(":from", s(&from))
+                .expression_attribute_values(":to", s("msg$"))
                 .expression_attribute_values(":exp", n(exp))
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -450,34 +456,66 @@ impl crate::ports::Transcripts for DynamoConversations {
             .expression_attribute_values(":exp", n(stamp.expires_at))
             .expression_attribute_values(":b", s(&stamp.due_bucket))
             .expression_attribute_values(":a", s("delete"))
-            .return_values(ReturnValue::UpdatedOld)
+            .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        let expires = |item: Option<&HashMap<String, AttributeValue>>| {
-            item.and_then(|i| i.get("expires_at"))
+        let num = |item: Option<&HashMap<String, AttributeValue>>, k: &str| {
+            item.and_then(|i| i.get(k))
                 .and_then(|v| v.as_n().ok())
                 .and_then(|v| v.parse::<i64>().ok())
         };
         // `previous`: the deadline this write replaced (`None` for a new conversation); `kept`: the
-        // conversation was not moved (an older message arriving late, or a redelivery).
-        let (deadline, previous, kept) = match moved {
-            Ok(out) => (stamp.expires_at, expires(out.attributes.as_ref()), false),
+        // conversation was not moved (an older message arriving late, or a redelivery); `window`: when the
+        // conversation's current window began (a message after its deadline starts a new one).
+        let (deadline, previous, kept, mut window) = match moved {
+            Ok(out) => {
+                let old = out.attributes.as_ref();
+                (
+                    stamp.expires_at,
+                    num(old, "expires_at"),
+                    false,
+                    num(old, "window_start"),
+                )
+            }
             Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {
                 let current = match e.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => expires(c.item.as_ref()),
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
                     _ => None,
                 };
-                let current = current.ok_or_else(|| InfraError {
+                let exp = num(current.as_ref(), "expires_at").ok_or_else(|| InfraError {
                     service: "dynamodb",
                     operation: "UpdateItem",
                     retryable: true,
                     source: Some("condition failed without the current conversation item".into()),
                 })?;
-                (current, None, true)
+                (exp, None, true, num(current.as_ref(), "window_start"))
             }
             Err(e) => return Err(infra_error("dynamodb", "UpdateItem", e)),
         };
+        // The conversation had ended (its deadline passed) before this message: a new window begins, and
+        // the old window's messages are never served again nor given the new deadline; they keep theirs,
+        // which the retention sweep enforces.
+        let restarted = previous.is_some_and(|p| retention::is_past(p, m.at));
+        if restarted {
+            let res = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .key("sk", s("meta"))
+                .update_expression("SET window_start = :t")
+                .condition_expression("attribute_not_exists(window_start) OR window_start < :t")
+                .expression_attribute_values(":t", n(m.at.timestamp()))
+                .send()
+                .await;
+            match res {
+                Ok(_) => {}
+                Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {}
+                Err(e) => return Err(infra_error("dynamodb", "UpdateItem", e)),
+            }
+            window = Some(m.at.timestamp());
+        }
         let deadline_at = chrono::DateTime::from_timestamp(deadline, 0).unwrap_or(m.at);
         let msg_exp = day_end(deadline_at);
         let bucket = retention::due_bucket(deadline_at, &pk);
@@ -510,8 +548,8 @@ impl crate::ports::Transcripts for DynamoConversations {
         let moved_to_later_day = previous
             .and_then(|p| chrono::DateTime::from_timestamp(p, 0))
             .is_some_and(|p| day_end(p) < msg_exp);
-        if kept || moved_to_later_day {
-            self.restamp(&pk, msg_exp, &bucket).await?;
+        if !restarted && (kept || moved_to_later_day) {
+            self.restamp(&pk, msg_exp, &bucket, window).await?;
         }
         Ok(deadline_at)
     }
@@ -539,18 +577,25 @@ impl crate::ports::Transcripts for DynamoConversations {
         };
         let text = |i: &HashMap<String, AttributeValue>, k: &str| i.get(k).and_then(|v| v.as_s().ok()).cloned();
         // The conversation's deadline rules: past it, nothing is served, whatever the messages' TTL says.
-        let live = items
-            .iter()
-            .find(|i| text(i, "sk").as_deref() == Some("meta"))
+        let meta = items.iter().find(|i| text(i, "sk").as_deref() == Some("meta"));
+        let live = meta
             .and_then(|i| num(i, "expires_at"))
             .is_some_and(|exp| !retention::is_past(exp, now));
         if !live {
             return Ok(Vec::new());
         }
+        // Messages of a window that ended before the current one began are not the conversation's any more.
+        let window = meta.and_then(|i| num(i, "window_start")).unwrap_or(i64::MIN);
+        let at = |i: &HashMap<String, AttributeValue>| {
+            text(i, "at")
+                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                .map(|t| t.timestamp())
+        };
         Ok(items
             .iter()
             .filter(|i| text(i, "sk").is_some_and(|sk| sk.starts_with("msg#")))
             .filter(|i| num(i, "expires_at").is_some_and(|exp| !retention::is_past(exp, now)))
+            .filter(|i| at(i).is_none_or(|t| t >= window))
             .map(|i| crate::ports::TranscriptMessage {
                 wamid: text(i, "wamid").unwrap_or_default(),
                 direction: text(i, "direction").unwrap_or_default(),

@@ -239,3 +239,34 @@ async fn data_opens_a_request_due_in_thirty_days_queues_it_and_confirms_to_the_p
     );
     assert_eq!(confirm.payload.to, format!("+{phone}"));
 }
+
+#[tokio::test]
+async fn a_message_after_a_conversation_ended_starts_a_new_one_and_never_revives_the_old() {
+    let h = Harness::new().await;
+    let store = DynamoConversations::new(h.ddb.clone(), table("MessagingTable"));
+    let subject = uuid::Uuid::new_v4().simple().to_string();
+    let m = "merchant-t";
+    let old_deadline = store
+        .append(m, &subject, &msg("wamid.first", t0()), true)
+        .await
+        .unwrap();
+    let old_ttls = message_ttls(&h, m, &subject).await;
+    // 100 days later (the old conversation ended 10 days ago, and no sweep has run yet).
+    let later = t0() + Duration::days(100);
+    let deadline = store
+        .append(m, &subject, &msg("wamid.again", later), true)
+        .await
+        .unwrap();
+    assert_eq!(deadline, later + Duration::days(90));
+    let served = store.read(m, &subject, later).await.unwrap();
+    assert_eq!(
+        served.iter().map(|x| x.wamid.as_str()).collect::<Vec<_>>(),
+        ["wamid.again"],
+        "the ended conversation's message is not served again"
+    );
+    let ttls = message_ttls(&h, m, &subject).await;
+    assert!(
+        ttls.contains(&old_ttls[0]) && old_ttls[0] < deadline.timestamp(),
+        "and it keeps its own deadline ({old_deadline}), for the sweep"
+    );
+}
