@@ -404,16 +404,23 @@ impl Harness {
         )
     }
 
+    /// The stores of `p` with this test's counted clients.
+    pub fn stores(&self, p: &Private) -> nex_shared::adapters::privacy::PrivacyStores {
+        nex_shared::adapters::privacy::PrivacyStores::new(
+            &self.sdk,
+            self.ddb.clone(),
+            p.tables.clone(),
+            p.bucket.clone(),
+        )
+    }
+
     /// The retention sweep on `p`, at the time `clock` says, with this test's counted clients.
     pub fn sweep<C: nex_shared::ports::Clock>(&self, p: &Private, clock: C) -> retention_sweep::App<C> {
-        use nex_shared::adapters::{dynamo_audit, dynamo_data, dynamo_requests};
         let config = retention_sweep::Config::from_vars(&p.env()).expect("config");
         let mut app = retention_sweep::App::build(&self.sdk, config.clone(), clock);
-        let requests = p.table(nex_shared::domain::inventory::Store::DataRequests).to_owned();
-        app.data = dynamo_data::DynamoData::new(self.ddb.clone(), config.tables);
-        app.checkpoints = dynamo_data::DynamoCheckpoints::new(self.ddb.clone(), config.platform_table);
-        app.requests = dynamo_requests::DynamoDataRequests::new(self.ddb.clone(), requests.clone());
-        app.audit = dynamo_audit::DynamoAudit::new(self.ddb.clone(), requests);
+        app.stores = self.stores(p);
+        app.checkpoints =
+            nex_shared::adapters::dynamo_data::DynamoCheckpoints::new(self.ddb.clone(), config.platform_table);
         app.queue = SqsQueue::new(self.sqs.clone(), p.sweep_queue.clone());
         app.metrics = app.metrics.clone().silent();
         app
@@ -421,13 +428,9 @@ impl Harness {
 
     /// The data-requests worker on `p`, with this test's counted clients.
     pub fn dsr_worker<C: nex_shared::ports::Clock>(&self, p: &Private, clock: C) -> data_requests_worker::App<C> {
-        use nex_shared::adapters::{dynamo_audit, dynamo_data, dynamo_requests};
         let config = data_requests_worker::Config::from_vars(&p.env()).expect("config");
-        let mut app = data_requests_worker::App::build(&self.sdk, config.clone(), clock);
-        let requests = p.table(nex_shared::domain::inventory::Store::DataRequests).to_owned();
-        app.data = dynamo_data::DynamoData::new(self.ddb.clone(), config.tables);
-        app.requests = dynamo_requests::DynamoDataRequests::new(self.ddb.clone(), requests.clone());
-        app.audit = dynamo_audit::DynamoAudit::new(self.ddb.clone(), requests);
+        let mut app = data_requests_worker::App::build(&self.sdk, config, clock);
+        app.stores = self.stores(p);
         app.metrics = app.metrics.clone().silent();
         app
     }
@@ -437,13 +440,14 @@ impl Harness {
     /// The data-requests worker on the stack's own tables and bucket (safe for requests about a person
     /// only this test knows).
     pub fn stack_dsr_worker(&self) -> data_requests_worker::App {
-        use nex_shared::adapters::{dynamo_audit, dynamo_data, dynamo_requests};
         let config = data_requests_worker::Config::from_vars(&env_of("DataRequestsWorkerFunction")).expect("config");
-        let requests = table("DataRequestsTable");
         let mut app = data_requests_worker::App::build(&self.sdk, config.clone(), SystemClock);
-        app.data = dynamo_data::DynamoData::new(self.ddb.clone(), config.tables);
-        app.requests = dynamo_requests::DynamoDataRequests::new(self.ddb.clone(), requests.clone());
-        app.audit = dynamo_audit::DynamoAudit::new(self.ddb.clone(), requests);
+        app.stores = nex_shared::adapters::privacy::PrivacyStores::new(
+            &self.sdk,
+            self.ddb.clone(),
+            config.tables,
+            config.exports_bucket,
+        );
         app.metrics = app.metrics.clone().silent();
         app
     }

@@ -5,11 +5,11 @@
 //! idempotent.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use nex_shared::adapters::aws::s3_path_style;
 use nex_shared::adapters::dynamo_audit::DynamoAudit;
 use nex_shared::adapters::dynamo_data::DynamoData;
 use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
 use nex_shared::adapters::emf::EmfMetrics;
+use nex_shared::adapters::privacy::PrivacyStores;
 use nex_shared::adapters::s3_objects::S3Objects;
 use nex_shared::adapters::sqs_batch::{self, RecordError};
 use nex_shared::config::{store_tables, ConfigError, Vars};
@@ -53,10 +53,7 @@ impl RecordError for WorkerError {
 }
 
 pub struct App<C = SystemClock> {
-    pub data: DynamoData,
-    pub exports: S3Objects,
-    pub requests: DynamoDataRequests,
-    pub audit: DynamoAudit,
+    pub stores: PrivacyStores,
     pub metrics: EmfMetrics,
     pub clock: C,
 }
@@ -64,12 +61,8 @@ pub struct App<C = SystemClock> {
 impl<C: Clock> App<C> {
     pub fn build(sdk: &aws_config::SdkConfig, config: Config, clock: C) -> Self {
         let ddb = aws_sdk_dynamodb::Client::new(sdk);
-        let requests_table = config.tables.get(&Store::DataRequests).cloned().unwrap_or_default();
         Self {
-            data: DynamoData::new(ddb.clone(), config.tables),
-            exports: S3Objects::new(sdk, config.exports_bucket, s3_path_style()),
-            requests: DynamoDataRequests::new(ddb.clone(), requests_table.clone()),
-            audit: DynamoAudit::new(ddb, requests_table),
+            stores: PrivacyStores::new(sdk, ddb, config.tables, config.exports_bucket),
             metrics: EmfMetrics::new("Nex", "data-requests-worker"),
             clock,
         }
@@ -80,10 +73,10 @@ impl<C: Clock> App<C> {
         actor: &'a str,
     ) -> Processor<'a, DynamoData, S3Objects, DynamoDataRequests, DynamoAudit> {
         Processor {
-            data: &self.data,
-            exports: &self.exports,
-            requests: &self.requests,
-            audit: &self.audit,
+            data: &self.stores.data,
+            exports: &self.stores.exports,
+            requests: &self.stores.requests,
+            audit: &self.stores.audit,
             actor,
         }
     }

@@ -6,12 +6,9 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Duration, Utc};
-use nex_shared::adapters::aws::s3_path_style;
-use nex_shared::adapters::dynamo_audit::DynamoAudit;
-use nex_shared::adapters::dynamo_data::{DynamoCheckpoints, DynamoData};
-use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
+use nex_shared::adapters::dynamo_data::DynamoCheckpoints;
 use nex_shared::adapters::emf::EmfMetrics;
-use nex_shared::adapters::s3_objects::S3Objects;
+use nex_shared::adapters::privacy::PrivacyStores;
 use nex_shared::adapters::sqs_batch::{self, RecordError};
 use nex_shared::adapters::sqs_queue::SqsQueue;
 use nex_shared::config::{store_tables, ConfigError, Vars};
@@ -75,11 +72,8 @@ impl RecordError for SweepError {
 }
 
 pub struct App<C = SystemClock> {
-    pub data: DynamoData,
+    pub stores: PrivacyStores,
     pub checkpoints: DynamoCheckpoints,
-    pub exports: S3Objects,
-    pub requests: DynamoDataRequests,
-    pub audit: DynamoAudit,
     pub queue: SqsQueue,
     pub metrics: EmfMetrics,
     pub clock: C,
@@ -89,13 +83,9 @@ pub struct App<C = SystemClock> {
 impl<C: Clock> App<C> {
     pub fn build(sdk: &aws_config::SdkConfig, config: Config, clock: C) -> Self {
         let ddb = aws_sdk_dynamodb::Client::new(sdk);
-        let requests_table = config.tables.get(&Store::DataRequests).cloned().unwrap_or_default();
         Self {
-            data: DynamoData::new(ddb.clone(), config.tables),
-            checkpoints: DynamoCheckpoints::new(ddb.clone(), config.platform_table),
-            exports: S3Objects::new(sdk, config.exports_bucket, s3_path_style()),
-            requests: DynamoDataRequests::new(ddb.clone(), requests_table.clone()),
-            audit: DynamoAudit::new(ddb, requests_table),
+            stores: PrivacyStores::new(sdk, ddb.clone(), config.tables, config.exports_bucket),
+            checkpoints: DynamoCheckpoints::new(ddb, config.platform_table),
             queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_url),
             metrics: EmfMetrics::new("Nex", "retention-sweep"),
             clock,
@@ -112,11 +102,11 @@ impl<C: Clock> App<C> {
     ) -> Result<Report, InfraError> {
         let now = self.clock.now();
         let sweep = Sweep {
-            data: &self.data,
+            data: &self.stores.data,
             checkpoints: &self.checkpoints,
-            exports: Some(&self.exports),
-            requests: &self.requests,
-            audit: &self.audit,
+            exports: Some(&self.stores.exports),
+            requests: &self.stores.requests,
+            audit: &self.stores.audit,
         };
         let opts = Options {
             dry_run,

@@ -8,10 +8,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use nex_shared::adapters::dynamo_audit::DynamoAudit;
 use nex_shared::adapters::dynamo_data::DynamoCheckpoints;
 use nex_shared::adapters::dynamo_messaging::DynamoMerchants;
-use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
 use nex_shared::adapters::secrets;
 use nex_shared::adapters::sqs_queue::SqsQueue;
 use nex_shared::config::{store_tables, ConfigError, Vars};
@@ -137,8 +135,6 @@ pub struct Ops {
     pub sdk: aws_config::SdkConfig,
     pub sweep: retention_sweep::App,
     pub worker: data_requests_worker::App,
-    pub requests: DynamoDataRequests,
-    pub audit: DynamoAudit,
     pub merchants: DynamoMerchants,
     pub checkpoints: DynamoCheckpoints,
     pub sqs: aws_sdk_sqs::Client,
@@ -176,9 +172,10 @@ pub struct RequestView {
 
 impl Ops {
     pub async fn new(stack: Stack, sdk: aws_config::SdkConfig) -> Result<Self, OpsError> {
-        let tables = store_tables(&stack)?;
-        let requests_table = tables.get(&Store::DataRequests).cloned().unwrap_or_default();
-        let messaging_table = tables.get(&Store::Messaging).cloned().unwrap_or_default();
+        let messaging_table = store_tables(&stack)?
+            .get(&Store::Messaging)
+            .cloned()
+            .unwrap_or_default();
         let platform = stack.required("PLATFORM_TABLE")?;
         // Metrics are the functions' (EMF on a Lambda's stdout); here stdout is the operator's.
         let mut sweep = retention_sweep::App::build(&sdk, retention_sweep::Config::from_vars(&stack)?, SystemClock);
@@ -188,8 +185,6 @@ impl Ops {
         worker.metrics = worker.metrics.clone().silent();
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         Ok(Self {
-            requests: DynamoDataRequests::new(ddb.clone(), requests_table.clone()),
-            audit: DynamoAudit::new(ddb.clone(), requests_table),
             merchants: DynamoMerchants::new(ddb.clone(), messaging_table),
             checkpoints: DynamoCheckpoints::new(ddb, platform),
             sqs: aws_sdk_sqs::Client::new(&sdk),
@@ -201,7 +196,9 @@ impl Ops {
     }
 
     async fn record(&self, action: &str, subject: Option<&str>, detail: serde_json::Value) -> Result<(), OpsError> {
-        self.audit
+        self.worker
+            .stores
+            .audit
             .append(NewEntry::new("operator", action, subject, &detail), Utc::now())
             .await?;
         Ok(())
@@ -243,7 +240,15 @@ impl Ops {
             source: "operator".into(),
             merchant: merchant.map(str::to_owned),
         };
-        let opened = data_requests::open(&self.requests, &queue, &hasher, intake, origin, Utc::now()).await?;
+        let opened = data_requests::open(
+            &self.worker.stores.requests,
+            &queue,
+            &hasher,
+            intake,
+            origin,
+            Utc::now(),
+        )
+        .await?;
         let subject = opened.request.subjects.first().cloned();
         self.record(
             "dsr.opened",
@@ -255,17 +260,19 @@ impl Ops {
     }
 
     pub async fn open_requests(&self) -> Result<Vec<(String, DateTime<Utc>)>, OpsError> {
-        Ok(self.requests.open_requests().await?)
+        Ok(self.worker.stores.requests.open_requests().await?)
     }
 
     pub async fn show_request(&self, id: &str) -> Result<RequestView, OpsError> {
         let record = self
+            .worker
+            .stores
             .requests
             .get(id)
             .await?
             .ok_or_else(|| OpsError::NotFound(format!("no data-subject request {id}")))?;
         let export_url = match &record.export_key {
-            Some(k) => Some(self.worker.exports.presigned_get(k, LINK_VALID).await?),
+            Some(k) => Some(self.worker.stores.exports.presigned_get(k, LINK_VALID).await?),
             None => None,
         };
         Ok(RequestView { record, export_url })
@@ -277,16 +284,16 @@ impl Ops {
     }
 
     pub async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<Entry>, OpsError> {
-        Ok(self.audit.entries(after, limit).await?)
+        Ok(self.worker.stores.audit.entries(after, limit).await?)
     }
 
     /// Reads the whole chain and checks every link and the head.
     pub async fn verify_audit(&self) -> Result<Verification, OpsError> {
-        let head = self.audit.head().await?;
+        let head = self.worker.stores.audit.head().await?;
         let mut all = Vec::new();
         loop {
             let after = all.last().map_or(0, |e: &Entry| e.seq);
-            let page = self.audit.entries(after, 1000).await?;
+            let page = self.worker.stores.audit.entries(after, 1000).await?;
             if page.is_empty() {
                 break;
             }

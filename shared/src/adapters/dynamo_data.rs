@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, ReturnValue, WriteRequest};
 use aws_sdk_dynamodb::Client;
 
-use super::aws::infra_error;
+use super::aws::{infra_error, query_all};
 use super::dynamo_idempotency::is_condition_failed;
 use crate::ports::{Attrs, Checkpoints, DataStore, DueEntry, DuePage, InfraError, ItemKey, Store};
 
@@ -313,63 +313,40 @@ impl DataStore for DynamoData {
 
     async fn partition(&self, store: Store, pk: &str, sk_prefix: &str) -> Result<Vec<(ItemKey, Attrs)>, InfraError> {
         let (pk_name, sk_name) = store.key_names();
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(self.table(store)?)
-                .consistent_read(true)
-                .expression_attribute_names("#pk", pk_name)
-                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
-                .set_exclusive_start_key(start.take());
-            q = match sk_name {
-                Some(sk) if !sk_prefix.is_empty() => q
-                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :p)")
-                    .expression_attribute_names("#sk", sk)
-                    .expression_attribute_values(":p", AttributeValue::S(sk_prefix.to_owned())),
-                _ => q.key_condition_expression("#pk = :pk"),
-            };
-            let page = q.send().await.map_err(|e| infra_error("dynamodb", "Query", e))?;
-            for item in page.items.unwrap_or_default() {
-                if let Some(k) = Self::key_of(store, &item) {
-                    out.push((k, to_json(item)));
-                }
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
-        }
+        let q = self
+            .client
+            .query()
+            .table_name(self.table(store)?)
+            .consistent_read(true)
+            .expression_attribute_names("#pk", pk_name)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()));
+        let q = match sk_name {
+            Some(sk) if !sk_prefix.is_empty() => q
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :p)")
+                .expression_attribute_names("#sk", sk)
+                .expression_attribute_values(":p", AttributeValue::S(sk_prefix.to_owned())),
+            _ => q.key_condition_expression("#pk = :pk"),
+        };
+        Ok(query_all(q, "Query")
+            .await?
+            .into_iter()
+            .filter_map(|item| Some((Self::key_of(store, &item)?, to_json(item))))
+            .collect())
     }
 
     async fn about(&self, store: Store, subject: &str) -> Result<Vec<(ItemKey, Attrs)>, InfraError> {
-        let mut keys = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(self.table(store)?)
-                .index_name("by_subject")
-                .key_condition_expression("subject = :s")
-                .expression_attribute_values(":s", AttributeValue::S(subject.to_owned()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| infra_error("dynamodb", "Query(by_subject)", e))?;
-            keys.extend(
-                page.items
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|i| Self::key_of(store, i)),
-            );
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+        let q = self
+            .client
+            .query()
+            .table_name(self.table(store)?)
+            .index_name("by_subject")
+            .key_condition_expression("subject = :s")
+            .expression_attribute_values(":s", AttributeValue::S(subject.to_owned()));
+        let mut keys: Vec<ItemKey> = query_all(q, "Query(by_subject)")
+            .await?
+            .iter()
+            .filter_map(|i| Self::key_of(store, i))
+            .collect();
         keys.sort();
         keys.dedup();
         self.get_many(store, &keys).await

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteIte
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
-use super::aws::infra_error;
+use super::aws::{infra_error, query_all};
 use crate::domain::retention::{self, DataClass};
 use crate::ports::{DataRequest, DataRequests, InfraError, RequestRecord};
 
@@ -172,35 +172,22 @@ impl DataRequests for DynamoDataRequests {
     }
 
     async fn open_requests(&self) -> Result<Vec<(String, DateTime<Utc>)>, InfraError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(OPEN.into()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| infra_error("dynamodb", "Query", e))?;
-            for i in page.items() {
-                let id = i.get("id").and_then(|v| v.as_s().ok());
-                let by = i
-                    .get("answer_by")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|v| v.parse::<DateTime<Utc>>().ok());
-                if let (Some(id), Some(by)) = (id, by) {
-                    out.push((id.clone(), by));
-                }
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
-        }
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(OPEN.into()))
+            .consistent_read(true);
+        Ok(query_all(q, "Query")
+            .await?
+            .iter()
+            .filter_map(|i| {
+                let id = i.get("id")?.as_s().ok()?.clone();
+                let by = i.get("answer_by")?.as_s().ok()?.parse::<DateTime<Utc>>().ok()?;
+                Some((id, by))
+            })
+            .collect())
     }
 }
 

@@ -10,6 +10,7 @@ pub mod dynamo_payments;
 pub mod dynamo_requests;
 pub mod emf;
 pub mod memory;
+pub mod privacy;
 pub mod s3_objects;
 pub mod secrets;
 pub mod sqs_batch;
