@@ -178,6 +178,16 @@ pub const ITEMS: &[ItemKind] = &[
         why: "no personal data",
     },
     ItemKind {
+        name: "audit_key",
+        store: Store::DataRequests,
+        pk_prefix: "audit-key#",
+        sk_prefix: "",
+        class: DataClass::IdempotencyRecord,
+        personal: &[],
+        erasure: Erasure::Retain,
+        why: "no personal data: marks an audited event so it is audited once",
+    },
+    ItemKind {
         name: "audit_entry",
         store: Store::DataRequests,
         pk_prefix: "audit",
@@ -244,6 +254,14 @@ mod tests {
             Some("marketplace_order")
         );
         assert_eq!(k(Store::Messaging, "template#m#t", Some("category")), None);
+        assert_eq!(
+            k(Store::DataRequests, "audit", Some("000000000001")),
+            Some("audit_entry")
+        );
+        assert_eq!(
+            k(Store::DataRequests, "audit-key#consent#w#s", Some("-")),
+            Some("audit_key")
+        );
     }
 
     #[test]
