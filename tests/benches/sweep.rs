@@ -22,9 +22,10 @@ use nex_tests::{Harness, Private};
 
 fn item(i: usize, due: bool, now: chrono::DateTime<Utc>) -> WriteRequest {
     let key = format!("pi_bench_{i:07}");
-    // Due items: deadlines spread over the last 30 days. The rest: over the next six years.
+    // Due items: deadlines spread over the last 4 to 29 days (six years of 366 days is a few days more
+    // than 72 months), inside the first run's 31-day look-back. The rest: over the next six years.
     let last_event = if due {
-        now - Duration::days(6 * 366) - Duration::hours((i % (30 * 24)) as i64 + 1)
+        now - Duration::days(6 * 366) - Duration::hours((i % (25 * 24)) as i64 + 1)
     } else {
         now - Duration::days((i % (6 * 365)) as i64)
     };
