@@ -73,12 +73,8 @@ impl AuditLog for DynamoAudit {
         // the marker's condition and reported as already done.
         let marker = match &new.key {
             Some(k) => {
-                let keep = retention::stamp(DataClass::IdempotencyRecord, at, k).ok_or(InfraError {
-                    service: "domain",
-                    operation: "retention::stamp",
-                    retryable: false,
-                    source: Some("deadline out of range".into()),
-                })?;
+                let keep = retention::stamp(DataClass::IdempotencyRecord, at, k)
+                    .ok_or_else(InfraError::deadline_out_of_range)?;
                 Some(
                     Put::builder()
                         .table_name(&self.table)
@@ -104,12 +100,8 @@ impl AuditLog for DynamoAudit {
             let head = self.head().await?;
             let (seq, prev) = head.clone().map_or((1, GENESIS.to_owned()), |(n, h)| (n + 1, h));
             let entry = Entry::chain(new.clone(), seq, at, &prev);
-            let keep = retention::stamp(DataClass::AuditLogEntry, at, &seq_key(seq)).ok_or(InfraError {
-                service: "domain",
-                operation: "retention::stamp",
-                retryable: false,
-                source: Some("deadline out of range".into()),
-            })?;
+            let keep = retention::stamp(DataClass::AuditLogEntry, at, &seq_key(seq))
+                .ok_or_else(InfraError::deadline_out_of_range)?;
             // The subject reference is not named `subject`, so audit entries stay out of the subject index
             // (and out of exports and erasures).
             let mut put = Put::builder()

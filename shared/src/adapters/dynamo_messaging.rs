@@ -131,12 +131,8 @@ impl DynamoMerchants {
     /// the first end date.
     pub async fn mark_terminated(&self, merchant: &str, at: chrono::DateTime<chrono::Utc>) -> Result<bool, InfraError> {
         let pk = format!("merchant#{merchant}");
-        let st = retention::stamp(DataClass::WhatsAppOrderMetadata, at, &pk).ok_or(InfraError {
-            service: "domain",
-            operation: "retention::stamp",
-            retryable: false,
-            source: Some("deadline out of range".into()),
-        })?;
+        let st = retention::stamp(DataClass::WhatsAppOrderMetadata, at, &pk)
+            .ok_or_else(InfraError::deadline_out_of_range)?;
         let res = self
             .client
             .put_item()
@@ -432,12 +428,8 @@ impl crate::ports::Transcripts for DynamoConversations {
         inbound: bool,
     ) -> Result<chrono::DateTime<chrono::Utc>, InfraError> {
         let pk = format!("conv#{merchant}#{subject}");
-        let stamp = retention::stamp(DataClass::WhatsAppTranscript, m.at, &pk).ok_or(InfraError {
-            service: "domain",
-            operation: "retention::stamp",
-            retryable: false,
-            source: Some("deadline out of range".into()),
-        })?;
+        let stamp =
+            retention::stamp(DataClass::WhatsAppTranscript, m.at, &pk).ok_or_else(InfraError::deadline_out_of_range)?;
         // Move the conversation's deadline forward if this message is its latest interaction.
         let inbound_set = if inbound { ", last_inbound_at = :t" } else { "" };
         let moved = self

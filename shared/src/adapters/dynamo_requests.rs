@@ -42,12 +42,8 @@ impl DynamoDataRequests {
 impl DataRequests for DynamoDataRequests {
     async fn open(&self, r: &DataRequest) -> Result<bool, InfraError> {
         let pk = format!("dsr#{}", r.id);
-        let keep = retention::stamp(DataClass::DataSubjectRequestRecord, r.received_at, &pk).ok_or(InfraError {
-            service: "domain",
-            operation: "retention::stamp",
-            retryable: false,
-            source: Some("deadline out of range".into()),
-        })?;
+        let keep = retention::stamp(DataClass::DataSubjectRequestRecord, r.received_at, &pk)
+            .ok_or_else(InfraError::deadline_out_of_range)?;
         let s = |v: &str| AttributeValue::S(v.to_owned());
         let mut put = Put::builder()
             .table_name(&self.table)

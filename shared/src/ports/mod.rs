@@ -24,6 +24,18 @@ pub struct InfraError {
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
+impl InfraError {
+    /// A retention deadline beyond the date range (only for absurd anchors): never retryable.
+    pub fn deadline_out_of_range() -> Self {
+        Self {
+            service: "domain",
+            operation: "retention::stamp",
+            retryable: false,
+            source: Some("deadline out of range".into()),
+        }
+    }
+}
+
 /// The time. Injected everywhere a deadline, tolerance or window is computed.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
