@@ -27,7 +27,7 @@ pub const EXPORT_SCHEMA: &str = "nex.subject-export/1";
 
 /// How a request is asked for over the API or the operator CLI: the person's identifiers in clear (hashed
 /// here, never stored), and what they want.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct Intake {
     pub kind: String,
     #[serde(default)]
@@ -39,6 +39,19 @@ pub struct Intake {
     /// `<marketplace>:<buyer id>`.
     #[serde(default)]
     pub marketplace_buyer: Option<String>,
+}
+
+/// Says which identifiers were given, never their values.
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake")
+            .field("kind", &self.kind)
+            .field("phone", &self.phone.as_ref().map(|_| "<set>"))
+            .field("email", &self.email.as_ref().map(|_| "<set>"))
+            .field("bsuid", &self.bsuid.as_ref().map(|_| "<set>"))
+            .field("marketplace_buyer", &self.marketplace_buyer.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Opened {
@@ -349,4 +362,22 @@ fn by_kind(items: &[Found]) -> BTreeMap<&'static str, u64> {
         *m.entry(f.kind.unwrap_or("unclassified")).or_default() += 1;
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_intake_never_prints_an_identifier() {
+        let i = Intake {
+            kind: "deletion".into(),
+            phone: Some("+31612345678".into()),
+            email: Some("ann@example.com".into()),
+            ..Intake::default()
+        };
+        let shown = format!("{i:?}");
+        assert!(!shown.contains("+3161") && !shown.contains("ann@"), "{shown}");
+        assert!(shown.contains("deletion"));
+    }
 }
