@@ -32,6 +32,38 @@ fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+type Item = HashMap<String, AttributeValue>;
+
+/// A string attribute of an item.
+fn text(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+/// A number attribute of an item, as an integer.
+fn num(item: &Item, name: &str) -> Option<i64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+/// The item `pk` / `sk` of `table`, read strongly consistent when `consistent`.
+async fn get_item(
+    client: &Client,
+    table: &str,
+    pk: String,
+    sk: &str,
+    consistent: bool,
+) -> Result<Option<Item>, InfraError> {
+    client
+        .get_item()
+        .table_name(table)
+        .key("pk", s(pk))
+        .key("sk", s(sk))
+        .consistent_read(consistent)
+        .send()
+        .await
+        .map(|out| out.item)
+        .map_err(|e| infra_error("dynamodb", "GetItem", e))
+}
+
 /// The action's name as stored and exported: the same as its serde name.
 fn action_name(a: ConsentAction) -> &'static str {
     match a {
@@ -80,18 +112,9 @@ impl DynamoMerchants {
                 return Ok(m.clone());
             }
         }
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s("merchant"))
-            .send()
-            .await
-            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
-        let merchant = out
-            .item
-            .and_then(|i| i.get("merchant_id").and_then(|v| v.as_s().ok()).cloned());
+        let merchant = get_item(&self.client, &self.table, pk.to_owned(), "merchant", false)
+            .await?
+            .and_then(|i| text(&i, "merchant_id"));
         self.cache
             .lock()
             .expect("cache lock")
@@ -157,18 +180,10 @@ impl DynamoMerchants {
 
 impl crate::ports::MerchantKeys for DynamoMerchants {
     async fn merchant_for_key(&self, key_sha256: &str) -> Result<Option<String>, InfraError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("merchant-key#{key_sha256}")))
-            .key("sk", s("merchant"))
-            .send()
-            .await
-            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
-        Ok(out
-            .item
-            .and_then(|i| i.get("merchant_id").and_then(|v| v.as_s().ok()).cloned()))
+        let pk = format!("merchant-key#{key_sha256}");
+        Ok(get_item(&self.client, &self.table, pk, "merchant", false)
+            .await?
+            .and_then(|i| text(&i, "merchant_id")))
     }
 }
 
@@ -452,11 +467,7 @@ impl crate::ports::Transcripts for DynamoConversations {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        let num = |item: Option<&HashMap<String, AttributeValue>>, k: &str| {
-            item.and_then(|i| i.get(k))
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse::<i64>().ok())
-        };
+        let num = |item: Option<&Item>, k: &str| item.and_then(|i| num(i, k));
         // `previous`: the deadline this write replaced (`None` for a new conversation); `kept`: the
         // conversation was not moved (an older message arriving late, or a redelivery); `window`: when the
         // conversation's current window began (a message after its deadline starts a new one).
@@ -564,10 +575,6 @@ impl crate::ports::Transcripts for DynamoConversations {
             .await
             .map_err(|e| infra_error("dynamodb", "Query", e))?;
         let items = page.items();
-        let num = |i: &HashMap<String, AttributeValue>, k: &str| {
-            i.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok())
-        };
-        let text = |i: &HashMap<String, AttributeValue>, k: &str| i.get(k).and_then(|v| v.as_s().ok()).cloned();
         // The conversation's deadline rules: past it, nothing is served, whatever the messages' TTL says.
         let meta = items.iter().find(|i| text(i, "sk").as_deref() == Some("meta"));
         let live = meta
@@ -662,32 +669,14 @@ impl crate::ports::Receipts for DynamoConversations {
         wamid: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<crate::domain::whatsapp::delivery::DeliveryState>, InfraError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("wamid#{wamid}")))
-            .key("sk", s("receipt"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
-        let Some(item) = out.item else { return Ok(None) };
-        let exp = item
-            .get("expires_at")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<i64>().ok());
-        if exp.is_none_or(|e| retention::is_past(e, now)) {
+        let Some(item) = get_item(&self.client, &self.table, format!("wamid#{wamid}"), "receipt", true).await? else {
+            return Ok(None);
+        };
+        if num(&item, "expires_at").is_none_or(|e| retention::is_past(e, now)) {
             return Ok(None);
         }
-        let state = item
-            .get("state")
-            .and_then(|v| v.as_s().ok())
-            .and_then(|st| crate::domain::whatsapp::delivery::Delivery::parse(st));
-        let error_code = item
-            .get("error_code")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok());
+        let state = text(&item, "state").and_then(|st| crate::domain::whatsapp::delivery::Delivery::parse(&st));
+        let error_code = num(&item, "error_code");
         Ok(Some(crate::domain::whatsapp::delivery::DeliveryState {
             state,
             error_code,
@@ -701,17 +690,8 @@ impl crate::ports::SendContext for DynamoConversations {
         subject: &str,
         merchant: &str,
     ) -> Result<crate::domain::whatsapp::consent::Consent, InfraError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("subject#{subject}")))
-            .key("sk", s("consent-state"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
-        let Some(item) = out.item else {
+        let pk = format!("subject#{subject}");
+        let Some(item) = get_item(&self.client, &self.table, pk, "consent-state", true).await? else {
             return Ok(Default::default());
         };
         let has = |attr: &str| {
@@ -731,26 +711,14 @@ impl crate::ports::SendContext for DynamoConversations {
         subject: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, InfraError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("conv#{merchant}#{subject}")))
-            .key("sk", s("meta"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
-        let Some(item) = out.item else { return Ok(None) };
-        let num = |k: &str| {
-            item.get(k)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse::<i64>().ok())
+        let pk = format!("conv#{merchant}#{subject}");
+        let Some(item) = get_item(&self.client, &self.table, pk, "meta", true).await? else {
+            return Ok(None);
         };
-        if num("expires_at").is_none_or(|e| retention::is_past(e, now)) {
+        if num(&item, "expires_at").is_none_or(|e| retention::is_past(e, now)) {
             return Ok(None);
         }
-        Ok(num("last_inbound_at").and_then(|t| chrono::DateTime::from_timestamp(t, 0)))
+        Ok(num(&item, "last_inbound_at").and_then(|t| chrono::DateTime::from_timestamp(t, 0)))
     }
 
     async fn template_category(
@@ -758,35 +726,23 @@ impl crate::ports::SendContext for DynamoConversations {
         merchant: &str,
         template: &str,
     ) -> Result<Option<crate::domain::whatsapp::consent::Category>, InfraError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("template#{merchant}#{template}")))
-            .key("sk", s("category"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
-        Ok(out
-            .item
-            .and_then(|i| i.get("category").and_then(|v| v.as_s().ok()).cloned())
+        let pk = format!("template#{merchant}#{template}");
+        Ok(get_item(&self.client, &self.table, pk, "category", true)
+            .await?
+            .and_then(|i| text(&i, "category"))
             .and_then(|c| serde_json::from_value(serde_json::Value::String(c)).ok()))
     }
 
     async fn merchant_number(&self, merchant: &str) -> Result<Option<String>, InfraError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("merchant#{merchant}")))
-            .key("sk", s("whatsapp"))
-            .send()
-            .await
-            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
-        Ok(out
-            .item
-            .and_then(|i| i.get("phone_number_id").and_then(|v| v.as_s().ok()).cloned()))
+        Ok(get_item(
+            &self.client,
+            &self.table,
+            format!("merchant#{merchant}"),
+            "whatsapp",
+            false,
+        )
+        .await?
+        .and_then(|i| text(&i, "phone_number_id")))
     }
 
     async fn record_refusal(
