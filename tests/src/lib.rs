@@ -302,15 +302,16 @@ impl Harness {
     }
 
     pub async fn item(&self, logical_table: &str, key: &str, value: &str) -> Option<HashMap<String, AttributeValue>> {
-        self.ddb
-            .get_item()
-            .table_name(table(logical_table))
-            .key(key, AttributeValue::S(value.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
+        self.get(&table(logical_table), &[(key, value)]).await
+    }
+
+    /// The item of physical table `table` with string key attributes `key` (strongly consistent).
+    pub async fn get(&self, table: &str, key: &[(&str, &str)]) -> Option<HashMap<String, AttributeValue>> {
+        let mut req = self.ddb.get_item().table_name(table).consistent_read(true);
+        for (k, v) in key {
+            req = req.key(*k, AttributeValue::S((*v).to_owned()));
+        }
+        req.send().await.expect("GetItem").item
     }
 
     /// A subject's current consent state item in the messaging table (strongly consistent).

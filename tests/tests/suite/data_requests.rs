@@ -37,14 +37,6 @@ fn phone() -> String {
     format!("+3165{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7])
 }
 
-async fn get(h: &Harness, table: &str, key: &[(&str, &str)]) -> Option<HashMap<String, AttributeValue>> {
-    let mut req = h.ddb.get_item().table_name(table).consistent_read(true);
-    for (k, v) in key {
-        req = req.key(*k, s(v));
-    }
-    req.send().await.expect("GetItem").item
-}
-
 /// Opens a request for `phone` through the shared intake, queued on this test's queue.
 async fn open(h: &Harness, p: &Private, kind: &str, phone: &str, id: &str) -> String {
     let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
@@ -183,10 +175,12 @@ async fn erasure_removes_the_person_everywhere_except_what_the_law_keeps_and_a_r
         .await
         .unwrap()
         .is_empty());
-    assert!(get(&h, &messaging, &[("pk", "wamid#w-out-1"), ("sk", "receipt")])
+    assert!(h
+        .get(&messaging, &[("pk", "wamid#w-out-1"), ("sk", "receipt")])
         .await
         .is_none());
-    let pay = get(&h, p.table(Store::Payments), &[("payment_key", "pi_erase")])
+    let pay = h
+        .get(p.table(Store::Payments), &[("payment_key", "pi_erase")])
         .await
         .unwrap();
     assert_eq!(
@@ -198,13 +192,13 @@ async fn erasure_removes_the_person_everywhere_except_what_the_law_keeps_and_a_r
         pay.contains_key("expires_at"),
         "the tax record keeps its 6-year deadline"
     );
-    let order = get(
-        &h,
-        p.table(Store::Orders),
-        &[("pk", "merchant#m-1"), ("sk", "order#bol#B-9")],
-    )
-    .await
-    .unwrap();
+    let order = h
+        .get(
+            p.table(Store::Orders),
+            &[("pk", "merchant#m-1"), ("sk", "order#bol#B-9")],
+        )
+        .await
+        .unwrap();
     assert!(!order.contains_key("buyer_name") && !order.contains_key("buyer_phone") && !order.contains_key("subject"));
     assert!(exports.list(&key).await.unwrap().is_empty());
     // Running the erasure again changes nothing.

@@ -73,14 +73,6 @@ fn order(merchant: &str, marketplace: &str, id: &str, created: DateTime<Utc>) ->
     ])
 }
 
-async fn exists(h: &Harness, table: &str, key: &[(&str, &str)]) -> Option<HashMap<String, AttributeValue>> {
-    let mut req = h.ddb.get_item().table_name(table).consistent_read(true);
-    for (k, v) in key {
-        req = req.key(*k, s(v));
-    }
-    req.send().await.expect("GetItem").item
-}
-
 #[tokio::test]
 async fn every_class_is_swept_at_its_deadline_and_nothing_before() {
     let h = Harness::new().await;
@@ -178,11 +170,10 @@ async fn every_class_is_swept_at_its_deadline_and_nothing_before() {
     assert!(report.complete);
 
     // Gone: everything whose deadline passed.
-    assert!(
-        exists(&h, &messaging, &[("pk", "conv#m-1#old-subject"), ("sk", "meta")])
-            .await
-            .is_none()
-    );
+    assert!(h
+        .get(&messaging, &[("pk", "conv#m-1#old-subject"), ("sk", "meta")])
+        .await
+        .is_none());
     assert!(conversations.read("m-1", "old-subject", t).await.unwrap().is_empty());
     let old_msgs = h
         .ddb
@@ -194,33 +185,34 @@ async fn every_class_is_swept_at_its_deadline_and_nothing_before() {
         .await
         .unwrap();
     assert_eq!(old_msgs.count, 0, "the ended conversation's messages went with it");
-    assert!(exists(&h, &messaging, &[("pk", "wamid#w-out-old"), ("sk", "receipt")])
+    assert!(h
+        .get(&messaging, &[("pk", "wamid#w-out-old"), ("sk", "receipt")])
         .await
         .is_none());
-    assert!(exists(
-        &h,
-        &messaging,
-        &[("pk", "subject#gone-subject"), ("sk", "consent-state")]
-    )
-    .await
-    .is_none());
-    assert!(exists(&h, &payments, &[("payment_key", "pi_old")]).await.is_none());
-    assert!(exists(&h, &orders, &[("pk", "merchant#gone"), ("sk", "order#bol#B-2")])
+    assert!(h
+        .get(&messaging, &[("pk", "subject#gone-subject"), ("sk", "consent-state")])
         .await
         .is_none());
-    assert!(exists(&h, &messaging, &[("pk", "merchant#gone"), ("sk", "contract")])
+    assert!(h.get(&payments, &[("payment_key", "pi_old")]).await.is_none());
+    assert!(h
+        .get(&orders, &[("pk", "merchant#gone"), ("sk", "order#bol#B-2")])
         .await
         .is_none());
-    assert!(exists(
-        &h,
-        p.table(Store::DataRequests),
-        &[("pk", "dsr#ancient"), ("sk", "request")]
-    )
-    .await
-    .is_none());
+    assert!(h
+        .get(&messaging, &[("pk", "merchant#gone"), ("sk", "contract")])
+        .await
+        .is_none());
+    assert!(h
+        .get(
+            p.table(Store::DataRequests),
+            &[("pk", "dsr#ancient"), ("sk", "request")]
+        )
+        .await
+        .is_none());
     assert!(exports.list("exports/").await.unwrap().is_empty());
     // Anonymised, not deleted: the Amazon order keeps its amount, loses its buyer and its deadline.
-    let amazon = exists(&h, &orders, &[("pk", "merchant#live"), ("sk", "order#amazon#A-1")])
+    let amazon = h
+        .get(&orders, &[("pk", "merchant#live"), ("sk", "order#amazon#A-1")])
         .await
         .unwrap();
     assert_eq!(amazon.get("total"), Some(&n(4200)));
@@ -229,15 +221,13 @@ async fn every_class_is_swept_at_its_deadline_and_nothing_before() {
     }
     // Kept: everything not yet due.
     assert_eq!(conversations.read("m-1", "new-subject", t).await.unwrap().len(), 1);
-    assert!(exists(
-        &h,
-        &messaging,
-        &[("pk", "subject#kept-subject"), ("sk", "consent-state")]
-    )
-    .await
-    .is_some());
-    assert!(exists(&h, &payments, &[("payment_key", "pi_new")]).await.is_some());
-    let bol = exists(&h, &orders, &[("pk", "merchant#live"), ("sk", "order#bol#B-1")])
+    assert!(h
+        .get(&messaging, &[("pk", "subject#kept-subject"), ("sk", "consent-state")])
+        .await
+        .is_some());
+    assert!(h.get(&payments, &[("payment_key", "pi_new")]).await.is_some());
+    let bol = h
+        .get(&orders, &[("pk", "merchant#live"), ("sk", "order#bol#B-1")])
         .await
         .unwrap();
     assert!(
@@ -322,7 +312,7 @@ async fn a_sweep_that_crashes_midway_resumes_where_it_stopped_and_deletes_nothin
     let table = p.table(Store::Payments).to_owned();
     let mut left = 0;
     for k in &keys {
-        left += usize::from(exists(&h, &table, &[("payment_key", k)]).await.is_some());
+        left += usize::from(h.get(&table, &[("payment_key", k)]).await.is_some());
     }
     assert!(
         left > 0 && left < keys.len(),
@@ -340,11 +330,11 @@ async fn a_sweep_that_crashes_midway_resumes_where_it_stopped_and_deletes_nothin
     assert!(resumed.complete);
     for k in &keys {
         assert!(
-            exists(&h, &table, &[("payment_key", k)]).await.is_none(),
+            h.get(&table, &[("payment_key", k)]).await.is_none(),
             "{k} left after the resume"
         );
     }
-    assert!(exists(&h, &table, &[("payment_key", "pi_not_due")]).await.is_some());
+    assert!(h.get(&table, &[("payment_key", "pi_not_due")]).await.is_some());
     assert_eq!(
         crashed.items_changed + resumed.items_changed,
         keys.len() as u64,
@@ -377,7 +367,7 @@ async fn a_run_that_reaches_its_time_limit_queues_its_own_continuation() {
     assert_eq!((round.received, round.failed), (1, 0));
     let table = p.table(Store::Payments).to_owned();
     for k in &keys {
-        assert!(exists(&h, &table, &[("payment_key", k)]).await.is_none());
+        assert!(h.get(&table, &[("payment_key", k)]).await.is_none());
     }
     assert_eq!(h.depth(&p.sweep_queue).await, 0);
 }
@@ -393,7 +383,7 @@ async fn a_dry_run_reports_the_work_and_changes_nothing() {
     assert_eq!(dry.actions["invoice_tax_record"]["delete"], 4);
     let table = p.table(Store::Payments).to_owned();
     for k in &keys {
-        assert!(exists(&h, &table, &[("payment_key", k)]).await.is_some());
+        assert!(h.get(&table, &[("payment_key", k)]).await.is_some());
     }
     let cp = DynamoCheckpoints::new(h.ddb.clone(), &p.platform);
     assert!(cp
