@@ -170,12 +170,8 @@ impl<C: Clock> App<C> {
             return http::refuse(400, "invalid_data_request");
         };
         let now = self.clock.now();
-        let id = match asked.reference.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
-            Some(r) => format!("api-{}", &hex::encode(Sha256::digest(format!("{merchant}\n{r}")))[..24]),
-            None => format!("api-{}", uuid::Uuid::new_v4().simple()),
-        };
         let origin = Origin {
-            id,
+            id: data_requests::request_id("api", merchant, asked.reference.as_deref()),
             source: "merchant_api".into(),
             merchant: Some(merchant.to_owned()),
         };

@@ -231,12 +231,8 @@ impl Ops {
         .await?;
         let hasher = SubjectHasher::new(&pepper);
         let queue = SqsQueue::new(self.sqs.clone(), self.stack.required("DATA_REQUESTS_QUEUE_URL")?);
-        let id = match reference {
-            Some(r) => format!("op-{r}"),
-            None => format!("op-{}", Utc::now().format("%Y%m%d%H%M%S%6f")),
-        };
         let origin = Origin {
-            id,
+            id: data_requests::request_id("op", "operator", reference),
             source: "operator".into(),
             merchant: merchant.map(str::to_owned),
         };
