@@ -53,6 +53,12 @@ impl Vars for std::collections::HashMap<String, String> {
     }
 }
 
+impl Vars for std::collections::BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
 /// Why a function could not start: every function's init fails with this, once, with the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {

@@ -429,7 +429,9 @@ impl Harness {
 
     /// The data-requests worker on `p`, with this test's counted clients.
     pub fn dsr_worker<C: nex_shared::ports::Clock>(&self, p: &Private, clock: C) -> data_requests_worker::App<C> {
-        let config = data_requests_worker::Config::from_vars(&p.env()).expect("config");
+        let mut env = p.env();
+        env.insert("NOTIFICATIONS_QUEUE_URL".into(), self.notifications_url.clone());
+        let config = data_requests_worker::Config::from_vars(&env).expect("config");
         let mut app = data_requests_worker::App::build(&self.sdk, config, clock);
         app.stores = self.stores(p);
         app.metrics = app.metrics.clone().silent();
@@ -449,6 +451,7 @@ impl Harness {
             config.tables,
             config.exports_bucket,
         );
+        app.notifications = SqsQueue::new(self.sqs.clone(), self.notifications_url.clone());
         app.metrics = app.metrics.clone().silent();
         app
     }

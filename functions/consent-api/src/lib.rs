@@ -172,7 +172,7 @@ impl<C: Clock> App<C> {
         let now = self.clock.now();
         let origin = Origin {
             id: data_requests::request_id("api", merchant, asked.reference.as_deref()),
-            source: "merchant_api".into(),
+            source: nex_shared::ports::SOURCE_MERCHANT_API.into(),
             merchant: Some(merchant.to_owned()),
         };
         match data_requests::open(

@@ -12,17 +12,20 @@ use nex_shared::adapters::emf::EmfMetrics;
 use nex_shared::adapters::privacy::PrivacyStores;
 use nex_shared::adapters::s3_objects::S3Objects;
 use nex_shared::adapters::sqs_batch::{self, RecordError};
+use nex_shared::adapters::sqs_queue::SqsQueue;
 use nex_shared::config::{store_tables, ConfigError, Vars};
 use nex_shared::domain::envelope::{Envelope, EnvelopeError};
 use nex_shared::domain::inventory::Store;
 use nex_shared::ports::{Clock, DataRequest, Metrics, SystemClock};
-use nex_shared::usecases::data_requests::{Outcome, ProcessError, Processor};
+use nex_shared::usecases::data_requests::{self, Outcome, ProcessError, Processor};
 use tracing::{info, Instrument};
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub tables: std::collections::BTreeMap<Store, String>,
     pub exports_bucket: String,
+    /// Where the answers to people's own requests are queued for sending.
+    pub notifications_queue_url: String,
 }
 
 impl Config {
@@ -30,6 +33,7 @@ impl Config {
         Ok(Self {
             tables: store_tables(v)?,
             exports_bucket: v.required("EXPORTS_BUCKET")?,
+            notifications_queue_url: v.required("NOTIFICATIONS_QUEUE_URL")?,
         })
     }
 }
@@ -54,6 +58,7 @@ impl RecordError for WorkerError {
 
 pub struct App<C = SystemClock> {
     pub stores: PrivacyStores,
+    pub notifications: SqsQueue,
     pub metrics: EmfMetrics,
     pub clock: C,
 }
@@ -63,6 +68,7 @@ impl<C: Clock> App<C> {
         let ddb = aws_sdk_dynamodb::Client::new(sdk);
         Self {
             stores: PrivacyStores::new(sdk, ddb, config.tables, config.exports_bucket),
+            notifications: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.notifications_queue_url),
             metrics: EmfMetrics::new("Nex", "data-requests-worker"),
             clock,
         }
@@ -86,10 +92,24 @@ impl<C: Clock> App<C> {
         sqs_batch::process(event, |record| async move {
             let env = Envelope::<DataRequest>::decode(record.body.as_deref().unwrap_or(""))?;
             let id = env.payload.id;
-            let outcome = self
-                .processor("data-requests-worker")
-                .process(&id, self.clock.now(), false)
-                .await?;
+            let now = self.clock.now();
+            let outcome = self.processor("data-requests-worker").process(&id, now, false).await?;
+            // The person's own request is answered to them (also after a redelivery that found it done).
+            if let Some(reply_to) = &env.payload.reply_to {
+                let sent = data_requests::answer_person(
+                    &self.stores.requests,
+                    &self.stores.exports,
+                    &self.notifications,
+                    &id,
+                    reply_to,
+                    now,
+                )
+                .await
+                .map_err(ProcessError::from)?;
+                if sent {
+                    self.metrics.count("data_request_answers_sent", 1, None);
+                }
+            }
             let (what, n) = match &outcome {
                 Outcome::AlreadyDone => ("already_done", 0),
                 Outcome::Exported { items, .. } => ("exported", *items),

@@ -17,8 +17,8 @@ use nex_shared::domain::retention::{self, DataClass};
 use nex_shared::domain::subject::SubjectHasher;
 use nex_shared::domain::whatsapp::delivery::Delivery;
 use nex_shared::ports::{
-    ConsentAction, ConsentEntry, DataRequest, DataRequests, InfraError, Metrics, Queue, Receipts, TranscriptMessage,
-    Transcripts,
+    ConsentAction, ConsentEntry, DataRequest, DataRequests, InfraError, Metrics, Queue, Receipts, ReplyTo,
+    TranscriptMessage, Transcripts,
 };
 use nex_shared::usecases::consent_audit::{self, AuditedLedger};
 use nex_shared::usecases::opt_in::{self, OptIn, OptInError};
@@ -111,10 +111,16 @@ impl App {
             id: format!("wa-{}", m.wamid),
             subjects: m.subjects.clone(),
             kind: "unspecified".into(),
-            source: "whatsapp_keyword".into(),
+            source: nex_shared::ports::SOURCE_PERSON.into(),
             merchant: Some(m.merchant.clone()),
             received_at: m.sent_at,
             answer_by: retention::deadline(DataClass::DataSubjectRequest, m.sent_at).unwrap_or(m.sent_at),
+            // The answer goes back to the number that asked (in the queue message only, never stored).
+            reply_to: m.phone.as_ref().map(|p| ReplyTo {
+                merchant: m.merchant.clone(),
+                phone_number_id: m.phone_number_id.clone(),
+                to: format!("+{}", p.trim_start_matches('+')),
+            }),
         };
         let opened = self.requests.open(&request).await?;
         self.data_requests_queue
@@ -210,6 +216,7 @@ impl App {
                 };
                 self.conversations
                     .apply(
+                        &r.merchant,
                         &r.wamid,
                         r.subjects.first().map(String::as_str),
                         status,

@@ -180,8 +180,17 @@ impl Ops {
         // Metrics are the functions' (EMF on a Lambda's stdout); here stdout is the operator's.
         let mut sweep = retention_sweep::App::build(&sdk, retention_sweep::Config::from_vars(&stack)?, SystemClock);
         sweep.metrics = sweep.metrics.clone().silent();
-        let mut worker =
-            data_requests_worker::App::build(&sdk, data_requests_worker::Config::from_vars(&stack)?, SystemClock);
+        // An operator's run answers no person (the answer's address travels only in the queue message
+        // of a person's own request), so the worker's notifications queue is never used from here.
+        let mut worker_vars = stack.vars.clone();
+        worker_vars
+            .entry("NOTIFICATIONS_QUEUE_URL".into())
+            .or_insert_with(|| "unused:operator-runs-answer-no-person".into());
+        let mut worker = data_requests_worker::App::build(
+            &sdk,
+            data_requests_worker::Config::from_vars(&worker_vars)?,
+            SystemClock,
+        );
         worker.metrics = worker.metrics.clone().silent();
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         Ok(Self {
@@ -233,7 +242,7 @@ impl Ops {
         let queue = SqsQueue::new(self.sqs.clone(), self.stack.required("DATA_REQUESTS_QUEUE_URL")?);
         let origin = Origin {
             id: data_requests::request_id("op", "operator", reference),
-            source: "operator".into(),
+            source: nex_shared::ports::SOURCE_OPERATOR.into(),
             merchant: merchant.map(str::to_owned),
         };
         let opened = data_requests::open(

@@ -529,6 +529,7 @@ impl crate::ports::Transcripts for DynamoConversations {
             .item("pk", s(&pk))
             .item("sk", s(format!("msg#{}#{}", m.at.to_rfc3339(), m.wamid)))
             .item("subject", s(subject))
+            .item("merchant", s(merchant))
             .item("wamid", s(&m.wamid))
             .item("direction", s(&m.direction))
             .item("kind", s(&m.kind))
@@ -609,6 +610,7 @@ impl crate::ports::Transcripts for DynamoConversations {
 impl crate::ports::Receipts for DynamoConversations {
     async fn apply(
         &self,
+        merchant: &str,
         wamid: &str,
         subject: Option<&str>,
         status: crate::domain::whatsapp::delivery::Delivery,
@@ -626,9 +628,10 @@ impl crate::ports::Receipts for DynamoConversations {
         // The state only moves up the order sent < failed < delivered < read < played.
         let mut up = key(self.client.update_item())
             .update_expression(
-                "SET #state = :state, #rank = :rank, expires_at = :exp, due_bucket = :b, due_action = :a",
+                "SET #state = :state, #rank = :rank, expires_at = :exp, due_bucket = :b, due_action = :a, merchant = :m",
             )
             .condition_expression("attribute_not_exists(#rank) OR #rank < :rank")
+            .expression_attribute_values(":m", s(merchant))
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#rank", "rank")
             .expression_attribute_values(":state", s(format!("{status:?}").to_lowercase()))
@@ -639,7 +642,7 @@ impl crate::ports::Receipts for DynamoConversations {
         if let Some(sub) = subject {
             up = up
                 .update_expression(
-                    "SET #state = :state, #rank = :rank, expires_at = :exp, due_bucket = :b, due_action = :a, subject = :sub",
+                    "SET #state = :state, #rank = :rank, expires_at = :exp, due_bucket = :b, due_action = :a, merchant = :m, subject = :sub",
                 )
                 .expression_attribute_values(":sub", s(sub));
         }
@@ -762,6 +765,7 @@ impl crate::ports::SendContext for DynamoConversations {
             .item("pk", s(&pk))
             .item("sk", s(format!("refusal#{request_id}")))
             .item("subject", s(subject))
+            .item("merchant", s(merchant))
             .item("reason", s(reason))
             .item("at", s(at.to_rfc3339()));
         if let Some(st) = stamp {

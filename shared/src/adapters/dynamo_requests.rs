@@ -20,8 +20,9 @@ fn marker(answer_by: DateTime<Utc>, id: &str) -> String {
     format!("{}#{id}", answer_by.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
+/// `needs_operator` is not final: such a request stays open, listed and alarmed until an operator closes it.
 fn is_final(status: &str) -> bool {
-    matches!(status, "completed" | "needs_operator")
+    matches!(status, "completed" | "closed")
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +168,21 @@ impl DataRequests for DynamoDataRequests {
         Ok(())
     }
 
+    async fn note_answered(&self, id: &str, at: DateTime<Utc>) -> Result<(), InfraError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("dsr#{id}")))
+            .key("sk", AttributeValue::S("request".into()))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET answered_at = if_not_exists(answered_at, :at)")
+            .expression_attribute_values(":at", AttributeValue::S(at.to_rfc3339()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| infra_error("dynamodb", "UpdateItem", e))
+    }
+
     async fn open_requests(&self) -> Result<Vec<(String, DateTime<Utc>)>, InfraError> {
         let q = self
             .client
@@ -203,10 +219,12 @@ fn decode(id: &str, i: &HashMap<String, AttributeValue>) -> Option<RequestRecord
             merchant: text("merchant"),
             received_at: time("received_at")?,
             answer_by: time("answer_by")?,
+            reply_to: None,
         },
         status: text("status").unwrap_or_default(),
         result: text("result"),
         export_key: text("export_key"),
         completed_at: time("completed_at"),
+        answered_at: time("answered_at"),
     })
 }

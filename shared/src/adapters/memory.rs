@@ -502,6 +502,7 @@ impl crate::ports::DataRequests for MemoryRequests {
                 result: None,
                 export_key: None,
                 completed_at: None,
+                answered_at: None,
             },
         );
         Ok(true)
@@ -525,9 +526,15 @@ impl crate::ports::DataRequests for MemoryRequests {
             if let Some(k) = export_key {
                 r.export_key = Some(k.to_owned());
             }
-            if matches!(status, "completed" | "needs_operator") {
+            if matches!(status, "completed" | "closed") {
                 r.completed_at = Some(at);
             }
+        }
+        Ok(())
+    }
+    async fn note_answered(&self, id: &str, at: DateTime<Utc>) -> Result<(), InfraError> {
+        if let Some(r) = self.0.lock().unwrap().get_mut(id) {
+            r.answered_at.get_or_insert(at);
         }
         Ok(())
     }

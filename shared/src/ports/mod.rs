@@ -126,6 +126,9 @@ pub struct PaymentRecord {
     /// Keyed hash of the customer's email: the data-subject index key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The merchant the record is held for; `None` (unknown) is never served to a merchant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant: Option<String>,
     /// Latest Stripe event `created` applied (epoch seconds): the retention anchor.
     pub last_event_at: i64,
     pub updated_at: DateTime<Utc>,
@@ -273,9 +276,11 @@ pub trait Transcripts: Send + Sync {
 
 /// Delivery receipts of outbound messages.
 pub trait Receipts: Send + Sync {
-    /// Applies a receipt monotonically (see `domain::whatsapp::delivery`). Idempotent.
+    /// Applies a receipt monotonically (see `domain::whatsapp::delivery`). Idempotent. The receipt
+    /// records `merchant`, the business the message was sent for.
     fn apply(
         &self,
+        merchant: &str,
         wamid: &str,
         subject: Option<&str>,
         status: crate::domain::whatsapp::delivery::Delivery,
@@ -376,6 +381,29 @@ pub struct DataRequest {
     pub received_at: DateTime<Utc>,
     /// The answer is due by then (30 days).
     pub answer_by: DateTime<Utc>,
+    /// Where the person's own request (`DATA`) is answered. Travels in the queue message only (the
+    /// number is personal data): never stored with the request record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyTo>,
+}
+
+/// The WhatsApp conversation a person's own request came from, where its answer goes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyTo {
+    pub merchant: String,
+    pub phone_number_id: String,
+    /// E.164.
+    pub to: String,
+}
+
+/// Says where, never the number.
+impl std::fmt::Debug for ReplyTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyTo")
+            .field("merchant", &self.merchant)
+            .field("phone_number_id", &self.phone_number_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A data-subject request with what has happened to it.
@@ -389,6 +417,8 @@ pub struct RequestRecord {
     /// Where the export is, for access and export requests.
     pub export_key: Option<String>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// When the answer was handed to the person's channel (their own `DATA` request).
+    pub answered_at: Option<DateTime<Utc>>,
 }
 
 /// Data-subject requests.
@@ -399,8 +429,9 @@ pub trait DataRequests: Send + Sync {
     /// The request `id`, if it exists.
     fn get(&self, id: &str) -> impl Future<Output = Result<Option<RequestRecord>, InfraError>> + Send;
 
-    /// Records a new status (and outcome). A final status (`completed`, `needs_operator`) also closes the
-    /// request, so it no longer counts towards the deadline alarm.
+    /// Records a new status (and outcome). A final status (`completed`, `closed`) also closes the request,
+    /// so it no longer counts towards the deadline alarm; `needs_operator` stays open (listed, alarmed)
+    /// until an operator closes it.
     fn update(
         &self,
         id: &str,
@@ -410,9 +441,50 @@ pub trait DataRequests: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
 
+    /// Records that the answer was handed to the person's channel at `at`.
+    fn note_answered(&self, id: &str, at: DateTime<Utc>) -> impl Future<Output = Result<(), InfraError>> + Send;
+
     /// Open requests (id, answer-by), oldest deadline first.
     fn open_requests(&self) -> impl Future<Output = Result<Vec<(String, DateTime<Utc>)>, InfraError>> + Send;
 }
+
+/// Whose data a data-subject request covers. The rule: a merchant's request (its API key) sees and
+/// changes only items held for that merchant (their `merchant` attribute names it; an item whose merchant
+/// is unknown is never served to a merchant); the person's own request (`DATA` from their verified number)
+/// covers what is held about them for every merchant; an operator's covers the whole platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    Merchant(&'a str),
+    Person,
+    Platform,
+}
+
+impl Scope<'_> {
+    /// Whether an item with these attributes is within the scope.
+    pub fn covers(&self, attributes: &Attrs) -> bool {
+        match self {
+            Scope::Merchant(m) => !m.is_empty() && attributes.get("merchant").and_then(|v| v.as_str()) == Some(*m),
+            Scope::Person | Scope::Platform => true,
+        }
+    }
+}
+
+impl DataRequest {
+    /// The scope follows from who opened the request. Fails closed: any intake other than the person's
+    /// own and an operator's is a merchant's, and one naming no merchant covers nothing.
+    pub fn scope(&self) -> Scope<'_> {
+        match self.source.as_str() {
+            SOURCE_PERSON => Scope::Person,
+            SOURCE_OPERATOR => Scope::Platform,
+            _ => Scope::Merchant(self.merchant.as_deref().unwrap_or("")),
+        }
+    }
+}
+
+/// The intakes of data-subject requests, as stored in [`DataRequest::source`].
+pub const SOURCE_PERSON: &str = "whatsapp_keyword";
+pub const SOURCE_OPERATOR: &str = "operator";
+pub const SOURCE_MERCHANT_API: &str = "merchant_api";
 
 impl crate::domain::envelope::Message for DataRequest {
     const KIND: &'static str = "dsr.requested";

@@ -187,6 +187,7 @@ pub fn merge(
         card: min_opt(current.and_then(|c| c.card.clone()), event.card.clone()),
         api_version: max_opt(current.and_then(|c| c.api_version.clone()), event.api_version.clone()),
         subject: min_opt(current.and_then(|c| c.subject.clone()), event.subject.clone()),
+        merchant: min_opt(current.and_then(|c| c.merchant.clone()), event.merchant.clone()),
         last_event_at,
         updated_at: now,
         retention: retention::stamp(DataClass::InvoiceTaxRecord, anchor, &event.payment_key)?,

@@ -18,8 +18,10 @@ use crate::domain::inventory::{self, Erasure, Store};
 use crate::domain::retention::{self, DataClass};
 use crate::domain::subject::{IdentifierKind, SubjectHasher};
 use crate::ports::{
-    Attrs, AuditLog, DataRequest, DataRequests, DataStore, InfraError, ItemKey, ObjectStore, Queue, RequestRecord,
+    Attrs, AuditLog, DataRequest, DataRequests, DataStore, InfraError, ItemKey, ObjectStore, Queue, ReplyTo,
+    RequestRecord,
 };
+use crate::usecases::send_notification::{Content, SendRequest};
 use crate::usecases::sweep::EXPORT_PREFIX;
 
 /// The export's format identifier (documented in `docs/data-export.md`).
@@ -137,6 +139,7 @@ pub async fn open(
         merchant,
         received_at: now,
         answer_by: retention::deadline(DataClass::DataSubjectRequest, now).unwrap_or(now),
+        reply_to: None,
     };
     let new = requests.open(&request).await?;
     let stored = if new {
@@ -237,7 +240,7 @@ impl<D: DataStore, O: ObjectStore, R: DataRequests, A: AuditLog> Processor<'_, D
             .get(id)
             .await?
             .ok_or_else(|| ProcessError::Unknown(id.to_owned()))?;
-        if rec.status == "completed" && !again {
+        if matches!(rec.status.as_str(), "completed" | "closed") && !again {
             return Ok(Outcome::AlreadyDone);
         }
         self.requests.update(id, "running", None, None, now).await?;
@@ -288,14 +291,16 @@ impl<D: DataStore, O: ObjectStore, R: DataRequests, A: AuditLog> Processor<'_, D
         Ok(outcome)
     }
 
-    /// Everything about the request's subjects, from every table, de-duplicated.
+    /// Everything about the request's subjects within its scope ([`Scope`]), from every table,
+    /// de-duplicated. What is outside the scope is neither returned nor counted.
     async fn find(&self, rec: &RequestRecord) -> Result<Vec<Found>, InfraError> {
+        let scope = rec.request.scope();
         let mut seen = std::collections::BTreeSet::new();
         let mut out = Vec::new();
         for subject in &rec.request.subjects {
             for store in self.data.stores() {
                 for (key, attributes) in self.data.about(store, subject).await? {
-                    if !seen.insert((store, key.clone())) {
+                    if !scope.covers(&attributes) || !seen.insert((store, key.clone())) {
                         continue;
                     }
                     let kind = inventory::kind_of(store, &key.pk, key.sk.as_deref());
@@ -313,13 +318,16 @@ impl<D: DataStore, O: ObjectStore, R: DataRequests, A: AuditLog> Processor<'_, D
         Ok(out)
     }
 
-    /// The export: only what may still be served (nothing past its deadline).
+    /// The export: only what may still be served (nothing past its deadline). The request's own record
+    /// is not data held about the person but the request this document answers, so it is left out.
     pub async fn export(&self, rec: &RequestRecord, now: DateTime<Utc>) -> Result<Export, InfraError> {
+        let own = format!("dsr#{}", rec.request.id);
         let items = self
             .find(rec)
             .await?
             .into_iter()
             .filter(|f| f.expires_at.is_none_or(|e| !retention::is_past(e, now)))
+            .filter(|f| !(f.store == Store::DataRequests && f.key.pk == own))
             .collect();
         Ok(Export {
             schema: EXPORT_SCHEMA,
@@ -368,6 +376,52 @@ impl<D: DataStore, O: ObjectStore, R: DataRequests, A: AuditLog> Processor<'_, D
         }
         Ok(r)
     }
+}
+
+/// How long the link sent to a person for their own request works.
+pub const ANSWER_LINK_VALID: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Hands the answer of a person's own request (`DATA`) to them, in the WhatsApp conversation they asked
+/// from: a link to their export that expires, sent as a reply (their `DATA` message opened the 24-hour
+/// window). Records that it was sent. Idempotent: the send request's id is stable (the sender de-duplicates
+/// it) and an answered request is not answered again. Returns whether it queued the answer.
+pub async fn answer_person(
+    requests: &impl DataRequests,
+    exports: &impl ObjectStore,
+    notifications: &impl Queue,
+    id: &str,
+    reply_to: &ReplyTo,
+    now: DateTime<Utc>,
+) -> Result<bool, InfraError> {
+    let Some(rec) = requests.get(id).await? else {
+        return Ok(false);
+    };
+    let Some(key) = rec.export_key.as_deref().filter(|_| rec.status == "completed") else {
+        return Ok(false);
+    };
+    if rec.answered_at.is_some() {
+        return Ok(false);
+    }
+    let link = exports.presigned_get(key, ANSWER_LINK_VALID).await?;
+    let answer = SendRequest {
+        id: format!("dsr-answer-{id}"),
+        merchant: reply_to.merchant.clone(),
+        phone_number_id: Some(reply_to.phone_number_id.clone()),
+        to: reply_to.to.clone(),
+        content: Content::Text {
+            body: format!(
+                "Your data request (reference {id}) is answered. A copy of your data: {link} (the link works for {} hours).",
+                ANSWER_LINK_VALID.as_secs() / 3600
+            ),
+        },
+        own_order: false,
+        order_open: false,
+    };
+    notifications
+        .send(&Envelope::new(answer.id.clone(), now, id.to_owned(), answer).encode())
+        .await?;
+    requests.note_answered(id, now).await?;
+    Ok(true)
 }
 
 fn by_kind(items: &[Found]) -> BTreeMap<&'static str, u64> {

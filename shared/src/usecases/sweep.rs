@@ -733,6 +733,7 @@ mod tests {
                     merchant: None,
                     received_at: by - Duration::days(30),
                     answer_by: by,
+                    reply_to: None,
                 };
                 w.requests.open(&r).await.unwrap();
             }

@@ -79,6 +79,7 @@ async fn erasure_removes_the_person_everywhere_except_what_the_law_keeps_and_a_r
     conversations.append("m-1", &subject, &msg, true).await.unwrap();
     conversations
         .apply(
+            "m-1",
             "w-out-1",
             Some(&subject),
             Delivery::Delivered,
@@ -137,8 +138,8 @@ async fn erasure_removes_the_person_everywhere_except_what_the_law_keeps_and_a_r
         panic!("{outcome:?}")
     };
     assert_eq!(
-        items, 9,
-        "conversation, message, receipt, 2 consent entries, consent state, payment, order, the request itself"
+        items, 8,
+        "conversation, message, receipt, 2 consent entries, consent state, payment, order (not the request's own record)"
     );
     let exports = S3Objects::new(&h.sdk, p.bucket.clone(), true);
     assert_eq!(exports.list(&key).await.unwrap().len(), 1);
@@ -490,4 +491,262 @@ async fn consent_changes_reach_the_audit_log_once_each_by_subject_hash() {
     actions.sort_unstable();
     assert_eq!(actions, ["consent.meta_resume", "consent.opt_out"], "once each");
     assert!(!format!("{mine:?}").contains(&phone));
+}
+
+/// Two merchants, one person known to both: everything the suite holds about the person, for each.
+async fn seed_person_known_to_two_merchants(h: &Harness, p: &Private, subject: &str) {
+    let now = Utc::now();
+    let messaging = p.table(Store::Messaging).to_owned();
+    let conversations = DynamoConversations::new(h.ddb.clone(), &messaging);
+    let ledger = DynamoLedger::new(h.ddb.clone(), &messaging);
+    for m in ["m-a", "m-b"] {
+        let msg = TranscriptMessage {
+            wamid: format!("w-{m}"),
+            direction: "in".into(),
+            kind: "text".into(),
+            text: Some(format!("secret told to {m}")),
+            at: now - Duration::days(2),
+        };
+        conversations.append(m, subject, &msg, true).await.unwrap();
+        conversations
+            .apply(
+                m,
+                &format!("w-out-{m}"),
+                Some(subject),
+                Delivery::Read,
+                None,
+                now - Duration::days(1),
+            )
+            .await
+            .unwrap();
+        ledger
+            .record(&ConsentEntry {
+                id: format!("in-{m}"),
+                subject: subject.to_owned(),
+                merchant: Some(m.into()),
+                action: ConsentAction::OptIn,
+                source: "checkout_page".into(),
+                at: now - Duration::days(3),
+            })
+            .await
+            .unwrap();
+    }
+    // Payment records: one per merchant, and one whose merchant is unknown.
+    for (key, merchant) in [("pi_a", Some("m-a")), ("pi_b", Some("m-b")), ("pi_unknown", None)] {
+        let st = retention::stamp(DataClass::InvoiceTaxRecord, now, key).unwrap();
+        let mut put = h
+            .ddb
+            .put_item()
+            .table_name(p.table(Store::Payments))
+            .item("payment_key", s(key))
+            .item("amount", n(1000))
+            .item("subject", s(subject))
+            .item("expires_at", n(st.expires_at))
+            .item("due_bucket", s(&st.due_bucket))
+            .item("due_action", s("delete"));
+        if let Some(m) = merchant {
+            put = put.item("merchant", s(m));
+        }
+        put.send().await.unwrap();
+    }
+}
+
+/// Opens a request as the merchant API does (merchant `m`'s key) and runs it.
+async fn merchant_request(h: &Harness, p: &Private, m: &str, kind: &str, phone: &str) -> (String, Outcome) {
+    let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
+    let queue = SqsQueue::new(h.sqs.clone(), h.data_requests_url.clone());
+    let intake = Intake {
+        kind: kind.into(),
+        phone: Some(phone.into()),
+        ..Intake::default()
+    };
+    let origin = Origin {
+        id: data_requests::request_id("api", m, Some(&uuid::Uuid::new_v4().to_string())),
+        source: nex_shared::ports::SOURCE_MERCHANT_API.into(),
+        merchant: Some(m.into()),
+    };
+    let id = data_requests::open(&requests, &queue, &hasher(), &intake, origin, Utc::now())
+        .await
+        .unwrap()
+        .request
+        .id;
+    let outcome = h
+        .dsr_worker(p, SystemClock)
+        .processor("test")
+        .process(&id, Utc::now(), false)
+        .await
+        .unwrap();
+    (id, outcome)
+}
+
+async fn export_of(h: &Harness, p: &Private, key: &str) -> serde_json::Value {
+    let out = h.s3().get_object().bucket(&p.bucket).key(key).send().await.unwrap();
+    serde_json::from_slice(&out.body.collect().await.unwrap().into_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn a_merchants_export_and_erasure_cover_only_that_merchants_items() {
+    let h = Harness::new().await;
+    let p = h.private().await;
+    let phone = phone();
+    let subject = hasher().hash(IdentifierKind::Phone, &phone).unwrap();
+    seed_person_known_to_two_merchants(&h, &p, &subject).await;
+
+    let (_, outcome) = merchant_request(&h, &p, "m-a", "export", &phone).await;
+    let Outcome::Exported { key, items } = outcome else {
+        panic!("{outcome:?}")
+    };
+    let export = export_of(&h, &p, &key).await;
+    let text = export.to_string();
+    assert!(
+        !text.contains("m-b") && !text.contains("pi_b") && !text.contains("pi_unknown"),
+        "{text}"
+    );
+    for item in export["items"].as_array().unwrap() {
+        assert_eq!(item["attributes"]["merchant"], "m-a", "{item}");
+    }
+    assert_eq!(
+        items, 5,
+        "A's conversation, message, receipt, opt-in and payment; nothing of B's, nothing of unknown merchant"
+    );
+
+    let (id, outcome) = merchant_request(&h, &p, "m-a", "deletion", &phone).await;
+    let Outcome::Erased(result) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(result.deleted.values().sum::<u64>(), 3, "{result:?}");
+    assert_eq!(result.anonymised.get("payment"), Some(&1));
+    // B's items are untouched, and the result (shown to A) does not mention them.
+    let conversations = DynamoConversations::new(h.ddb.clone(), p.table(Store::Messaging));
+    assert!(conversations
+        .read("m-a", &subject, Utc::now())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(conversations.read("m-b", &subject, Utc::now()).await.unwrap().len(), 1);
+    let pay_b = h
+        .get(p.table(Store::Payments), &[("payment_key", "pi_b")])
+        .await
+        .unwrap();
+    assert_eq!(pay_b.get("subject"), Some(&s(&subject)));
+    let unknown = h
+        .get(p.table(Store::Payments), &[("payment_key", "pi_unknown")])
+        .await
+        .unwrap();
+    assert_eq!(unknown.get("subject"), Some(&s(&subject)));
+    assert!(h
+        .get(
+            p.table(Store::Messaging),
+            &[("pk", "wamid#w-out-m-b"), ("sk", "receipt")]
+        )
+        .await
+        .is_some());
+    let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
+    let shown = requests.get(&id).await.unwrap().unwrap().result.unwrap();
+    assert!(!shown.contains("m-b"), "{shown}");
+    assert_eq!(
+        result.retained.get("data_request").map(|r| r.count),
+        Some(2),
+        "A's two requests only"
+    );
+}
+
+#[tokio::test]
+async fn a_merchant_asking_about_a_person_it_has_never_seen_gets_an_empty_export() {
+    let h = Harness::new().await;
+    let p = h.private().await;
+    let phone = phone();
+    let subject = hasher().hash(IdentifierKind::Phone, &phone).unwrap();
+    seed_person_known_to_two_merchants(&h, &p, &subject).await;
+
+    let (_, outcome) = merchant_request(&h, &p, "m-c", "export", &phone).await;
+    let Outcome::Exported { key, items } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(items, 0);
+    let export = export_of(&h, &p, &key).await;
+    assert_eq!(export["items"], serde_json::json!([]));
+    assert!(!export.to_string().contains("m-a") && !export.to_string().contains("m-b"));
+}
+
+#[tokio::test]
+async fn a_persons_own_data_request_covers_every_merchant_and_is_answered_to_their_number() {
+    let h = Harness::new().await;
+    let p = h.private().await;
+    let phone = phone();
+    let subject = hasher().hash(IdentifierKind::Phone, &phone).unwrap();
+    seed_person_known_to_two_merchants(&h, &p, &subject).await;
+
+    // As the messaging worker opens it from `DATA`: the person's own request, with where to answer.
+    let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
+    let now = Utc::now();
+    let request = nex_shared::ports::DataRequest {
+        id: format!("wa-{}", uuid::Uuid::new_v4().simple()),
+        subjects: vec![subject.clone()],
+        kind: "unspecified".into(),
+        source: nex_shared::ports::SOURCE_PERSON.into(),
+        merchant: Some("m-b".into()),
+        received_at: now,
+        answer_by: now + Duration::days(30),
+        reply_to: Some(nex_shared::ports::ReplyTo {
+            merchant: "m-b".into(),
+            phone_number_id: "pn-b".into(),
+            to: phone.clone(),
+        }),
+    };
+    assert!(requests.open(&request).await.unwrap());
+    let queue = SqsQueue::new(h.sqs.clone(), h.data_requests_url.clone());
+    nex_shared::ports::Queue::send(
+        &queue,
+        &nex_shared::domain::envelope::Envelope::new(request.id.clone(), now, "t".into(), request.clone()).encode(),
+    )
+    .await
+    .unwrap();
+    let worker = h.dsr_worker(&p, SystemClock);
+    // Delivered twice (a redelivery): answered once.
+    for _ in 0..2 {
+        let round = h
+            .drain_queue(
+                &h.data_requests_url,
+                "arn:aws:sqs:us-east-1:123456789012:dsr",
+                30,
+                |e| worker.handle(e, "test"),
+            )
+            .await;
+        assert_eq!(round.failed, 0);
+        nex_shared::ports::Queue::send(
+            &queue,
+            &nex_shared::domain::envelope::Envelope::new(request.id.clone(), now, "t".into(), request.clone()).encode(),
+        )
+        .await
+        .unwrap();
+    }
+    let rec = requests.get(&request.id).await.unwrap().unwrap();
+    assert_eq!(rec.status, "completed");
+    assert!(rec.answered_at.is_some(), "the answer's hand-off is recorded");
+    let export = export_of(&h, &p, rec.export_key.as_deref().unwrap()).await;
+    let merchants: std::collections::BTreeSet<&str> = export["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["attributes"]["merchant"].as_str())
+        .collect();
+    assert!(merchants.contains("m-a") && merchants.contains("m-b"), "{merchants:?}");
+    assert!(
+        export.to_string().contains("pi_unknown"),
+        "the person's own request sees every record about them"
+    );
+
+    let sent = h.take(&h.notifications_url).await;
+    let answers: Vec<serde_json::Value> = sent
+        .iter()
+        .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap())
+        .filter(|v| v["id"] == format!("dsr-answer-{}", request.id))
+        .collect();
+    assert_eq!(answers.len(), 1, "one answer however often the request is delivered");
+    let answer = &answers[0]["payload"];
+    assert_eq!(answer["to"], phone.as_str());
+    assert_eq!(answer["phone_number_id"], "pn-b");
+    let body = answer["content"]["body"].as_str().unwrap();
+    assert!(body.contains("X-Amz-Expires=86400"), "an expiring link: {body}");
 }

@@ -90,7 +90,7 @@ async fn receipts_arriving_out_of_order_or_twice_never_regress() {
         (Delivery::Read, None),
     ] {
         store
-            .apply(&wamid, Some("subject-hash"), status, code, at)
+            .apply("m-1", &wamid, Some("subject-hash"), status, code, at)
             .await
             .unwrap();
     }

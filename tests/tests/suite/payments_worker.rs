@@ -132,6 +132,7 @@ async fn a_payment_record_past_its_deadline_is_never_served_and_is_replaced_on_t
         card: None,
         api_version: None,
         subject: None,
+        merchant: None,
         last_event_at: past.timestamp(),
         updated_at: past,
         retention: nex_shared::domain::retention::Stamp {

@@ -99,6 +99,7 @@ async fn every_class_is_swept_at_its_deadline_and_nothing_before() {
         .unwrap();
     conversations
         .apply(
+            "m-1",
             "w-out-old",
             Some("old-subject"),
             Delivery::Read,
@@ -151,6 +152,7 @@ async fn every_class_is_swept_at_its_deadline_and_nothing_before() {
             merchant: None,
             received_at: received,
             answer_by: received + Duration::days(30),
+            reply_to: None,
         })
         .await
         .unwrap();

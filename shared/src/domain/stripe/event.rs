@@ -41,6 +41,9 @@ pub struct StripeEvent {
     pub api_version: Option<String>,
     #[serde(default)]
     pub created: i64,
+    /// The connected account an event of a Connect platform is about.
+    #[serde(default)]
+    pub account: Option<String>,
     #[serde(default)]
     pub data: Option<EventData>,
 }
@@ -164,7 +167,7 @@ pub struct PaymentEvent {
     /// Keyed hash of the customer's email, filled in by the ingest use case; never the email itself.
     #[serde(default)]
     pub subject: Option<String>,
-    /// The merchant (`metadata.merchant_id`), for order notifications.
+    /// The merchant (`metadata.merchant_id`, else the connected `account`): whom the record is held for.
     #[serde(default)]
     pub merchant: Option<String>,
     /// The customer's phone as Checkout collected it, for order notifications over WhatsApp. Travels in
@@ -248,7 +251,12 @@ pub fn parse(body: &[u8]) -> Result<Classified, ParseError> {
             .and_then(|m| m.get(k))
             .and_then(|v| v.as_str().map(str::to_owned))
     };
-    let merchant = metadata_str("merchant_id");
+    // The merchant the payment is held for (the controller): the storefront's `metadata.merchant_id`,
+    // else the Connect account the event is about. Unknown stays unknown: such a record is never served
+    // to a merchant's data request.
+    let merchant = metadata_str("merchant_id")
+        .filter(|m| !m.is_empty())
+        .or_else(|| ev.account.clone().filter(|a| !a.is_empty()));
     let notify_to = obj
         .customer_details
         .as_ref()
@@ -344,5 +352,23 @@ mod tests {
         assert_eq!(event.payment_key, "pi_9");
         assert_eq!(event.fact, PaymentFact::Refunded { amount_refunded: 40 });
         assert_eq!(event.currency.as_deref(), Some("eur"));
+    }
+
+    #[test]
+    fn the_merchant_comes_from_metadata_else_the_connected_account_else_stays_unknown() {
+        let of = |body: &[u8]| match parse(body).unwrap() {
+            Classified::Handled { event, .. } => event.merchant,
+            other => panic!("{other:?}"),
+        };
+        let obj = r#""object":{"id":"pi_1","object":"payment_intent","amount":100"#;
+        let meta = format!(
+            r#"{{"id":"evt_1","type":"payment_intent.succeeded","account":"acct_9","data":{{{obj},"metadata":{{"merchant_id":"m-1"}}}}}}}}"#
+        );
+        assert_eq!(of(meta.as_bytes()).as_deref(), Some("m-1"));
+        let connect =
+            format!(r#"{{"id":"evt_1","type":"payment_intent.succeeded","account":"acct_9","data":{{{obj}}}}}}}"#);
+        assert_eq!(of(connect.as_bytes()).as_deref(), Some("acct_9"));
+        let none = format!(r#"{{"id":"evt_1","type":"payment_intent.succeeded","data":{{{obj}}}}}}}"#);
+        assert_eq!(of(none.as_bytes()), None);
     }
 }
