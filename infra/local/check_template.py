@@ -3,7 +3,8 @@
 
 - Least privilege: no role carries a managed policy; no statement allows "*" or "service:*" actions or a
   bare "*" resource.
-- Every DynamoDB table has TTL enabled on `expires_at` and server-side encryption.
+- Every DynamoDB table has TTL enabled on `expires_at`, server-side encryption, and point-in-time recovery
+  whose recovery period is at most 30 days (backups age out within the backup window; the default is 35).
 - Every SQS event source reports batch item failures, its queue's visibility timeout is at least six times
   the function's timeout, the queue has a redrive policy, and its DLQ has a depth alarm.
 - Every function runs on provided.al2023 with its own log group of finite retention.
@@ -77,6 +78,11 @@ def main():
             bad.append(f"{name}: TTL on expires_at not enabled")
         if not p.get("SSESpecification", {}).get("SSEEnabled"):
             bad.append(f"{name}: no server-side encryption")
+        pitr = p.get("PointInTimeRecoverySpecification", {})
+        if not pitr.get("PointInTimeRecoveryEnabled"):
+            bad.append(f"{name}: no point-in-time recovery")
+        elif int(pitr.get("RecoveryPeriodInDays", 35)) > 30:
+            bad.append(f"{name}: point-in-time recovery keeps {pitr.get('RecoveryPeriodInDays', 35)} days (at most 30)")
 
     alarmed = {
         logical(d["Value"])
