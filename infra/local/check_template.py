@@ -3,6 +3,10 @@
 
 - Least privilege: no role carries a managed policy; no statement allows "*" or "service:*" actions or a
   bare "*" resource.
+- The audit log (DataRequestsTable, partition `audit`) is append-only: every role allowed to write or delete
+  in that table carries a Deny of DeleteItem, BatchWriteItem and PartiQLDelete on the table conditioned on
+  `ForAnyValue:StringEquals` `dynamodb:LeadingKeys` containing `audit` (AUDIT_DELETE_EXEMPT names the one
+  exception and why).
 - Every DynamoDB table has TTL enabled on `expires_at`, server-side encryption, and point-in-time recovery
   whose recovery period is at most 30 days (backups age out within the backup window; the default is 35).
 - Every SQS event source reports batch item failures, its queue's visibility timeout is at least six times
@@ -32,6 +36,26 @@ def as_list(v):
     return v if isinstance(v, list) else [v]
 
 
+# Item writes of DynamoDB (transactions are authorised as these, per item).
+WRITES = {
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+}
+AUDIT_TABLE = "DataRequestsTable"
+AUDIT_DELETES = {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:PartiQLDelete"}
+# Role -> audit-partition deletes it may keep, with the reason.
+AUDIT_DELETE_EXEMPT = {
+    # Entries past their 6 years are deleted in the sweep's batches of due items (shared/src/usecases/sweep.rs);
+    # a Deny on BatchWriteItem would refuse every batch that holds one, with the other items due that day.
+    "RetentionSweepRole": {"dynamodb:BatchWriteItem"},
+}
+
+
 def logical(ref):
     if isinstance(ref, dict):
         if "Ref" in ref:
@@ -40,6 +64,31 @@ def logical(ref):
             g = ref["Fn::GetAtt"]
             return (g if isinstance(g, list) else g.split("."))[0]
     return None
+
+
+def statements(role):
+    for pol in role["Properties"].get("Policies", []):
+        yield from as_list(pol["PolicyDocument"]["Statement"])
+
+
+def table_of(resource):
+    """The table a statement's resource is (not one of its indexes), or None."""
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        text = resource["Fn::Sub"] if isinstance(resource["Fn::Sub"], str) else resource["Fn::Sub"][0]
+        if text.startswith("${") and text.endswith(".Arn}") and text.count("${") == 1:
+            return text[2:-5]
+        return None
+    return logical(resource)
+
+
+def guards_partition(st, table, operator, key):
+    """A Deny on `table` whose condition `operator` matches leading key `key`."""
+    if st.get("Effect") != "Deny" or table not in {table_of(r) for r in as_list(st.get("Resource", []))}:
+        return False
+    cond = st.get("Condition", {})
+    if set(cond) != {operator} or set(cond[operator]) != {"dynamodb:LeadingKeys"}:
+        return False  # another condition would narrow the Deny
+    return key in as_list(cond[operator]["dynamodb:LeadingKeys"])
 
 
 def main():
@@ -68,6 +117,31 @@ def main():
                 for rs in as_list(st.get("Resource", [])):
                     if rs == "*":
                         bad.append(f"{name}: resource '*' for {st.get('Action')}")
+
+    if AUDIT_TABLE not in res:
+        bad.append(f"{AUDIT_TABLE}: missing (it holds the audit log)")
+    for name, r in res.items():
+        if r["Type"] != "AWS::IAM::Role":
+            continue
+        sts = list(statements(r))
+        writes = {
+            a
+            for st in sts
+            if st.get("Effect") == "Allow" and AUDIT_TABLE in {table_of(x) for x in as_list(st.get("Resource", []))}
+            for a in as_list(st.get("Action", []))
+            if a in WRITES
+        }
+        if not writes:
+            continue
+        denied = {
+            a
+            for st in sts
+            if guards_partition(st, AUDIT_TABLE, "ForAnyValue:StringEquals", "audit")
+            for a in as_list(st.get("Action", []))
+        }
+        missing = AUDIT_DELETES - denied - AUDIT_DELETE_EXEMPT.get(name, set())
+        if missing:
+            bad.append(f"{name}: may write {AUDIT_TABLE} but no Deny of {sorted(missing)} on leading key 'audit'")
 
     for name, r in res.items():
         if r["Type"] != "AWS::DynamoDB::Table":
