@@ -7,6 +7,9 @@
   in that table carries a Deny of DeleteItem, BatchWriteItem and PartiQLDelete on the table conditioned on
   `ForAnyValue:StringEquals` `dynamodb:LeadingKeys` containing `audit` (AUDIT_DELETE_EXEMPT names the one
   exception and why).
+- The merchant API cannot write API keys: the role of every function serving a merchant API route
+  (MERCHANT_PATHS) that may write MessagingTable carries a Deny of every item write there conditioned on
+  `ForAnyValue:StringLike` `dynamodb:LeadingKeys` matching `merchant-key#*`.
 - Every DynamoDB table has TTL enabled on `expires_at`, server-side encryption, and point-in-time recovery
   whose recovery period is at most 30 days (backups age out within the backup window; the default is 35).
 - Every SQS event source reports batch item failures, its queue's visibility timeout is at least six times
@@ -48,6 +51,9 @@ WRITES = {
 }
 AUDIT_TABLE = "DataRequestsTable"
 AUDIT_DELETES = {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:PartiQLDelete"}
+KEYS_TABLE = "MessagingTable"
+# Path prefixes of the merchant API (API key per merchant).
+MERCHANT_PATHS = ("/consent/", "/data-requests")
 # Role -> audit-partition deletes it may keep, with the reason.
 AUDIT_DELETE_EXEMPT = {
     # Entries past their 6 years are deleted in the sweep's batches of due items (shared/src/usecases/sweep.rs);
@@ -91,6 +97,44 @@ def guards_partition(st, table, operator, key):
     return key in as_list(cond[operator]["dynamodb:LeadingKeys"])
 
 
+HTTP_METHODS = {"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "ANY"}
+
+
+def routes(res):
+    """(api, route key, function) for every route of every HTTP API, from the OpenAPI body SAM writes."""
+    out = []
+    for api, r in res.items():
+        if r["Type"] != "AWS::ApiGatewayV2::Api":
+            continue
+        for path, methods in r["Properties"].get("Body", {}).get("paths", {}).items():
+            for method, op in methods.items():
+                if method == "x-amazon-apigateway-any-method":
+                    method = "ANY"
+                elif method.upper() not in HTTP_METHODS:
+                    continue  # path-level `parameters` and the like
+                uri = op.get("x-amazon-apigateway-integration", {}).get("uri", {})
+                text = uri.get("Fn::Sub", "") if isinstance(uri, dict) else str(uri)
+                text = text if isinstance(text, str) else text[0]
+                fn = text.split("/functions/${", 1)[1].split(".Arn}", 1)[0] if "/functions/${" in text else None
+                key = "$default" if path == "$default" else f"{method.upper()} {path}"
+                out.append((api, key, fn))
+    return out
+
+
+def allowed_writes(sts, table):
+    return {
+        a
+        for st in sts
+        if st.get("Effect") == "Allow" and table in {table_of(x) for x in as_list(st.get("Resource", []))}
+        for a in as_list(st.get("Action", []))
+        if a in WRITES
+    }
+
+
+def denied_on(sts, table, operator, key):
+    return {a for st in sts if guards_partition(st, table, operator, key) for a in as_list(st.get("Action", []))}
+
+
 def main():
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # the transform needs a region to exist
     sam, errors = decode_str((ROOT / "template.yaml").read_text())
@@ -124,24 +168,27 @@ def main():
         if r["Type"] != "AWS::IAM::Role":
             continue
         sts = list(statements(r))
-        writes = {
-            a
-            for st in sts
-            if st.get("Effect") == "Allow" and AUDIT_TABLE in {table_of(x) for x in as_list(st.get("Resource", []))}
-            for a in as_list(st.get("Action", []))
-            if a in WRITES
-        }
-        if not writes:
+        if not allowed_writes(sts, AUDIT_TABLE):
             continue
-        denied = {
-            a
-            for st in sts
-            if guards_partition(st, AUDIT_TABLE, "ForAnyValue:StringEquals", "audit")
-            for a in as_list(st.get("Action", []))
-        }
+        denied = denied_on(sts, AUDIT_TABLE, "ForAnyValue:StringEquals", "audit")
         missing = AUDIT_DELETES - denied - AUDIT_DELETE_EXEMPT.get(name, set())
         if missing:
             bad.append(f"{name}: may write {AUDIT_TABLE} but no Deny of {sorted(missing)} on leading key 'audit'")
+
+    merchant_fns = {fn for _, key, fn in routes(res) if key.split(" ", 1)[-1].startswith(MERCHANT_PATHS)}
+    if not merchant_fns:
+        bad.append(f"no function serves the merchant API ({', '.join(MERCHANT_PATHS)})")
+    for fn in sorted(merchant_fns):
+        role = logical(res.get(fn, {}).get("Properties", {}).get("Role"))
+        if role not in res:
+            bad.append(f"{fn}: serves the merchant API without a role of this template")
+            continue
+        sts = list(statements(res[role]))
+        if not allowed_writes(sts, KEYS_TABLE):
+            continue
+        missing = WRITES - denied_on(sts, KEYS_TABLE, "ForAnyValue:StringLike", "merchant-key#*")
+        if missing:
+            bad.append(f"{role}: may write {KEYS_TABLE} but no Deny of {sorted(missing)} on leading key 'merchant-key#*'")
 
     for name, r in res.items():
         if r["Type"] != "AWS::DynamoDB::Table":
