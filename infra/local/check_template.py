@@ -13,7 +13,10 @@
 - Every DynamoDB table has TTL enabled on `expires_at`, server-side encryption, and point-in-time recovery
   whose recovery period is at most 30 days (backups age out within the backup window; the default is 35).
 - Every SQS event source reports batch item failures, its queue's visibility timeout is at least six times
-  the function's timeout, the queue has a redrive policy, and its DLQ has a depth alarm.
+  the function's timeout, the queue has a redrive policy, and its DLQ has a depth alarm. A function with
+  reserved concurrency gets throttled deliveries, each one a receive: its queue's maxReceiveCount is at
+  least 20 (MIN_RECEIVES_THROTTLED). And a message that fails every time reaches the DLQ before it expires:
+  maxReceiveCount x visibility timeout is within the queue's retention period.
 - Every function runs on provided.al2023 with its own log group of finite retention.
 - Every S3 bucket is encrypted, blocks public access and has an expiring lifecycle rule (its retention window).
 Exits non-zero with one line per violation.
@@ -51,6 +54,8 @@ WRITES = {
 }
 AUDIT_TABLE = "DataRequestsTable"
 AUDIT_DELETES = {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:PartiQLDelete"}
+# Receives a queue allows before its DLQ when its function has reserved concurrency (throttles are receives).
+MIN_RECEIVES_THROTTLED = 20
 KEYS_TABLE = "MessagingTable"
 # Path prefixes of the merchant API (API key per merchant).
 MERCHANT_PATHS = ("/consent/", "/data-requests")
@@ -230,6 +235,20 @@ def main():
             dlq = logical(qp["RedrivePolicy"]["deadLetterTargetArn"])
             if dlq not in alarmed:
                 bad.append(f"{dlq}: no depth alarm")
+            receives = int(qp["RedrivePolicy"].get("maxReceiveCount", 0))
+            reserved = res[fn]["Properties"].get("ReservedConcurrentExecutions")
+            if reserved is not None and receives < MIN_RECEIVES_THROTTLED:
+                bad.append(
+                    f"{queue}: maxReceiveCount {receives} below {MIN_RECEIVES_THROTTLED} for {fn}, whose reserved "
+                    f"concurrency ({reserved}) throttles deliveries"
+                )
+            visibility = int(qp.get("VisibilityTimeout", 30))
+            retention = int(qp.get("MessageRetentionPeriod", 345600))
+            if receives * visibility > retention:
+                bad.append(
+                    f"{queue}: {receives} receives x {visibility} s outlast the {retention} s retention "
+                    "(failing messages expire instead of reaching the DLQ)"
+                )
 
     for name, r in res.items():
         if r["Type"] != "AWS::Lambda::Function":
