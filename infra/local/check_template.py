@@ -18,6 +18,9 @@
   least 20 (MIN_RECEIVES_THROTTLED). And a message that fails every time reaches the DLQ before it expires:
   maxReceiveCount x visibility timeout is within the queue's retention period.
 - Every function runs on provided.al2023 with its own log group of finite retention.
+- Alarms: every function has an AWS/Lambda Errors and a Throttles alarm (dimension FunctionName), every HTTP
+  API an AWS/ApiGateway 5xx alarm (dimension ApiId); every alarm notifies the alarm topic (ALARM_TOPIC),
+  and the topic has a subscription.
 - Every S3 bucket is encrypted, blocks public access and has an expiring lifecycle rule (its retention window).
 Exits non-zero with one line per violation.
 """
@@ -54,6 +57,7 @@ WRITES = {
 }
 AUDIT_TABLE = "DataRequestsTable"
 AUDIT_DELETES = {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:PartiQLDelete"}
+ALARM_TOPIC = "AlarmTopic"
 # Receives a queue allows before its DLQ when its function has reserved concurrency (throttles are receives).
 MIN_RECEIVES_THROTTLED = 20
 KEYS_TABLE = "MessagingTable"
@@ -259,6 +263,38 @@ def main():
         group = logical(p.get("LoggingConfig", {}).get("LogGroup"))
         if not group or not res.get(group, {}).get("Properties", {}).get("RetentionInDays"):
             bad.append(f"{name}: no own log group with a retention period")
+
+    def alarmed_on(namespace, metric, dimension):
+        return {
+            logical(d["Value"])
+            for r in res.values()
+            if r["Type"] == "AWS::CloudWatch::Alarm"
+            and r["Properties"].get("Namespace") == namespace
+            and r["Properties"].get("MetricName") == metric
+            for d in r["Properties"].get("Dimensions", [])
+            if d.get("Name") == dimension
+        }
+
+    for kind, namespace, metrics, dimension in (
+        ("AWS::Lambda::Function", "AWS/Lambda", ("Errors", "Throttles"), "FunctionName"),
+        ("AWS::ApiGatewayV2::Api", "AWS/ApiGateway", ("5xx",), "ApiId"),
+    ):
+        for metric in metrics:
+            covered = alarmed_on(namespace, metric, dimension)
+            for name, r in res.items():
+                if r["Type"] == kind and name not in covered:
+                    bad.append(f"{name}: no {namespace} {metric} alarm")
+    if res.get(ALARM_TOPIC, {}).get("Type") != "AWS::SNS::Topic":
+        bad.append(f"{ALARM_TOPIC}: no such SNS topic")
+    elif not any(
+        r["Type"] == "AWS::SNS::Subscription" and logical(r["Properties"].get("TopicArn")) == ALARM_TOPIC
+        for r in res.values()
+    ):
+        bad.append(f"{ALARM_TOPIC}: nobody subscribes to it")
+    for name, r in res.items():
+        if r["Type"] == "AWS::CloudWatch::Alarm":
+            if ALARM_TOPIC not in {logical(a) for a in as_list(r["Properties"].get("AlarmActions", []))}:
+                bad.append(f"{name}: its AlarmActions do not notify {ALARM_TOPIC}")
 
     for name, r in res.items():
         if r["Type"] != "AWS::S3::Bucket":
