@@ -21,9 +21,12 @@
 - Alarms: every function has an AWS/Lambda Errors and a Throttles alarm (dimension FunctionName), every HTTP
   API an AWS/ApiGateway 5xx alarm (dimension ApiId); every alarm notifies the alarm topic (ALARM_TOPIC),
   and the topic has a subscription.
+- Every HTTP API stage writes access logs to a log group of this template kept at most 30 days, in a JSON
+  format that names no body, header, authorizer context or request input (ACCESS_LOG_FORBIDDEN).
 - Every S3 bucket is encrypted, blocks public access and has an expiring lifecycle rule (its retention window).
 Exits non-zero with one line per violation.
 """
+import json
 import os
 import pathlib
 import sys
@@ -58,6 +61,8 @@ WRITES = {
 AUDIT_TABLE = "DataRequestsTable"
 AUDIT_DELETES = {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:PartiQLDelete"}
 ALARM_TOPIC = "AlarmTopic"
+# What an access log format must not mention: what is sent, not how it went.
+ACCESS_LOG_FORBIDDEN = ("body", "header", "$context.authorizer", "$input", "$request", "$stagevariables")
 # Receives a queue allows before its DLQ when its function has reserved concurrency (throttles are receives).
 MIN_RECEIVES_THROTTLED = 20
 KEYS_TABLE = "MessagingTable"
@@ -295,6 +300,37 @@ def main():
         if r["Type"] == "AWS::CloudWatch::Alarm":
             if ALARM_TOPIC not in {logical(a) for a in as_list(r["Properties"].get("AlarmActions", []))}:
                 bad.append(f"{name}: its AlarmActions do not notify {ALARM_TOPIC}")
+
+    staged = set()
+    for name, r in res.items():
+        if r["Type"] != "AWS::ApiGatewayV2::Stage":
+            continue
+        p = r["Properties"]
+        staged.add(logical(p.get("ApiId")))
+        logs = p.get("AccessLogSettings")
+        if not logs:
+            bad.append(f"{name}: no access logs")
+            continue
+        group = logical(logs.get("DestinationArn"))
+        days = res.get(group, {}).get("Properties", {}).get("RetentionInDays")
+        if res.get(group, {}).get("Type") != "AWS::Logs::LogGroup":
+            bad.append(f"{name}: access logs not sent to a log group of this template")
+        elif not days or int(days) > 30:
+            bad.append(f"{name}: access log group {group} keeps {days or 'forever'} (at most 30 days)")
+        fmt = logs.get("Format")
+        try:
+            fields = json.loads(fmt) if isinstance(fmt, str) else None
+        except ValueError:
+            fields = None
+        if not isinstance(fields, dict):
+            bad.append(f"{name}: access log format is not a JSON object")
+        else:
+            said = [w for w in ACCESS_LOG_FORBIDDEN if w in fmt.lower()]
+            if said:
+                bad.append(f"{name}: access log format mentions {said}")
+    for name, r in res.items():
+        if r["Type"] == "AWS::ApiGatewayV2::Api" and name not in staged:
+            bad.append(f"{name}: no stage, so no access logs")
 
     for name, r in res.items():
         if r["Type"] != "AWS::S3::Bucket":
