@@ -23,6 +23,9 @@
   and the topic has a subscription.
 - Every HTTP API stage writes access logs to a log group of this template kept at most 30 days, in a JSON
   format that names no body, header, authorizer context or request input (ACCESS_LOG_FORBIDDEN).
+- Throttling per route: every HTTP API stage has DefaultRouteSettings and every route of its API has its
+  own RouteSettings entry, each with a burst and a rate limit; no entry names a route the API lacks
+  (CloudFormation refuses those).
 - Every S3 bucket is encrypted, blocks public access and has an expiring lifecycle rule (its retention window).
 Exits non-zero with one line per violation.
 """
@@ -331,6 +334,22 @@ def main():
     for name, r in res.items():
         if r["Type"] == "AWS::ApiGatewayV2::Api" and name not in staged:
             bad.append(f"{name}: no stage, so no access logs")
+
+    throttles = ("ThrottlingBurstLimit", "ThrottlingRateLimit")
+    for name, r in res.items():
+        if r["Type"] != "AWS::ApiGatewayV2::Stage":
+            continue
+        p = r["Properties"]
+        api = logical(p.get("ApiId"))
+        if not all(k in p.get("DefaultRouteSettings", {}) for k in throttles):
+            bad.append(f"{name}: DefaultRouteSettings without both throttling limits")
+        settings = p.get("RouteSettings", {})
+        keys = {key for a, key, _ in routes(res) if a == api}
+        for key in sorted(keys):
+            if not all(k in settings.get(key, {}) for k in throttles):
+                bad.append(f"{name}: route '{key}' has no RouteSettings entry with both throttling limits")
+        for key in sorted(set(settings) - keys):
+            bad.append(f"{name}: RouteSettings names '{key}', which {api} has no route for")
 
     for name, r in res.items():
         if r["Type"] != "AWS::S3::Bucket":
