@@ -7,7 +7,9 @@ the development secrets, and writes a manifest that the local runner and the int
 physical names, each function's resolved environment, its HTTP routes, SQS event sources and schedules.
 
 moto's CloudFormation drops TTL and skips secrets, schedules and HTTP APIs, so resources are created
-one by one here instead.
+one by one here instead. What has no local counterpart is left out: IAM roles, log groups, alarms, the alarm
+topic and its (conditional) subscription, point-in-time recovery, and the API stage's access logs and
+throttles (check_template.py checks those in the template).
 """
 import argparse
 import json
