@@ -102,7 +102,11 @@ class Stack:
                 args["GlobalSecondaryIndexes"] = p["GlobalSecondaryIndexes"]
             if p.get("SSESpecification", {}).get("SSEEnabled"):
                 args["SSESpecification"] = {"Enabled": True}
-            self.ddb.create_table(**args)
+            if p.get("StreamSpecification"):
+                args["StreamSpecification"] = {"StreamEnabled": True, **plain(p["StreamSpecification"])}
+            created = self.ddb.create_table(**args)["TableDescription"]
+            if created.get("LatestStreamArn"):
+                self.attrs[(logical, "StreamArn")] = created["LatestStreamArn"]
             spec = p.get("TimeToLiveSpecification")
             if spec and spec.get("Enabled"):
                 self.ddb.update_time_to_live(
@@ -203,6 +207,31 @@ class Stack:
                 count += 1
         return count
 
+    def pipes(self):
+        """EventBridge Pipes from a table's stream to a queue, as the local runner replays them: the key
+        prefix of the filter, and the target queue (the input template is always an inbox reference)."""
+        arn_to_logical = {v: l for (l, a), v in self.attrs.items() if a == "Arn"}
+        out = []
+        for logical, r in self.of_type("AWS::Pipes::Pipe"):
+            p = r["Properties"]
+            stream = self.resolve(p["Source"])
+            filters = p.get("SourceParameters", {}).get("FilterCriteria", {}).get("Filters", [])
+            prefixes = []
+            for f in filters:
+                pattern = json.loads(self.resolve(f["Pattern"]))
+                for cond in pattern["dynamodb"]["Keys"]["pk"]["S"]:
+                    prefixes.append(cond["prefix"])
+                if "body" not in pattern["dynamodb"].get("NewImage", {}):
+                    sys.exit(f"{logical}: the local pipe only forwards records with a body")
+            template = p.get("TargetParameters", {}).get("InputTemplate", "")
+            if "<$.dynamodb.Keys.pk.S>" not in template:
+                sys.exit(f"{logical}: the local pipe only sends inbox references")
+            target = arn_to_logical[self.resolve(p["Target"])]
+            out.append(
+                {"name": logical, "stream_arn": stream, "key_prefixes": prefixes, "target": target, "target_url": self.physical[target]}
+            )
+        return out
+
     def functions(self):
         glob = self.t.get("Globals", {}).get("Function", {})
         functions, routes, schedules = {}, [], []
@@ -285,6 +314,7 @@ def main():
     secrets = stack.secrets(seeds)
     buckets = stack.buckets()
     functions, routes, schedules, sources = stack.functions()
+    pipes = stack.pipes()
     seeded = stack.seed_items(json.loads(pathlib.Path(a.items).read_text()) if a.items else {})
     manifest = {
         "endpoint": a.endpoint,
@@ -299,6 +329,7 @@ def main():
         "routes": routes,
         "schedules": schedules,
         "sqs_sources": sources,
+        "pipes": pipes,
     }
     pathlib.Path(a.out).write_text(json.dumps(manifest, indent=2))
     print(

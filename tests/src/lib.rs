@@ -13,7 +13,7 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use nex_shared::adapters::dynamo_idempotency::DynamoIdempotency;
+use nex_shared::adapters::dynamo_idempotency::{DynamoIdempotency, DynamoInbox};
 use nex_shared::adapters::dynamo_payments::DynamoPayments;
 use nex_shared::adapters::sqs_queue::SqsQueue;
 use nex_shared::ports::SystemClock;
@@ -87,6 +87,10 @@ pub struct Harness {
     /// Fresh copies of the data-requests and notifications queues.
     pub data_requests_url: String,
     pub notifications_url: String,
+    /// A fresh copy of the platform table (the webhooks' inbox), with its stream, and the template's
+    /// pipes from it to this test's queues.
+    pub platform: String,
+    pub pipes: nex_local::pipes::Pipes,
 }
 
 impl Harness {
@@ -111,6 +115,36 @@ impl Harness {
         let (messaging_url, _, _) = fresh_pair(&sqs, "MessagingQueue", &format!("t-{id}-msg")).await;
         let (data_requests_url, _, _) = fresh_pair(&sqs, "DataRequestsQueue", &format!("t-{id}-dsr")).await;
         let (notifications_url, _, _) = fresh_pair(&sqs, "NotificationsQueue", &format!("t-{id}-ntf")).await;
+        let platform = copy_table(&ddb, "PlatformTable", &id).await;
+        let stream_arn = ddb
+            .describe_table()
+            .table_name(&platform)
+            .send()
+            .await
+            .expect("DescribeTable")
+            .table
+            .and_then(|t| t.latest_stream_arn)
+            .expect("the platform table has a stream");
+        let pipes = serde_json::from_value::<Vec<nex_local::manifest::PipeSpec>>(manifest()["pipes"].clone())
+            .expect("pipes")
+            .into_iter()
+            .map(|p| nex_local::manifest::PipeSpec {
+                stream_arn: stream_arn.clone(),
+                target_url: match manifest()["pipes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["name"] == p.name.as_str())
+                    .and_then(|m| m["target"].as_str())
+                {
+                    Some("PaymentEventsQueue") => queue_url.clone(),
+                    Some("MessagingQueue") => messaging_url.clone(),
+                    other => panic!("a pipe to {other:?}: give the harness its queue"),
+                },
+                ..p
+            })
+            .collect();
+        let pipes = nex_local::pipes::Pipes::new(&sdk, aws_sdk_sqs::Client::new(&sdk), pipes);
         let h = Self {
             sdk,
             requests,
@@ -122,6 +156,8 @@ impl Harness {
             messaging_url,
             data_requests_url,
             notifications_url,
+            platform,
+            pipes,
         };
         h.requests.0.store(0, Ordering::SeqCst);
         h
@@ -130,28 +166,24 @@ impl Harness {
     /// The Stripe webhook function as `main` builds it (secrets fetched from the emulator), with this
     /// test's counted clients and queue.
     pub async fn webhook(&self) -> stripe_webhook::App {
-        let mut env = env_of("StripeWebhookFunction");
-        env.insert("PAYMENT_EVENTS_QUEUE_URL".into(), self.queue_url.clone());
+        let env = env_of("StripeWebhookFunction");
         let config = stripe_webhook::Config::from_vars(&env).expect("template sets every variable");
         let mut app = stripe_webhook::App::build(&self.sdk, config.clone(), SystemClock)
             .await
             .expect("init");
-        app.idempotency = DynamoIdempotency::new(self.ddb.clone(), config.platform_table);
-        app.queue = SqsQueue::new(self.sqs.clone(), config.payment_events_queue_url);
+        app.inbox = DynamoInbox::new(self.ddb.clone(), self.platform.clone());
         self.requests.0.store(0, Ordering::SeqCst);
         app
     }
 
     /// The WhatsApp webhook function as `main` builds it, with this test's counted clients and queue.
     pub async fn whatsapp(&self) -> whatsapp_webhook::App {
-        let mut env = env_of("WhatsAppWebhookFunction");
-        env.insert("MESSAGING_QUEUE_URL".into(), self.messaging_url.clone());
+        let env = env_of("WhatsAppWebhookFunction");
         let config = whatsapp_webhook::Config::from_vars(&env).expect("template sets every variable");
         let mut app = whatsapp_webhook::App::build(&self.sdk, config.clone(), SystemClock)
             .await
             .expect("init");
-        app.idempotency = DynamoIdempotency::new(self.ddb.clone(), config.platform_table);
-        app.queue = SqsQueue::new(self.sqs.clone(), config.messaging_queue_url);
+        app.inbox = DynamoInbox::new(self.ddb.clone(), self.platform.clone());
         app.ledger =
             nex_shared::adapters::dynamo_messaging::DynamoLedger::new(self.ddb.clone(), config.messaging_table.clone());
         app.merchants =
@@ -196,7 +228,13 @@ impl Harness {
             nex_shared::adapters::dynamo_messaging::DynamoConversations::new(self.ddb.clone(), config.messaging_table);
         app.data_requests_queue = SqsQueue::new(self.sqs.clone(), self.data_requests_url.clone());
         app.notifications_queue = SqsQueue::new(self.sqs.clone(), self.notifications_url.clone());
+        app.inbox = DynamoInbox::new(self.ddb.clone(), self.platform.clone());
         app
+    }
+
+    /// Runs the inbox pipes once: what the webhooks wrote reaches this test's queues.
+    pub async fn pump(&self) -> usize {
+        self.pipes.pump().await.expect("inbox pipes")
     }
 
     /// Delivers this test's messaging queue to the messaging worker until it is empty (see `drain_queue`).
@@ -213,6 +251,7 @@ impl Harness {
 
     /// Bodies of everything on `url` (received and deleted).
     pub async fn take(&self, url: &str) -> Vec<String> {
+        self.pump().await;
         let mut out = Vec::new();
         loop {
             let r = self
@@ -247,6 +286,7 @@ impl Harness {
         app.idempotency = DynamoIdempotency::new(self.ddb.clone(), config.platform_table);
         app.payments = DynamoPayments::new(self.ddb.clone(), config.payments_table);
         app.notifications = SqsQueue::new(self.sqs.clone(), self.notifications_url.clone());
+        app.inbox = DynamoInbox::new(self.ddb.clone(), self.platform.clone());
         app
     }
 
@@ -266,6 +306,7 @@ impl Harness {
         F: Fn(aws_lambda_events::sqs::SqsEvent) -> Fut,
         Fut: std::future::Future<Output = aws_lambda_events::sqs::SqsBatchResponse>,
     {
+        self.pump().await;
         let target = nex_local::sqs::Target {
             queue_url: url,
             queue_arn: arn,
@@ -288,6 +329,7 @@ impl Harness {
     }
 
     pub async fn depth(&self, url: &str) -> usize {
+        self.pump().await;
         let a = self
             .sqs
             .get_queue_attributes()
@@ -303,6 +345,11 @@ impl Harness {
 
     pub async fn item(&self, logical_table: &str, key: &str, value: &str) -> Option<HashMap<String, AttributeValue>> {
         self.get(&table(logical_table), &[(key, value)]).await
+    }
+
+    /// The inbox record `key` of this test's platform table.
+    pub async fn inbox_item(&self, key: &str) -> Option<HashMap<String, AttributeValue>> {
+        self.get(&self.platform, &[("pk", key)]).await
     }
 
     /// The item of physical table `table` with string key attributes `key` (strongly consistent).
@@ -493,6 +540,9 @@ async fn copy_table(ddb: &aws_sdk_dynamodb::Client, logical: &str, id: &str) -> 
                 .expect("index"),
         );
     }
+    if let Some(spec) = original.stream_specification {
+        req = req.stream_specification(spec);
+    }
     req.send().await.expect("CreateTable");
     name
 }
@@ -556,13 +606,74 @@ pub fn meta_error(code: i64) -> Value {
     v
 }
 
-/// A WhatsApp fixture body, byte-exact (`dir` is `meta_openapi` or `captured`).
+/// A WhatsApp fixture body (`dir` is `meta_openapi` or `captured`), re-dated as Meta would deliver it
+/// now (see [`redate`]); otherwise as published.
 pub fn whatsapp_fixture(dir: &str, name: &str) -> String {
     let path = format!(
         "{}/../../shared/fixtures/whatsapp/{dir}/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    redate(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+}
+
+/// The newest `timestamp` in a WhatsApp body, epoch seconds.
+pub fn body_timestamp(body: &str) -> i64 {
+    let v: Value = serde_json::from_str(body).expect("json");
+    fn newest(v: &Value) -> i64 {
+        match v {
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, x)| match (k.as_str(), x) {
+                    ("timestamp", Value::String(s)) => s.parse().unwrap_or(0),
+                    ("timestamp", Value::Number(n)) => n.as_i64().unwrap_or(0),
+                    _ => newest(x),
+                })
+                .max()
+                .unwrap_or(0),
+            Value::Array(a) => a.iter().map(newest).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    newest(&v)
+}
+
+/// Moves every `timestamp` of a WhatsApp body into Meta's retry window, as a delivery made now would
+/// carry (the webhook ignores older items): the newest becomes an hour ago, the others keep their distance
+/// to it, up to two days.
+pub fn redate(body: &str) -> String {
+    fn walk(v: &mut Value, f: &mut dyn FnMut(&mut Value)) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if k == "timestamp" {
+                        f(x);
+                    } else {
+                        walk(x, f);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, f)),
+            _ => {}
+        }
+    }
+    let num = |x: &Value| x.as_i64().or_else(|| x.as_str().and_then(|s| s.parse().ok()));
+    let Ok(mut v) = serde_json::from_str::<Value>(body) else {
+        return body.to_owned();
+    };
+    let mut newest = 0;
+    walk(&mut v, &mut |x| newest = newest.max(num(x).unwrap_or(0)));
+    let base = chrono::Utc::now().timestamp() - 3600;
+    walk(&mut v, &mut |x| {
+        if let Some(ts) = num(x) {
+            let t = base - (newest - ts).clamp(0, 2 * 86_400);
+            *x = if x.is_string() {
+                Value::from(t.to_string())
+            } else {
+                Value::from(t)
+            };
+        }
+    });
+    v.to_string()
 }
 
 /// Every WhatsApp webhook fixture, as (name, body).

@@ -5,6 +5,7 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use nex_shared::adapters::dynamo_audit::DynamoAudit;
+use nex_shared::adapters::dynamo_idempotency::DynamoInbox;
 use nex_shared::adapters::dynamo_messaging::{DynamoConversations, DynamoLedger};
 use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
 use nex_shared::adapters::emf::EmfMetrics;
@@ -21,6 +22,7 @@ use nex_shared::ports::{
     TranscriptMessage, Transcripts,
 };
 use nex_shared::usecases::consent_audit::{self, AuditedLedger};
+use nex_shared::usecases::inbox;
 use nex_shared::usecases::opt_in::{self, OptIn, OptInError};
 use nex_shared::usecases::send_notification::{Content, SendRequest};
 use nex_shared::usecases::whatsapp_ingest::{InboundMessage, Receipt};
@@ -29,6 +31,7 @@ use tracing::{info, Instrument};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub messaging_table: String,
+    pub platform_table: String,
     pub data_requests_table: String,
     pub data_requests_queue_url: String,
     pub notifications_queue_url: String,
@@ -39,6 +42,7 @@ impl Config {
     pub fn from_vars(v: &impl Vars) -> Result<Self, ConfigError> {
         Ok(Self {
             messaging_table: v.required("MESSAGING_TABLE")?,
+            platform_table: v.required("PLATFORM_TABLE")?,
             data_requests_table: v.required("DATA_REQUESTS_TABLE")?,
             data_requests_queue_url: v.required("DATA_REQUESTS_QUEUE_URL")?,
             notifications_queue_url: v.required("NOTIFICATIONS_QUEUE_URL")?,
@@ -77,6 +81,8 @@ pub struct App {
     pub ledger: DynamoLedger,
     pub conversations: DynamoConversations,
     pub requests: DynamoDataRequests,
+    /// Where the WhatsApp webhook's items wait; the queue carries references to them.
+    pub inbox: DynamoInbox,
     /// The audit log (consent changes), in the data-requests table.
     pub audit: DynamoAudit,
     pub data_requests_queue: SqsQueue,
@@ -95,6 +101,7 @@ impl App {
             ledger: DynamoLedger::new(ddb.clone(), config.messaging_table.clone()),
             conversations: DynamoConversations::new(ddb.clone(), config.messaging_table),
             requests: DynamoDataRequests::new(ddb.clone(), config.data_requests_table.clone()),
+            inbox: DynamoInbox::new(ddb.clone(), config.platform_table),
             audit: DynamoAudit::new(ddb, config.data_requests_table),
             data_requests_queue: SqsQueue::new(sqs.clone(), config.data_requests_queue_url),
             notifications_queue: SqsQueue::new(sqs, config.notifications_queue_url),
@@ -154,7 +161,15 @@ impl App {
     pub async fn handle(&self, event: SqsEvent, request_id: &str) -> SqsBatchResponse {
         let span = tracing::info_span!("messaging_worker", request_id = %request_id, records = event.records.len());
         let response = sqs_batch::process(event, |record| async move {
-            self.record(record.body.as_deref().unwrap_or("")).await
+            let resolved =
+                inbox::resolve(&self.inbox, record.body.as_deref().unwrap_or(""), chrono::Utc::now()).await?;
+            let Some(body) = resolved.body() else {
+                info!("webhook item applied before (its inbox body is gone); nothing to do");
+                return Ok(());
+            };
+            self.record(body).await?;
+            inbox::settle(&self.inbox, &resolved).await?;
+            Ok::<_, WorkerError>(())
         })
         .instrument(span)
         .await;

@@ -4,7 +4,7 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
-use nex_shared::adapters::dynamo_idempotency::DynamoIdempotency;
+use nex_shared::adapters::dynamo_idempotency::{DynamoIdempotency, DynamoInbox};
 use nex_shared::adapters::dynamo_payments::DynamoPayments;
 use nex_shared::adapters::emf::EmfMetrics;
 use nex_shared::adapters::sqs_batch::{self, RecordError};
@@ -12,8 +12,9 @@ use nex_shared::adapters::sqs_queue::SqsQueue;
 use nex_shared::config::{ConfigError, Vars};
 use nex_shared::domain::envelope::{Envelope, EnvelopeError};
 use nex_shared::domain::stripe::event::PaymentEvent;
-use nex_shared::ports::{Clock, Metrics, SystemClock};
+use nex_shared::ports::{Clock, InfraError, Metrics, SystemClock};
 use nex_shared::usecases::apply_payment::{Applied, ApplyError, ApplyPayment};
+use nex_shared::usecases::inbox;
 use tracing::{info, Instrument};
 
 #[derive(Debug, Clone)]
@@ -39,6 +40,8 @@ pub enum WorkerError {
     Envelope(#[from] EnvelopeError),
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Inbox(#[from] InfraError),
 }
 
 impl RecordError for WorkerError {
@@ -48,6 +51,7 @@ impl RecordError for WorkerError {
             Self::Envelope(EnvelopeError::Unsupported { .. }) => "UnsupportedMessage",
             Self::Envelope(EnvelopeError::BadPayload) => "BadPayload",
             Self::Apply(e) => e.error_type(),
+            Self::Inbox(_) => "Infrastructure",
         }
     }
 }
@@ -55,6 +59,8 @@ impl RecordError for WorkerError {
 pub struct App<C = SystemClock> {
     pub clock: C,
     pub idempotency: DynamoIdempotency,
+    /// Where the webhook's events wait; the queue carries references to them.
+    pub inbox: DynamoInbox,
     pub payments: DynamoPayments,
     pub notifications: SqsQueue,
     pub metrics: EmfMetrics,
@@ -65,7 +71,8 @@ impl<C: Clock> App<C> {
         let ddb = aws_sdk_dynamodb::Client::new(sdk);
         Self {
             clock,
-            idempotency: DynamoIdempotency::new(ddb.clone(), config.platform_table),
+            idempotency: DynamoIdempotency::new(ddb.clone(), config.platform_table.clone()),
+            inbox: DynamoInbox::new(ddb.clone(), config.platform_table),
             payments: DynamoPayments::new(ddb, config.payments_table),
             notifications: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.notifications_queue_url),
             metrics: EmfMetrics::new("Nex", "payments-worker"),
@@ -84,9 +91,14 @@ impl<C: Clock> App<C> {
         let response = sqs_batch::process(event, |record| {
             let use_case = &use_case;
             async move {
-                let body = record.body.as_deref().unwrap_or("");
+                let resolved = inbox::resolve(&self.inbox, record.body.as_deref().unwrap_or(""), self.clock.now()).await?;
+                let Some(body) = resolved.body() else {
+                    info!("payment event applied before (its inbox body is gone); nothing to do");
+                    return Ok(());
+                };
                 let envelope = Envelope::<PaymentEvent>::decode(body)?;
                 let outcome = use_case.handle(&envelope.payload, deadline).await?;
+                inbox::settle(&self.inbox, &resolved).await?;
                 let (status, effect) = match &outcome {
                     Applied::Updated { status } => (status.as_str(), "updated"),
                     Applied::Unchanged { status } => (status.as_str(), "unchanged"),

@@ -2,10 +2,9 @@
 //! and its outcome into a response. Everything else lives in `nex_shared`.
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use nex_shared::adapters::dynamo_idempotency::DynamoIdempotency;
+use nex_shared::adapters::dynamo_idempotency::DynamoInbox;
 use nex_shared::adapters::emf::EmfMetrics;
 use nex_shared::adapters::secrets;
-use nex_shared::adapters::sqs_queue::SqsQueue;
 use nex_shared::config::{ConfigError, InitError, Vars};
 use nex_shared::domain::stripe::signature::Verifier;
 use nex_shared::domain::subject::SubjectHasher;
@@ -17,8 +16,8 @@ use tracing::Instrument;
 /// Typed configuration; variable names are the ones `template.yaml` sets.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The inbox: the one write of a new event, which the table's stream hands to the payments queue.
     pub platform_table: String,
-    pub payment_events_queue_url: String,
     pub stripe_secret_id: String,
     pub pepper_secret_id: String,
     pub settings: IngestSettings,
@@ -28,7 +27,6 @@ impl Config {
     pub fn from_vars(v: &impl Vars) -> Result<Self, ConfigError> {
         Ok(Self {
             platform_table: v.required("PLATFORM_TABLE")?,
-            payment_events_queue_url: v.required("PAYMENT_EVENTS_QUEUE_URL")?,
             stripe_secret_id: v.required("STRIPE_WEBHOOK_SECRET_ID")?,
             pepper_secret_id: v.required("SUBJECT_PEPPER_SECRET_ID")?,
             settings: IngestSettings {
@@ -45,8 +43,7 @@ pub struct App<C = SystemClock> {
     pub verifier: Verifier,
     pub hasher: SubjectHasher,
     pub clock: C,
-    pub idempotency: DynamoIdempotency,
-    pub queue: SqsQueue,
+    pub inbox: DynamoInbox,
     pub metrics: EmfMetrics,
     pub settings: IngestSettings,
 }
@@ -64,8 +61,7 @@ impl<C: Clock> App<C> {
                 .map_err(|e| InitError::Unusable(e.to_string()))?,
             hasher: SubjectHasher::new(&pepper),
             clock,
-            idempotency: DynamoIdempotency::new(aws_sdk_dynamodb::Client::new(sdk), config.platform_table),
-            queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.payment_events_queue_url),
+            inbox: DynamoInbox::new(aws_sdk_dynamodb::Client::new(sdk), config.platform_table),
             metrics: EmfMetrics::new("Nex", "stripe-webhook"),
             settings: config.settings,
         })
@@ -86,8 +82,7 @@ impl<C: Clock> App<C> {
                 verifier: &self.verifier,
                 hasher: &self.hasher,
                 clock: &self.clock,
-                idempotency: &self.idempotency,
-                queue: &self.queue,
+                inbox: &self.inbox,
                 metrics: &self.metrics,
                 settings: &self.settings,
             };

@@ -3,11 +3,10 @@
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::http::Method;
-use nex_shared::adapters::dynamo_idempotency::DynamoIdempotency;
+use nex_shared::adapters::dynamo_idempotency::DynamoInbox;
 use nex_shared::adapters::dynamo_messaging::{DynamoLedger, DynamoMerchants};
 use nex_shared::adapters::emf::EmfMetrics;
 use nex_shared::adapters::secrets;
-use nex_shared::adapters::sqs_queue::SqsQueue;
 use nex_shared::config::{ConfigError, InitError, Vars};
 use nex_shared::domain::subject::SubjectHasher;
 use nex_shared::domain::whatsapp::signature::HubVerifier;
@@ -22,7 +21,6 @@ use tracing::Instrument;
 pub struct Config {
     pub platform_table: String,
     pub messaging_table: String,
-    pub messaging_queue_url: String,
     pub app_secret_id: String,
     pub verify_token_secret_id: String,
     pub pepper_secret_id: String,
@@ -34,7 +32,6 @@ impl Config {
         Ok(Self {
             platform_table: v.required("PLATFORM_TABLE")?,
             messaging_table: v.required("MESSAGING_TABLE")?,
-            messaging_queue_url: v.required("MESSAGING_QUEUE_URL")?,
             app_secret_id: v.required("WHATSAPP_APP_SECRET_ID")?,
             verify_token_secret_id: v.required("WHATSAPP_VERIFY_TOKEN_SECRET_ID")?,
             pepper_secret_id: v.required("SUBJECT_PEPPER_SECRET_ID")?,
@@ -65,8 +62,8 @@ pub struct App<C = SystemClock> {
     pub verify_token: SecretString,
     pub hasher: SubjectHasher,
     pub clock: C,
-    pub idempotency: DynamoIdempotency,
-    pub queue: SqsQueue,
+    /// The one write per item, handed by the table's stream to the messaging queue.
+    pub inbox: DynamoInbox,
     pub ledger: DynamoLedger,
     pub merchants: DynamoMerchants,
     pub metrics: EmfMetrics,
@@ -88,8 +85,7 @@ impl<C: Clock> App<C> {
             verify_token,
             hasher: SubjectHasher::new(&pepper),
             clock,
-            idempotency: DynamoIdempotency::new(ddb.clone(), config.platform_table),
-            queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.messaging_queue_url),
+            inbox: DynamoInbox::new(ddb.clone(), config.platform_table),
             ledger: DynamoLedger::new(ddb.clone(), config.messaging_table.clone()),
             merchants: DynamoMerchants::new(ddb, config.messaging_table),
             metrics: EmfMetrics::new("Nex", "whatsapp-webhook"),
@@ -138,8 +134,7 @@ impl<C: Clock> App<C> {
             verifier: &self.verifier,
             hasher: &self.hasher,
             clock: &self.clock,
-            idempotency: &self.idempotency,
-            queue: &self.queue,
+            inbox: &self.inbox,
             ledger: &self.ledger,
             merchants: &self.merchants,
             metrics: &self.metrics,

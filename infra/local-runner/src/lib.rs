@@ -3,5 +3,6 @@
 
 pub mod events;
 pub mod manifest;
+pub mod pipes;
 pub mod sqs;
 pub mod ttl;

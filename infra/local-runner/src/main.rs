@@ -195,6 +195,16 @@ async fn run() -> Result<(), String> {
             None => info!(schedule = %schedule.name, "not a rate() expression: fire it on demand"),
         }
     }
+    let pipes = nex_local::pipes::Pipes::new(&sdk, aws_sdk_sqs::Client::new(&sdk), state.manifest.pipes.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            if let Err(e) = pipes.pump().await {
+                warn!(error = %e, "inbox pipe failed; retrying");
+            }
+        }
+    });
     tokio::spawn(reap(
         state.clone(),
         aws_sdk_dynamodb::Client::new(&sdk),

@@ -13,6 +13,17 @@ pub struct Manifest {
     pub routes: Vec<Route>,
     pub schedules: Vec<Schedule>,
     pub sqs_sources: Vec<SqsSource>,
+    #[serde(default)]
+    pub pipes: Vec<PipeSpec>,
+}
+
+/// An EventBridge pipe from a table's stream to a queue (see `crate::pipes`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PipeSpec {
+    pub name: String,
+    pub stream_arn: String,
+    pub key_prefixes: Vec<String>,
+    pub target_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,20 +1,24 @@
-//! [`IdempotencyStore`] on the platform bookkeeping table (`pk` string key).
+//! [`IdempotencyStore`] and [`Inbox`] on the platform bookkeeping table (`pk` string key).
 //!
-//! Item: `pk` = `source#id`, `status` (`INPROGRESS` | `COMPLETED` | `RECORDED`), `lock_until` (epoch milliseconds,
+//! Claims: `pk` = `source#id`, `status` (`INPROGRESS` | `COMPLETED`), `lock_until` (epoch milliseconds,
 //! in-progress only), `expires_at` (epoch seconds, the TTL attribute), `result` (optional). No personal
 //! data: ids only.
+//!
+//! Inbox records: `pk` = `source#id`, `status` = `RECEIVED`, `body` (the message envelope, removed by
+//! its consumer once applied), `expires_at`. The table's stream (new images) feeds the pipes that hand
+//! a reference to every new record with a body to its consumer's queue.
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::aws::infra_error;
-use crate::ports::{Claim, IdempotencyStore, InfraError, Recorded};
+use crate::ports::{Claim, IdempotencyStore, Inbox, InfraError, Recorded};
 
 const IN_PROGRESS: &str = "INPROGRESS";
 const COMPLETED: &str = "COMPLETED";
-/// Written by `record_once`: done, and releasable if the hand-off that follows it fails.
-const RECORDED: &str = "RECORDED";
+/// An inbox record.
+const RECEIVED: &str = "RECEIVED";
 
 #[derive(Debug, Clone)]
 pub struct DynamoIdempotency {
@@ -39,30 +43,6 @@ fn s(v: &str) -> AttributeValue {
 }
 
 impl IdempotencyStore for DynamoIdempotency {
-    async fn record_once(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<Recorded, InfraError> {
-        let res = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(key))
-            .item("status", s(RECORDED))
-            .item("expires_at", n(expires_at.timestamp()))
-            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
-            .expression_attribute_values(":now", n(now.timestamp()))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(Recorded::New),
-            Err(e) if is_condition_failed(&e) => Ok(Recorded::Duplicate),
-            Err(e) => Err(infra_error("dynamodb", "PutItem", e)),
-        }
-    }
-
     async fn claim(
         &self,
         key: &str,
@@ -138,16 +118,97 @@ impl IdempotencyStore for DynamoIdempotency {
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(key))
-            .condition_expression("#status IN (:inprogress, :recorded)")
+            .condition_expression("#status = :inprogress")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":inprogress", s(IN_PROGRESS))
-            .expression_attribute_values(":recorded", s(RECORDED))
             .send()
             .await;
         match res {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failed(&e) => Ok(()),
             Err(e) => Err(infra_error("dynamodb", "DeleteItem", e)),
+        }
+    }
+}
+
+/// [`Inbox`] on the same table (its records are keyed like claims, by source prefixes of their own).
+#[derive(Debug, Clone)]
+pub struct DynamoInbox {
+    client: Client,
+    table: String,
+}
+
+impl DynamoInbox {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+impl Inbox for DynamoInbox {
+    async fn hand_off(
+        &self,
+        key: &str,
+        body: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Recorded, InfraError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(key))
+            .item("status", s(RECEIVED))
+            .item("body", s(body))
+            .item("expires_at", n(expires_at.timestamp()))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Recorded::New),
+            Err(e) if is_condition_failed(&e) => Ok(Recorded::Duplicate),
+            Err(e) => Err(infra_error("dynamodb", "PutItem", e)),
+        }
+    }
+
+    async fn load(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>, InfraError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
+        let Some(item) = out.item else { return Ok(None) };
+        let live = item
+            .get("expires_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_some_and(|e| e > now.timestamp());
+        Ok(live
+            .then(|| item.get("body").and_then(|v| v.as_s().ok()).cloned())
+            .flatten())
+    }
+
+    async fn done(&self, key: &str) -> Result<(), InfraError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .update_expression("REMOVE body")
+            .condition_expression("attribute_exists(body)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(infra_error("dynamodb", "UpdateItem", e)),
         }
     }
 }

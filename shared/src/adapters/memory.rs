@@ -61,31 +61,6 @@ impl MemoryIdempotency {
 }
 
 impl IdempotencyStore for MemoryIdempotency {
-    async fn record_once(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<Recorded, InfraError> {
-        if self.fail_writes.load(Ordering::SeqCst) {
-            return Err(injected("memory", "record_once"));
-        }
-        let mut r = self.records.lock().unwrap();
-        if r.get(key).is_some_and(|old| old.expires_at > now) {
-            return Ok(Recorded::Duplicate);
-        }
-        r.insert(
-            key.to_owned(),
-            IdemRecord {
-                status: "RECORDED",
-                lock_until: None,
-                expires_at,
-                result: None,
-            },
-        );
-        Ok(Recorded::New)
-    }
-
     async fn claim(
         &self,
         key: &str,
@@ -177,10 +152,47 @@ impl PaymentStore for MemoryPayments {
     }
 }
 
+/// Where an invocation is cut off, as Lambda does at its timeout: the fakes sharing one plan count their
+/// writes, and the one numbered `at` (from 1) never returns, either before it takes effect or after (the
+/// write is done, the answer lost). A test drops the stalled future and redelivers.
+#[derive(Debug, Default)]
+pub struct CutPlan {
+    calls: std::sync::atomic::AtomicUsize,
+    at: std::sync::atomic::AtomicUsize,
+    after: AtomicBool,
+}
+
+impl CutPlan {
+    /// Cuts at write number `at` (0: never), `after` it took effect or before.
+    pub fn arm(&self, at: usize, after: bool) {
+        self.calls.store(0, Ordering::SeqCst);
+        self.at.store(at, Ordering::SeqCst);
+        self.after.store(after, Ordering::SeqCst);
+    }
+
+    /// How many writes were made since the plan was armed.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Runs one write under the plan.
+    pub async fn step<T>(&self, write: impl FnOnce() -> T) -> T {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.at.load(Ordering::SeqCst) != n {
+            return write();
+        }
+        if self.after.load(Ordering::SeqCst) {
+            let _done = write();
+        }
+        std::future::pending().await
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
     pub sent: Mutex<Vec<String>>,
     pub fail: AtomicBool,
+    pub cut: std::sync::Arc<CutPlan>,
 }
 
 impl Queue for MemoryQueue {
@@ -188,7 +200,70 @@ impl Queue for MemoryQueue {
         if self.fail.load(Ordering::SeqCst) {
             return Err(injected("memory", "send"));
         }
-        self.sent.lock().unwrap().push(body.to_owned());
+        self.cut.step(|| self.sent.lock().unwrap().push(body.to_owned())).await;
+        Ok(())
+    }
+}
+
+/// An inbox record: its body (until `done`) and its deadline.
+type InboxRecord = (Option<String>, DateTime<Utc>);
+
+/// The inbox in memory: records by key, with their bodies until `done`.
+#[derive(Debug, Default)]
+pub struct MemoryInbox {
+    pub records: Mutex<std::collections::BTreeMap<String, InboxRecord>>,
+    /// Every body handed off, in order: what the change stream would deliver.
+    pub handed_off: Mutex<Vec<(String, String)>>,
+    pub fail: AtomicBool,
+    pub cut: std::sync::Arc<CutPlan>,
+}
+
+impl MemoryInbox {
+    pub fn bodies(&self) -> Vec<String> {
+        self.handed_off.lock().unwrap().iter().map(|(_, b)| b.clone()).collect()
+    }
+}
+
+impl crate::ports::Inbox for MemoryInbox {
+    async fn hand_off(
+        &self,
+        key: &str,
+        body: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Recorded, InfraError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(injected("memory", "hand_off"));
+        }
+        let recorded = self
+            .cut
+            .step(|| {
+                let mut r = self.records.lock().unwrap();
+                if r.get(key).is_some_and(|(_, exp)| *exp > now) {
+                    return Recorded::Duplicate;
+                }
+                r.insert(key.to_owned(), (Some(body.to_owned()), expires_at));
+                self.handed_off.lock().unwrap().push((key.to_owned(), body.to_owned()));
+                Recorded::New
+            })
+            .await;
+        Ok(recorded)
+    }
+
+    async fn load(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>, InfraError> {
+        Ok(self
+            .records
+            .lock()
+            .unwrap()
+            .get(key)
+            .filter(|(_, exp)| *exp > now)
+            .and_then(|(b, _)| b.clone()))
+    }
+
+    async fn done(&self, key: &str) -> Result<(), InfraError> {
+        if let Some(r) = self.records.lock().unwrap().get_mut(key) {
+            r.0 = None;
+        }
         Ok(())
     }
 }
@@ -229,6 +304,7 @@ pub struct MemoryLedger {
     pub entries: Mutex<HashMap<(String, String), crate::ports::ConsentEntry>>,
     /// Template categories by (merchant, template).
     pub categories: Mutex<HashMap<(String, String), crate::domain::whatsapp::consent::Category>>,
+    pub cut: std::sync::Arc<CutPlan>,
 }
 
 impl crate::ports::TemplateCatalog for MemoryLedger {
@@ -258,11 +334,15 @@ impl MemoryLedger {
 
 impl crate::ports::ConsentLedger for MemoryLedger {
     async fn record(&self, entry: &crate::ports::ConsentEntry) -> Result<(), InfraError> {
-        self.entries
-            .lock()
-            .unwrap()
-            .entry((entry.subject.clone(), entry.id.clone()))
-            .or_insert_with(|| entry.clone());
+        self.cut
+            .step(|| {
+                self.entries
+                    .lock()
+                    .unwrap()
+                    .entry((entry.subject.clone(), entry.id.clone()))
+                    .or_insert_with(|| entry.clone());
+            })
+            .await;
         Ok(())
     }
 }

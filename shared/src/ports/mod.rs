@@ -62,7 +62,7 @@ pub enum Claim {
     InProgress,
 }
 
-/// Outcome of [`IdempotencyStore::record_once`].
+/// Outcome of [`Inbox::hand_off`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
     New,
@@ -74,16 +74,6 @@ pub enum Recorded {
 /// Records carry their own expiry and every condition checks it, so an expired record that DynamoDB TTL
 /// has not removed yet counts as absent; TTL only collects the garbage.
 pub trait IdempotencyStore: Send + Sync {
-    /// Atomically records `key` as done unless a live record exists (one conditional write).
-    /// MUST return `Duplicate` if a live record exists, `New` if this call created it.
-    /// Errors: `InfraError`, retryable or not; nothing is recorded then.
-    fn record_once(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Recorded, InfraError>> + Send;
-
     /// Takes the in-progress lock on `key` until `lock_until` (bounded by the invocation's remaining time,
     /// so a crashed run's lock lapses and a retry can take over).
     /// MUST return `Completed` when a live completed record exists and `InProgress` when a live lock does.
@@ -98,10 +88,39 @@ pub trait IdempotencyStore: Send + Sync {
     /// Marks a claimed key completed, with an optional result for later duplicates.
     fn complete(&self, key: &str, result: Option<&str>) -> impl Future<Output = Result<(), InfraError>> + Send;
 
-    /// Removes a record so that a retry can run: after a failed claim's work, or an ingress whose
-    /// hand-off failed. MUST NOT remove a completed claimed record (only `record_once` records and
-    /// in-progress locks).
+    /// Removes an in-progress lock so that a retry can run after a failed claim's work. MUST NOT remove
+    /// a completed record.
     fn release(&self, key: &str) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+/// The ingresses' hand-off: the one write that makes a delivery safe to acknowledge.
+///
+/// The rule it serves: an ingress answers 2xx only for what it has durably handed on, and
+/// de-duplication never turns an interrupted hand-off into a permanent "duplicate". So recording that a
+/// delivery was seen and handing it on are the same conditional write: the record holds the message body,
+/// and the table's change stream delivers a reference to it (`{"inbox": key}`) to the consumer's queue
+/// (routed by the key's source prefix, see `template.yaml`'s pipes), even if the ingress is cut off the
+/// next instant. One AWS request per new delivery, one per duplicate.
+pub trait Inbox: Send + Sync {
+    /// Writes `body` under `key` (`source#id`) unless a live record exists; the record (not the body)
+    /// lives until `expires_at`, longer than the platform's retries.
+    /// MUST return `Duplicate`, writing nothing, when a live record exists; `New` only once the body is
+    /// durable. Errors: `InfraError`; nothing is written then, and the platform's retry starts over.
+    fn hand_off(
+        &self,
+        key: &str,
+        body: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Recorded, InfraError>> + Send;
+
+    /// The body waiting under `key`; `None` once its consumer is done with it (or the record is past
+    /// its deadline), so a redelivered reference is a no-op.
+    fn load(&self, key: &str, now: DateTime<Utc>) -> impl Future<Output = Result<Option<String>, InfraError>> + Send;
+
+    /// Drops the body after its consumer applied it: the body may hold personal data, the record is
+    /// only an id kept for de-duplication. Idempotent.
+    fn done(&self, key: &str) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 
 /// One order's payment record as stored.

@@ -3,6 +3,7 @@
 pub mod apply_payment;
 pub mod consent_audit;
 pub mod data_requests;
+pub mod inbox;
 pub mod opt_in;
 pub mod send_notification;
 pub mod stripe_ingest;

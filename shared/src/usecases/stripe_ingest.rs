@@ -1,8 +1,10 @@
-//! Ingest one Stripe webhook delivery: verify, parse, de-duplicate, hand off to the payments queue.
+//! Ingest one Stripe webhook delivery: verify, parse, then de-duplicate and hand off in one write.
 //!
 //! Order of work is the contract: nothing is parsed before the signature over the exact raw body is
-//! verified, and nothing is stored or queued for a request that is refused. A new event costs two AWS
-//! requests (one conditional put, one SendMessage), a duplicate one.
+//! verified, and nothing is stored for a request that is refused. The event is then written once to the
+//! [`Inbox`], which is both the de-duplication record and the hand-off to the payments worker (the
+//! table's stream feeds its queue), so there is no step between "seen" and "handed on" where a cut-off
+//! invocation could lose it. A new event costs one AWS request, a duplicate one.
 
 use chrono::Duration;
 use tracing::{info, warn};
@@ -12,7 +14,7 @@ use crate::domain::retention::{self, DataClass};
 use crate::domain::stripe::event::{self, Classified, ParseError, PaymentEvent};
 use crate::domain::stripe::signature::{SignatureError, Verifier};
 use crate::domain::subject::{IdentifierKind, SubjectHasher};
-use crate::ports::{Clock, IdempotencyStore, InfraError, Metrics, Queue, Recorded};
+use crate::ports::{Clock, Inbox, InfraError, Metrics, Recorded};
 
 /// Idempotency source prefix of Stripe deliveries.
 pub const SOURCE: &str = "stripe-webhook";
@@ -29,12 +31,11 @@ pub struct IngestSettings {
 }
 
 /// Everything the use case needs, lent by the function's `main`.
-pub struct Ingest<'a, C, I, Q, M> {
+pub struct Ingest<'a, C, I, M> {
     pub verifier: &'a Verifier,
     pub hasher: &'a SubjectHasher,
     pub clock: &'a C,
-    pub idempotency: &'a I,
-    pub queue: &'a Q,
+    pub inbox: &'a I,
     pub metrics: &'a M,
     pub settings: &'a IngestSettings,
 }
@@ -63,12 +64,12 @@ pub enum IngestError {
     Signature(#[from] SignatureError),
     #[error(transparent)]
     Parse(#[from] ParseError),
-    /// Saving or queueing failed: the platform must retry.
+    /// The hand-off failed: the platform must retry.
     #[error(transparent)]
     Unavailable(#[from] InfraError),
 }
 
-impl<C: Clock, I: IdempotencyStore, Q: Queue, M: Metrics> Ingest<'_, C, I, Q, M> {
+impl<C: Clock, I: Inbox, M: Metrics> Ingest<'_, C, I, M> {
     pub async fn handle(&self, signature: Option<&str>, body: &[u8], trace_id: &str) -> Result<Accepted, IngestError> {
         if body.len() > self.settings.max_body_bytes {
             return Err(IngestError::TooLarge);
@@ -101,20 +102,11 @@ impl<C: Clock, I: IdempotencyStore, Q: Queue, M: Metrics> Ingest<'_, C, I, Q, M>
 
         let key = format!("{SOURCE}#{event_id}");
         let expires_at = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(8));
-        if self.idempotency.record_once(&key, now, expires_at).await? == Recorded::Duplicate {
-            self.metrics.count("stripe_events_duplicate", 1, None);
-            info!(event_id = %event_id, "duplicate stripe delivery; nothing queued");
-            return Ok(Accepted::Duplicate { event_id });
-        }
         let body = envelope(event, now, trace_id).encode();
-        if let Err(e) = self.queue.send(&body).await {
-            // The record must not outlive a hand-off that did not happen, or Stripe's retry would be
-            // taken for a duplicate and the event lost.
-            if let Err(release) = self.idempotency.release(&key).await {
-                self.metrics.count("idempotency_release_failed", 1, None);
-                tracing::error!(event_id = %event_id, error = %release, "could not release the de-duplication record after a failed enqueue");
-            }
-            return Err(e.into());
+        if self.inbox.hand_off(&key, &body, now, expires_at).await? == Recorded::Duplicate {
+            self.metrics.count("stripe_events_duplicate", 1, None);
+            info!(event_id = %event_id, "duplicate stripe delivery; nothing handed on");
+            return Ok(Accepted::Duplicate { event_id });
         }
         self.metrics.count("stripe_events_queued", 1, None);
         info!(event_id = %event_id, api_version = api_version.as_deref().unwrap_or("none"), "stripe event queued");
@@ -150,7 +142,7 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
-    use crate::adapters::memory::{FixedClock, MemoryIdempotency, MemoryMetrics, MemoryQueue};
+    use crate::adapters::memory::{FixedClock, MemoryInbox, MemoryMetrics};
     use crate::domain::stripe::event::PaymentEvent;
     use crate::domain::stripe::signature::sign_header;
 
@@ -158,8 +150,7 @@ mod tests {
         verifier: Verifier,
         hasher: SubjectHasher,
         clock: FixedClock,
-        idem: MemoryIdempotency,
-        queue: MemoryQueue,
+        inbox: MemoryInbox,
         metrics: MemoryMetrics,
         settings: IngestSettings,
     }
@@ -170,8 +161,7 @@ mod tests {
                 verifier: Verifier::new(&[SecretString::from("whsec_t")]).unwrap(),
                 hasher: SubjectHasher::new(&SecretString::from("pepper")),
                 clock: FixedClock::at(chrono::Utc.timestamp_opt(1_800_000_000, 0).unwrap()),
-                idem: MemoryIdempotency::default(),
-                queue: MemoryQueue::default(),
+                inbox: MemoryInbox::default(),
                 metrics: MemoryMetrics::default(),
                 settings: IngestSettings {
                     max_body_bytes: 4096,
@@ -187,8 +177,7 @@ mod tests {
                 verifier: &self.verifier,
                 hasher: &self.hasher,
                 clock: &self.clock,
-                idempotency: &self.idem,
-                queue: &self.queue,
+                inbox: &self.inbox,
                 metrics: &self.metrics,
                 settings: &self.settings,
             };
@@ -209,7 +198,7 @@ mod tests {
                 event_id: "evt_9".into()
             }
         );
-        let sent = w.queue.sent.lock().unwrap().clone();
+        let sent = w.inbox.bodies();
         assert_eq!(sent.len(), 1);
         assert!(!sent[0].to_lowercase().contains("jo@example.com") && !sent[0].contains("Jo Doe"));
         let env = Envelope::<PaymentEvent>::decode(&sent[0]).unwrap();
@@ -228,7 +217,7 @@ mod tests {
             w.send(BODY, "whsec_other").await,
             Err(IngestError::Signature(SignatureError::NoMatch))
         ));
-        assert!(!w.idem.contains("stripe-webhook#evt_9"));
+        assert!(w.inbox.records.lock().unwrap().is_empty());
         w.send(BODY, "whsec_t").await.unwrap();
         assert_eq!(
             w.send(BODY, "whsec_t").await.unwrap(),
@@ -236,30 +225,39 @@ mod tests {
                 event_id: "evt_9".into()
             }
         );
-        assert_eq!(w.queue.sent.lock().unwrap().len(), 1);
+        assert_eq!(w.inbox.bodies().len(), 1);
     }
 
     #[tokio::test]
-    async fn a_failed_enqueue_is_retryable_and_leaves_no_record_behind() {
+    async fn a_failed_hand_off_is_retryable_and_leaves_nothing_behind() {
         let w = World::new();
-        w.queue.fail.store(true, Ordering::SeqCst);
+        w.inbox.fail.store(true, Ordering::SeqCst);
         assert!(matches!(
             w.send(BODY, "whsec_t").await,
             Err(IngestError::Unavailable(_))
         ));
-        assert!(!w.idem.contains("stripe-webhook#evt_9"));
-        w.queue.fail.store(false, Ordering::SeqCst);
+        assert!(w.inbox.records.lock().unwrap().is_empty());
+        w.inbox.fail.store(false, Ordering::SeqCst);
         assert!(matches!(w.send(BODY, "whsec_t").await, Ok(Accepted::Queued { .. })));
     }
 
+    /// Lambda cuts an invocation off at any point: before the one write, or after it with the answer
+    /// lost. Either way Stripe gets no 2xx and redelivers, and the event is handed on exactly once.
     #[tokio::test]
-    async fn a_failed_de_duplication_write_queues_nothing() {
-        let w = World::new();
-        w.idem.fail_writes.store(true, Ordering::SeqCst);
-        assert!(matches!(
-            w.send(BODY, "whsec_t").await,
-            Err(IngestError::Unavailable(_))
-        ));
-        assert!(w.queue.sent.lock().unwrap().is_empty());
+    async fn an_invocation_cut_off_at_any_point_is_redelivered_and_handed_on_exactly_once() {
+        for after in [false, true] {
+            let w = World::new();
+            w.inbox.cut.arm(1, after);
+            let cut = tokio::time::timeout(std::time::Duration::from_millis(50), w.send(BODY, "whsec_t")).await;
+            assert!(cut.is_err(), "the invocation never answered");
+            w.inbox.cut.arm(0, false);
+            let redelivered = w.send(BODY, "whsec_t").await.unwrap();
+            assert_eq!(
+                matches!(redelivered, Accepted::Queued { .. }),
+                !after,
+                "after the write took effect, the redelivery is a duplicate: {redelivered:?}"
+            );
+            assert_eq!(w.inbox.bodies().len(), 1, "handed on exactly once (after: {after})");
+        }
     }
 }

@@ -18,8 +18,7 @@ use crate::domain::whatsapp::signature::{HubSignatureError, HubVerifier};
 use crate::domain::whatsapp::webhook::{self, Item, PayloadError, Person};
 use crate::ports::TemplateCatalog;
 use crate::ports::{
-    Clock, ConsentAction, ConsentEntry, ConsentLedger, IdempotencyStore, InfraError, MerchantDirectory, Metrics, Queue,
-    Recorded,
+    Clock, ConsentAction, ConsentEntry, ConsentLedger, Inbox, InfraError, MerchantDirectory, Metrics, Recorded,
 };
 
 pub const SOURCE: &str = "whatsapp-webhook";
@@ -67,12 +66,11 @@ pub struct WhatsAppSettings {
     pub max_body_bytes: usize,
 }
 
-pub struct WhatsAppIngest<'a, C, I, Q, L, D, M> {
+pub struct WhatsAppIngest<'a, C, I, L, D, M> {
     pub verifier: &'a HubVerifier,
     pub hasher: &'a SubjectHasher,
     pub clock: &'a C,
-    pub idempotency: &'a I,
-    pub queue: &'a Q,
+    pub inbox: &'a I,
     pub ledger: &'a L,
     pub merchants: &'a D,
     pub metrics: &'a M,
@@ -87,6 +85,8 @@ pub struct Summary {
     pub preferences: usize,
     pub opt_outs: usize,
     pub duplicates: usize,
+    /// Items dated outside Meta's retry window or in the future: acknowledged, not processed.
+    pub stale: usize,
     pub template_updates: usize,
     pub unknown_merchant: usize,
     pub other_fields: usize,
@@ -104,11 +104,10 @@ pub enum WhatsAppError {
     Unavailable(#[from] InfraError),
 }
 
-impl<C, I, Q, L, D, M> WhatsAppIngest<'_, C, I, Q, L, D, M>
+impl<C, I, L, D, M> WhatsAppIngest<'_, C, I, L, D, M>
 where
     C: Clock,
-    I: IdempotencyStore,
-    Q: Queue,
+    I: Inbox,
     L: ConsentLedger + TemplateCatalog,
     D: MerchantDirectory,
     M: Metrics,
@@ -134,51 +133,50 @@ where
                     let Some(merchant) = self.merchant(&phone_number_id, &mut summary).await? else {
                         continue;
                     };
-                    let key = format!("{SOURCE}#msg#{wamid}");
-                    if !self.first_time(&key, now, &mut summary).await? {
+                    let Some(sent_at) = self.fresh(timestamp, now, &mut summary) else {
                         continue;
-                    }
+                    };
                     let subjects = self.subjects(&from);
                     let kw = text.as_deref().and_then(keyword::classify);
-                    let sent_at = at(timestamp, now);
-                    let result = async {
+                    // The opt-out is in force before the message counts as seen: a cut-off after this
+                    // write is redelivered by Meta, and recording it again changes nothing.
+                    if kw == Some(Keyword::OptOut) {
+                        for subject in &subjects {
+                            let entry = ConsentEntry {
+                                id: wamid.clone(),
+                                subject: subject.clone(),
+                                merchant: None,
+                                action: ConsentAction::OptOut,
+                                source: format!("keyword:{merchant}"),
+                                at: sent_at,
+                            };
+                            self.ledger.record(&entry).await?;
+                        }
+                    }
+                    let message = InboundMessage {
+                        merchant: merchant.clone(),
+                        phone_number_id,
+                        wamid: wamid.clone(),
+                        subjects,
+                        phone: from.phone,
+                        bsuid: from.bsuid,
+                        kind,
+                        text,
+                        sent_at,
+                        keyword: kw.map(|k| match k {
+                            Keyword::OptOut => "opt_out".to_owned(),
+                            Keyword::DataRequest => "data_request".to_owned(),
+                        }),
+                    };
+                    let key = format!("{SOURCE}#msg#{wamid}");
+                    let env = Envelope::new(wamid.clone(), now, trace_id.to_owned(), message);
+                    if self.hand_off(&key, &env.encode(), now, &mut summary).await? {
+                        summary.messages += 1;
                         if kw == Some(Keyword::OptOut) {
-                            for subject in &subjects {
-                                let entry = ConsentEntry {
-                                    id: wamid.clone(),
-                                    subject: subject.clone(),
-                                    merchant: None,
-                                    action: ConsentAction::OptOut,
-                                    source: format!("keyword:{merchant}"),
-                                    at: sent_at,
-                                };
-                                self.ledger.record(&entry).await?;
-                            }
                             summary.opt_outs += 1;
                             info!(wamid = %wamid, merchant = %merchant, "opt-out keyword recorded for every merchant");
                         }
-                        let message = InboundMessage {
-                            merchant: merchant.clone(),
-                            phone_number_id,
-                            wamid: wamid.clone(),
-                            subjects,
-                            phone: from.phone,
-                            bsuid: from.bsuid,
-                            kind,
-                            text,
-                            sent_at,
-                            keyword: kw.map(|k| match k {
-                                Keyword::OptOut => "opt_out".to_owned(),
-                                Keyword::DataRequest => "data_request".to_owned(),
-                            }),
-                        };
-                        self.queue
-                            .send(&Envelope::new(wamid.clone(), now, trace_id.to_owned(), message).encode())
-                            .await
                     }
-                    .await;
-                    self.settle(&key, result).await?;
-                    summary.messages += 1;
                 }
                 Item::Status {
                     phone_number_id,
@@ -191,25 +189,23 @@ where
                     let Some(merchant) = self.merchant(&phone_number_id, &mut summary).await? else {
                         continue;
                     };
-                    let key = format!("{SOURCE}#status#{wamid}#{status}");
-                    if !self.first_time(&key, now, &mut summary).await? {
+                    let Some(at) = self.fresh(timestamp, now, &mut summary) else {
                         continue;
-                    }
+                    };
+                    let key = format!("{SOURCE}#status#{wamid}#{status}");
                     let receipt = Receipt {
                         merchant,
                         wamid: wamid.clone(),
                         status,
                         error_code,
-                        at: at(timestamp, now),
+                        at,
                         subjects: self.subjects(&recipient),
                     };
                     let id = format!("{wamid}#{}", receipt.status);
-                    let result = self
-                        .queue
-                        .send(&Envelope::new(id, now, trace_id.to_owned(), receipt).encode())
-                        .await;
-                    self.settle(&key, result).await?;
-                    summary.receipts += 1;
+                    let env = Envelope::new(id, now, trace_id.to_owned(), receipt);
+                    if self.hand_off(&key, &env.encode(), now, &mut summary).await? {
+                        summary.receipts += 1;
+                    }
                 }
                 Item::MarketingPreference {
                     phone_number_id,
@@ -218,6 +214,9 @@ where
                     timestamp,
                 } => {
                     let Some(merchant) = self.merchant(&phone_number_id, &mut summary).await? else {
+                        continue;
+                    };
+                    let Some(at) = self.fresh(timestamp, now, &mut summary) else {
                         continue;
                     };
                     let action = if stop {
@@ -235,14 +234,14 @@ where
                             merchant: Some(merchant.clone()),
                             action,
                             source: "meta_user_preferences".into(),
-                            at: at(timestamp, now),
+                            at,
                         };
                         self.ledger.record(&entry).await?;
                         // For the audit log, written by the messaging worker off the hot path.
                         let id = format!("{}#{}", entry.id, entry.subject);
-                        self.queue
-                            .send(&Envelope::new(id, now, trace_id.to_owned(), entry).encode())
-                            .await?;
+                        let key = format!("{SOURCE}#{id}");
+                        let env = Envelope::new(id, now, trace_id.to_owned(), entry);
+                        self.hand_off(&key, &env.encode(), now, &mut summary).await?;
                     }
                     summary.preferences += 1;
                 }
@@ -281,6 +280,7 @@ where
             receipts = summary.receipts,
             preferences = summary.preferences,
             duplicates = summary.duplicates,
+            stale = summary.stale,
             unknown_merchant = summary.unknown_merchant,
             other_fields = summary.other_fields,
             "whatsapp delivery handled"
@@ -298,26 +298,35 @@ where
         Ok(merchant)
     }
 
-    async fn first_time(&self, key: &str, now: DateTime<Utc>, summary: &mut Summary) -> Result<bool, InfraError> {
+    /// The item's time, if Meta could still be delivering it: within its retry window (7 days) and not
+    /// in the future (5 minutes of clock skew allowed). Anything else is a replay, acknowledged and not
+    /// processed, so a captured delivery replayed after its de-duplication record expired changes nothing.
+    fn fresh(&self, timestamp: i64, now: DateTime<Utc>, summary: &mut Summary) -> Option<DateTime<Utc>> {
+        let t = Utc.timestamp_opt(timestamp, 0).single();
+        let ok = t.filter(|t| *t > now - Duration::days(META_RETRY_DAYS) && *t <= now + Duration::minutes(5));
+        if ok.is_none() {
+            summary.stale += 1;
+            self.metrics.count("whatsapp_stale_items", 1, None);
+        }
+        ok
+    }
+
+    /// The one write per item: its de-duplication record and its hand-off to the messaging worker.
+    /// Returns false for a duplicate.
+    async fn hand_off(
+        &self,
+        key: &str,
+        body: &str,
+        now: DateTime<Utc>,
+        summary: &mut Summary,
+    ) -> Result<bool, InfraError> {
         let expires = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(8));
-        let new = self.idempotency.record_once(key, now, expires).await? == Recorded::New;
+        let new = self.inbox.hand_off(key, body, now, expires).await? == Recorded::New;
         if !new {
             summary.duplicates += 1;
             self.metrics.count("whatsapp_duplicates", 1, None);
         }
         Ok(new)
-    }
-
-    /// On failure, releases the item's record so Meta's retry of the batch processes it again.
-    async fn settle(&self, key: &str, result: Result<(), InfraError>) -> Result<(), InfraError> {
-        if let Err(e) = result {
-            if let Err(release) = self.idempotency.release(key).await {
-                self.metrics.count("idempotency_release_failed", 1, None);
-                tracing::error!(error = %release, "could not release a de-duplication record after a failure");
-            }
-            return Err(e);
-        }
-        Ok(())
     }
 
     fn subjects(&self, person: &Person) -> Vec<String> {
@@ -333,12 +342,8 @@ where
     }
 }
 
-fn at(epoch: i64, fallback: DateTime<Utc>) -> DateTime<Utc> {
-    Utc.timestamp_opt(epoch, 0)
-        .single()
-        .filter(|t| t.timestamp() > 0)
-        .unwrap_or(fallback)
-}
+/// How long Meta keeps retrying a delivery.
+const META_RETRY_DAYS: i64 = 7;
 
 #[cfg(test)]
 mod tests {
@@ -348,17 +353,14 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
-    use crate::adapters::memory::{
-        FixedClock, MemoryIdempotency, MemoryLedger, MemoryMerchants, MemoryMetrics, MemoryQueue,
-    };
+    use crate::adapters::memory::{FixedClock, MemoryInbox, MemoryLedger, MemoryMerchants, MemoryMetrics};
     use crate::domain::whatsapp::signature::sign_header;
 
     struct World {
         verifier: HubVerifier,
         hasher: SubjectHasher,
         clock: FixedClock,
-        idem: MemoryIdempotency,
-        queue: MemoryQueue,
+        inbox: MemoryInbox,
         ledger: MemoryLedger,
         merchants: MemoryMerchants,
         metrics: MemoryMetrics,
@@ -371,8 +373,7 @@ mod tests {
                 verifier: HubVerifier::new(&[SecretString::from("app_secret")]).unwrap(),
                 hasher: SubjectHasher::new(&SecretString::from("pepper")),
                 clock: FixedClock::at(Utc.timestamp_opt(1_800_000_000, 0).unwrap()),
-                idem: MemoryIdempotency::default(),
-                queue: MemoryQueue::default(),
+                inbox: MemoryInbox::default(),
                 ledger: MemoryLedger::default(),
                 merchants: MemoryMerchants(HashMap::from([("P1".to_owned(), "m-1".to_owned())])),
                 metrics: MemoryMetrics::default(),
@@ -387,8 +388,7 @@ mod tests {
                 verifier: &self.verifier,
                 hasher: &self.hasher,
                 clock: &self.clock,
-                idempotency: &self.idem,
-                queue: &self.queue,
+                inbox: &self.inbox,
                 ledger: &self.ledger,
                 merchants: &self.merchants,
                 metrics: &self.metrics,
@@ -416,11 +416,7 @@ mod tests {
         assert!(w.ledger.opted_out(&subject));
         let entry = w.ledger.entries.lock().unwrap().values().next().unwrap().clone();
         assert_eq!(entry.merchant, None, "every merchant");
-        assert_eq!(
-            w.queue.sent.lock().unwrap().len(),
-            1,
-            "the message still reaches the transcript"
-        );
+        assert_eq!(w.inbox.bodies().len(), 1, "the message still reaches the transcript");
     }
 
     #[tokio::test]
@@ -486,7 +482,7 @@ mod tests {
         let unknown = w.post(&text("P9", "wamid.3", "hello"), "app_secret").await.unwrap();
         assert_eq!(unknown.unknown_merchant, 1);
         assert_eq!(w.metrics.get("whatsapp_unknown_merchant"), 1);
-        assert_eq!(w.queue.sent.lock().unwrap().len(), 1);
+        assert_eq!(w.inbox.bodies().len(), 1);
     }
 
     #[tokio::test]
@@ -496,14 +492,14 @@ mod tests {
             w.post(&text("P1", "wamid.4", "STOP"), "wrong").await,
             Err(WhatsAppError::Signature(HubSignatureError::Mismatch))
         ));
-        assert!(w.ledger.entries.lock().unwrap().is_empty() && !w.idem.contains("whatsapp-webhook#msg#wamid.4"));
-        w.queue.fail.store(true, Ordering::SeqCst);
+        assert!(w.ledger.entries.lock().unwrap().is_empty() && w.inbox.records.lock().unwrap().is_empty());
+        w.inbox.fail.store(true, Ordering::SeqCst);
         assert!(matches!(
             w.post(&text("P1", "wamid.4", "hi"), "app_secret").await,
             Err(WhatsAppError::Unavailable(_))
         ));
-        assert!(!w.idem.contains("whatsapp-webhook#msg#wamid.4"));
-        w.queue.fail.store(false, Ordering::SeqCst);
+        assert!(w.inbox.records.lock().unwrap().is_empty());
+        w.inbox.fail.store(false, Ordering::SeqCst);
         assert_eq!(
             w.post(&text("P1", "wamid.4", "hi"), "app_secret")
                 .await
@@ -511,5 +507,53 @@ mod tests {
                 .messages,
             1
         );
+    }
+
+    /// A STOP is two writes (the ledger, then the hand-off). Cut off before or after either, Meta
+    /// redelivers: the STOP ends in the ledger, the message is handed on exactly once.
+    #[tokio::test]
+    async fn a_stop_cut_off_at_any_step_ends_in_the_ledger_and_is_handed_on_once() {
+        for at in 1..=2 {
+            for after in [false, true] {
+                let mut w = World::new();
+                let cut = std::sync::Arc::new(crate::adapters::memory::CutPlan::default());
+                w.inbox.cut = cut.clone();
+                w.ledger.cut = cut.clone();
+                cut.arm(at, after);
+                let body = text("P1", "wamid.cut", "STOP");
+                let first =
+                    tokio::time::timeout(std::time::Duration::from_millis(50), w.post(&body, "app_secret")).await;
+                assert!(first.is_err(), "cut at write {at} (after: {after}): no answer");
+                cut.arm(0, false);
+                w.post(&body, "app_secret").await.unwrap();
+                let subject = w.hasher.hash(IdentifierKind::Phone, "+31612345678").unwrap();
+                assert!(w.ledger.opted_out(&subject), "cut at {at} (after: {after})");
+                assert_eq!(w.inbox.bodies().len(), 1, "cut at {at} (after: {after})");
+                // And once more, as Meta may: nothing changes.
+                w.post(&body, "app_secret").await.unwrap();
+                assert_eq!((w.inbox.bodies().len(), w.ledger.entries.lock().unwrap().len()), (1, 1));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn items_older_than_metas_retry_window_or_from_the_future_are_acknowledged_not_processed() {
+        let w = World::new();
+        let dated = |wamid: &str, ts: i64| text("P1", wamid, "STOP").replace("1799999990", &ts.to_string());
+        let old = w
+            .post(&dated("wamid.old", 1_800_000_000 - 8 * 86_400), "app_secret")
+            .await
+            .unwrap();
+        let future = w
+            .post(&dated("wamid.future", 1_800_000_000 + 3_600), "app_secret")
+            .await
+            .unwrap();
+        assert_eq!((old.stale, future.stale, old.messages + future.messages), (1, 1, 0));
+        assert!(w.ledger.entries.lock().unwrap().is_empty() && w.inbox.bodies().is_empty());
+        let recent = w
+            .post(&dated("wamid.recent", 1_800_000_000 - 6 * 86_400), "app_secret")
+            .await
+            .unwrap();
+        assert_eq!(recent.messages, 1, "inside the window it is processed");
     }
 }

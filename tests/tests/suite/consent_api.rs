@@ -116,7 +116,7 @@ async fn stop_starts_the_24_month_clock_on_the_opt_ins_it_withdraws() {
         .replace("16505551234", &digits);
     wa.handle(whatsapp_request("POST", "", &stop, Some(&hub_sign(&stop))), "r")
         .await;
-    let withdrawn = chrono::DateTime::from_timestamp(1_749_416_383, 0).unwrap();
+    let withdrawn = chrono::DateTime::from_timestamp(body_timestamp(&stop), 0).unwrap();
     let due = nex_shared::domain::retention::deadline(
         nex_shared::domain::retention::DataClass::ConsentLedgerEntry,
         withdrawn,

@@ -135,7 +135,12 @@ async fn webhook_to_worker_every_fixture_message_lands_in_its_transcript_and_rec
         .hasher
         .hash(nex_shared::domain::subject::IdentifierKind::Phone, "16505551234")
         .unwrap();
-    let sent = Utc.timestamp_opt(1_749_416_383, 0).unwrap();
+    let sent = Utc
+        .timestamp_opt(
+            body_timestamp(&whatsapp_fixture("meta_openapi", "inbound_text.json")),
+            0,
+        )
+        .unwrap();
     let transcript = worker
         .conversations
         .read("merchant-demo-1", &subject, sent + Duration::days(1))
@@ -157,17 +162,12 @@ async fn data_opens_a_request_due_in_thirty_days_queues_it_and_confirms_to_the_p
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
     let worker = h.messaging_worker().await;
-    let sent_at = Utc::now().timestamp() - 60;
     // Its own number: this conversation must not move the fixture person's deadline in other tests.
     let phone = format!("3165{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
     let body = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"))
         .replace("Does it come in another color?", " Data ")
-        .replace("16505551234", &phone)
-        .replace(
-            "\"timestamp\": \"1749416383\"",
-            &format!("\"timestamp\": \"{sent_at}\""),
-        );
-    assert!(body.contains(&sent_at.to_string()), "fixture timestamp replaced");
+        .replace("16505551234", &phone);
+    let sent_at = body_timestamp(&body);
     wa.handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r")
         .await;
     // Delivered twice, as SQS may: still one request, one queued request per delivery, one confirmation id.
@@ -226,8 +226,16 @@ async fn data_opens_a_request_due_in_thirty_days_queues_it_and_confirms_to_the_p
         .unwrap();
     assert_eq!(record["status"].as_s().unwrap(), "completed");
     assert_eq!(record["export_key"].as_s().unwrap(), &format!("exports/{id}.json"));
-    let confirmations = h.take(&h.notifications_url).await;
+    let sent = h.take(&h.notifications_url).await;
+    let (confirmations, answers): (Vec<String>, Vec<String>) =
+        sent.into_iter().partition(|c| c.contains("\"dsr-confirm-"));
     assert!(!confirmations.is_empty());
+    assert_eq!(
+        answers.len(),
+        1,
+        "the answer (a link to the export) is sent to the person once"
+    );
+    assert!(answers[0].contains(&format!("+{phone}")) && answers[0].contains("X-Amz-Expires"));
     let confirm =
         nex_shared::domain::envelope::Envelope::<nex_shared::usecases::send_notification::SendRequest>::decode(
             &confirmations[0],

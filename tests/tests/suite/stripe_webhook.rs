@@ -130,7 +130,7 @@ async fn a_duplicate_delivery_answers_200_and_queues_nothing() {
 }
 
 #[tokio::test]
-async fn a_new_event_costs_two_aws_requests_and_a_duplicate_one() {
+async fn a_new_event_costs_one_aws_request_and_a_duplicate_one() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
     let (body, _, _) = unique(&fixture("charge.refunded.json"));
@@ -138,18 +138,31 @@ async fn a_new_event_costs_two_aws_requests_and_a_duplicate_one() {
     webhook
         .handle(stripe_request(&body, Some(&sign(&body, now()))), "r1")
         .await;
-    assert_eq!(h.requests.get() - before, 2, "PutItem + SendMessage");
+    assert_eq!(
+        h.requests.get() - before,
+        1,
+        "one conditional PutItem: the inbox write is the hand-off"
+    );
     let before = h.requests.get();
     webhook
         .handle(stripe_request(&body, Some(&sign(&body, now()))), "r2")
         .await;
-    assert_eq!(h.requests.get() - before, 1, "PutItem only");
+    assert_eq!(
+        h.requests.get() - before,
+        1,
+        "the same PutItem, refused by its condition"
+    );
     let before = h.requests.get();
     let (ignored, _, _) = unique(&fixture("charge.succeeded.json"));
     webhook
         .handle(stripe_request(&ignored, Some(&sign(&ignored, now()))), "r3")
         .await;
     assert_eq!(h.requests.get() - before, 0, "an unhandled type touches nothing");
+    assert_eq!(
+        h.depth(&h.queue_url).await,
+        1,
+        "the stream's pipe queued the new event once"
+    );
 }
 
 #[tokio::test]
@@ -227,10 +240,7 @@ async fn bad_forged_or_stale_requests_get_a_clear_4xx_and_leave_nothing_behind()
     }
     assert_eq!(h.requests.get() - before, 0, "a refused request makes no AWS call");
     assert_eq!(h.depth(&h.queue_url).await, 0);
-    assert!(h
-        .item("PlatformTable", "pk", &format!("stripe-webhook#{evt}"))
-        .await
-        .is_none());
+    assert!(h.inbox_item(&format!("stripe-webhook#{evt}")).await.is_none());
 
     let mut get = stripe_request(&body, Some(&sign(&body, now())));
     get.request_context.http.method = aws_lambda_events::http::Method::GET;
@@ -253,12 +263,12 @@ async fn a_base64_encoded_body_is_verified_on_its_decoded_bytes() {
 }
 
 #[tokio::test]
-async fn a_failed_enqueue_answers_503_and_releases_the_record_so_stripes_retry_is_not_a_duplicate() {
+async fn a_failed_hand_off_answers_503_and_leaves_nothing_so_stripes_retry_is_not_a_duplicate() {
     let h = Harness::new().await;
     let mut webhook = h.webhook().await;
-    let good_queue = std::mem::replace(
-        &mut webhook.queue,
-        nex_shared::adapters::sqs_queue::SqsQueue::new(h.sqs.clone(), format!("{}-missing", h.queue_url)),
+    let good = std::mem::replace(
+        &mut webhook.inbox,
+        nex_shared::adapters::dynamo_idempotency::DynamoInbox::new(h.ddb.clone(), format!("{}-missing", h.platform)),
     );
     let (body, evt, _) = unique(&fixture("payment_intent.succeeded.json"));
     let resp = webhook
@@ -268,16 +278,38 @@ async fn a_failed_enqueue_answers_503_and_releases_the_record_so_stripes_retry_i
         (resp.status_code, body_json(&resp)["reason"].as_str()),
         (503, Some("temporarily_unavailable"))
     );
-    assert!(h
-        .item("PlatformTable", "pk", &format!("stripe-webhook#{evt}"))
-        .await
-        .is_none());
-    webhook.queue = good_queue;
+    assert!(h.inbox_item(&format!("stripe-webhook#{evt}")).await.is_none());
+    webhook.inbox = good;
     let retry = webhook
         .handle(stripe_request(&body, Some(&sign(&body, now()))), "r2")
         .await;
     assert_eq!(body_json(&retry)["status"], "accepted");
     assert_eq!(h.depth(&h.queue_url).await, 1);
+}
+
+/// The event is applied and its body dropped from the inbox; a redelivered reference changes nothing.
+#[tokio::test]
+async fn an_applied_event_leaves_only_its_id_in_the_inbox_and_a_redelivered_reference_is_a_no_op() {
+    let h = Harness::new().await;
+    let webhook = h.webhook().await;
+    let (body, evt, key) = unique(&fixture("payment_intent.succeeded.json"));
+    webhook
+        .handle(stripe_request(&body, Some(&sign(&body, now()))), "r1")
+        .await;
+    let worker = h.worker();
+    assert_eq!(h.drain(&worker, 1).await.failed, 0);
+    let record = h.inbox_item(&format!("stripe-webhook#{evt}")).await.unwrap();
+    assert!(!record.contains_key("body"), "the body is dropped once applied");
+    assert!(record.contains_key("expires_at"), "the id stays, for de-duplication");
+    let before = h.payment(&key).await.unwrap();
+    nex_shared::ports::Queue::send(
+        &nex_shared::adapters::sqs_queue::SqsQueue::new(h.sqs.clone(), h.queue_url.clone()),
+        &serde_json::json!({ "inbox": format!("stripe-webhook#{evt}") }).to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(h.drain(&worker, 1).await.failed, 0);
+    assert_eq!(h.payment(&key).await.unwrap(), before);
 }
 
 #[tokio::test]
