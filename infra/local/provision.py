@@ -208,28 +208,38 @@ class Stack:
         return count
 
     def pipes(self):
-        """EventBridge Pipes from a table's stream to a queue, as the local runner replays them: the key
-        prefix of the filter, and the target queue (the input template is always an inbox reference)."""
+        """EventBridge Pipes from a table's stream to a queue, as the local runner replays them: the event
+        names and the key prefix the filter lets through, whether a record needs a `body`, and which of the
+        two message shapes its input template makes (an inbox reference or a ledger key)."""
         arn_to_logical = {v: l for (l, a), v in self.attrs.items() if a == "Arn"}
         out = []
         for logical, r in self.of_type("AWS::Pipes::Pipe"):
             p = r["Properties"]
-            stream = self.resolve(p["Source"])
             filters = p.get("SourceParameters", {}).get("FilterCriteria", {}).get("Filters", [])
-            prefixes = []
-            for f in filters:
-                pattern = json.loads(self.resolve(f["Pattern"]))
-                for cond in pattern["dynamodb"]["Keys"]["pk"]["S"]:
-                    prefixes.append(cond["prefix"])
-                if "body" not in pattern["dynamodb"].get("NewImage", {}):
-                    sys.exit(f"{logical}: the local pipe only forwards records with a body")
+            if len(filters) != 1:
+                sys.exit(f"{logical}: the local pipe reads exactly one filter")
+            pattern = json.loads(self.resolve(filters[0]["Pattern"]))
+            keys = pattern["dynamodb"]["Keys"]
+            (key_attr, cond), = keys.items()
             template = p.get("TargetParameters", {}).get("InputTemplate", "")
-            if "<$.dynamodb.Keys.pk.S>" not in template:
-                sys.exit(f"{logical}: the local pipe only sends inbox references")
+            if '"inbox"' in template:
+                message = "inbox"
+            elif '"ledger"' in template:
+                message = "ledger"
+            else:
+                sys.exit(f"{logical}: the local pipe knows inbox and ledger messages only")
             target = arn_to_logical[self.resolve(p["Target"])]
-            out.append(
-                {"name": logical, "stream_arn": stream, "key_prefixes": prefixes, "target": target, "target_url": self.physical[target]}
-            )
+            out.append({
+                "name": logical,
+                "stream_arn": self.resolve(p["Source"]),
+                "key_attr": key_attr,
+                "key_prefixes": [c["prefix"] for c in cond["S"]],
+                "event_names": pattern.get("eventName", ["INSERT", "MODIFY"]),
+                "require_body": "body" in pattern["dynamodb"].get("NewImage", {}),
+                "message": message,
+                "target": target,
+                "target_url": self.physical[target],
+            })
         return out
 
     def functions(self):

@@ -27,6 +27,19 @@ pub fn refuse(status: u16, reason: &str) -> ApiGatewayV2httpResponse {
     json(status, serde_json::json!({ "status": "rejected", "reason": reason }))
 }
 
+/// A refusal the caller should retry: an infrastructure failure that may pass. Retryable ones (throttling,
+/// timeouts) answer 429 with `Retry-After`, since nothing was recorded and the same call will do; others
+/// 503. Either way nothing was done, so a retry is safe.
+pub fn unavailable(retryable: bool) -> ApiGatewayV2httpResponse {
+    if retryable {
+        let mut r = refuse(429, "try_again");
+        r.headers.insert("retry-after", HeaderValue::from_static("1"));
+        r
+    } else {
+        refuse(503, "temporarily_unavailable")
+    }
+}
+
 /// The exact bytes the caller sent: API Gateway base64-encodes non-text bodies, and signatures cover the
 /// decoded bytes. `None` when the body claims base64 and is not.
 pub fn raw_body(req: &ApiGatewayV2httpRequest) -> Option<Vec<u8>> {

@@ -37,7 +37,7 @@ pub fn manifest() -> &'static Value {
     })
 }
 
-fn env_of(function: &str) -> HashMap<String, String> {
+pub fn env_of(function: &str) -> HashMap<String, String> {
     serde_json::from_value(manifest()["functions"][function]["env"].clone()).expect("function env")
 }
 
@@ -128,6 +128,7 @@ impl Harness {
         let pipes = serde_json::from_value::<Vec<nex_local::manifest::PipeSpec>>(manifest()["pipes"].clone())
             .expect("pipes")
             .into_iter()
+            .filter(|p| p.message == "inbox")
             .map(|p| nex_local::manifest::PipeSpec {
                 stream_arn: stream_arn.clone(),
                 target_url: match manifest()["pipes"]
@@ -230,6 +231,33 @@ impl Harness {
         app.notifications_queue = SqsQueue::new(self.sqs.clone(), self.notifications_url.clone());
         app.inbox = DynamoInbox::new(self.ddb.clone(), self.platform.clone());
         app
+    }
+
+    /// Audits every consent-ledger entry of the stack's messaging table not audited yet, as production
+    /// does: the template's ledger pipe (replayed from the stream's start) onto a fresh audit queue,
+    /// drained by the audit appender into the stack's audit log. One test at a time (moto's transactions
+    /// are not isolated; see the README).
+    pub async fn audit_ledger(&self) -> nex_local::sqs::Round {
+        static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _turn = TURN.lock().await;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (url, arn, _) = fresh_pair(&self.sqs, "AuditQueue", &format!("t-{id}-audit")).await;
+        let pipes: Vec<nex_local::manifest::PipeSpec> =
+            serde_json::from_value(manifest()["pipes"].clone()).expect("pipes");
+        let ledger = pipes
+            .into_iter()
+            .filter(|p| p.message == "ledger")
+            .map(|p| nex_local::manifest::PipeSpec {
+                target_url: url.clone(),
+                ..p
+            })
+            .collect();
+        let pipe = nex_local::pipes::Pipes::new(&self.sdk, aws_sdk_sqs::Client::new(&self.sdk), ledger);
+        pipe.pump().await.expect("ledger pipe");
+        let config = audit_appender::Config::from_vars(&env_of("AuditAppenderFunction")).expect("config");
+        let appender = audit_appender::App::build(&self.sdk, config, SystemClock);
+        self.drain_queue(&url, &arn, 1, |event| appender.handle(event, "test"))
+            .await
     }
 
     /// Runs the inbox pipes once: what the webhooks wrote reaches this test's queues.
@@ -441,6 +469,10 @@ impl Harness {
             bucket,
             sweep_queue,
         }
+    }
+
+    pub fn sdk_secrets(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk)
     }
 
     pub fn s3(&self) -> aws_sdk_s3::Client {

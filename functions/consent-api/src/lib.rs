@@ -9,7 +9,6 @@
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::http::Method;
 use nex_shared::adapters::aws::s3_path_style;
-use nex_shared::adapters::dynamo_audit::DynamoAudit;
 use nex_shared::adapters::dynamo_messaging::{DynamoLedger, DynamoMerchants};
 use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
 use nex_shared::adapters::s3_objects::S3Objects;
@@ -19,7 +18,6 @@ use nex_shared::config::{ConfigError, InitError, Vars};
 use nex_shared::domain::subject::SubjectHasher;
 use nex_shared::http;
 use nex_shared::ports::{Clock, DataRequests, MerchantKeys, ObjectStore, SystemClock};
-use nex_shared::usecases::consent_audit::AuditedLedger;
 use nex_shared::usecases::data_requests::{self, Intake, IntakeError, Origin};
 use nex_shared::usecases::opt_in::{self, OptIn, OptInError};
 use sha2::{Digest, Sha256};
@@ -55,8 +53,6 @@ pub struct App<C = SystemClock> {
     pub ledger: DynamoLedger,
     pub keys: DynamoMerchants,
     pub requests: DynamoDataRequests,
-    /// The audit log (opt-ins, data-subject requests), in the data-requests table.
-    pub audit: DynamoAudit,
     pub requests_queue: SqsQueue,
     pub exports: S3Objects,
 }
@@ -91,7 +87,6 @@ impl<C: Clock> App<C> {
             ledger: DynamoLedger::new(ddb.clone(), config.messaging_table.clone()),
             keys: DynamoMerchants::new(ddb.clone(), config.messaging_table),
             requests: DynamoDataRequests::new(ddb.clone(), config.data_requests_table.clone()),
-            audit: DynamoAudit::new(ddb, config.data_requests_table),
             requests_queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.data_requests_queue_url),
             exports: S3Objects::new(sdk, config.exports_bucket, s3_path_style()),
         })
@@ -131,8 +126,10 @@ impl<C: Clock> App<C> {
             .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            // The scheme is case-insensitive (RFC 9110).
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
             .filter(|k| !k.is_empty());
         let Some(key) = key else {
             return Err(Refused(401, "missing_api_key"));
@@ -169,6 +166,13 @@ impl<C: Clock> App<C> {
         let Ok(asked) = serde_json::from_slice::<RequestBody>(&body) else {
             return http::refuse(400, "invalid_data_request");
         };
+        if asked
+            .reference
+            .as_deref()
+            .is_some_and(|r| !nex_shared::domain::validate::is_id(r))
+        {
+            return http::refuse(422, "invalid_reference");
+        }
         let now = self.clock.now();
         let origin = Origin {
             id: data_requests::request_id("api", merchant, asked.reference.as_deref()),
@@ -199,10 +203,20 @@ impl<C: Clock> App<C> {
             }
             Err(IntakeError::Infra(e)) => {
                 tracing::error!(error = %e, "data-subject request not opened");
-                http::refuse(503, "temporarily_unavailable")
+                http::unavailable(e.retryable)
             }
             Err(IntakeError::Kind) => http::refuse(422, "unknown_kind"),
             Err(IntakeError::NoIdentifier) => http::refuse(422, "no_identifier"),
+            Err(IntakeError::BadIdentifier(which)) => http::refuse(
+                422,
+                match which {
+                    "phone" => "invalid_phone",
+                    "email" => "invalid_email",
+                    "bsuid" => "invalid_bsuid",
+                    _ => "invalid_marketplace_buyer",
+                },
+            ),
+            Err(IntakeError::ReferenceReused) => http::refuse(409, "reference_reused"),
         }
     }
 
@@ -254,19 +268,14 @@ impl<C: Clock> App<C> {
         let Ok(request) = serde_json::from_slice::<OptIn>(&body) else {
             return http::refuse(400, "invalid_opt_in");
         };
-        let ledger = AuditedLedger {
-            ledger: &self.ledger,
-            audit: &self.audit,
-            actor: "merchant-api",
-        };
-        match opt_in::record(&ledger, &self.hasher, merchant, &request, self.clock.now()).await {
+        match opt_in::record(&self.ledger, &self.hasher, merchant, &request, self.clock.now()).await {
             Ok(n) => {
                 tracing::info!(merchant = %merchant, source = %request.source, identifiers = n, "opt-in recorded");
                 http::json(201, serde_json::json!({ "status": "recorded", "identifiers": n }))
             }
             Err(OptInError::Infra(e)) => {
                 tracing::error!(error = %e, "opt-in not recorded");
-                http::refuse(503, "temporarily_unavailable")
+                http::unavailable(e.retryable)
             }
             Err(e) => http::refuse(422, e.reason()),
         }

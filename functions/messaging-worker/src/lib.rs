@@ -4,7 +4,6 @@
 //! (conditional put per wamid, monotonic conditional updates), so a redelivered record changes nothing.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use nex_shared::adapters::dynamo_audit::DynamoAudit;
 use nex_shared::adapters::dynamo_idempotency::DynamoInbox;
 use nex_shared::adapters::dynamo_messaging::{DynamoConversations, DynamoLedger};
 use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
@@ -18,10 +17,8 @@ use nex_shared::domain::retention::{self, DataClass};
 use nex_shared::domain::subject::SubjectHasher;
 use nex_shared::domain::whatsapp::delivery::Delivery;
 use nex_shared::ports::{
-    ConsentAction, ConsentEntry, DataRequest, DataRequests, InfraError, Metrics, Queue, Receipts, ReplyTo,
-    TranscriptMessage, Transcripts,
+    DataRequest, DataRequests, InfraError, Metrics, Queue, Receipts, ReplyTo, TranscriptMessage, Transcripts,
 };
-use nex_shared::usecases::consent_audit::{self, AuditedLedger};
 use nex_shared::usecases::inbox;
 use nex_shared::usecases::opt_in::{self, OptIn, OptInError};
 use nex_shared::usecases::send_notification::{Content, SendRequest};
@@ -83,8 +80,6 @@ pub struct App {
     pub requests: DynamoDataRequests,
     /// Where the WhatsApp webhook's items wait; the queue carries references to them.
     pub inbox: DynamoInbox,
-    /// The audit log (consent changes), in the data-requests table.
-    pub audit: DynamoAudit,
     pub data_requests_queue: SqsQueue,
     pub notifications_queue: SqsQueue,
     pub metrics: EmfMetrics,
@@ -102,7 +97,6 @@ impl App {
             conversations: DynamoConversations::new(ddb.clone(), config.messaging_table),
             requests: DynamoDataRequests::new(ddb.clone(), config.data_requests_table.clone()),
             inbox: DynamoInbox::new(ddb.clone(), config.platform_table),
-            audit: DynamoAudit::new(ddb, config.data_requests_table),
             data_requests_queue: SqsQueue::new(sqs.clone(), config.data_requests_queue_url),
             notifications_queue: SqsQueue::new(sqs, config.notifications_queue_url),
             metrics: EmfMetrics::new("Nex", "messaging-worker"),
@@ -204,20 +198,6 @@ impl App {
                 if m.keyword.as_deref() == Some("data_request") {
                     self.data_request(&m).await?;
                 }
-                if m.keyword.as_deref() == Some("opt_out") {
-                    // The webhook recorded it in the ledger before answering; the audit entry is written here.
-                    for subject in &m.subjects {
-                        let entry = ConsentEntry {
-                            id: m.wamid.clone(),
-                            subject: subject.clone(),
-                            merchant: None,
-                            action: ConsentAction::OptOut,
-                            source: format!("keyword:{}", m.merchant),
-                            at: m.sent_at,
-                        };
-                        consent_audit::audit(&self.audit, "whatsapp-webhook", &entry, chrono::Utc::now()).await?;
-                    }
-                }
                 info!(wamid = %m.wamid, merchant = %m.merchant, kind = %m.kind, keeps_until = %deadline.date_naive(), "transcript updated");
                 Ok(())
             }
@@ -242,21 +222,10 @@ impl App {
                 info!(wamid = %r.wamid, status = %r.status, error_code = r.error_code, "receipt applied");
                 Ok(())
             }
-            ConsentEntry::KIND => {
-                let entry = Envelope::<ConsentEntry>::decode(body)?.payload;
-                consent_audit::audit(&self.audit, "whatsapp-webhook", &entry, chrono::Utc::now()).await?;
-                info!(entry = %entry.id, "consent change audited");
-                Ok(())
-            }
             OptIn::KIND => {
                 let env = Envelope::<OptIn>::decode(body)?;
                 let merchant = env.payload.merchant.clone().unwrap_or_default();
-                let ledger = AuditedLedger {
-                    ledger: &self.ledger,
-                    audit: &self.audit,
-                    actor: "storefront",
-                };
-                let n = opt_in::record(&ledger, &self.hasher, &merchant, &env.payload, chrono::Utc::now())
+                let n = opt_in::record(&self.ledger, &self.hasher, &merchant, &env.payload, chrono::Utc::now())
                     .await
                     .map_err(|e| match e {
                         OptInError::Infra(i) => WorkerError::Infra(i),

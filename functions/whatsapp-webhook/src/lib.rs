@@ -78,6 +78,10 @@ impl<C: Clock> App<C> {
             secrets::fetch(&sm, &config.verify_token_secret_id),
             secrets::fetch(&sm, &config.pepper_secret_id)
         )?;
+        // An empty token would let anyone complete the handshake; refuse to start instead.
+        if verify_token.expose_secret().trim().is_empty() {
+            return Err(InitError::Unusable("the WhatsApp verify token is empty".into()));
+        }
         let ddb = aws_sdk_dynamodb::Client::new(sdk);
         Ok(Self {
             verifier: HubVerifier::new(&app_secrets(&app_secret))
@@ -106,7 +110,9 @@ impl<C: Clock> App<C> {
         .await
     }
 
-    /// `hub.mode=subscribe` with the right `hub.verify_token` echoes `hub.challenge`; anything else is 403.
+    /// `hub.mode=subscribe` with the right `hub.verify_token` echoes `hub.challenge` if it looks like
+    /// Meta's (digits only, so the echo can never be markup or script), as `text/plain` with `nosniff`;
+    /// anything else is 403.
     fn handshake(&self, req: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let q = &req.query_string_parameters;
         let mode = q.first("hub.mode");
@@ -116,9 +122,15 @@ impl<C: Clock> App<C> {
             .as_bytes()
             .ct_eq(self.verify_token.expose_secret().as_bytes())
             .into();
-        if mode == Some("subscribe") && token_ok && !challenge.is_empty() && challenge.len() <= 256 {
+        let looks_like_meta = (1..=64).contains(&challenge.len()) && challenge.bytes().all(|b| b.is_ascii_digit());
+        if mode == Some("subscribe") && token_ok && looks_like_meta {
             tracing::info!("webhook verification handshake accepted");
-            http::plain(200, challenge)
+            let mut r = http::plain(200, challenge);
+            r.headers.insert(
+                "x-content-type-options",
+                aws_lambda_events::http::HeaderValue::from_static("nosniff"),
+            );
+            r
         } else {
             tracing::warn!("webhook verification handshake refused");
             http::refuse(403, "verification_failed")

@@ -37,6 +37,7 @@ enum Function {
     ConsentApi(Box<consent_api::App>),
     RetentionSweep(Box<retention_sweep::App>),
     DataRequestsWorker(Box<data_requests_worker::App>),
+    AuditAppender(Box<audit_appender::App>),
 }
 
 impl Function {
@@ -48,6 +49,7 @@ impl Function {
                 | Function::NotificationsSender(_)
                 | Function::RetentionSweep(_)
                 | Function::DataRequestsWorker(_)
+                | Function::AuditAppender(_)
         )
     }
 
@@ -64,6 +66,7 @@ impl Function {
             Function::NotificationsSender(app) => Some(app.handle(event, request_id, deadline).await),
             Function::RetentionSweep(app) => Some(app.continued(event, request_id, deadline).await),
             Function::DataRequestsWorker(app) => Some(app.handle(event, request_id).await),
+            Function::AuditAppender(app) => Some(app.handle(event, request_id).await),
             _ => None,
         }
     }
@@ -177,6 +180,10 @@ async fn run() -> Result<(), String> {
                 let config =
                     data_requests_worker::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
                 Function::DataRequestsWorker(Box::new(data_requests_worker::App::build(&sdk, config, SystemClock)))
+            }
+            "audit-appender" => {
+                let config = audit_appender::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
+                Function::AuditAppender(Box::new(audit_appender::App::build(&sdk, config, SystemClock)))
             }
             other => return Err(format!("{logical}: no handler is linked for binary {other}")),
         };

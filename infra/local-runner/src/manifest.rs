@@ -22,7 +22,15 @@ pub struct Manifest {
 pub struct PipeSpec {
     pub name: String,
     pub stream_arn: String,
+    /// The key attribute the filter matches (`pk` or `sk`), and the prefixes it lets through.
+    pub key_attr: String,
     pub key_prefixes: Vec<String>,
+    /// `INSERT`, `MODIFY`.
+    pub event_names: Vec<String>,
+    /// Only records whose new image has a `body`.
+    pub require_body: bool,
+    /// What the input template makes: `inbox` (`{"inbox": pk}`) or `ledger` (`{"ledger": {pk, sk}}`).
+    pub message: String,
     pub target_url: String,
 }
 

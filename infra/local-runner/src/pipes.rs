@@ -1,6 +1,7 @@
 //! EventBridge Pipes from a DynamoDB stream to SQS, as `template.yaml` declares them, for the local stack
-//! and the tests (moto keeps streams but runs no pipe): every new image with a `body` whose key starts
-//! with one of the pipe's prefixes becomes `{"inbox": <key>}` on the target queue.
+//! and the tests (moto keeps streams but runs no pipe): every record of the filter's event names whose
+//! key starts with one of its prefixes (and, where the filter says so, whose new image has a `body`)
+//! becomes the template's message on the target queue: `{"inbox": pk}` or `{"ledger": {pk, sk}}`.
 //!
 //! Like the real pipe, a shard's position moves only past records that were forwarded (or filtered out),
 //! so a failed send is retried on the next pump, and a record may be forwarded twice but never lost.
@@ -72,8 +73,7 @@ impl Pipes {
                         .map_err(|e| format!("{}: GetRecords: {e}", pipe.name))?;
                     let records = out.records.unwrap_or_default();
                     for record in &records {
-                        if let Some(key) = forwarded_key(pipe, record) {
-                            let body = serde_json::json!({ "inbox": key }).to_string();
+                        if let Some(body) = forwarded_key(pipe, record) {
                             if let Err(e) = self
                                 .sqs
                                 .send_message()
@@ -105,17 +105,31 @@ impl Pipes {
     }
 }
 
-/// The key a record is forwarded under, if the pipe's filter lets it through.
+/// The message a record becomes, if the pipe's filter lets it through.
 fn forwarded_key(pipe: &PipeSpec, record: &Record) -> Option<String> {
-    if !matches!(record.event_name, Some(OperationType::Insert | OperationType::Modify)) {
+    let event = match record.event_name.as_ref()? {
+        OperationType::Insert => "INSERT",
+        OperationType::Modify => "MODIFY",
+        _ => return None,
+    };
+    if !pipe.event_names.iter().any(|e| e == event) {
         return None;
     }
     let change = record.dynamodb.as_ref()?;
-    let image = change.new_image.as_ref()?;
-    image.get("body")?.as_s().ok()?;
-    let key = image.get("pk")?.as_s().ok()?;
-    pipe.key_prefixes
-        .iter()
-        .any(|p| key.starts_with(p.as_str()))
-        .then(|| key.clone())
+    if pipe.require_body {
+        change.new_image.as_ref()?.get("body")?.as_s().ok()?;
+    }
+    let keys = change.keys.as_ref()?;
+    let matched = keys.get(&pipe.key_attr)?.as_s().ok()?;
+    if !pipe.key_prefixes.iter().any(|p| matched.starts_with(p.as_str())) {
+        return None;
+    }
+    let key = |k: &str| keys.get(k).and_then(|v| v.as_s().ok()).cloned();
+    Some(
+        match pipe.message.as_str() {
+            "ledger" => serde_json::json!({ "ledger": { "pk": key("pk")?, "sk": key("sk")? } }),
+            _ => serde_json::json!({ "inbox": key("pk")? }),
+        }
+        .to_string(),
+    )
 }

@@ -60,6 +60,10 @@ impl Vars for Stack {
 
 #[derive(Deserialize)]
 struct Manifest {
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
     functions: BTreeMap<String, ManifestFunction>,
     queues: BTreeMap<String, ManifestQueue>,
     secrets: BTreeMap<String, ManifestSecret>,
@@ -80,6 +84,31 @@ struct ManifestQueue {
 #[derive(Deserialize)]
 struct ManifestSecret {
     name: String,
+}
+
+/// The SDK configuration for a local stack manifest: its emulator's endpoint and region, and the
+/// emulator's placeholder credentials, so `nexctl --manifest ...` works from a fresh shell.
+pub async fn manifest_sdk_config(path: &str) -> Result<aws_config::SdkConfig, OpsError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| OpsError::Config(format!("cannot read manifest {path}: {e}")))?;
+    let m: Manifest =
+        serde_json::from_str(&text).map_err(|e| OpsError::Config(format!("manifest {path} is invalid: {e}")))?;
+    let endpoint = m
+        .endpoint
+        .ok_or_else(|| OpsError::Config(format!("manifest {path} names no endpoint")))?;
+    let region = m.region.unwrap_or_else(|| "us-east-1".into());
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "nex-manifest",
+        ))
+        .load()
+        .await)
 }
 
 impl Stack {
@@ -262,6 +291,49 @@ impl Ops {
         )
         .await?;
         Ok(opened)
+    }
+
+    /// Closes a request an operator answered (a correction, or anything left `needs_operator`), with a
+    /// short outcome code (`corrected`, `declined`, ...): it leaves the open list and the deadline alarm,
+    /// and the closing is audited.
+    pub async fn close_request(&self, id: &str, outcome: &str) -> Result<(), OpsError> {
+        if !nex_shared::domain::validate::is_token(outcome) {
+            return Err(OpsError::Config(
+                "--outcome is a short code: lower-case letters, digits and _ (e.g. corrected, declined)".into(),
+            ));
+        }
+        let record = self
+            .worker
+            .stores
+            .requests
+            .get(id)
+            .await?
+            .ok_or_else(|| OpsError::NotFound(format!("no data-subject request {id}")))?;
+        if matches!(record.status.as_str(), "completed" | "closed") {
+            return Err(OpsError::Config(format!("request {id} is already {}", record.status)));
+        }
+        let result = serde_json::json!({ "outcome": outcome, "closed_by": "operator" });
+        let now = Utc::now();
+        self.worker
+            .stores
+            .audit
+            .append(
+                NewEntry::new(
+                    "operator",
+                    "dsr.closed",
+                    record.request.subjects.first().map(String::as_str),
+                    &serde_json::json!({ "request": id, "outcome": outcome }),
+                )
+                .keyed(format!("dsr#{id}#closed")),
+                now,
+            )
+            .await?;
+        self.worker
+            .stores
+            .requests
+            .update(id, "closed", Some(&result.to_string()), None, now)
+            .await?;
+        Ok(())
     }
 
     pub async fn open_requests(&self) -> Result<Vec<(String, DateTime<Utc>)>, OpsError> {

@@ -92,6 +92,13 @@ enum DsrCmd {
     List,
     /// One request, its outcome and (for an export) a 15-minute link.
     Show { id: String },
+    /// Closes a request an operator answered (e.g. a correction): it leaves the list and the alarm.
+    Close {
+        id: String,
+        /// A short outcome code: corrected, declined, no_data, ...
+        #[arg(long)]
+        outcome: String,
+    },
     /// Processes a request now, as the worker would.
     Run {
         id: String,
@@ -202,7 +209,10 @@ async fn run(cli: Cli) -> Result<i32, OpsError> {
         Some(m) => Stack::from_manifest(m)?,
         None => Stack::from_env(),
     };
-    let sdk = nex_shared::adapters::aws::load_config().await;
+    let sdk = match &cli.manifest {
+        Some(m) => nexctl::manifest_sdk_config(m).await?,
+        None => nex_shared::adapters::aws::load_config().await,
+    };
     let ops = Ops::new(stack, sdk).await?;
     let json = cli.json;
     match cli.cmd {
@@ -229,7 +239,23 @@ async fn run(cli: Cli) -> Result<i32, OpsError> {
                 println!("{}", report_table(&report));
             }
         }
-        Cmd::Sweep(SweepCmd::Status) => print_json(&ops.sweep_status().await?),
+        Cmd::Sweep(SweepCmd::Status) => {
+            let status = ops.sweep_status().await?;
+            if json {
+                print_json(&status);
+            } else {
+                let cell = |k: &str| match &status[k] {
+                    serde_json::Value::Null => "-".to_owned(),
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let rows = status
+                    .as_object()
+                    .map(|o| o.keys().map(|k| vec![k.clone(), cell(k)]).collect())
+                    .unwrap_or_default();
+                println!("{}", table(&["sweep", "position"], rows));
+            }
+        }
         Cmd::Dsr(DsrCmd::Open {
             kind,
             phone,
@@ -301,6 +327,14 @@ async fn run(cli: Cli) -> Result<i32, OpsError> {
                 if let Some(url) = &v.export_url {
                     println!("export     {url}\n           (link valid 15 minutes)");
                 }
+            }
+        }
+        Cmd::Dsr(DsrCmd::Close { id, outcome }) => {
+            ops.close_request(&id, &outcome).await?;
+            if json {
+                print_json(&serde_json::json!({ "id": id, "status": "closed", "outcome": outcome }));
+            } else {
+                println!("{id}: closed ({outcome})");
             }
         }
         Cmd::Dsr(DsrCmd::Run { id, again }) => {

@@ -67,114 +67,222 @@ fn build(what: &'static str) -> impl Fn(aws_sdk_dynamodb::error::BuildError) -> 
     }
 }
 
-impl AuditLog for DynamoAudit {
-    async fn append(&self, new: NewEntry, at: DateTime<Utc>) -> Result<Option<Entry>, InfraError> {
-        // The key's marker goes in the same transaction: a second append of the same key is cancelled by
-        // the marker's condition and reported as already done.
-        let marker = match &new.key {
-            Some(k) => {
-                let keep = retention::stamp(DataClass::IdempotencyRecord, at, k)
-                    .ok_or_else(InfraError::deadline_out_of_range)?;
-                Some(
-                    Put::builder()
-                        .table_name(&self.table)
-                        .item("pk", s(format!("audit-key#{k}")))
-                        .item("sk", s("-"))
-                        .item("expires_at", AttributeValue::N(keep.expires_at.to_string()))
-                        .item("due_bucket", s(&keep.due_bucket))
-                        .item("due_action", s("delete"))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .map_err(build("Put"))?,
-                )
-            }
-            None => None,
-        };
-        for attempt in 0..APPEND_ATTEMPTS {
-            if attempt > 0 {
-                // Jitter from a fresh random id: writers that collided do not collide again in step.
-                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 20;
-                let pause = 5 * u64::from(attempt.min(10)) + jitter;
-                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-            }
-            let head = self.head().await?;
-            let (seq, prev) = head.clone().map_or((1, GENESIS.to_owned()), |(n, h)| (n + 1, h));
-            let entry = Entry::chain(new.clone(), seq, at, &prev);
-            let keep = retention::stamp(DataClass::AuditLogEntry, at, &seq_key(seq))
-                .ok_or_else(InfraError::deadline_out_of_range)?;
-            // The subject reference is not named `subject`, so audit entries stay out of the subject index
-            // (and out of exports and erasures).
-            let mut put = Put::builder()
-                .table_name(&self.table)
-                .item("pk", s(PK))
-                .item("sk", s(seq_key(seq)))
-                .item("at", s(entry.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)))
-                .item("actor", s(&entry.actor))
-                .item("action", s(&entry.action))
-                .item("detail", s(&entry.detail))
-                .item("prev", s(&entry.prev))
-                .item("hash", s(&entry.hash))
-                .item("expires_at", AttributeValue::N(keep.expires_at.to_string()))
-                .item("due_bucket", s(&keep.due_bucket))
-                .item("due_action", s("delete"))
-                .condition_expression("attribute_not_exists(pk)");
-            if let Some(sub) = &entry.subject {
-                put = put.item("subject_ref", s(sub));
-            }
-            let mut head_update = Update::builder()
-                .table_name(&self.table)
-                .key("pk", s(PK))
-                .key("sk", s(HEAD))
-                .update_expression("SET seq = :n, #h = :h")
-                .expression_attribute_names("#h", "hash")
-                .expression_attribute_values(":n", AttributeValue::N(seq.to_string()))
-                .expression_attribute_values(":h", s(&entry.hash));
-            head_update = match head {
-                None => head_update.condition_expression("attribute_not_exists(seq)"),
-                Some((old, _)) => head_update
-                    .condition_expression("seq = :old")
-                    .expression_attribute_values(":old", AttributeValue::N(old.to_string())),
-            };
-            let mut tx = self
-                .client
-                .transact_write_items()
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .put(put.build().map_err(build("Put"))?)
-                        .build(),
-                )
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .update(head_update.build().map_err(build("Update"))?)
-                        .build(),
-                );
-            if let Some(m) = &marker {
-                tx = tx.transact_items(TransactWriteItem::builder().put(m.clone()).build());
-            }
-            match tx.send().await {
-                Ok(_) => return Ok(Some(entry)),
-                Err(e) => match e.as_service_error() {
-                    // Cancelled: by the key's marker (already appended), or by another writer (retry).
-                    Some(TransactWriteItemsError::TransactionCanceledException(tc)) => {
-                        let duplicate = tc
-                            .cancellation_reasons()
-                            .get(2)
-                            .and_then(|r| r.code())
-                            .is_some_and(|c| c == "ConditionalCheckFailed");
-                        if duplicate {
-                            return Ok(None);
-                        }
+/// Entries chained in one transaction: each is its Put and, if keyed, its marker's Put, plus the head's
+/// Update, within DynamoDB's 100 items per transaction.
+const CHAIN_STEP: usize = 32;
+
+impl DynamoAudit {
+    fn marker(&self, key: &str, at: DateTime<Utc>) -> Result<Put, InfraError> {
+        let keep =
+            retention::stamp(DataClass::IdempotencyRecord, at, key).ok_or_else(InfraError::deadline_out_of_range)?;
+        Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(format!("audit-key#{key}")))
+            .item("sk", s("-"))
+            .item("expires_at", AttributeValue::N(keep.expires_at.to_string()))
+            .item("due_bucket", s(&keep.due_bucket))
+            .item("due_action", s("delete"))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build("Put"))
+    }
+
+    fn entry_put(&self, entry: &Entry, at: DateTime<Utc>) -> Result<Put, InfraError> {
+        let keep = retention::stamp(DataClass::AuditLogEntry, at, &seq_key(entry.seq))
+            .ok_or_else(InfraError::deadline_out_of_range)?;
+        // The subject reference is not named `subject`, so audit entries stay out of the subject index
+        // (and out of exports and erasures).
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(PK))
+            .item("sk", s(seq_key(entry.seq)))
+            .item("at", s(entry.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)))
+            .item("actor", s(&entry.actor))
+            .item("action", s(&entry.action))
+            .item("detail", s(&entry.detail))
+            .item("prev", s(&entry.prev))
+            .item("hash", s(&entry.hash))
+            .item("expires_at", AttributeValue::N(keep.expires_at.to_string()))
+            .item("due_bucket", s(&keep.due_bucket))
+            .item("due_action", s("delete"))
+            .condition_expression("attribute_not_exists(pk)");
+        if let Some(sub) = &entry.subject {
+            put = put.item("subject_ref", s(sub));
+        }
+        put.build().map_err(build("Put"))
+    }
+
+    /// Which of `keys` were appended before (their markers exist).
+    async fn appended(&self, keys: &[&str]) -> Result<std::collections::HashSet<String>, InfraError> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in keys.chunks(100) {
+            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|k| {
+                    HashMap::from([
+                        ("pk".to_owned(), s(format!("audit-key#{k}"))),
+                        ("sk".to_owned(), s("-")),
+                    ])
+                })
+                .collect();
+            pending.sort_by(|a, b| a["pk"].as_s().ok().cmp(&b["pk"].as_s().ok()));
+            pending.dedup();
+            for attempt in 0..8u32 {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(5))).await;
+                }
+                let ka = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(build("BatchGetItem"))?;
+                let res = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ka)
+                    .send()
+                    .await
+                    .map_err(|e| infra_error("dynamodb", "BatchGetItem", e))?;
+                for item in res
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    if let Some(k) = item.get("pk").and_then(|v| v.as_s().ok()) {
+                        out.insert(k.trim_start_matches("audit-key#").to_owned());
                     }
-                    _ => return Err(infra_error("dynamodb", "TransactWriteItems", e)),
-                },
+                }
+                pending = res
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|ka| ka.keys)
+                    .unwrap_or_default();
+            }
+            if !pending.is_empty() {
+                return Err(InfraError {
+                    service: "dynamodb",
+                    operation: "BatchGetItem(audit keys)",
+                    retryable: true,
+                    source: Some("keys still unprocessed after retries".into()),
+                });
             }
         }
-        Err(InfraError {
-            service: "dynamodb",
-            operation: "TransactWriteItems(audit)",
-            retryable: true,
-            source: Some("the audit head kept moving".into()),
-        })
+        Ok(out)
+    }
+
+    /// Chains `news` (none of them appended before, as far as the caller knows) after the head, in one
+    /// transaction. `Ok(None)`: cancelled (the head moved, or a concurrent writer appended one of the
+    /// keys): read again and retry.
+    async fn try_chain(&self, news: &[NewEntry], at: DateTime<Utc>) -> Result<Option<Vec<Entry>>, InfraError> {
+        let head = self.head().await?;
+        let (mut seq, mut prev) = head.clone().map_or((1, GENESIS.to_owned()), |(n, h)| (n + 1, h));
+        let mut tx = self.client.transact_write_items();
+        let mut entries = Vec::with_capacity(news.len());
+        for new in news {
+            let entry = Entry::chain(new.clone(), seq, at, &prev);
+            tx = tx.transact_items(TransactWriteItem::builder().put(self.entry_put(&entry, at)?).build());
+            if let Some(k) = &new.key {
+                tx = tx.transact_items(TransactWriteItem::builder().put(self.marker(k, at)?).build());
+            }
+            seq += 1;
+            prev = entry.hash.clone();
+            entries.push(entry);
+        }
+        let last = entries.last().map_or(0, |e| e.seq);
+        let mut head_update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(PK))
+            .key("sk", s(HEAD))
+            .update_expression("SET seq = :n, #h = :h")
+            .expression_attribute_names("#h", "hash")
+            .expression_attribute_values(":n", AttributeValue::N(last.to_string()))
+            .expression_attribute_values(":h", s(&prev));
+        head_update = match head {
+            None => head_update.condition_expression("attribute_not_exists(seq)"),
+            Some((old, _)) => head_update
+                .condition_expression("seq = :old")
+                .expression_attribute_values(":old", AttributeValue::N(old.to_string())),
+        };
+        tx = tx.transact_items(
+            TransactWriteItem::builder()
+                .update(head_update.build().map_err(build("Update"))?)
+                .build(),
+        );
+        match tx.send().await {
+            Ok(_) => Ok(Some(entries)),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(_))
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(infra_error("dynamodb", "TransactWriteItems", e)),
+        }
+    }
+}
+
+impl AuditLog for DynamoAudit {
+    async fn append(&self, new: NewEntry, at: DateTime<Utc>) -> Result<Option<Entry>, InfraError> {
+        Ok(self.append_many(vec![new], at).await?.pop())
+    }
+
+    /// Appends in chain steps of [`CHAIN_STEP`]; a keyed entry whose marker exists is left out. Each step
+    /// is one transaction conditional on the head it read, so concurrent writers cannot fork the chain
+    /// (the loser reads the new head, and which keys were appended meanwhile, and tries again).
+    async fn append_many(&self, news: Vec<NewEntry>, at: DateTime<Utc>) -> Result<Vec<Entry>, InfraError> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        // One entry per key, even within a batch.
+        let mut news: Vec<NewEntry> = news
+            .into_iter()
+            .filter(|n| n.key.as_ref().is_none_or(|k| seen.insert(k.clone())))
+            .collect();
+        let mut check_keys = true;
+        let mut attempt = 0;
+        while !news.is_empty() {
+            if check_keys {
+                let keys: Vec<&str> = news.iter().filter_map(|n| n.key.as_deref()).collect();
+                if !keys.is_empty() {
+                    let done = self.appended(&keys).await?;
+                    news.retain(|n| n.key.as_ref().is_none_or(|k| !done.contains(k)));
+                }
+                check_keys = false;
+                if news.is_empty() {
+                    break;
+                }
+            }
+            let step = news.len().min(CHAIN_STEP);
+            match self.try_chain(&news[..step], at).await? {
+                Some(entries) => {
+                    out.extend(entries);
+                    news.drain(..step);
+                    attempt = 0;
+                }
+                None => {
+                    attempt += 1;
+                    if attempt >= APPEND_ATTEMPTS {
+                        return Err(InfraError {
+                            service: "dynamodb",
+                            operation: "TransactWriteItems(audit)",
+                            retryable: true,
+                            source: Some("the audit head kept moving".into()),
+                        });
+                    }
+                    check_keys = true;
+                    // Jitter from a fresh random id: writers that collided do not collide again in step.
+                    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 20;
+                    let pause = 5 * u64::from(attempt.min(10)) + jitter;
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn entries(&self, after_seq: u64, limit: usize) -> Result<Vec<Entry>, InfraError> {

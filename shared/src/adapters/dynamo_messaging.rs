@@ -187,6 +187,9 @@ impl crate::ports::MerchantKeys for DynamoMerchants {
     }
 }
 
+/// The consent state's per-merchant opt-in time attribute: `opted_in_at#<merchant>`.
+const OPTIN_AT: &str = "opted_in_at#";
+
 #[derive(Debug, Clone)]
 pub struct DynamoLedger {
     client: Client,
@@ -214,7 +217,9 @@ impl ConsentLedger for DynamoLedger {
         let mut entry = Put::builder()
             .table_name(&self.table)
             .item("pk", s(&pk))
-            .item("sk", s(format!("consent#{}#{}", e.at.to_rfc3339(), e.id)))
+            // Keyed by the entry's id alone: the same opt-in sent again (with another or no `at`) is the
+            // same entry, recorded once.
+            .item("sk", s(format!("consent#{}", e.id)))
             .item("subject", s(&e.subject))
             .item("merchant", s(&merchant))
             .item("action", s(action_name(e.action)))
@@ -238,8 +243,11 @@ impl ConsentLedger for DynamoLedger {
                     "SET subject = :subject, opted_out_at = :at, expires_at = :exp, due_bucket = :b, due_action = :a",
                 )
                 .expression_attribute_values(":at", s(e.at.to_rfc3339())),
+            // When, per merchant: an opt-in given after an opt-out restores marketing from that merchant.
             ConsentAction::OptIn => state
-                .update_expression("SET subject = :subject ADD opted_in :m")
+                .update_expression("SET subject = :subject, #optin_at = :at ADD opted_in :m")
+                .expression_attribute_names("#optin_at", format!("{OPTIN_AT}{merchant}"))
+                .expression_attribute_values(":at", s(e.at.to_rfc3339()))
                 .expression_attribute_values(":m", AttributeValue::Ss(vec![merchant.clone()])),
             ConsentAction::MetaStop => state
                 .update_expression(
@@ -303,6 +311,87 @@ impl ConsentLedger for DynamoLedger {
         }
         Ok(())
     }
+}
+
+impl crate::ports::LedgerReader for DynamoLedger {
+    async fn read(&self, refs: &[crate::usecases::consent_audit::LedgerRef]) -> Result<Vec<ConsentEntry>, InfraError> {
+        let mut keys: Vec<(&str, &str)> = refs.iter().map(|r| (r.pk.as_str(), r.sk.as_str())).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut out = Vec::new();
+        for chunk in keys.chunks(100) {
+            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|(pk, sk)| HashMap::from([("pk".to_owned(), s(*pk)), ("sk".to_owned(), s(*sk))]))
+                .collect();
+            for attempt in 0..8u32 {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(25 << attempt.min(5))).await;
+                }
+                let ka = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| InfraError {
+                        service: "dynamodb",
+                        operation: "BatchGetItem(build)",
+                        retryable: false,
+                        source: Some(Box::new(e)),
+                    })?;
+                let res = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ka)
+                    .send()
+                    .await
+                    .map_err(|e| infra_error("dynamodb", "BatchGetItem", e))?;
+                for item in res
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    out.extend(decode_entry(&item));
+                }
+                pending = res
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|ka| ka.keys)
+                    .unwrap_or_default();
+            }
+            if !pending.is_empty() {
+                return Err(InfraError {
+                    service: "dynamodb",
+                    operation: "BatchGetItem(ledger)",
+                    retryable: true,
+                    source: Some("keys still unprocessed after retries".into()),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A ledger entry item as written by [`DynamoLedger::record`].
+fn decode_entry(item: &HashMap<String, AttributeValue>) -> Option<ConsentEntry> {
+    let action = match text(item, "action")?.as_str() {
+        "opt_in" => ConsentAction::OptIn,
+        "opt_out" => ConsentAction::OptOut,
+        "meta_stop" => ConsentAction::MetaStop,
+        "meta_resume" => ConsentAction::MetaResume,
+        _ => return None,
+    };
+    Some(ConsentEntry {
+        id: text(item, "sk")?.strip_prefix("consent#")?.to_owned(),
+        subject: text(item, "subject")?,
+        merchant: text(item, "merchant").filter(|m| m != "*"),
+        action,
+        source: text(item, "source")?,
+        at: text(item, "at")?.parse().ok()?,
+    })
 }
 
 impl DynamoLedger {
@@ -702,9 +791,14 @@ impl crate::ports::SendContext for DynamoConversations {
                 .and_then(|v| v.as_ss().ok())
                 .is_some_and(|set| set.iter().any(|m| m == merchant))
         };
+        let time = |attr: &str| text(&item, attr).and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok());
+        // A keyword opt-out holds for every merchant, except one the person opted in to again afterwards.
+        let opted_out_since = time("opted_out_at");
+        let opted_in_at = time(&format!("{OPTIN_AT}{merchant}"));
+        let keyword_out = opted_out_since.is_some_and(|out| opted_in_at.is_none_or(|inn| inn <= out));
         Ok(crate::domain::whatsapp::consent::Consent {
             opted_in: has("opted_in"),
-            opted_out: item.contains_key("opted_out_at") || has("meta_stopped"),
+            opted_out: keyword_out || has("meta_stopped"),
         })
     }
 

@@ -85,10 +85,14 @@ impl DataRequests for DynamoDataRequests {
             .await;
         match res {
             Ok(_) => Ok(true),
+            // Only "this request exists" (the request item's own condition) is `false`; any other
+            // cancellation (throttling, a conflict) is an error, or a caller would be told of a request
+            // that was never stored.
             Err(e)
                 if matches!(
                     e.as_service_error(),
-                    Some(TransactWriteItemsError::TransactionCanceledException(_))
+                    Some(TransactWriteItemsError::TransactionCanceledException(tc))
+                        if tc.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed")
                 ) =>
             {
                 Ok(false)

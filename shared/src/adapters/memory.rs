@@ -347,6 +347,27 @@ impl crate::ports::ConsentLedger for MemoryLedger {
     }
 }
 
+impl crate::ports::LedgerReader for MemoryLedger {
+    async fn read(
+        &self,
+        refs: &[crate::usecases::consent_audit::LedgerRef],
+    ) -> Result<Vec<crate::ports::ConsentEntry>, InfraError> {
+        let entries = self.entries.lock().unwrap();
+        let mut keys: Vec<(String, String)> = refs
+            .iter()
+            .map(|r| {
+                (
+                    r.pk.trim_start_matches("subject#").to_owned(),
+                    r.sk.trim_start_matches("consent#").to_owned(),
+                )
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        Ok(keys.iter().filter_map(|k| entries.get(k).cloned()).collect())
+    }
+}
+
 /// Every table in memory, with the `due` and `by_subject` indexes computed on read. `due` pages hold at
 /// most `page_size` entries, so paging and resuming are exercised.
 #[derive(Debug)]
@@ -547,6 +568,17 @@ impl crate::ports::AuditLog for MemoryAudit {
         let e = crate::domain::audit::Entry::chain(entry, log.len() as u64 + 1, at, &prev);
         log.push(e.clone());
         Ok(Some(e))
+    }
+    async fn append_many(
+        &self,
+        entries: Vec<crate::domain::audit::NewEntry>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<crate::domain::audit::Entry>, InfraError> {
+        let mut out = Vec::new();
+        for e in entries {
+            out.extend(crate::ports::AuditLog::append(self, e, at).await?);
+        }
+        Ok(out)
     }
     async fn entries(&self, after_seq: u64, limit: usize) -> Result<Vec<crate::domain::audit::Entry>, InfraError> {
         Ok(self

@@ -7,4 +7,5 @@ pub mod payment;
 pub mod retention;
 pub mod stripe;
 pub mod subject;
+pub mod validate;
 pub mod whatsapp;

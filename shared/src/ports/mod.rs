@@ -258,6 +258,15 @@ pub trait ConsentLedger: Send + Sync {
     fn record(&self, entry: &ConsentEntry) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 
+/// Reads ledger entries back by key, for the audit appender.
+pub trait LedgerReader: Send + Sync {
+    /// The entries behind `refs` that still exist (de-duplicated).
+    fn read(
+        &self,
+        refs: &[crate::usecases::consent_audit::LedgerRef],
+    ) -> impl Future<Output = Result<Vec<ConsentEntry>, InfraError>> + Send;
+}
+
 /// One message of a conversation's transcript, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TranscriptMessage {
@@ -442,7 +451,8 @@ pub struct RequestRecord {
 
 /// Data-subject requests.
 pub trait DataRequests: Send + Sync {
-    /// Opens `request` unless it is already open. Returns true if this call opened it.
+    /// Opens `request` unless a request with its id exists. Returns true if this call opened it, false
+    /// ONLY when the id exists; any other failure (throttling included) is an error.
     fn open(&self, request: &DataRequest) -> impl Future<Output = Result<bool, InfraError>> + Send;
 
     /// The request `id`, if it exists.
@@ -635,6 +645,14 @@ pub trait AuditLog: Send + Sync {
         entry: crate::domain::audit::NewEntry,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<crate::domain::audit::Entry>, InfraError>> + Send;
+
+    /// Appends `entries` in order, as few chain steps as it can (many entries per transaction), leaving
+    /// out keyed entries appended before. Returns what it appended. Idempotent per key.
+    fn append_many(
+        &self,
+        entries: Vec<crate::domain::audit::NewEntry>,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<crate::domain::audit::Entry>, InfraError>> + Send;
 
     /// Up to `limit` entries after `after_seq`, in order.
     fn entries(

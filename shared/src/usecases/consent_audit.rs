@@ -1,20 +1,38 @@
-//! Consent changes in the audit log. The consent ledger is the evidence; the audit log records that each
-//! change happened (by subject hash, with its source), once per ledger entry however often it is delivered.
+//! Consent changes in the audit log, derived from the ledger itself.
 //!
-//! Opt-outs and Meta's stop / resume arrive on the WhatsApp webhook, which must answer fast and records
-//! them in the ledger before it does; their audit entries are written by the messaging worker from the
-//! queued message (keyword opt-outs from the inbound message, Meta's preferences as a `consent.recorded`
-//! message). Opt-ins are audited where they are recorded, through [`AuditedLedger`].
+//! The rule: the audit log is a derived record. Writers only record the change in the consent ledger;
+//! every new ledger entry reaches the audit queue through the messaging table's stream (a pipe keeps the
+//! entries' keys), and one appender turns a batch of them into audit entries, many per chain step. So the
+//! ledger and the audit log cannot diverge (an entry written is an entry audited; one never written is
+//! never audited), no caller's request contends on the chain's head, and a redelivered change is audited
+//! once (each audit entry is keyed by its ledger entry).
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::audit::NewEntry;
-use crate::domain::envelope::Message;
-use crate::ports::{AuditLog, ConsentAction, ConsentEntry, ConsentLedger, InfraError};
+use crate::ports::{AuditLog, ConsentAction, ConsentEntry, InfraError, LedgerReader};
 
-impl Message for ConsentEntry {
-    const KIND: &'static str = "consent.recorded";
-    const VERSION: u32 = 1;
+/// A ledger entry's key, as the pipe queues it: `{"ledger": {"pk": .., "sk": ..}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRef {
+    pub pk: String,
+    pub sk: String,
+}
+
+#[derive(Deserialize)]
+struct Queued {
+    ledger: LedgerRef,
+}
+
+impl LedgerRef {
+    /// Reads a queued reference; `None` for anything else.
+    pub fn parse(body: &str) -> Option<Self> {
+        serde_json::from_str::<Queued>(body)
+            .ok()
+            .map(|q| q.ledger)
+            .filter(|r| r.pk.starts_with("subject#") && r.sk.starts_with("consent#"))
+    }
 }
 
 fn action(a: ConsentAction) -> &'static str {
@@ -26,47 +44,46 @@ fn action(a: ConsentAction) -> &'static str {
     }
 }
 
-/// Audits one ledger entry (at most once per entry and subject).
-pub async fn audit(log: &impl AuditLog, actor: &str, e: &ConsentEntry, now: DateTime<Utc>) -> Result<(), InfraError> {
+/// The audit entry of one ledger entry: by subject hash, with the entry's id, merchant, source and time
+/// (the id and source are validated short tokens; see `domain::validate`).
+pub fn entry_for(e: &ConsentEntry) -> NewEntry {
     let detail = serde_json::json!({
         "entry": e.id,
         "merchant": e.merchant.as_deref().unwrap_or("*"),
         "source": e.source,
         "at": e.at,
     });
-    let entry = NewEntry::new(actor, action(e.action), Some(&e.subject), &detail)
-        .keyed(format!("consent#{}#{}", e.id, e.subject));
-    log.append(entry, now).await.map(|_| ())
+    NewEntry::new(ACTOR, action(e.action), Some(&e.subject), &detail).keyed(format!("consent#{}#{}", e.id, e.subject))
 }
 
-/// A consent ledger whose every recorded entry is also audited.
-pub struct AuditedLedger<'a, L, A> {
-    pub ledger: &'a L,
-    pub audit: &'a A,
-    pub actor: &'a str,
-}
+/// Who appends consent changes.
+pub const ACTOR: &str = "consent-ledger";
 
-impl<L: ConsentLedger, A: AuditLog> ConsentLedger for AuditedLedger<'_, L, A> {
-    async fn record(&self, entry: &ConsentEntry) -> Result<(), InfraError> {
-        self.ledger.record(entry).await?;
-        audit(self.audit, self.actor, entry, Utc::now()).await
-    }
+/// Audits the ledger entries behind `refs` (entries gone since, e.g. past their deadline, are skipped:
+/// there is nothing left to attest). Returns how many audit entries were appended.
+pub async fn audit_changes(
+    ledger: &impl LedgerReader,
+    log: &impl AuditLog,
+    refs: &[LedgerRef],
+    now: DateTime<Utc>,
+) -> Result<usize, InfraError> {
+    let mut entries = ledger.read(refs).await?;
+    // In the order the changes happened, so the chain reads as a history.
+    entries.sort_by(|a, b| (a.at, &a.id, &a.subject).cmp(&(b.at, &b.id, &b.subject)));
+    let news = entries.iter().map(entry_for).collect();
+    Ok(log.append_many(news, now).await?.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryAudit, MemoryLedger};
+    use crate::ports::ConsentLedger;
 
     #[tokio::test]
-    async fn each_entry_is_audited_once_by_subject_hash_only() {
+    async fn each_ledger_entry_is_audited_once_by_subject_hash_only() {
         let ledger = MemoryLedger::default();
         let log = MemoryAudit::default();
-        let audited = AuditedLedger {
-            ledger: &ledger,
-            audit: &log,
-            actor: "merchant-api",
-        };
         let e = ConsentEntry {
             id: "optin#m#1".into(),
             subject: "ab12".into(),
@@ -75,13 +92,32 @@ mod tests {
             source: "checkout_page".into(),
             at: Utc::now(),
         };
-        audited.record(&e).await.unwrap();
-        audited.record(&e).await.unwrap();
+        ledger.record(&e).await.unwrap();
+        let r = LedgerRef {
+            pk: "subject#ab12".into(),
+            sk: "consent#optin#m#1".into(),
+        };
+        assert_eq!(
+            audit_changes(&ledger, &log, &[r.clone(), r.clone()], Utc::now())
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            audit_changes(&ledger, &log, &[r], Utc::now()).await.unwrap(),
+            0,
+            "redelivered"
+        );
         let entries = log.entries(0, 10).await.unwrap();
-        assert_eq!(entries.len(), 1, "a redelivered entry is audited once");
+        assert_eq!(entries.len(), 1);
         assert_eq!(
             (entries[0].action.as_str(), entries[0].subject.as_deref()),
             ("consent.opt_in", Some("ab12"))
         );
+        assert_eq!(
+            LedgerRef::parse(r#"{"ledger":{"pk":"subject#ab12","sk":"consent#x"}}"#).map(|r| r.sk),
+            Some("consent#x".into())
+        );
+        assert_eq!(LedgerRef::parse(r#"{"ledger":{"pk":"conv#x","sk":"msg#1"}}"#), None);
     }
 }

@@ -17,6 +17,7 @@ use crate::domain::envelope::Envelope;
 use crate::domain::inventory::{self, Erasure, Store};
 use crate::domain::retention::{self, DataClass};
 use crate::domain::subject::{IdentifierKind, SubjectHasher};
+use crate::domain::validate;
 use crate::ports::{
     Attrs, AuditLog, DataRequest, DataRequests, DataStore, InfraError, ItemKey, ObjectStore, Queue, ReplyTo,
     RequestRecord,
@@ -76,6 +77,13 @@ pub enum IntakeError {
     Kind,
     #[error("no identifier given (phone, email, bsuid, marketplace_buyer)")]
     NoIdentifier,
+    /// An identifier that is not what it says (a phone number that is not E.164, an email without a
+    /// domain, an id longer than 64 characters).
+    #[error("identifier {0} is malformed")]
+    BadIdentifier(&'static str),
+    /// The reference names a request for another kind or another person.
+    #[error("this reference already names a request of another kind or for another person")]
+    ReferenceReused,
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -124,13 +132,35 @@ pub async fn open(
         (IdentifierKind::Bsuid, &intake.bsuid),
         (IdentifierKind::MarketplaceBuyer, &intake.marketplace_buyer),
     ];
-    let subjects: Vec<String> = ids
+    for (kind, value) in &ids {
+        let Some(v) = value.as_deref() else { continue };
+        let ok = match kind {
+            IdentifierKind::Phone => validate::is_e164(v),
+            IdentifierKind::Email => validate::is_email(v),
+            IdentifierKind::Bsuid => validate::is_id(v),
+            // `<marketplace>:<buyer id>`.
+            IdentifierKind::MarketplaceBuyer => v.split_once(':').is_some_and(|(m, b)| {
+                validate::is_token(m) && !b.is_empty() && b.len() <= 128 && !b.contains(char::is_whitespace)
+            }),
+        };
+        if !ok {
+            return Err(IntakeError::BadIdentifier(match kind {
+                IdentifierKind::Phone => "phone",
+                IdentifierKind::Email => "email",
+                IdentifierKind::Bsuid => "bsuid",
+                IdentifierKind::MarketplaceBuyer => "marketplace_buyer",
+            }));
+        }
+    }
+    let mut subjects: Vec<String> = ids
         .iter()
         .filter_map(|(k, v)| v.as_deref().and_then(|v| hasher.hash(*k, v)))
         .collect();
     if subjects.is_empty() {
         return Err(IntakeError::NoIdentifier);
     }
+    subjects.sort();
+    subjects.dedup();
     let request = DataRequest {
         id,
         subjects,
@@ -145,7 +175,19 @@ pub async fn open(
     let stored = if new {
         request
     } else {
-        requests.get(&request.id).await?.map_or(request, |r| r.request)
+        // The same reference again: the same request, if it asks the same of the same person.
+        let existing = requests.get(&request.id).await?.ok_or_else(|| InfraError {
+            service: "dynamodb",
+            operation: "GetItem(data request)",
+            retryable: true,
+            source: Some("the request exists but could not be read yet".into()),
+        })?;
+        let mut theirs = existing.request.subjects.clone();
+        theirs.sort();
+        if existing.request.kind != request.kind || theirs != request.subjects {
+            return Err(IntakeError::ReferenceReused);
+        }
+        existing.request
     };
     queue
         .send(&Envelope::new(stored.id.clone(), now, stored.id.clone(), stored.clone()).encode())

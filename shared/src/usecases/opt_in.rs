@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::envelope::Message;
 use crate::domain::subject::{IdentifierKind, SubjectHasher};
+use crate::domain::validate;
 use crate::ports::{ConsentAction, ConsentEntry, ConsentLedger, InfraError};
 
 /// An opt-in as a merchant's system or the storefront reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OptIn {
-    /// The caller's id for this opt-in: recording it again changes nothing.
+    /// The caller's id for this opt-in (1-64 of `A-Za-z0-9._:-`): recording it again, with or without
+    /// `at`, changes nothing.
     pub id: String,
     /// Set by the storefront message; the HTTP route takes the merchant from the caller's key instead.
     #[serde(default)]
@@ -21,9 +23,10 @@ pub struct OptIn {
     pub phone: Option<String>,
     #[serde(default)]
     pub bsuid: Option<String>,
-    /// Where the person opted in: `checkout_page`, `account_settings`, ...
+    /// Where the person opted in, a short code (lower-case letters, digits, `_`; at most 40):
+    /// `checkout_page`, `account_settings`, ...
     pub source: String,
-    /// When; defaults to now.
+    /// When (not before 2000, not in the future); defaults to now.
     #[serde(default)]
     pub at: Option<DateTime<Utc>>,
 }
@@ -39,8 +42,14 @@ pub enum OptInError {
     NoIdentifier,
     #[error("an opt-in needs an id, a source and a merchant")]
     Incomplete,
-    #[error("an opt-in cannot be dated in the future")]
+    #[error("an opt-in must be dated between 2000 and now")]
     FromTheFuture,
+    #[error("the id must be 1-64 characters of A-Z a-z 0-9 . _ : -")]
+    BadId,
+    #[error("the source must be a short code: lower-case letters, digits and _, at most 40")]
+    BadSource,
+    #[error("the phone number is not an E.164 number")]
+    BadPhone,
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -50,7 +59,10 @@ impl OptInError {
         match self {
             Self::NoIdentifier => "no_identifier",
             Self::Incomplete => "incomplete_opt_in",
-            Self::FromTheFuture => "opt_in_dated_in_the_future",
+            Self::FromTheFuture => "implausible_time",
+            Self::BadId => "invalid_id",
+            Self::BadSource => "invalid_source",
+            Self::BadPhone => "invalid_phone",
             Self::Infra(_) => "temporarily_unavailable",
         }
     }
@@ -67,8 +79,20 @@ pub async fn record<L: ConsentLedger>(
     if opt_in.id.trim().is_empty() || opt_in.source.trim().is_empty() || merchant.trim().is_empty() {
         return Err(OptInError::Incomplete);
     }
+    if !validate::is_id(&opt_in.id) {
+        return Err(OptInError::BadId);
+    }
+    if !validate::is_token(&opt_in.source) {
+        return Err(OptInError::BadSource);
+    }
+    if opt_in.phone.as_deref().is_some_and(|p| !validate::is_e164(p)) {
+        return Err(OptInError::BadPhone);
+    }
+    if opt_in.bsuid.as_deref().is_some_and(|b| !validate::is_id(b)) {
+        return Err(OptInError::BadId);
+    }
     let at = opt_in.at.unwrap_or(now);
-    if at > now + chrono::Duration::minutes(5) {
+    if !validate::is_plausible_time(at, now) {
         return Err(OptInError::FromTheFuture);
     }
     let subjects: Vec<String> = opt_in
@@ -147,17 +171,50 @@ mod tests {
             record(&ledger, &hasher, "m", &opt_in(None), now).await,
             Err(OptInError::NoIdentifier)
         ));
-        let mut o = opt_in(Some("+316"));
+        let mut o = opt_in(Some("+31612345678"));
         o.source = " ".into();
         assert!(matches!(
             record(&ledger, &hasher, "m", &o, now).await,
             Err(OptInError::Incomplete)
         ));
-        let mut o = opt_in(Some("+316"));
+        let mut o = opt_in(Some("+31612345678"));
         o.at = Some(now + chrono::Duration::days(1));
         assert!(matches!(
             record(&ledger, &hasher, "m", &o, now).await,
             Err(OptInError::FromTheFuture)
         ));
+    }
+
+    #[tokio::test]
+    async fn free_text_in_the_id_or_source_and_malformed_phones_are_refused() {
+        let (ledger, hasher, now) = (
+            MemoryLedger::default(),
+            SubjectHasher::new(&SecretString::from("p")),
+            Utc::now(),
+        );
+        let mut o = opt_in(Some("+31612345678"));
+        o.source = "jane.doe@example.com said yes".into();
+        assert_eq!(
+            record(&ledger, &hasher, "m", &o, now).await.unwrap_err().reason(),
+            "invalid_source"
+        );
+        let mut o = opt_in(Some("+31612345678"));
+        o.id = "x".repeat(65);
+        assert_eq!(
+            record(&ledger, &hasher, "m", &o, now).await.unwrap_err().reason(),
+            "invalid_id"
+        );
+        let o = opt_in(Some("+316"));
+        assert_eq!(
+            record(&ledger, &hasher, "m", &o, now).await.unwrap_err().reason(),
+            "invalid_phone"
+        );
+        let mut o = opt_in(Some("+31612345678"));
+        o.at = Some(chrono::TimeZone::with_ymd_and_hms(&Utc, 1999, 1, 1, 0, 0, 0).unwrap());
+        assert_eq!(
+            record(&ledger, &hasher, "m", &o, now).await.unwrap_err().reason(),
+            "implausible_time"
+        );
+        assert!(ledger.entries.lock().unwrap().is_empty(), "nothing stored");
     }
 }

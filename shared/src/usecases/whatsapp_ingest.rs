@@ -236,12 +236,8 @@ where
                             source: "meta_user_preferences".into(),
                             at,
                         };
+                        // Idempotent per entry; the audit entry is derived from the ledger's stream.
                         self.ledger.record(&entry).await?;
-                        // For the audit log, written by the messaging worker off the hot path.
-                        let id = format!("{}#{}", entry.id, entry.subject);
-                        let key = format!("{SOURCE}#{id}");
-                        let env = Envelope::new(id, now, trace_id.to_owned(), entry);
-                        self.hand_off(&key, &env.encode(), now, &mut summary).await?;
                     }
                     summary.preferences += 1;
                 }

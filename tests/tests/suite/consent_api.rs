@@ -127,3 +127,173 @@ async fn stop_starts_the_24_month_clock_on_the_opt_ins_it_withdraws() {
         "kept 24 months after the withdrawal"
     );
 }
+
+fn post_with(body: &str, authorization: &str) -> aws_lambda_events::apigw::ApiGatewayV2httpRequest {
+    let headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("authorization".to_owned(), authorization.to_owned()),
+    ];
+    nex_local::events::http_v2("POST", "/consent/opt-ins", "", &headers, body.as_bytes(), "req-optin")
+}
+
+#[tokio::test]
+async fn free_text_and_malformed_fields_are_refused_before_anything_is_stored() {
+    let h = Harness::new().await;
+    let api = h.consent_api().await;
+    let phone = format!("+3166{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
+    for (body, reason) in [
+        (
+            serde_json::json!({"id": "o-1", "phone": phone, "source": "jane.doe@example.com said yes"}),
+            "invalid_source",
+        ),
+        (
+            serde_json::json!({"id": "x".repeat(65), "phone": phone, "source": "checkout_page"}),
+            "invalid_id",
+        ),
+        (
+            serde_json::json!({"id": "o-1", "phone": "+316", "source": "checkout_page"}),
+            "invalid_phone",
+        ),
+        (
+            serde_json::json!({"id": "o-1", "phone": phone, "source": "checkout_page", "at": "1999-01-01T00:00:00Z"}),
+            "implausible_time",
+        ),
+        (
+            serde_json::json!({"id": "o-1", "phone": phone, "source": "checkout_page", "at": "2099-01-01T00:00:00Z"}),
+            "implausible_time",
+        ),
+    ] {
+        let resp = api.handle(post(&body.to_string(), Some(MERCHANT_KEY)), "r").await;
+        assert_eq!(
+            (resp.status_code, body_json(&resp)["reason"].as_str()),
+            (422, Some(reason)),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        opted_in(&h, &api.hasher, &phone).await,
+        Vec::<String>::new(),
+        "nothing stored"
+    );
+    assert!(!logs().contains("jane.doe@example.com"), "nor logged");
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_one_opt_in_id_is_one_ledger_entry() {
+    let h = Harness::new().await;
+    let api = h.consent_api().await;
+    let phone = format!("+3167{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
+    let body = serde_json::json!({"id": "o-retry", "phone": phone, "source": "checkout_page"}).to_string();
+    for auth in [
+        format!("bearer {MERCHANT_KEY}"),
+        format!("BEARER {MERCHANT_KEY}"),
+        format!("Bearer {MERCHANT_KEY}"),
+    ] {
+        // Sent again without `at` (a retry): still the same entry.
+        assert_eq!(
+            api.handle(post_with(&body, &auth), "r").await.status_code,
+            201,
+            "{auth}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    assert_eq!(
+        api.handle(post_with(&body, &format!("Basic {MERCHANT_KEY}")), "r")
+            .await
+            .status_code,
+        401
+    );
+    let subject = api.hasher.hash(IdentifierKind::Phone, &phone).unwrap();
+    let out = h
+        .ddb
+        .query()
+        .table_name(table("MessagingTable"))
+        .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("subject#{subject}")),
+        )
+        .expression_attribute_values(":c", aws_sdk_dynamodb::types::AttributeValue::S("consent#".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.items().len(), 1, "one opt-in id, one ledger entry");
+}
+
+#[tokio::test]
+async fn an_opt_in_after_stop_restores_marketing_from_that_merchant_only_and_both_stay_as_evidence() {
+    use nex_shared::ports::{ConsentAction, ConsentEntry, ConsentLedger, SendContext};
+    let h = Harness::new().await;
+    let api = h.consent_api().await;
+    let phone = format!("+3168{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
+    let subject = api.hasher.hash(IdentifierKind::Phone, &phone).unwrap();
+    let ledger = nex_shared::adapters::dynamo_messaging::DynamoLedger::new(h.ddb.clone(), table("MessagingTable"));
+    let convs =
+        nex_shared::adapters::dynamo_messaging::DynamoConversations::new(h.ddb.clone(), table("MessagingTable"));
+    let now = chrono::Utc::now();
+    for (id, merchant, action, at) in [
+        (
+            "optin#merchant-demo-1#early",
+            Some("merchant-demo-1"),
+            ConsentAction::OptIn,
+            now - chrono::Duration::days(3),
+        ),
+        (
+            "optin#merchant-demo-2#early",
+            Some("merchant-demo-2"),
+            ConsentAction::OptIn,
+            now - chrono::Duration::days(3),
+        ),
+        (
+            "wamid.stop-all",
+            None,
+            ConsentAction::OptOut,
+            now - chrono::Duration::days(2),
+        ),
+    ] {
+        ledger
+            .record(&ConsentEntry {
+                id: id.into(),
+                subject: subject.clone(),
+                merchant: merchant.map(Into::into),
+                action,
+                source: "checkout_page".into(),
+                at,
+            })
+            .await
+            .unwrap();
+    }
+    for m in ["merchant-demo-1", "merchant-demo-2"] {
+        assert!(
+            convs.consent(&subject, m).await.unwrap().opted_out,
+            "{m}: the STOP holds"
+        );
+    }
+    // A new explicit opt-in, through merchant-demo-1's own API key, after the STOP.
+    let body = serde_json::json!({"id": "again", "phone": phone, "source": "account_settings"}).to_string();
+    assert_eq!(api.handle(post(&body, Some(MERCHANT_KEY)), "r").await.status_code, 201);
+    let one = convs.consent(&subject, "merchant-demo-1").await.unwrap();
+    let two = convs.consent(&subject, "merchant-demo-2").await.unwrap();
+    assert!(one.opted_in && !one.opted_out, "marketing from merchant-demo-1 again");
+    assert!(two.opted_out, "the STOP still holds for every other merchant");
+    let entries = h
+        .ddb
+        .query()
+        .table_name(table("MessagingTable"))
+        .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("subject#{subject}")),
+        )
+        .expression_attribute_values(":c", aws_sdk_dynamodb::types::AttributeValue::S("consent#".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        entries.items().len(),
+        4,
+        "the STOP and every opt-in stay in the ledger as evidence"
+    );
+}

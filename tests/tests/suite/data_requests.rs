@@ -432,24 +432,17 @@ async fn an_operator_inspects_and_redrives_a_dead_letter_queue_and_the_redrive_i
 
 #[tokio::test]
 async fn consent_changes_reach_the_audit_log_once_each_by_subject_hash() {
-    use nex_shared::domain::envelope::Envelope;
-    use nex_shared::usecases::whatsapp_ingest::InboundMessage;
     let h = Harness::new().await;
-    let worker = h.messaging_worker().await;
     let phone = phone();
     let subject = hasher().hash(IdentifierKind::Phone, &phone).unwrap();
-    let wamid = format!("wamid.stop{}", uuid::Uuid::new_v4().simple());
-    let stop = InboundMessage {
-        merchant: "merchant-demo-1".into(),
-        phone_number_id: "pn-1".into(),
-        wamid: wamid.clone(),
-        subjects: vec![subject.clone()],
-        phone: Some(phone.clone()),
-        bsuid: None,
-        kind: "text".into(),
-        text: Some("STOP".into()),
-        sent_at: Utc::now(),
-        keyword: Some("opt_out".into()),
+    let ledger = DynamoLedger::new(h.ddb.clone(), table("MessagingTable"));
+    let stop = ConsentEntry {
+        id: format!("wamid.stop{}", uuid::Uuid::new_v4().simple()),
+        subject: subject.clone(),
+        merchant: None,
+        action: ConsentAction::OptOut,
+        source: "keyword:merchant-demo-1".into(),
+        at: Utc::now(),
     };
     let resume = ConsentEntry {
         id: format!("pref#pn-1#{}#resume", Utc::now().timestamp()),
@@ -459,21 +452,13 @@ async fn consent_changes_reach_the_audit_log_once_each_by_subject_hash() {
         source: "meta_user_preferences".into(),
         at: Utc::now(),
     };
-    let bodies = [
-        Envelope::new(wamid.clone(), Utc::now(), "t".into(), stop).encode(),
-        Envelope::new(resume.id.clone(), Utc::now(), "t".into(), resume).encode(),
-    ];
-    // Each delivered twice, as SQS may.
-    for body in bodies.iter().chain(bodies.iter()) {
-        h.sqs
-            .send_message()
-            .queue_url(&h.messaging_url)
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
+    // Each recorded twice, as redeliveries do; audited by the appender from the ledger's stream, twice.
+    for e in [&stop, &resume, &stop, &resume] {
+        ledger.record(e).await.unwrap();
     }
-    assert_eq!(h.drain_messaging(&worker).await.failed, 0);
+    for _ in 0..2 {
+        assert_eq!(h.audit_ledger().await.failed, 0);
+    }
 
     let log = DynamoAudit::new(h.ddb.clone(), table("DataRequestsTable"));
     let mut mine = Vec::new();
@@ -491,6 +476,9 @@ async fn consent_changes_reach_the_audit_log_once_each_by_subject_hash() {
     actions.sort_unstable();
     assert_eq!(actions, ["consent.meta_resume", "consent.opt_out"], "once each");
     assert!(!format!("{mine:?}").contains(&phone));
+    let entries = log.entries(0, 100_000).await.unwrap();
+    let head = log.head().await.unwrap();
+    assert!(audit::verify(&entries, head.as_ref().map(|(n, h)| (*n, h.as_str()))).ok());
 }
 
 /// Two merchants, one person known to both: everything the suite holds about the person, for each.
@@ -749,4 +737,133 @@ async fn a_persons_own_data_request_covers_every_merchant_and_is_answered_to_the
     assert_eq!(answer["phone_number_id"], "pn-b");
     let body = answer["content"]["body"].as_str().unwrap();
     assert!(body.contains("X-Amz-Expires=86400"), "an expiring link: {body}");
+}
+
+#[tokio::test]
+async fn a_reused_reference_for_another_kind_or_person_is_a_conflict_and_identifiers_are_checked_first() {
+    let h = Harness::new().await;
+    let mut app = h.consent_api().await;
+    app.requests_queue = SqsQueue::new(h.sqs.clone(), h.data_requests_url.clone());
+    let reference = format!("T-{}", uuid::Uuid::new_v4().simple());
+    let (p1, p2) = (phone(), phone());
+    let ask = |kind: &str, phone: &str| {
+        serde_json::json!({ "kind": kind, "phone": phone, "reference": reference }).to_string()
+    };
+    let first = app
+        .handle(
+            api("POST", "/data-requests", &ask("export", &p1), Some(MERCHANT_KEY)),
+            "r",
+        )
+        .await;
+    assert_eq!(first.status_code, 202);
+    let same = app
+        .handle(
+            api("POST", "/data-requests", &ask("export", &p1), Some(MERCHANT_KEY)),
+            "r",
+        )
+        .await;
+    assert_eq!(
+        (same.status_code, body_json(&same)["status"].as_str()),
+        (202, Some("already_open"))
+    );
+    for (body, what) in [
+        (ask("deletion", &p1), "another kind"),
+        (ask("export", &p2), "another person"),
+    ] {
+        let resp = app
+            .handle(api("POST", "/data-requests", &body, Some(MERCHANT_KEY)), "r")
+            .await;
+        assert_eq!(
+            (resp.status_code, body_json(&resp)["reason"].as_str()),
+            (409, Some("reference_reused")),
+            "{what}"
+        );
+    }
+    for (body, reason) in [
+        (
+            serde_json::json!({ "kind": "export", "phone": "call me maybe" }),
+            "invalid_phone",
+        ),
+        (serde_json::json!({ "kind": "export", "email": "jo@" }), "invalid_email"),
+        (
+            serde_json::json!({ "kind": "export", "phone": p1, "reference": "x".repeat(200) }),
+            "invalid_reference",
+        ),
+        (
+            serde_json::json!({ "kind": "export", "bsuid": "y".repeat(500) }),
+            "invalid_bsuid",
+        ),
+    ] {
+        let resp = app
+            .handle(
+                api("POST", "/data-requests", &body.to_string(), Some(MERCHANT_KEY)),
+                "r",
+            )
+            .await;
+        assert_eq!(
+            (resp.status_code, body_json(&resp)["reason"].as_str()),
+            (422, Some(reason)),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_correction_stays_open_listed_and_alarmed_until_an_operator_closes_it() {
+    let h = Harness::new().await;
+    let p = h.private().await;
+    let phone = phone();
+    let id = open(
+        &h,
+        &p,
+        "correction",
+        &phone,
+        &format!("op-corr-{}", uuid::Uuid::new_v4().simple()),
+    )
+    .await;
+    let worker = h.dsr_worker(&p, SystemClock);
+    let outcome = worker.processor("test").process(&id, Utc::now(), false).await.unwrap();
+    assert_eq!(outcome, Outcome::NeedsOperator);
+    let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
+    assert_eq!(requests.get(&id).await.unwrap().unwrap().status, "needs_operator");
+    assert!(
+        requests
+            .open_requests()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(open, _)| open == &id),
+        "still open: listed and counted by the deadline alarm"
+    );
+
+    let mut vars: std::collections::BTreeMap<String, String> = p.env().into_iter().collect();
+    vars.insert("DATA_REQUESTS_QUEUE_URL".into(), h.data_requests_url.clone());
+    let ops = nexctl::Ops::new(
+        nexctl::Stack {
+            vars,
+            queues: Default::default(),
+        },
+        h.sdk.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        ops.close_request(&id, "Fixed the address, see ticket").await.is_err(),
+        "a short code only"
+    );
+    ops.close_request(&id, "corrected").await.unwrap();
+    let closed = requests.get(&id).await.unwrap().unwrap();
+    assert_eq!(closed.status, "closed");
+    assert!(!requests
+        .open_requests()
+        .await
+        .unwrap()
+        .iter()
+        .any(|(open, _)| open == &id));
+    assert!(ops.close_request(&id, "corrected").await.is_err(), "closed once");
+    let log = DynamoAudit::new(h.ddb.clone(), p.table(Store::DataRequests));
+    let entries = log.entries(0, 100).await.unwrap();
+    assert!(entries
+        .iter()
+        .any(|e| e.action == "dsr.closed" && e.detail.contains("corrected")));
 }

@@ -10,10 +10,17 @@ async fn the_verification_handshake_echoes_the_challenge_only_for_the_right_toke
     let resp = wa.handle(whatsapp_request("GET", &ok, "", None), "r").await;
     assert_eq!(resp.status_code, 200);
     assert!(matches!(&resp.body, Some(aws_lambda_events::encodings::Body::Text(t)) if t == "1158201444"));
+    assert_eq!(resp.headers["x-content-type-options"], "nosniff");
+    assert_eq!(resp.headers["content-type"], "text/plain");
     for bad in [
         "hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
         &format!("hub.mode=unsubscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1"),
         "",
+        // Only a challenge that looks like Meta's (digits) is echoed: never markup.
+        &format!(
+            "hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=%3Cscript%3Ealert(1)%3C%2Fscript%3E"
+        ),
+        &format!("hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=12ab"),
     ] {
         assert_eq!(
             wa.handle(whatsapp_request("GET", bad, "", None), "r").await.status_code,
@@ -182,5 +189,55 @@ async fn forged_or_unsigned_posts_get_4xx_and_leave_nothing_behind() {
         .await;
     assert_eq!(resp.status_code, 400);
     assert_eq!(h.requests.get() - before, 0);
+    assert!(h.take_messaging().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_empty_verify_token_fails_the_function_at_start() {
+    let h = Harness::new().await;
+    let name = format!("t-empty-token-{}", uuid::Uuid::new_v4().simple());
+    h.sdk_secrets()
+        .create_secret()
+        .name(&name)
+        .secret_string("  ")
+        .send()
+        .await
+        .unwrap();
+    let mut env = env_of("WhatsAppWebhookFunction");
+    env.insert("WHATSAPP_VERIFY_TOKEN_SECRET_ID".into(), name);
+    let config = whatsapp_webhook::Config::from_vars(&env).unwrap();
+    let built = whatsapp_webhook::App::build(&h.sdk, config, nex_shared::ports::SystemClock).await;
+    assert!(built.is_err(), "no function that anyone could verify against");
+}
+
+#[tokio::test]
+async fn a_captured_delivery_replayed_after_metas_retry_window_changes_nothing() {
+    let h = Harness::new().await;
+    let wa = h.whatsapp().await;
+    let phone = format!("3162{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
+    let body = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"))
+        .replace("Does it come in another color?", "STOP")
+        .replace("16505551234", &phone);
+    let ts = body_timestamp(&body);
+    for (when, label) in [(ts - 8 * 86_400, "eight days old"), (ts + 86_400, "from tomorrow")] {
+        let replay = body.replace(&ts.to_string(), &when.to_string());
+        let resp = wa
+            .handle(whatsapp_request("POST", "", &replay, Some(&hub_sign(&replay))), "r")
+            .await;
+        assert_eq!(resp.status_code, 200, "{label}: acknowledged");
+        assert_eq!(
+            (
+                body_json(&resp)["messages"].as_u64(),
+                body_json(&resp)["opt_outs"].as_u64()
+            ),
+            (Some(0), Some(0)),
+            "{label}"
+        );
+    }
+    let subject = wa
+        .hasher
+        .hash(nex_shared::domain::subject::IdentifierKind::Phone, &phone)
+        .unwrap();
+    assert!(h.consent_state(&subject).await.is_none(), "no opt-out from a replay");
     assert!(h.take_messaging().await.is_empty());
 }
