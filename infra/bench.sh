@@ -3,16 +3,27 @@
 #   infra/bench.sh          1. criterion: Stripe verify + parse of a ~3 KB event (cargo bench)
 #                           2. each release binary: size, cold start to ready-for-first-event against a
 #                              local Lambda Runtime API, first-event time and peak RSS (infra/bench/coldstart.py)
+#   infra/bench.sh optin    4. 1,000 concurrent opt-ins from 50 merchants through the merchant API, resent,
+#                              then audited from the ledger: answers, ledger = audit entries, appends/s
 #   infra/bench.sh sweep    3. the retention sweep on 100,000 items with 1% due: items read per item deleted,
 #                              AWS requests, wall time, and a crash-and-resume run (tests/benches/sweep.rs;
 #                              about 15 minutes, most of it the emulator's own index scans)
-# AWS requests per Stripe delivery are counted by the integration tests (2 for a new event, 1 for a
+# AWS requests per Stripe delivery are counted by the integration tests (1 for a new event, 1 for a
 # duplicate), since they are a property to keep, not a speed.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ensure_rust
 ensure_venv
 target="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+if [[ "${1:-}" == "optin" ]]; then
+  trap stop_moto EXIT
+  start_moto "$(free_port)"
+  provision "$STATE/bench-manifest.json" >/dev/null
+  NEX_STACK_MANIFEST="$STATE/bench-manifest.json" cargo bench --manifest-path "$ROOT/Cargo.toml" -p nex-tests --bench optin_load \
+    2>&1 | grep -v '^{'
+  exit 0
+fi
 
 if [[ "${1:-}" == "sweep" ]]; then
   trap stop_moto EXIT
@@ -29,7 +40,7 @@ cargo bench --manifest-path "$ROOT/Cargo.toml" -p nex-shared --bench stripe_veri
 
 log "release build of the functions"
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p stripe-webhook -p payments-worker -p whatsapp-webhook \
-  -p messaging-worker -p notifications-sender -p consent-api -p retention-sweep -p data-requests-worker
+  -p messaging-worker -p notifications-sender -p consent-api -p retention-sweep -p data-requests-worker -p audit-appender
 
 trap stop_moto EXIT
 start_moto "$(free_port)"

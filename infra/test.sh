@@ -19,6 +19,12 @@ export NEX_STACK_MANIFEST="$STATE/test-manifest.json"
 
 log "cargo test (unit, property and integration tests)"
 cargo test --workspace --manifest-path "$ROOT/Cargo.toml" "$@"
+
+log "nexctl from a fresh shell: endpoint, region and credentials from the manifest alone"
+nexctl="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nexctl"
+cargo build --quiet --manifest-path "$ROOT/Cargo.toml" -p nexctl "$@"
+env -i PATH="$PATH" HOME="$HOME" "$nexctl" --manifest "$STATE/test-manifest.json" sweep status | grep -q "swept_through" \
+  || { log "nexctl --manifest did not work from a fresh shell"; exit 1; }
 stop_moto
 
 log "smoke run of the local stack (infra/dev.sh --once)"

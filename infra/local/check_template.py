@@ -5,8 +5,8 @@
   bare "*" resource.
 - The audit log (DataRequestsTable, partition `audit`) is append-only: every role allowed to write or delete
   in that table carries a Deny of DeleteItem, BatchWriteItem and PartiQLDelete on the table conditioned on
-  `ForAnyValue:StringEquals` `dynamodb:LeadingKeys` containing `audit` (AUDIT_DELETE_EXEMPT names the one
-  exception and why).
+  `ForAnyValue:StringEquals` `dynamodb:LeadingKeys` containing `audit` (AUDIT_DELETE_EXEMPT is empty:
+  entries age out through TTL).
 - The merchant API cannot write API keys: the role of every function serving a merchant API route
   (MERCHANT_PATHS) that may write MessagingTable carries a Deny of every item write there conditioned on
   `ForAnyValue:StringLike` `dynamodb:LeadingKeys` matching `merchant-key#*`.
@@ -17,6 +17,8 @@
   reserved concurrency gets throttled deliveries, each one a receive: its queue's maxReceiveCount is at
   least 20 (MIN_RECEIVES_THROTTLED). And a message that fails every time reaches the DLQ before it expires:
   maxReceiveCount x visibility timeout is within the queue's retention period.
+- No queue keeps a message more than 14 days (MAX_QUEUE_RETENTION): queues may carry personal data that an
+  erasure cannot reach, so they keep it less than the shortest window that applies (30 days).
 - Every function runs on provided.al2023 with its own log group of finite retention.
 - Alarms: every function has an AWS/Lambda Errors and a Throttles alarm (dimension FunctionName), every HTTP
   API an AWS/ApiGateway 5xx alarm (dimension ApiId); every alarm notifies the alarm topic (ALARM_TOPIC),
@@ -71,12 +73,11 @@ MIN_RECEIVES_THROTTLED = 20
 KEYS_TABLE = "MessagingTable"
 # Path prefixes of the merchant API (API key per merchant).
 MERCHANT_PATHS = ("/consent/", "/data-requests")
-# Role -> audit-partition deletes it may keep, with the reason.
-AUDIT_DELETE_EXEMPT = {
-    # Entries past their 6 years are deleted in the sweep's batches of due items (shared/src/usecases/sweep.rs);
-    # a Deny on BatchWriteItem would refuse every batch that holds one, with the other items due that day.
-    "RetentionSweepRole": {"dynamodb:BatchWriteItem"},
-}
+MAX_QUEUE_RETENTION = 14 * 86400
+
+# Role -> audit-partition deletes it may keep, with the reason. None: audit entries age out through
+# DynamoDB TTL (the sweep only reports them, shared/src/usecases/sweep.rs).
+AUDIT_DELETE_EXEMPT: dict = {}
 
 
 def logical(ref):
@@ -221,6 +222,15 @@ def main():
             bad.append(f"{name}: no point-in-time recovery")
         elif int(pitr.get("RecoveryPeriodInDays", 35)) > 30:
             bad.append(f"{name}: point-in-time recovery keeps {pitr.get('RecoveryPeriodInDays', 35)} days (at most 30)")
+
+    # Queues may hold personal data an erasure cannot reach (a send request's phone number, a person's
+    # own data request's reply address): none keeps a message longer than the shortest window that
+    # applies to what it carries (30 days: request logs, backups), with margin.
+    for name, r in res.items():
+        if r["Type"] == "AWS::SQS::Queue":
+            retention = int(r.get("Properties", {}).get("MessageRetentionPeriod", 345600))
+            if retention > MAX_QUEUE_RETENTION:
+                bad.append(f"{name}: keeps messages {retention} s (at most {MAX_QUEUE_RETENTION} s, 14 days)")
 
     alarmed = {
         logical(d["Value"])

@@ -256,7 +256,7 @@ impl Harness {
         pipe.pump().await.expect("ledger pipe");
         let config = audit_appender::Config::from_vars(&env_of("AuditAppenderFunction")).expect("config");
         let appender = audit_appender::App::build(&self.sdk, config, SystemClock);
-        self.drain_queue(&url, &arn, 1, |event| appender.handle(event, "test"))
+        self.drain_batches(&url, &arn, 1, 100, |event| appender.handle(event, "test"))
             .await
     }
 
@@ -334,12 +334,28 @@ impl Harness {
         F: Fn(aws_lambda_events::sqs::SqsEvent) -> Fut,
         Fut: std::future::Future<Output = aws_lambda_events::sqs::SqsBatchResponse>,
     {
+        self.drain_batches(url, arn, visibility, 10, invoke).await
+    }
+
+    /// `drain_queue` with batches of up to `batch` records.
+    pub async fn drain_batches<F, Fut>(
+        &self,
+        url: &str,
+        arn: &str,
+        visibility: i32,
+        batch: i32,
+        invoke: F,
+    ) -> nex_local::sqs::Round
+    where
+        F: Fn(aws_lambda_events::sqs::SqsEvent) -> Fut,
+        Fut: std::future::Future<Output = aws_lambda_events::sqs::SqsBatchResponse>,
+    {
         self.pump().await;
         let target = nex_local::sqs::Target {
             queue_url: url,
             queue_arn: arn,
             region: manifest()["region"].as_str().unwrap(),
-            batch_size: 10,
+            batch_size: batch,
             report_batch_item_failures: true,
             visibility_timeout: Some(visibility),
         };

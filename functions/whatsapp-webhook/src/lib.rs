@@ -98,11 +98,22 @@ impl<C: Clock> App<C> {
     }
 
     pub async fn handle(&self, req: ApiGatewayV2httpRequest, request_id: &str) -> ApiGatewayV2httpResponse {
+        self.handle_until(req, request_id, None).await
+    }
+
+    /// Handles one request that is cut off at `deadline` (Lambda's), if known: no AWS call starts that
+    /// could outlast it.
+    pub async fn handle_until(
+        &self,
+        req: ApiGatewayV2httpRequest,
+        request_id: &str,
+        deadline: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> ApiGatewayV2httpResponse {
         let span = tracing::info_span!("whatsapp_webhook", request_id = %request_id);
         async {
             match req.request_context.http.method {
                 Method::GET => self.handshake(&req),
-                Method::POST => self.delivery(&req, request_id).await,
+                Method::POST => self.delivery(&req, request_id, deadline).await,
                 _ => http::refuse(405, "method_not_allowed"),
             }
         }
@@ -137,7 +148,12 @@ impl<C: Clock> App<C> {
         }
     }
 
-    async fn delivery(&self, req: &ApiGatewayV2httpRequest, request_id: &str) -> ApiGatewayV2httpResponse {
+    async fn delivery(
+        &self,
+        req: &ApiGatewayV2httpRequest,
+        request_id: &str,
+        deadline: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> ApiGatewayV2httpResponse {
         let Some(body) = http::raw_body(req) else {
             return http::refuse(400, "invalid_base64_body");
         };
@@ -151,6 +167,7 @@ impl<C: Clock> App<C> {
             merchants: &self.merchants,
             metrics: &self.metrics,
             settings: &self.settings,
+            deadline,
         };
         let result = ingest.handle(signature, &body, request_id).await;
         let response = http::whatsapp_response(&result);

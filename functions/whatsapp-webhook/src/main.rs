@@ -15,7 +15,11 @@ async fn main() -> Result<(), Error> {
     let app = &app;
     run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::apigw::ApiGatewayV2httpRequest>| async move {
-            Ok::<_, Error>(app.handle(event.payload, &event.context.request_id).await)
+            let deadline = chrono::DateTime::from_timestamp_millis(event.context.deadline as i64);
+            Ok::<_, Error>(
+                app.handle_until(event.payload, &event.context.request_id, deadline)
+                    .await,
+            )
         },
     ))
     .await

@@ -30,17 +30,28 @@ where
     F: FnOnce(SqsEvent) -> Fut,
     Fut: Future<Output = SqsBatchResponse>,
 {
-    let received = sqs
-        .receive_message()
-        .queue_url(target.queue_url)
-        .max_number_of_messages(target.batch_size.clamp(1, 10))
-        .wait_time_seconds(1)
-        .set_visibility_timeout(target.visibility_timeout)
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .send()
-        .await
-        .map_err(|e| format!("ReceiveMessage: {e}"))?;
-    let messages = received.messages.unwrap_or_default();
+    // Like Lambda's poller with a batching window: batches larger than one receive (10) are gathered
+    // from receives in a row while the queue keeps giving full ones.
+    let mut messages = Vec::new();
+    let want = target.batch_size.max(1) as usize;
+    while messages.len() < want {
+        let received = sqs
+            .receive_message()
+            .queue_url(target.queue_url)
+            .max_number_of_messages((want - messages.len()).clamp(1, 10) as i32)
+            .wait_time_seconds(if messages.is_empty() { 1 } else { 0 })
+            .set_visibility_timeout(target.visibility_timeout)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| format!("ReceiveMessage: {e}"))?;
+        let got = received.messages.unwrap_or_default();
+        let full = got.len() == 10;
+        messages.extend(got);
+        if !full {
+            break;
+        }
+    }
     if messages.is_empty() {
         return Ok(Round::default());
     }

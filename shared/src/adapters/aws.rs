@@ -6,13 +6,17 @@ use aws_smithy_runtime_api::http::Response;
 
 use crate::ports::InfraError;
 
+/// The longest one AWS call may take, retries included: every call is bounded, so a function knows
+/// whether the next one still fits before its own deadline.
+pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// Loads the SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL` for the local
 /// emulator). Call once in `main`; clients built from it are cheap to clone and lent by reference.
 pub async fn load_config() -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(std::time::Duration::from_secs(2))
         .operation_attempt_timeout(std::time::Duration::from_secs(3))
-        .operation_timeout(std::time::Duration::from_secs(8))
+        .operation_timeout(OPERATION_TIMEOUT)
         .build();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts)

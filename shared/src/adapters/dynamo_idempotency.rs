@@ -5,7 +5,7 @@
 //! data: ids only.
 //!
 //! Inbox records: `pk` = `source#id`, `status` = `RECEIVED`, `body` (the message envelope, removed by
-//! its consumer once applied), `expires_at`. The table's stream (new images) feeds the pipes that hand
+//! its consumer once applied), `merchant` and `subject` where known, `expires_at`. The table's stream (new images) feeds the pipes that hand
 //! a reference to every new record with a body to its consumer's queue.
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::aws::infra_error;
-use crate::ports::{Claim, IdempotencyStore, Inbox, InfraError, Recorded};
+use crate::ports::{Claim, IdempotencyStore, Inbox, InfraError, Owner, Recorded};
 
 const IN_PROGRESS: &str = "INPROGRESS";
 const COMPLETED: &str = "COMPLETED";
@@ -152,10 +152,11 @@ impl Inbox for DynamoInbox {
         &self,
         key: &str,
         body: &str,
+        owner: &Owner<'_>,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<Recorded, InfraError> {
-        let res = self
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
@@ -164,9 +165,14 @@ impl Inbox for DynamoInbox {
             .item("body", s(body))
             .item("expires_at", n(expires_at.timestamp()))
             .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
-            .expression_attribute_values(":now", n(now.timestamp()))
-            .send()
-            .await;
+            .expression_attribute_values(":now", n(now.timestamp()));
+        if let Some(m) = owner.merchant {
+            put = put.item("merchant", s(m));
+        }
+        if let Some(sub) = owner.subject {
+            put = put.item("subject", s(sub));
+        }
+        let res = put.send().await;
         match res {
             Ok(_) => Ok(Recorded::New),
             Err(e) if is_condition_failed(&e) => Ok(Recorded::Duplicate),

@@ -229,6 +229,7 @@ impl crate::ports::Inbox for MemoryInbox {
         &self,
         key: &str,
         body: &str,
+        _owner: &crate::ports::Owner<'_>,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<Recorded, InfraError> {

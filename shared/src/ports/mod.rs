@@ -93,6 +93,13 @@ pub trait IdempotencyStore: Send + Sync {
     fn release(&self, key: &str) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 
+/// Whom a stored body is held for (the merchant, when known) and about (the subject hash, when any).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Owner<'a> {
+    pub merchant: Option<&'a str>,
+    pub subject: Option<&'a str>,
+}
+
 /// The ingresses' hand-off: the one write that makes a delivery safe to acknowledge.
 ///
 /// The rule it serves: an ingress answers 2xx only for what it has durably handed on, and
@@ -103,13 +110,15 @@ pub trait IdempotencyStore: Send + Sync {
 /// next instant. One AWS request per new delivery, one per duplicate.
 pub trait Inbox: Send + Sync {
     /// Writes `body` under `key` (`source#id`) unless a live record exists; the record (not the body)
-    /// lives until `expires_at`, longer than the platform's retries.
+    /// lives until `expires_at`, longer than the platform's retries. `owner` names whom the body is held
+    /// for and about (merchant, subject hash), recorded on the item like on every item with personal data.
     /// MUST return `Duplicate`, writing nothing, when a live record exists; `New` only once the body is
     /// durable. Errors: `InfraError`; nothing is written then, and the platform's retry starts over.
     fn hand_off(
         &self,
         key: &str,
         body: &str,
+        owner: &Owner<'_>,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Recorded, InfraError>> + Send;

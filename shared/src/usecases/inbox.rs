@@ -63,7 +63,13 @@ mod tests {
         let inbox = MemoryInbox::default();
         let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
         inbox
-            .hand_off("src#1", "{\"type\":\"x\"}", now, now + chrono::Duration::days(8))
+            .hand_off(
+                "src#1",
+                "{\"type\":\"x\"}",
+                &crate::ports::Owner::default(),
+                now,
+                now + chrono::Duration::days(8),
+            )
             .await
             .unwrap();
         let r = resolve(&inbox, r#"{"inbox":"src#1"}"#, now).await.unwrap();

@@ -14,7 +14,7 @@ use crate::domain::retention::{self, DataClass};
 use crate::domain::stripe::event::{self, Classified, ParseError, PaymentEvent};
 use crate::domain::stripe::signature::{SignatureError, Verifier};
 use crate::domain::subject::{IdentifierKind, SubjectHasher};
-use crate::ports::{Clock, Inbox, InfraError, Metrics, Recorded};
+use crate::ports::{Clock, Inbox, InfraError, Metrics, Owner, Recorded};
 
 /// Idempotency source prefix of Stripe deliveries.
 pub const SOURCE: &str = "stripe-webhook";
@@ -102,8 +102,13 @@ impl<C: Clock, I: Inbox, M: Metrics> Ingest<'_, C, I, M> {
 
         let key = format!("{SOURCE}#{event_id}");
         let expires_at = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(8));
+        let (merchant, subject) = (event.merchant.clone(), event.subject.clone());
+        let owner = Owner {
+            merchant: merchant.as_deref(),
+            subject: subject.as_deref(),
+        };
         let body = envelope(event, now, trace_id).encode();
-        if self.inbox.hand_off(&key, &body, now, expires_at).await? == Recorded::Duplicate {
+        if self.inbox.hand_off(&key, &body, &owner, now, expires_at).await? == Recorded::Duplicate {
             self.metrics.count("stripe_events_duplicate", 1, None);
             info!(event_id = %event_id, "duplicate stripe delivery; nothing handed on");
             return Ok(Accepted::Duplicate { event_id });

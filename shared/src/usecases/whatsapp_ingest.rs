@@ -18,7 +18,7 @@ use crate::domain::whatsapp::signature::{HubSignatureError, HubVerifier};
 use crate::domain::whatsapp::webhook::{self, Item, PayloadError, Person};
 use crate::ports::TemplateCatalog;
 use crate::ports::{
-    Clock, ConsentAction, ConsentEntry, ConsentLedger, Inbox, InfraError, MerchantDirectory, Metrics, Recorded,
+    Clock, ConsentAction, ConsentEntry, ConsentLedger, Inbox, InfraError, MerchantDirectory, Metrics, Owner, Recorded,
 };
 
 pub const SOURCE: &str = "whatsapp-webhook";
@@ -75,6 +75,10 @@ pub struct WhatsAppIngest<'a, C, I, L, D, M> {
     pub merchants: &'a D,
     pub metrics: &'a M,
     pub settings: &'a WhatsAppSettings,
+    /// When the invocation is cut off, if known: no AWS call is started that could outlast it (each is
+    /// bounded by `adapters::aws::OPERATION_TIMEOUT`); the delivery answers 503 instead, and Meta's retry
+    /// skips what was done.
+    pub deadline: Option<DateTime<Utc>>,
 }
 
 /// Counts of what one delivery contained.
@@ -150,6 +154,7 @@ where
                                 source: format!("keyword:{merchant}"),
                                 at: sent_at,
                             };
+                            self.budget()?;
                             self.ledger.record(&entry).await?;
                         }
                     }
@@ -169,8 +174,13 @@ where
                         }),
                     };
                     let key = format!("{SOURCE}#msg#{wamid}");
+                    let subject = message.subjects.first().cloned();
+                    let owner = Owner {
+                        merchant: Some(&merchant),
+                        subject: subject.as_deref(),
+                    };
                     let env = Envelope::new(wamid.clone(), now, trace_id.to_owned(), message);
-                    if self.hand_off(&key, &env.encode(), now, &mut summary).await? {
+                    if self.hand_off(&key, &env.encode(), &owner, now, &mut summary).await? {
                         summary.messages += 1;
                         if kw == Some(Keyword::OptOut) {
                             summary.opt_outs += 1;
@@ -202,8 +212,13 @@ where
                         subjects: self.subjects(&recipient),
                     };
                     let id = format!("{wamid}#{}", receipt.status);
+                    let (merchant, subject) = (receipt.merchant.clone(), receipt.subjects.first().cloned());
+                    let owner = Owner {
+                        merchant: Some(&merchant),
+                        subject: subject.as_deref(),
+                    };
                     let env = Envelope::new(id, now, trace_id.to_owned(), receipt);
-                    if self.hand_off(&key, &env.encode(), now, &mut summary).await? {
+                    if self.hand_off(&key, &env.encode(), &owner, now, &mut summary).await? {
                         summary.receipts += 1;
                     }
                 }
@@ -237,6 +252,7 @@ where
                             at,
                         };
                         // Idempotent per entry; the audit entry is derived from the ledger's stream.
+                        self.budget()?;
                         self.ledger.record(&entry).await?;
                     }
                     summary.preferences += 1;
@@ -247,6 +263,7 @@ where
                     language,
                     category,
                 } => {
+                    self.budget()?;
                     let Some(merchant) = self.merchants.merchant_for_account(&waba_id).await? else {
                         summary.unknown_merchant += 1;
                         self.metrics.count("whatsapp_unknown_merchant", 1, None);
@@ -284,7 +301,22 @@ where
         Ok(summary)
     }
 
+    /// Refuses to start an AWS call that might not finish before the invocation's deadline.
+    fn budget(&self) -> Result<(), InfraError> {
+        let bound = Duration::from_std(crate::adapters::aws::OPERATION_TIMEOUT).unwrap_or(Duration::seconds(8));
+        match self.deadline {
+            Some(d) if self.clock.now() + bound + Duration::milliseconds(500) > d => Err(InfraError {
+                service: "lambda",
+                operation: "deadline",
+                retryable: true,
+                source: Some("the next AWS call could outlast the invocation".into()),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     async fn merchant(&self, phone_number_id: &str, summary: &mut Summary) -> Result<Option<String>, InfraError> {
+        self.budget()?;
         let merchant = self.merchants.merchant_for_phone_number(phone_number_id).await?;
         if merchant.is_none() {
             summary.unknown_merchant += 1;
@@ -313,11 +345,13 @@ where
         &self,
         key: &str,
         body: &str,
+        owner: &Owner<'_>,
         now: DateTime<Utc>,
         summary: &mut Summary,
     ) -> Result<bool, InfraError> {
+        self.budget()?;
         let expires = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(8));
-        let new = self.inbox.hand_off(key, body, now, expires).await? == Recorded::New;
+        let new = self.inbox.hand_off(key, body, owner, now, expires).await? == Recorded::New;
         if !new {
             summary.duplicates += 1;
             self.metrics.count("whatsapp_duplicates", 1, None);
@@ -361,6 +395,7 @@ mod tests {
         merchants: MemoryMerchants,
         metrics: MemoryMetrics,
         settings: WhatsAppSettings,
+        deadline: Option<DateTime<Utc>>,
     }
 
     impl World {
@@ -376,6 +411,7 @@ mod tests {
                 settings: WhatsAppSettings {
                     max_body_bytes: 1 << 20,
                 },
+                deadline: None,
             }
         }
 
@@ -389,6 +425,7 @@ mod tests {
                 merchants: &self.merchants,
                 metrics: &self.metrics,
                 settings: &self.settings,
+                deadline: self.deadline,
             };
             uc.handle(Some(&sign_header(secret, body.as_bytes())), body.as_bytes(), "t")
                 .await
@@ -551,5 +588,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(recent.messages, 1, "inside the window it is processed");
+    }
+
+    #[tokio::test]
+    async fn no_aws_call_starts_that_could_outlast_the_invocation() {
+        let mut w = World::new();
+        w.deadline = Some(w.clock.now() + Duration::seconds(5));
+        assert!(matches!(
+            w.post(&text("P1", "wamid.late", "hi"), "app_secret").await,
+            Err(WhatsAppError::Unavailable(e)) if e.operation == "deadline"
+        ));
+        assert!(
+            w.inbox.records.lock().unwrap().is_empty(),
+            "nothing started, nothing half done"
+        );
+        w.deadline = Some(w.clock.now() + Duration::seconds(10));
+        assert_eq!(
+            w.post(&text("P1", "wamid.late", "hi"), "app_secret")
+                .await
+                .unwrap()
+                .messages,
+            1
+        );
     }
 }

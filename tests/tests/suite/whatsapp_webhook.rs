@@ -59,6 +59,10 @@ async fn every_fixture_payload_is_verified_and_queued_per_message_and_receipt() 
             .expect("an inbox reference")
             .to_owned();
         let item = h.inbox_item(&key).await.expect("the referenced record");
+        assert!(
+            item.contains_key("merchant") && item.contains_key("expires_at"),
+            "whose and until when"
+        );
         let body = item["body"].as_s().unwrap();
         let ok = Envelope::<InboundMessage>::decode(body).is_ok() || Envelope::<Receipt>::decode(body).is_ok();
         assert!(ok, "stored body is a known envelope");
