@@ -222,7 +222,14 @@ impl<C: Clock> App<C> {
 
     async fn show_request(&self, merchant: &str, id: &str) -> ApiGatewayV2httpResponse {
         let rec = match self.requests.get(id).await {
-            Ok(Some(r)) if r.request.merchant.as_deref() == Some(merchant) => r,
+            // Only a request this merchant opened through this API: never a person's own request or an
+            // operator's, even one that names the merchant.
+            Ok(Some(r))
+                if r.request.source == nex_shared::ports::SOURCE_MERCHANT_API
+                    && r.request.merchant.as_deref() == Some(merchant) =>
+            {
+                r
+            }
             // Another merchant's request is as absent as an unknown one.
             Ok(_) => return http::refuse(404, "not_found"),
             Err(e) => {

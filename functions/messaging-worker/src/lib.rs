@@ -113,7 +113,9 @@ impl App {
             subjects: m.subjects.clone(),
             kind: "unspecified".into(),
             source: nex_shared::ports::SOURCE_PERSON.into(),
-            merchant: Some(m.merchant.clone()),
+            // The person's own request is held for no merchant: it covers every merchant, so no merchant
+            // may read, count or erase it (the merchant it arrived through is in `reply_to`).
+            merchant: None,
             received_at: m.sent_at,
             answer_by: retention::deadline(DataClass::DataSubjectRequest, m.sent_at).unwrap_or(m.sent_at),
             // The answer goes back to the number that asked (in the queue message only, never stored).
@@ -142,6 +144,7 @@ impl App {
                 },
                 own_order: false,
                 order_open: false,
+                private: false,
             };
             self.notifications_queue
                 .send(&Envelope::new(confirm.id.clone(), now, m.wamid.clone(), confirm).encode())

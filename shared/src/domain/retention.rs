@@ -203,11 +203,13 @@ pub const POLICY: &[Rule] = &[
     },
     Rule {
         class: DataClass::IdempotencyRecord,
-        window: Window::Days(8),
+        window: Window::Days(19),
         anchor: Anchor::Created,
         action: Action::Delete,
         mechanism: Mechanism::DynamoTtlAndSweep,
-        source: "design: longer than the longest platform retry (Stripe 3 days, Meta 7 days)",
+        source: "design: longer than the longest platform retry (Stripe 3 days, Meta 7 days) and than a \
+                 message can wait in a queue and then its DLQ (4 + 14 days), so a redelivery or a redrive \
+                 is still recognised (inbox records, audit keys, claims)",
     },
     Rule {
         class: DataClass::AuditLogEntry,

@@ -86,6 +86,7 @@ pub fn notification(event: &PaymentEvent, status: &str) -> Option<SendRequest> {
         },
         own_order: true,
         order_open: status != "refunded",
+        private: false,
     })
 }
 
@@ -94,7 +95,7 @@ impl<C: Clock, I: IdempotencyStore, P: PaymentStore, N: Queue> ApplyPayment<'_, 
     pub async fn handle(&self, event: &PaymentEvent, lock_until: DateTime<Utc>) -> Result<Applied, ApplyError> {
         let now = self.clock.now();
         let key = format!("{SOURCE}#{}", event.event_id);
-        let expires_at = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(8));
+        let expires_at = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(19));
         match self.idempotency.claim(&key, now, lock_until, expires_at).await? {
             Claim::Completed(_) => return Ok(Applied::AlreadyDone),
             Claim::InProgress => return Err(ApplyError::InProgress),
@@ -187,7 +188,7 @@ pub fn merge(
         card: min_opt(current.and_then(|c| c.card.clone()), event.card.clone()),
         api_version: max_opt(current.and_then(|c| c.api_version.clone()), event.api_version.clone()),
         subject: min_opt(current.and_then(|c| c.subject.clone()), event.subject.clone()),
-        merchant: min_opt(current.and_then(|c| c.merchant.clone()), event.merchant.clone()),
+        merchant: merchant_of(current.and_then(|c| c.merchant.clone()), event.merchant.clone()),
         last_event_at,
         updated_at: now,
         retention: retention::stamp(DataClass::InvoiceTaxRecord, anchor, &event.payment_key)?,
@@ -208,6 +209,16 @@ fn same_content(a: &PaymentRecord, b: &PaymentRecord) -> bool {
 fn max_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     a.max(b)
 }
+/// Whom the record is held for: the storefront's `metadata.merchant_id` wins over a Connect account id
+/// (`acct_...`, the fallback when an event carries no metadata), whatever order the events arrive in.
+fn merchant_of(a: Option<String>, b: Option<String>) -> Option<String> {
+    let rank = |m: &String| (m.starts_with("acct_"), m.clone());
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if rank(&a) <= rank(&b) { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
 fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -371,5 +382,13 @@ mod tests {
             2,
             "the expired item was replaced, not merged into"
         );
+    }
+
+    #[test]
+    fn the_storefronts_merchant_id_wins_over_a_connect_account_in_any_order() {
+        let m = |s: &str| Some(s.to_owned());
+        assert_eq!(merchant_of(m("m-1"), m("acct_1")), m("m-1"));
+        assert_eq!(merchant_of(m("acct_1"), m("m-1")), m("m-1"));
+        assert_eq!(merchant_of(None, m("acct_1")), m("acct_1"));
     }
 }

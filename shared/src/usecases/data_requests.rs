@@ -438,6 +438,10 @@ pub async fn answer_person(
     let Some(rec) = requests.get(id).await? else {
         return Ok(false);
     };
+    // Only the person's own request is answered to a number, whatever a queue message says.
+    if rec.request.source != crate::ports::SOURCE_PERSON {
+        return Ok(false);
+    }
     let Some(key) = rec.export_key.as_deref().filter(|_| rec.status == "completed") else {
         return Ok(false);
     };
@@ -458,6 +462,8 @@ pub async fn answer_person(
         },
         own_order: false,
         order_open: false,
+        // The text carries a link to the person's data: it is sent, never kept in the transcript.
+        private: true,
     };
     notifications
         .send(&Envelope::new(answer.id.clone(), now, id.to_owned(), answer).encode())

@@ -88,13 +88,22 @@ pub async fn record<L: ConsentLedger>(
     if opt_in.phone.as_deref().is_some_and(|p| !validate::is_e164(p)) {
         return Err(OptInError::BadPhone);
     }
-    if opt_in.bsuid.as_deref().is_some_and(|b| !validate::is_id(b)) {
+    if opt_in.bsuid.as_deref().is_some_and(|b| !validate::is_id(b)) || !validate::is_id(merchant) {
         return Err(OptInError::BadId);
     }
     let at = opt_in.at.unwrap_or(now);
     if !validate::is_plausible_time(at, now) {
         return Err(OptInError::FromTheFuture);
     }
+    // Within the allowed clock skew, never later than now: a caller cannot date an opt-in after a STOP
+    // that has not happened yet.
+    let at = at.min(now);
+    // The caller's id is hashed into the entry's id (it may be anything of its alphabet, digits of a phone
+    // number included), so the ledger and the audit log hold a reference, not what the caller wrote.
+    let reference = {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(format!("{merchant}\n{}", opt_in.id)))[..24].to_owned()
+    };
     let subjects: Vec<String> = opt_in
         .phone
         .as_deref()
@@ -112,7 +121,7 @@ pub async fn record<L: ConsentLedger>(
     }
     for subject in &subjects {
         let entry = ConsentEntry {
-            id: format!("optin#{merchant}#{}", opt_in.id),
+            id: format!("optin#{merchant}#{reference}"),
             subject: subject.clone(),
             merchant: Some(merchant.to_owned()),
             action: ConsentAction::OptIn,
@@ -183,6 +192,23 @@ mod tests {
             record(&ledger, &hasher, "m", &o, now).await,
             Err(OptInError::FromTheFuture)
         ));
+    }
+
+    #[tokio::test]
+    async fn the_callers_id_is_kept_hashed_and_an_opt_in_is_never_dated_after_now() {
+        let (ledger, hasher, now) = (
+            MemoryLedger::default(),
+            SubjectHasher::new(&SecretString::from("p")),
+            Utc::now(),
+        );
+        let mut o = opt_in(Some("+31612345678"));
+        o.id = "31612345678".into();
+        o.at = Some(now + chrono::Duration::minutes(4));
+        record(&ledger, &hasher, "m-1", &o, now).await.unwrap();
+        let entries = ledger.entries.lock().unwrap();
+        let e = entries.values().next().unwrap();
+        assert!(!e.id.contains("31612345678"), "{}", e.id);
+        assert_eq!(e.at, now, "clock skew allowed, but not a date after now");
     }
 
     #[tokio::test]

@@ -54,6 +54,10 @@ pub struct SendRequest {
     /// That order is still open.
     #[serde(default)]
     pub order_open: bool,
+    /// The text is a credential (a link to the person's own data): sent, and kept in the transcript as
+    /// that kind of message without its text.
+    #[serde(default)]
+    pub private: bool,
 }
 
 impl Message for SendRequest {
@@ -127,7 +131,7 @@ where
             .ok_or(NotifyError::NoRecipient)?;
         let now = self.clock.now();
         let key = format!("{SOURCE}#{}", req.id);
-        let expires = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(8));
+        let expires = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(19));
         match self.idempotency.claim(&key, now, lock_until, expires).await? {
             Claim::Completed(result) => return Ok(Outcome::AlreadyDone(result)),
             Claim::InProgress => return Err(NotifyError::InProgress),
@@ -191,6 +195,7 @@ where
                 self.idempotency.complete(key, Some(&wamid)).await?;
                 let (kind, text) = match &req.content {
                     Content::Template { name, .. } => ("template", Some(format!("template:{name}"))),
+                    Content::Text { .. } if req.private => ("private_text", None),
                     Content::Text { body } => ("text", Some(body.clone())),
                 };
                 let message = TranscriptMessage {

@@ -101,7 +101,7 @@ impl<C: Clock, I: Inbox, M: Metrics> Ingest<'_, C, I, M> {
         let api_version = event.api_version.clone();
 
         let key = format!("{SOURCE}#{event_id}");
-        let expires_at = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(8));
+        let expires_at = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(19));
         let (merchant, subject) = (event.merchant.clone(), event.subject.clone());
         let owner = Owner {
             merchant: merchant.as_deref(),

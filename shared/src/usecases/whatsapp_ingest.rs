@@ -137,14 +137,14 @@ where
                     let Some(merchant) = self.merchant(&phone_number_id, &mut summary).await? else {
                         continue;
                     };
-                    let Some(sent_at) = self.fresh(timestamp, now, &mut summary) else {
-                        continue;
-                    };
                     let subjects = self.subjects(&from);
                     let kw = text.as_deref().and_then(keyword::classify);
+                    let fresh = self.fresh(timestamp, now, &mut summary);
                     // The opt-out is in force before the message counts as seen: a cut-off after this
-                    // write is redelivered by Meta, and recording it again changes nothing.
+                    // write is redelivered by Meta, and recording it again changes nothing. A stale STOP
+                    // is still recorded (replaying an opt-out is harmless; dropping a late one is not).
                     if kw == Some(Keyword::OptOut) {
+                        let at = fresh.unwrap_or_else(|| at_or_now(timestamp, now));
                         for subject in &subjects {
                             let entry = ConsentEntry {
                                 id: wamid.clone(),
@@ -152,12 +152,15 @@ where
                                 merchant: None,
                                 action: ConsentAction::OptOut,
                                 source: format!("keyword:{merchant}"),
-                                at: sent_at,
+                                at,
                             };
                             self.budget()?;
                             self.ledger.record(&entry).await?;
                         }
                     }
+                    let Some(sent_at) = fresh else {
+                        continue;
+                    };
                     let message = InboundMessage {
                         merchant: merchant.clone(),
                         phone_number_id,
@@ -231,8 +234,12 @@ where
                     let Some(merchant) = self.merchant(&phone_number_id, &mut summary).await? else {
                         continue;
                     };
-                    let Some(at) = self.fresh(timestamp, now, &mut summary) else {
-                        continue;
+                    // Meta's stop is recorded however late (like a STOP); a stale resume is a replay
+                    // that could re-enable marketing, so it is not.
+                    let at = match (self.fresh(timestamp, now, &mut summary), stop) {
+                        (Some(at), _) => at,
+                        (None, true) => at_or_now(timestamp, now),
+                        (None, false) => continue,
                     };
                     let action = if stop {
                         ConsentAction::MetaStop
@@ -350,7 +357,7 @@ where
         summary: &mut Summary,
     ) -> Result<bool, InfraError> {
         self.budget()?;
-        let expires = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(8));
+        let expires = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(19));
         let new = self.inbox.hand_off(key, body, owner, now, expires).await? == Recorded::New;
         if !new {
             summary.duplicates += 1;
@@ -374,6 +381,14 @@ where
 
 /// How long Meta keeps retrying a delivery.
 const META_RETRY_DAYS: i64 = 7;
+
+/// An item's time, never later than now.
+fn at_or_now(epoch: i64, now: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_opt(epoch, 0)
+        .single()
+        .filter(|t| *t <= now)
+        .unwrap_or(now)
+}
 
 #[cfg(test)]
 mod tests {
@@ -572,19 +587,30 @@ mod tests {
     #[tokio::test]
     async fn items_older_than_metas_retry_window_or_from_the_future_are_acknowledged_not_processed() {
         let w = World::new();
-        let dated = |wamid: &str, ts: i64| text("P1", wamid, "STOP").replace("1799999990", &ts.to_string());
+        let dated = |wamid: &str, ts: i64, body: &str| text("P1", wamid, body).replace("1799999990", &ts.to_string());
         let old = w
-            .post(&dated("wamid.old", 1_800_000_000 - 8 * 86_400), "app_secret")
+            .post(&dated("wamid.old", 1_800_000_000 - 8 * 86_400, "hello"), "app_secret")
             .await
             .unwrap();
         let future = w
-            .post(&dated("wamid.future", 1_800_000_000 + 3_600), "app_secret")
+            .post(&dated("wamid.future", 1_800_000_000 + 3_600, "hello"), "app_secret")
             .await
             .unwrap();
         assert_eq!((old.stale, future.stale, old.messages + future.messages), (1, 1, 0));
         assert!(w.ledger.entries.lock().unwrap().is_empty() && w.inbox.bodies().is_empty());
+        // A late STOP still takes effect (it cannot hurt), without being processed as a message.
+        let late = w
+            .post(&dated("wamid.late", 1_800_000_000 - 8 * 86_400, "STOP"), "app_secret")
+            .await
+            .unwrap();
+        assert_eq!((late.stale, late.messages), (1, 0));
+        let subject = w.hasher.hash(IdentifierKind::Phone, "+31612345678").unwrap();
+        assert!(w.ledger.opted_out(&subject) && w.inbox.bodies().is_empty());
         let recent = w
-            .post(&dated("wamid.recent", 1_800_000_000 - 6 * 86_400), "app_secret")
+            .post(
+                &dated("wamid.recent", 1_800_000_000 - 6 * 86_400, "hello"),
+                "app_secret",
+            )
             .await
             .unwrap();
         assert_eq!(recent.messages, 1, "inside the window it is processed");

@@ -673,7 +673,7 @@ async fn a_persons_own_data_request_covers_every_merchant_and_is_answered_to_the
         subjects: vec![subject.clone()],
         kind: "unspecified".into(),
         source: nex_shared::ports::SOURCE_PERSON.into(),
-        merchant: Some("m-b".into()),
+        merchant: None,
         received_at: now,
         answer_by: now + Duration::days(30),
         reply_to: Some(nex_shared::ports::ReplyTo {
@@ -737,6 +737,39 @@ async fn a_persons_own_data_request_covers_every_merchant_and_is_answered_to_the
     assert_eq!(answer["phone_number_id"], "pn-b");
     let body = answer["content"]["body"].as_str().unwrap();
     assert!(body.contains("X-Amz-Expires=86400"), "an expiring link: {body}");
+    assert_eq!(
+        answer["private"], true,
+        "the link is sent, never kept in the merchant's transcript"
+    );
+}
+
+#[tokio::test]
+async fn a_merchant_cannot_read_a_persons_own_request_even_one_that_names_it() {
+    let h = Harness::new().await;
+    let app = h.consent_api().await;
+    let requests = DynamoDataRequests::new(h.ddb.clone(), table("DataRequestsTable"));
+    let now = Utc::now();
+    for (source, label) in [
+        (nex_shared::ports::SOURCE_PERSON, "the person's own"),
+        (nex_shared::ports::SOURCE_OPERATOR, "an operator's"),
+    ] {
+        let id = format!("t-{}", uuid::Uuid::new_v4().simple());
+        let request = nex_shared::ports::DataRequest {
+            id: id.clone(),
+            subjects: vec!["s".into()],
+            kind: "export".into(),
+            source: source.into(),
+            merchant: Some("merchant-demo-1".into()),
+            received_at: now,
+            answer_by: now + Duration::days(30),
+            reply_to: None,
+        };
+        assert!(requests.open(&request).await.unwrap());
+        let resp = app
+            .handle(api("GET", &format!("/data-requests/{id}"), "", Some(MERCHANT_KEY)), "r")
+            .await;
+        assert_eq!(resp.status_code, 404, "{label}");
+    }
 }
 
 #[tokio::test]

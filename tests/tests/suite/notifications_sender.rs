@@ -22,6 +22,7 @@ fn request(to: &str, merchant: &str, content: Content, own_order: bool, order_op
         content,
         own_order,
         order_open,
+        private: false,
     }
 }
 

@@ -220,7 +220,7 @@ async fn a_captured_delivery_replayed_after_metas_retry_window_changes_nothing()
     let wa = h.whatsapp().await;
     let phone = format!("3162{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
     let body = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"))
-        .replace("Does it come in another color?", "STOP")
+        .replace("Does it come in another color?", "hello again")
         .replace("16505551234", &phone);
     let ts = body_timestamp(&body);
     for (when, label) in [(ts - 8 * 86_400, "eight days old"), (ts + 86_400, "from tomorrow")] {
@@ -242,6 +242,9 @@ async fn a_captured_delivery_replayed_after_metas_retry_window_changes_nothing()
         .hasher
         .hash(nex_shared::domain::subject::IdentifierKind::Phone, &phone)
         .unwrap();
-    assert!(h.consent_state(&subject).await.is_none(), "no opt-out from a replay");
+    assert!(
+        h.consent_state(&subject).await.is_none(),
+        "nothing recorded from a replay"
+    );
     assert!(h.take_messaging().await.is_empty());
 }
