@@ -405,6 +405,19 @@ impl Harness {
         req.send().await.expect("GetItem").item
     }
 
+    /// A subject's consent-ledger entries in the messaging table (strongly consistent).
+    pub async fn consent_entries(&self, subject: &str) -> Vec<HashMap<String, AttributeValue>> {
+        let q = self
+            .ddb
+            .query()
+            .table_name(table("MessagingTable"))
+            .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("subject#{subject}")))
+            .expression_attribute_values(":c", AttributeValue::S("consent#".into()))
+            .consistent_read(true);
+        nex_shared::adapters::aws::query_all(q, "Query").await.expect("Query")
+    }
+
     /// A subject's current consent state item in the messaging table (strongly consistent).
     pub async fn consent_state(&self, subject: &str) -> Option<HashMap<String, AttributeValue>> {
         self.ddb

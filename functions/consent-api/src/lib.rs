@@ -111,6 +111,7 @@ impl<C: Clock> App<C> {
         };
         let merchant = match self.merchant(&req).await {
             Ok(m) => m,
+            Err(Refused(429, _)) => return http::unavailable(true),
             Err(Refused(status, reason)) => return http::refuse(status, reason),
         };
         match route {
@@ -141,9 +142,17 @@ impl<C: Clock> App<C> {
         {
             Ok(Some(m)) => Ok(m),
             Ok(None) => Err(Refused(401, "unknown_api_key")),
+            // Nothing was done yet: a retryable failure is "try again" (429 with Retry-After).
             Err(e) => {
                 tracing::error!(error = %e, "api key lookup failed");
-                Err(Refused(503, "temporarily_unavailable"))
+                Err(Refused(
+                    if e.retryable { 429 } else { 503 },
+                    if e.retryable {
+                        "try_again"
+                    } else {
+                        "temporarily_unavailable"
+                    },
+                ))
             }
         }
     }

@@ -89,3 +89,63 @@ pub async fn query_all(
         }
     }
 }
+
+/// A DynamoDB item, as the SDK gives it.
+pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+/// Reads the items at `keys` of `table` (strongly consistent; absent keys are left out): BatchGetItem, 100
+/// keys a call, retrying what the service leaves unprocessed with doubling backoff, and failing retryably
+/// if some keys stay unprocessed.
+pub async fn batch_get(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    mut keys: Vec<Item>,
+    operation: &'static str,
+) -> Result<Vec<Item>, InfraError> {
+    const ATTEMPTS: u32 = 8;
+    keys.sort_by_key(|k| format!("{k:?}"));
+    keys.dedup();
+    let mut out = Vec::new();
+    for chunk in keys.chunks(100) {
+        let mut pending = chunk.to_vec();
+        for attempt in 0..ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6))).await;
+            }
+            let ka = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| InfraError {
+                    service: "dynamodb",
+                    operation,
+                    retryable: false,
+                    source: Some(Box::new(e)),
+                })?;
+            let res = client
+                .batch_get_item()
+                .request_items(table, ka)
+                .send()
+                .await
+                .map_err(|e| infra_error("dynamodb", operation, e))?;
+            out.extend(res.responses.unwrap_or_default().remove(table).unwrap_or_default());
+            pending = res
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .map(|ka| ka.keys)
+                .unwrap_or_default();
+        }
+        if !pending.is_empty() {
+            return Err(InfraError {
+                service: "dynamodb",
+                operation,
+                retryable: true,
+                source: Some("keys still unprocessed after retries".into()),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
-use super::aws::infra_error;
+use super::aws::{batch_get, infra_error};
 use crate::domain::audit::{Entry, NewEntry, GENESIS};
 use crate::domain::retention::{self, DataClass};
 use crate::ports::{AuditLog, InfraError};
@@ -68,8 +68,8 @@ fn build(what: &'static str) -> impl Fn(aws_sdk_dynamodb::error::BuildError) -> 
 }
 
 /// Entries chained in one transaction: each is its Put and, if keyed, its marker's Put, plus the head's
-/// Update, within DynamoDB's 100 items per transaction.
-const CHAIN_STEP: usize = 32;
+/// Update: 25 items, the emulator's limit (DynamoDB allows 100), so both run the same code.
+const CHAIN_STEP: usize = 12;
 
 impl DynamoAudit {
     fn marker(&self, key: &str, at: DateTime<Utc>) -> Result<Put, InfraError> {
@@ -114,64 +114,23 @@ impl DynamoAudit {
 
     /// Which of `keys` were appended before (their markers exist).
     async fn appended(&self, keys: &[&str]) -> Result<std::collections::HashSet<String>, InfraError> {
-        let mut out = std::collections::HashSet::new();
-        for chunk in keys.chunks(100) {
-            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
+        let markers = keys
+            .iter()
+            .map(|k| {
+                HashMap::from([
+                    ("pk".to_owned(), s(format!("audit-key#{k}"))),
+                    ("sk".to_owned(), s("-")),
+                ])
+            })
+            .collect();
+        Ok(
+            batch_get(&self.client, &self.table, markers, "BatchGetItem(audit keys)")
+                .await?
                 .iter()
-                .map(|k| {
-                    HashMap::from([
-                        ("pk".to_owned(), s(format!("audit-key#{k}"))),
-                        ("sk".to_owned(), s("-")),
-                    ])
-                })
-                .collect();
-            pending.sort_by(|a, b| a["pk"].as_s().ok().cmp(&b["pk"].as_s().ok()));
-            pending.dedup();
-            for attempt in 0..8u32 {
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(5))).await;
-                }
-                let ka = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(build("BatchGetItem"))?;
-                let res = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, ka)
-                    .send()
-                    .await
-                    .map_err(|e| infra_error("dynamodb", "BatchGetItem", e))?;
-                for item in res
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    if let Some(k) = item.get("pk").and_then(|v| v.as_s().ok()) {
-                        out.insert(k.trim_start_matches("audit-key#").to_owned());
-                    }
-                }
-                pending = res
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .map(|ka| ka.keys)
-                    .unwrap_or_default();
-            }
-            if !pending.is_empty() {
-                return Err(InfraError {
-                    service: "dynamodb",
-                    operation: "BatchGetItem(audit keys)",
-                    retryable: true,
-                    source: Some("keys still unprocessed after retries".into()),
-                });
-            }
-        }
-        Ok(out)
+                .filter_map(|i| i.get("pk").and_then(|v| v.as_s().ok()))
+                .map(|k| k.trim_start_matches("audit-key#").to_owned())
+                .collect(),
+        )
     }
 
     /// Chains `news` (none of them appended before, as far as the caller knows) after the head, in one

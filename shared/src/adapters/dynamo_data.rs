@@ -5,16 +5,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, ReturnValue, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValue, WriteRequest};
 use aws_sdk_dynamodb::Client;
 
 use super::aws::{infra_error, query_all};
 use super::dynamo_idempotency::is_condition_failed;
 use crate::ports::{Attrs, Checkpoints, DataStore, DueEntry, DuePage, InfraError, ItemKey, Store};
 
-/// BatchWriteItem takes at most 25 requests; BatchGetItem at most 100 keys.
+/// BatchWriteItem takes at most 25 requests.
 const WRITE_BATCH: usize = 25;
-const GET_BATCH: usize = 100;
 /// Attempts for what a batch call leaves unprocessed (throttling), with doubling backoff from 25 ms.
 const BATCH_ATTEMPTS: u32 = 8;
 
@@ -58,38 +57,14 @@ impl DynamoData {
 
     /// Reads whole items by key (BatchGetItem, retrying unprocessed keys).
     async fn get_many(&self, store: Store, keys: &[ItemKey]) -> Result<Vec<(ItemKey, Attrs)>, InfraError> {
-        let table = self.table(store)?;
-        let mut out = Vec::new();
-        for chunk in keys.chunks(GET_BATCH) {
-            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk.iter().map(|k| Self::key(store, k)).collect();
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                let ka = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| build_error("BatchGetItem", e))?;
-                let res = self
-                    .client
-                    .batch_get_item()
-                    .request_items(table, ka)
-                    .send()
-                    .await
-                    .map_err(|e| infra_error("dynamodb", "BatchGetItem", e))?;
-                for item in res.responses.unwrap_or_default().remove(table).unwrap_or_default() {
-                    if let Some(k) = Self::key_of(store, &item) {
-                        out.push((k, to_json(item)));
-                    }
-                }
-                pending = res
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(table))
-                    .map(|ka| ka.keys)
-                    .unwrap_or_default();
-                backoff(&mut attempt, !pending.is_empty(), "BatchGetItem").await?;
-            }
-        }
-        Ok(out)
+        let keys = keys.iter().map(|k| Self::key(store, k)).collect();
+        Ok(
+            super::aws::batch_get(&self.client, self.table(store)?, keys, "BatchGetItem")
+                .await?
+                .into_iter()
+                .filter_map(|item| Some((Self::key_of(store, &item)?, to_json(item))))
+                .collect(),
+        )
     }
 }
 

@@ -315,63 +315,17 @@ impl ConsentLedger for DynamoLedger {
 
 impl crate::ports::LedgerReader for DynamoLedger {
     async fn read(&self, refs: &[crate::usecases::consent_audit::LedgerRef]) -> Result<Vec<ConsentEntry>, InfraError> {
-        let mut keys: Vec<(&str, &str)> = refs.iter().map(|r| (r.pk.as_str(), r.sk.as_str())).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let mut out = Vec::new();
-        for chunk in keys.chunks(100) {
-            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
+        let keys = refs
+            .iter()
+            .map(|r| HashMap::from([("pk".to_owned(), s(&r.pk)), ("sk".to_owned(), s(&r.sk))]))
+            .collect();
+        Ok(
+            super::aws::batch_get(&self.client, &self.table, keys, "BatchGetItem(ledger)")
+                .await?
                 .iter()
-                .map(|(pk, sk)| HashMap::from([("pk".to_owned(), s(*pk)), ("sk".to_owned(), s(*sk))]))
-                .collect();
-            for attempt in 0..8u32 {
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(25 << attempt.min(5))).await;
-                }
-                let ka = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| InfraError {
-                        service: "dynamodb",
-                        operation: "BatchGetItem(build)",
-                        retryable: false,
-                        source: Some(Box::new(e)),
-                    })?;
-                let res = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, ka)
-                    .send()
-                    .await
-                    .map_err(|e| infra_error("dynamodb", "BatchGetItem", e))?;
-                for item in res
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    out.extend(decode_entry(&item));
-                }
-                pending = res
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .map(|ka| ka.keys)
-                    .unwrap_or_default();
-            }
-            if !pending.is_empty() {
-                return Err(InfraError {
-                    service: "dynamodb",
-                    operation: "BatchGetItem(ledger)",
-                    retryable: true,
-                    source: Some("keys still unprocessed after retries".into()),
-                });
-            }
-        }
-        Ok(out)
+                .filter_map(decode_entry)
+                .collect(),
+        )
     }
 }
 

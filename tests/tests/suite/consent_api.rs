@@ -86,22 +86,8 @@ async fn stop_starts_the_24_month_clock_on_the_opt_ins_it_withdraws() {
     assert_eq!(api.handle(post(&body, Some(MERCHANT_KEY)), "r").await.status_code, 201);
     let subject = api.hasher.hash(IdentifierKind::Phone, &digits).unwrap();
     let opt_in_ttl = || async {
-        let out = h
-            .ddb
-            .query()
-            .table_name(table("MessagingTable"))
-            .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
-            .expression_attribute_values(
-                ":pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("subject#{subject}")),
-            )
-            .expression_attribute_values(":c", aws_sdk_dynamodb::types::AttributeValue::S("consent#".into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap();
+        let out = h.consent_entries(&subject).await;
         let entry = out
-            .items()
             .iter()
             .find(|i| i["action"].as_s().unwrap() == "opt_in")
             .cloned()
@@ -204,21 +190,8 @@ async fn the_bearer_scheme_is_case_insensitive_and_one_opt_in_id_is_one_ledger_e
         401
     );
     let subject = api.hasher.hash(IdentifierKind::Phone, &phone).unwrap();
-    let out = h
-        .ddb
-        .query()
-        .table_name(table("MessagingTable"))
-        .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
-        .expression_attribute_values(
-            ":pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("subject#{subject}")),
-        )
-        .expression_attribute_values(":c", aws_sdk_dynamodb::types::AttributeValue::S("consent#".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.items().len(), 1, "one opt-in id, one ledger entry");
+    let out = h.consent_entries(&subject).await;
+    assert_eq!(out.len(), 1, "one opt-in id, one ledger entry");
 }
 
 #[tokio::test]
@@ -277,22 +250,9 @@ async fn an_opt_in_after_stop_restores_marketing_from_that_merchant_only_and_bot
     let two = convs.consent(&subject, "merchant-demo-2").await.unwrap();
     assert!(one.opted_in && !one.opted_out, "marketing from merchant-demo-1 again");
     assert!(two.opted_out, "the STOP still holds for every other merchant");
-    let entries = h
-        .ddb
-        .query()
-        .table_name(table("MessagingTable"))
-        .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
-        .expression_attribute_values(
-            ":pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("subject#{subject}")),
-        )
-        .expression_attribute_values(":c", aws_sdk_dynamodb::types::AttributeValue::S("consent#".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
+    let entries = h.consent_entries(&subject).await;
     assert_eq!(
-        entries.items().len(),
+        entries.len(),
         4,
         "the STOP and every opt-in stay in the ledger as evidence"
     );

@@ -147,20 +147,8 @@ async fn stop_opts_the_number_out_for_every_merchant_before_the_webhook_answers(
     let due =
         nex_shared::domain::retention::deadline(nex_shared::domain::retention::DataClass::ConsentLedgerEntry, sent);
     assert_eq!(Some(expires), due.map(|d| d.timestamp()));
-    let entries = h
-        .ddb
-        .query()
-        .table_name(table("MessagingTable"))
-        .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
-        .expression_attribute_values(
-            ":pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("subject#{subject}")),
-        )
-        .expression_attribute_values(":c", aws_sdk_dynamodb::types::AttributeValue::S("consent#".into()))
-        .send()
-        .await
-        .unwrap();
-    let entry = &entries.items()[0];
+    let entries = h.consent_entries(&subject).await;
+    let entry = &entries[0];
     assert_eq!(entry["action"].as_s().unwrap(), "opt_out");
     assert_eq!(entry["merchant"].as_s().unwrap(), "*", "every merchant");
     assert!(
