@@ -103,8 +103,14 @@ pub async fn batch_get(
     operation: &'static str,
 ) -> Result<Vec<Item>, InfraError> {
     const ATTEMPTS: u32 = 8;
-    keys.sort_by_key(|k| format!("{k:?}"));
-    keys.dedup();
+    // BatchGetItem refuses a request naming a key twice. A map's iteration order differs between equal
+    // maps, so keys are compared by their sorted attributes.
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|k| {
+        let mut parts: Vec<String> = k.iter().map(|(name, v)| format!("{name}={v:?}")).collect();
+        parts.sort();
+        seen.insert(parts)
+    });
     let mut out = Vec::new();
     for chunk in keys.chunks(100) {
         let mut pending = chunk.to_vec();
