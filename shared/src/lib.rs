@@ -12,6 +12,7 @@
 pub mod adapters;
 pub mod config;
 pub mod domain;
+pub mod function;
 pub mod http;
 pub mod ports;
 pub mod telemetry;

@@ -245,3 +245,26 @@ impl App {
         }
     }
 }
+
+/// The function's shape (see `nex_shared::function`): its configuration, its app, its trigger.
+impl nex_shared::function::Function for App {
+    type Config = Config;
+
+    fn config(vars: &impl nex_shared::config::Vars) -> Result<Config, nex_shared::config::ConfigError> {
+        Config::from_vars(vars)
+    }
+
+    async fn build(sdk: &aws_config::SdkConfig, config: Config) -> Result<Self, nex_shared::config::InitError> {
+        Ok(App::build(sdk, config).await?)
+    }
+}
+
+impl nex_shared::function::SqsFunction for App {
+    async fn sqs(
+        &self,
+        event: aws_lambda_events::sqs::SqsEvent,
+        invocation: &nex_shared::function::Invocation,
+    ) -> aws_lambda_events::sqs::SqsBatchResponse {
+        self.handle(event, &invocation.request_id).await
+    }
+}

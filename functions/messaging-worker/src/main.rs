@@ -1,21 +1,7 @@
 // The nested async state machines of the runtime, the SDK and the handler exceed the default limit.
 #![recursion_limit = "256"]
 
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use messaging_worker::{App, Config};
-use nex_shared::config::Env;
-
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    nex_shared::telemetry::init();
-    let config = Config::from_vars(&Env)?;
-    let sdk = nex_shared::adapters::aws::load_config().await;
-    let app = App::build(&sdk, config).await?;
-    let app = &app;
-    run(service_fn(
-        move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
-            Ok::<_, Error>(app.handle(event.payload, &event.context.request_id).await)
-        },
-    ))
-    .await
+async fn main() -> Result<(), lambda_runtime::Error> {
+    nex_shared::function::run_sqs::<messaging_worker::App>().await
 }

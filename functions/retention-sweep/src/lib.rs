@@ -197,3 +197,26 @@ impl<C: Clock> App<C> {
         Ok(serde_json::json!({ "complete": report.complete, "changed": report.items_changed }))
     }
 }
+
+/// The function's shape (see `nex_shared::function`): its configuration, its app, its trigger.
+impl nex_shared::function::Function for App {
+    type Config = Config;
+
+    fn config(vars: &impl nex_shared::config::Vars) -> Result<Config, nex_shared::config::ConfigError> {
+        Config::from_vars(vars)
+    }
+
+    async fn build(sdk: &aws_config::SdkConfig, config: Config) -> Result<Self, nex_shared::config::InitError> {
+        Ok(App::build(sdk, config, SystemClock))
+    }
+}
+
+impl nex_shared::function::ScheduleFunction for App {
+    async fn schedule(
+        &self,
+        event: serde_json::Value,
+        invocation: &nex_shared::function::Invocation,
+    ) -> Result<serde_json::Value, nex_shared::ports::InfraError> {
+        self.handle(event, &invocation.request_id, invocation.deadline).await
+    }
+}

@@ -181,3 +181,27 @@ impl<C: Clock> App<C> {
         response
     }
 }
+
+/// The function's shape (see `nex_shared::function`): its configuration, its app, its trigger.
+impl nex_shared::function::Function for App {
+    type Config = Config;
+
+    fn config(vars: &impl nex_shared::config::Vars) -> Result<Config, nex_shared::config::ConfigError> {
+        Config::from_vars(vars)
+    }
+
+    async fn build(sdk: &aws_config::SdkConfig, config: Config) -> Result<Self, nex_shared::config::InitError> {
+        App::build(sdk, config, SystemClock).await
+    }
+}
+
+impl nex_shared::function::HttpFunction for App {
+    async fn http(
+        &self,
+        request: aws_lambda_events::apigw::ApiGatewayV2httpRequest,
+        invocation: &nex_shared::function::Invocation,
+    ) -> aws_lambda_events::apigw::ApiGatewayV2httpResponse {
+        self.handle_until(request, &invocation.request_id, Some(invocation.deadline))
+            .await
+    }
+}
