@@ -238,11 +238,11 @@ impl ConsentLedger for DynamoLedger {
             .key("sk", s("consent-state"))
             .expression_attribute_values(":subject", s(&e.subject));
         state = match e.action {
+            // In force with the entry; its time (and the state's deadline) only ever move forward, in
+            // the step below, so a STOP delivered late cannot take an opt-in given since back.
             ConsentAction::OptOut => state
-                .update_expression(
-                    "SET subject = :subject, opted_out_at = :at, expires_at = :exp, due_bucket = :b, due_action = :a",
-                )
-                .expression_attribute_values(":at", s(e.at.to_rfc3339())),
+                .update_expression("SET subject = :subject, opted_out = :t")
+                .expression_attribute_values(":t", AttributeValue::Bool(true)),
             // When, per merchant: an opt-in given after an opt-out restores marketing from that merchant.
             ConsentAction::OptIn => state
                 .update_expression("SET subject = :subject, #optin_at = :at ADD opted_in :m")
@@ -258,7 +258,7 @@ impl ConsentLedger for DynamoLedger {
                 .update_expression("SET subject = :subject DELETE meta_stopped :m")
                 .expression_attribute_values(":m", AttributeValue::Ss(vec![merchant.clone()])),
         };
-        if let Some(st) = &stamp {
+        if let Some(st) = stamp.as_ref().filter(|_| e.action == ConsentAction::MetaStop) {
             state = state
                 .expression_attribute_values(":exp", n(st.expires_at))
                 .expression_attribute_values(":b", s(&st.due_bucket))
@@ -302,6 +302,32 @@ impl ConsentLedger for DynamoLedger {
             Err(err) => Err(infra_error("dynamodb", "TransactWriteItems", err)),
         };
         recorded?;
+        // The opt-out's time and deadline, only forward (also on a redelivery, in case a previous run
+        // stopped between the two steps; the webhook answers only after both).
+        if let (ConsentAction::OptOut, Some(st)) = (e.action, &stamp) {
+            let res = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .key("sk", s("consent-state"))
+                .update_expression(
+                    "SET opted_out_at = :at, opted_out_epoch = :e, expires_at = :exp, due_bucket = :b, due_action = :a",
+                )
+                .condition_expression("attribute_not_exists(opted_out_epoch) OR opted_out_epoch < :e")
+                .expression_attribute_values(":at", s(e.at.to_rfc3339()))
+                .expression_attribute_values(":e", n(e.at.timestamp()))
+                .expression_attribute_values(":exp", n(st.expires_at))
+                .expression_attribute_values(":b", s(&st.due_bucket))
+                .expression_attribute_values(":a", s("delete"))
+                .send()
+                .await;
+            match res {
+                Ok(_) => {}
+                Err(err) if super::dynamo_idempotency::is_condition_failed(&err) => {}
+                Err(err) => return Err(infra_error("dynamodb", "UpdateItem", err)),
+            }
+        }
         // A withdrawal starts the clock on the consent it withdraws: the opt-ins it ends are kept 24 months
         // from now on, like the withdrawal itself. (Also on a redelivery, in case a previous run stopped
         // between the two steps.)
@@ -749,7 +775,15 @@ impl crate::ports::SendContext for DynamoConversations {
         // A keyword opt-out holds for every merchant, except one the person opted in to again afterwards.
         let opted_out_since = time("opted_out_at");
         let opted_in_at = time(&format!("{OPTIN_AT}{merchant}"));
-        let keyword_out = opted_out_since.is_some_and(|out| opted_in_at.is_none_or(|inn| inn <= out));
+        // Opted out with no time recorded yet: out for every merchant, no restore.
+        let keyword_out = match opted_out_since {
+            Some(out) => opted_in_at.is_none_or(|inn| inn <= out),
+            None => item
+                .get("opted_out")
+                .and_then(|v| v.as_bool().ok())
+                .copied()
+                .unwrap_or(false),
+        };
         Ok(crate::domain::whatsapp::consent::Consent {
             opted_in: has("opted_in"),
             opted_out: keyword_out || has("meta_stopped"),

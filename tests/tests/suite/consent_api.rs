@@ -250,10 +250,38 @@ async fn an_opt_in_after_stop_restores_marketing_from_that_merchant_only_and_bot
     let two = convs.consent(&subject, "merchant-demo-2").await.unwrap();
     assert!(one.opted_in && !one.opted_out, "marketing from merchant-demo-1 again");
     assert!(two.opted_out, "the STOP still holds for every other merchant");
+    // An older STOP delivered late does not take the newer opt-in back (the opt-out time only moves
+    // forward); a newer STOP does.
+    for (id, at, restored) in [
+        (
+            "wamid.stop-late",
+            now - chrono::Duration::days(2) - chrono::Duration::hours(1),
+            true,
+        ),
+        (
+            "wamid.stop-new",
+            chrono::Utc::now() + chrono::Duration::seconds(1),
+            false,
+        ),
+    ] {
+        ledger
+            .record(&ConsentEntry {
+                id: id.into(),
+                subject: subject.clone(),
+                merchant: None,
+                action: ConsentAction::OptOut,
+                source: "keyword:merchant-demo-2".into(),
+                at,
+            })
+            .await
+            .unwrap();
+        let one = convs.consent(&subject, "merchant-demo-1").await.unwrap();
+        assert_eq!(!one.opted_out, restored, "{id}");
+    }
     let entries = h.consent_entries(&subject).await;
     assert_eq!(
         entries.len(),
-        4,
-        "the STOP and every opt-in stay in the ledger as evidence"
+        6,
+        "every STOP and every opt-in stay in the ledger as evidence"
     );
 }

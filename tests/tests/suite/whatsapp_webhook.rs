@@ -115,8 +115,8 @@ async fn an_opt_out_adds_one_transactional_write_per_identifier() {
         .await;
     assert_eq!(
         h.requests.get() - before,
-        3,
-        "ledger transaction (phone), opt-ins to stamp (query), the inbox's conditional put"
+        4,
+        "ledger transaction (phone), its time moved forward (update), opt-ins to stamp (query), the inbox's conditional put"
     );
 }
 
