@@ -111,8 +111,7 @@ impl<C: Clock> App<C> {
         };
         let merchant = match self.merchant(&req).await {
             Ok(m) => m,
-            Err(Refused(429, _)) => return http::unavailable(true),
-            Err(Refused(status, reason)) => return http::refuse(status, reason),
+            Err(refused) => return refused,
         };
         match route {
             Route::OptIn => self.opt_in(&merchant, req).await,
@@ -122,7 +121,7 @@ impl<C: Clock> App<C> {
     }
 
     /// The merchant owning the request's API key, or the response refusing it.
-    async fn merchant(&self, req: &ApiGatewayV2httpRequest) -> Result<String, Refused> {
+    async fn merchant(&self, req: &ApiGatewayV2httpRequest) -> Result<String, ApiGatewayV2httpResponse> {
         let key = req
             .headers
             .get("authorization")
@@ -133,7 +132,7 @@ impl<C: Clock> App<C> {
             .map(|(_, key)| key.trim())
             .filter(|k| !k.is_empty());
         let Some(key) = key else {
-            return Err(Refused(401, "missing_api_key"));
+            return Err(http::refuse(401, "missing_api_key"));
         };
         match self
             .keys
@@ -141,18 +140,11 @@ impl<C: Clock> App<C> {
             .await
         {
             Ok(Some(m)) => Ok(m),
-            Ok(None) => Err(Refused(401, "unknown_api_key")),
+            Ok(None) => Err(http::refuse(401, "unknown_api_key")),
             // Nothing was done yet: a retryable failure is "try again" (429 with Retry-After).
             Err(e) => {
                 tracing::error!(error = %e, "api key lookup failed");
-                Err(Refused(
-                    if e.retryable { 429 } else { 503 },
-                    if e.retryable {
-                        "try_again"
-                    } else {
-                        "temporarily_unavailable"
-                    },
-                ))
+                Err(http::unavailable(e.retryable))
             }
         }
     }

@@ -302,13 +302,7 @@ impl Ops {
                 "--outcome is a short code: lower-case letters, digits and _ (e.g. corrected, declined)".into(),
             ));
         }
-        let record = self
-            .worker
-            .stores
-            .requests
-            .get(id)
-            .await?
-            .ok_or_else(|| OpsError::NotFound(format!("no data-subject request {id}")))?;
+        let record = self.request(id).await?;
         if matches!(record.status.as_str(), "completed" | "closed") {
             return Err(OpsError::Config(format!("request {id} is already {}", record.status)));
         }
@@ -340,14 +334,18 @@ impl Ops {
         Ok(self.worker.stores.requests.open_requests().await?)
     }
 
-    pub async fn show_request(&self, id: &str) -> Result<RequestView, OpsError> {
-        let record = self
-            .worker
+    /// Request `id`, or `NotFound`.
+    async fn request(&self, id: &str) -> Result<nex_shared::ports::RequestRecord, OpsError> {
+        self.worker
             .stores
             .requests
             .get(id)
             .await?
-            .ok_or_else(|| OpsError::NotFound(format!("no data-subject request {id}")))?;
+            .ok_or_else(|| OpsError::NotFound(format!("no data-subject request {id}")))
+    }
+
+    pub async fn show_request(&self, id: &str) -> Result<RequestView, OpsError> {
+        let record = self.request(id).await?;
         let export_url = match &record.export_key {
             Some(k) => Some(self.worker.stores.exports.presigned_get(k, LINK_VALID).await?),
             None => None,

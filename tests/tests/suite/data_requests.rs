@@ -611,6 +611,15 @@ async fn export_of(h: &Harness, p: &Private, key: &str) -> serde_json::Value {
     serde_json::from_slice(&out.body.collect().await.unwrap().into_bytes()).unwrap()
 }
 
+/// Merchant `m`'s export about `phone`: its item count and the document.
+async fn merchant_export(h: &Harness, p: &Private, m: &str, phone: &str) -> (u64, serde_json::Value) {
+    let (_, outcome) = merchant_request(h, p, m, "export", phone).await;
+    let Outcome::Exported { key, items } = outcome else {
+        panic!("{outcome:?}")
+    };
+    (items, export_of(h, p, &key).await)
+}
+
 #[tokio::test]
 async fn a_merchants_export_and_erasure_cover_only_that_merchants_items() {
     let h = Harness::new().await;
@@ -619,11 +628,7 @@ async fn a_merchants_export_and_erasure_cover_only_that_merchants_items() {
     let subject = hasher().hash(IdentifierKind::Phone, &phone).unwrap();
     seed_person_known_to_two_merchants(&h, &p, &subject).await;
 
-    let (_, outcome) = merchant_request(&h, &p, "m-a", "export", &phone).await;
-    let Outcome::Exported { key, items } = outcome else {
-        panic!("{outcome:?}")
-    };
-    let export = export_of(&h, &p, &key).await;
+    let (items, export) = merchant_export(&h, &p, "m-a", &phone).await;
     let text = export.to_string();
     assert!(
         !text.contains("m-b") && !text.contains("pi_b") && !text.contains("pi_unknown"),
@@ -686,12 +691,8 @@ async fn a_merchant_asking_about_a_person_it_has_never_seen_gets_an_empty_export
     let subject = hasher().hash(IdentifierKind::Phone, &phone).unwrap();
     seed_person_known_to_two_merchants(&h, &p, &subject).await;
 
-    let (_, outcome) = merchant_request(&h, &p, "m-c", "export", &phone).await;
-    let Outcome::Exported { key, items } = outcome else {
-        panic!("{outcome:?}")
-    };
+    let (items, export) = merchant_export(&h, &p, "m-c", &phone).await;
     assert_eq!(items, 0);
-    let export = export_of(&h, &p, &key).await;
     assert_eq!(export["items"], serde_json::json!([]));
     assert!(!export.to_string().contains("m-a") && !export.to_string().contains("m-b"));
 }
