@@ -205,3 +205,15 @@ async fn the_sweep_and_data_request_sample_events_run_through_their_handlers() {
         "an unknown request fails (and reaches the DLQ), it is not made up"
     );
 }
+
+#[tokio::test]
+async fn the_audit_appender_sample_batch_fails_only_what_is_not_a_ledger_reference() {
+    let config = audit_appender::Config::from_vars(&env_of("AuditAppenderFunction")).unwrap();
+    let h = Harness::new().await;
+    let appender = audit_appender::App::build(&h.sdk, config, nex_shared::ports::SystemClock);
+    let batch: aws_lambda_events::sqs::SqsEvent = sample("sqs/audit-appender-batch.json");
+    let failures = appender.handle(batch, "sample").await.batch_item_failures;
+    // The two references name entries this stack never recorded: nothing to attest, nothing failed.
+    let ids: Vec<&str> = failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(ids, ["00000001-0000-4000-8000-000000000003"]);
+}
