@@ -40,7 +40,7 @@ cargo bench --manifest-path "$ROOT/Cargo.toml" -p nex-shared --bench stripe_veri
 
 log "release build of the functions"
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p stripe-webhook -p payments-worker -p whatsapp-webhook \
-  -p messaging-worker -p notifications-sender -p consent-api -p retention-sweep -p data-requests-worker -p audit-appender
+  -p messaging-worker -p notifications-sender -p merchant-api -p retention-sweep -p data-requests-worker -p audit-appender
 
 trap stop_moto EXIT
 start_moto "$(free_port)"

@@ -1,18 +1,27 @@
-//! The shape of every function of the suite: one trait per trigger, one generic `run` each.
+//! The shape of every function of the suite: one trait per trigger, one generic [`run`].
 //!
-//! A function says how its configuration is read from the environment ([`Function::config`]), how its
-//! app is built once per process from the SDK configuration ([`Function::build`]; the wall clock is the
-//! production `Clock`), and how it handles one event with its [`Invocation`] (request id and deadline).
-//! `main.rs` names the function and its trigger: `nex_shared::function::run_sqs::<my_fn::App>().await`.
+//! A function says its name (its crate, its binary and its `template.yaml` build), how its configuration
+//! is read from the environment ([`Function::config`]), how its app is built once per process from the AWS
+//! clients and a clock ([`Function::build`]), and how it handles one event with its [`Invocation`]
+//! (request id and deadline). `main.rs` names the function and its trigger: `run::<Http<StripeWebhook>>()`.
+//! The [`crate::registry`] lists every function for the local runner, the test harness and `nexctl`.
 
 use std::future::Future;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
+use lambda_http::Service;
 use lambda_runtime::{service_fn, LambdaEvent};
 
+use crate::adapters::aws::Aws;
 use crate::config::{ConfigError, Env, InitError, Vars};
+use crate::ports::{InfraError, SharedClock, SystemClock};
+
+/// An HTTP request as `lambda_http` gives it: the body already decoded from base64, its bytes intact.
+pub type Request = lambda_http::Request;
+/// An HTTP response.
+pub type Response = lambda_http::Response<lambda_http::Body>;
 
 /// What the runtime says about one invocation.
 #[derive(Debug, Clone)]
@@ -23,31 +32,46 @@ pub struct Invocation {
 }
 
 impl Invocation {
+    pub fn new(request_id: impl Into<String>, deadline: DateTime<Utc>) -> Self {
+        Self {
+            request_id: request_id.into(),
+            deadline,
+        }
+    }
+
     fn of(ctx: &lambda_runtime::Context) -> Self {
         Self {
             request_id: ctx.request_id.clone(),
             deadline: DateTime::from_timestamp_millis(ctx.deadline as i64).unwrap_or_else(Utc::now),
         }
     }
+
+    fn context(&self) -> lambda_runtime::Context {
+        let mut ctx = lambda_runtime::Context::default();
+        ctx.request_id = self.request_id.clone();
+        ctx.deadline = self.deadline.timestamp_millis().max(0) as u64;
+        ctx
+    }
 }
 
-/// A function: its configuration and how it is built, once per process.
+/// A function: its name, its configuration and how it is built, once per process.
 pub trait Function: Sized + Send + Sync + 'static {
+    /// The crate and binary (`CodeUri`'s build in `template.yaml`).
+    const NAME: &'static str;
     type Config: Send;
     /// Reads the configuration; fails with the missing or malformed variable's name.
     fn config(vars: &impl Vars) -> Result<Self::Config, ConfigError>;
-    /// Builds the clients (and fetches the secrets) once.
-    fn build(sdk: &aws_config::SdkConfig, config: Self::Config)
-        -> impl Future<Output = Result<Self, InitError>> + Send;
+    /// Builds the clients (and fetches the secrets) once. `clock` is the wall clock in Lambda.
+    fn build(
+        aws: &Aws,
+        config: Self::Config,
+        clock: SharedClock,
+    ) -> impl Future<Output = Result<Self, InitError>> + Send;
 }
 
-/// An HTTP route's function: every outcome, expected or not, is a response.
+/// An HTTP route's function: every outcome, expected or not, is a response (see [`crate::http`]).
 pub trait HttpFunction: Function {
-    fn http(
-        &self,
-        request: ApiGatewayV2httpRequest,
-        invocation: &Invocation,
-    ) -> impl Future<Output = ApiGatewayV2httpResponse> + Send;
+    fn http(&self, request: Request, invocation: &Invocation) -> impl Future<Output = Response> + Send;
 }
 
 /// An SQS consumer: reports the records that failed, so only they are redelivered.
@@ -61,40 +85,171 @@ pub trait ScheduleFunction: Function {
         &self,
         event: serde_json::Value,
         invocation: &Invocation,
-    ) -> impl Future<Output = Result<serde_json::Value, crate::ports::InfraError>> + Send;
+    ) -> impl Future<Output = Result<serde_json::Value, InfraError>> + Send;
 }
 
-/// Telemetry, configuration and the app, once.
-async fn start<F: Function>() -> Result<F, lambda_runtime::Error> {
+/// The three triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Http,
+    Sqs,
+    Schedule,
+}
+
+/// A function with its trigger: [`Http`], [`Sqs`] or [`Schedule`] around it. [`run`] starts the runtime
+/// loop the trigger needs; [`Trigger::invoke`] hands it one event as JSON, as Lambda does (the local runner
+/// and the registry use that).
+pub trait Trigger: 'static {
+    type Function: Function;
+    const KIND: Kind;
+    fn serve(app: Self::Function) -> impl Future<Output = Result<(), lambda_runtime::Error>>;
+    fn invoke<'a>(
+        app: &'a Self::Function,
+        event: serde_json::Value,
+        invocation: &'a Invocation,
+    ) -> BoxFuture<'a, Result<serde_json::Value, lambda_runtime::Error>>;
+}
+
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An HTTP function, on `lambda_http`.
+pub struct Http<F>(std::marker::PhantomData<F>);
+/// An SQS consumer with partial batch failures.
+pub struct Sqs<F>(std::marker::PhantomData<F>);
+/// A scheduled function.
+pub struct Schedule<F>(std::marker::PhantomData<F>);
+
+/// A function binary's `main`: `nex_shared::main!(Sqs<nex_shared::apps::payments::PaymentsWorker>);`.
+#[macro_export]
+macro_rules! main {
+    ($trigger:ident < $function:ty >) => {
+        fn main() -> Result<(), $crate::function::Error> {
+            $crate::function::block_on($crate::function::run::<$crate::function::$trigger<$function>>())
+        }
+    };
+}
+
+/// The runtime's error.
+pub use lambda_runtime::Error;
+
+/// Runs `main`'s future on a single-threaded runtime: a Lambda container handles one event at a time.
+pub fn block_on(fut: impl Future<Output = Result<(), Error>>) -> Result<(), Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(fut)
+}
+
+/// Telemetry, configuration, clients and the app, once; then the runtime loop of its trigger.
+///
+pub async fn run<T: Trigger>() -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init();
-    let config = F::config(&Env)?;
-    let sdk = crate::adapters::aws::load_config().await;
-    Ok(F::build(&sdk, config).await?)
+    let config = T::Function::config(&Env)?;
+    let aws = Aws::from_env().await;
+    T::serve(T::Function::build(&aws, config, std::sync::Arc::new(SystemClock)).await?).await
 }
 
-pub async fn run_http<F: HttpFunction>() -> Result<(), lambda_runtime::Error> {
-    let app = start::<F>().await?;
-    let app = &app;
-    lambda_runtime::run(service_fn(move |e: LambdaEvent<ApiGatewayV2httpRequest>| async move {
-        Ok::<_, lambda_runtime::Error>(app.http(e.payload, &Invocation::of(&e.context)).await)
-    }))
-    .await
+fn decode<T: serde::de::DeserializeOwned>(event: serde_json::Value) -> Result<T, lambda_runtime::Error> {
+    serde_json::from_value(event).map_err(|e| format!("the event is not this trigger's: {e}").into())
 }
 
-pub async fn run_sqs<F: SqsFunction>() -> Result<(), lambda_runtime::Error> {
-    let app = start::<F>().await?;
-    let app = &app;
-    lambda_runtime::run(service_fn(move |e: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, lambda_runtime::Error>(app.sqs(e.payload, &Invocation::of(&e.context)).await)
-    }))
-    .await
+impl<F: HttpFunction> Trigger for Http<F> {
+    type Function = F;
+    const KIND: Kind = Kind::Http;
+
+    /// API Gateway's event through `lambda_http`'s conversions (see [`invoke_http`]): the same path in
+    /// Lambda, in the local runner and in the tests.
+    async fn serve(app: F) -> Result<(), lambda_runtime::Error> {
+        let app = &app;
+        lambda_runtime::run(service_fn(move |e: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+            Ok::<_, lambda_runtime::Error>(invoke_http(app, e.payload, &Invocation::of(&e.context)).await)
+        }))
+        .await
+    }
+
+    fn invoke<'a>(
+        app: &'a F,
+        event: serde_json::Value,
+        invocation: &'a Invocation,
+    ) -> BoxFuture<'a, Result<serde_json::Value, lambda_runtime::Error>> {
+        Box::pin(async move {
+            let response = invoke_http(app, decode(event)?, invocation).await;
+            Ok(serde_json::to_value(response)?)
+        })
+    }
 }
 
-pub async fn run_schedule<F: ScheduleFunction>() -> Result<(), lambda_runtime::Error> {
-    let app = start::<F>().await?;
-    let app = &app;
-    lambda_runtime::run(service_fn(move |e: LambdaEvent<serde_json::Value>| async move {
-        Ok::<_, lambda_runtime::Error>(app.schedule(e.payload, &Invocation::of(&e.context)).await?)
-    }))
-    .await
+impl<F: SqsFunction> Trigger for Sqs<F> {
+    type Function = F;
+    const KIND: Kind = Kind::Sqs;
+
+    async fn serve(app: F) -> Result<(), lambda_runtime::Error> {
+        let app = &app;
+        lambda_runtime::run(service_fn(move |e: LambdaEvent<SqsEvent>| async move {
+            Ok::<_, lambda_runtime::Error>(app.sqs(e.payload, &Invocation::of(&e.context)).await)
+        }))
+        .await
+    }
+
+    fn invoke<'a>(
+        app: &'a F,
+        event: serde_json::Value,
+        invocation: &'a Invocation,
+    ) -> BoxFuture<'a, Result<serde_json::Value, lambda_runtime::Error>> {
+        Box::pin(async move { Ok(serde_json::to_value(app.sqs(decode(event)?, invocation).await)?) })
+    }
+}
+
+impl<F: ScheduleFunction> Trigger for Schedule<F> {
+    type Function = F;
+    const KIND: Kind = Kind::Schedule;
+
+    async fn serve(app: F) -> Result<(), lambda_runtime::Error> {
+        let app = &app;
+        lambda_runtime::run(service_fn(move |e: LambdaEvent<serde_json::Value>| async move {
+            Ok::<_, lambda_runtime::Error>(app.schedule(e.payload, &Invocation::of(&e.context)).await?)
+        }))
+        .await
+    }
+
+    fn invoke<'a>(
+        app: &'a F,
+        event: serde_json::Value,
+        invocation: &'a Invocation,
+    ) -> BoxFuture<'a, Result<serde_json::Value, lambda_runtime::Error>> {
+        Box::pin(async move { Ok(app.schedule(event, invocation).await?) })
+    }
+}
+
+/// One API Gateway HTTP API event through an HTTP function, converted both ways by `lambda_http` exactly
+/// as in Lambda. The local runner and the tests call HTTP functions through this.
+pub async fn invoke_http<F: HttpFunction>(
+    app: &F,
+    event: ApiGatewayV2httpRequest,
+    invocation: &Invocation,
+) -> ApiGatewayV2httpResponse {
+    // `lambda_http` panics on a body that claims base64 and is not; API Gateway never sends one, but a
+    // body is hostile until checked.
+    if event.is_base64_encoded {
+        use base64::Engine;
+        if base64::engine::general_purpose::STANDARD
+            .decode(event.body.as_deref().unwrap_or(""))
+            .is_err()
+        {
+            return crate::http::into_v2(crate::http::refuse(400, "invalid_base64_body"));
+        }
+    }
+    let mut adapter = lambda_http::Adapter::from(service_fn(|req: Request| async move {
+        Ok::<_, std::convert::Infallible>(app.http(req, invocation).await)
+    }));
+    let event = LambdaEvent::new(
+        lambda_http::request::LambdaRequest::ApiGatewayV2(event),
+        invocation.context(),
+    );
+    let Ok(response) = adapter.call(event).await;
+    // `LambdaResponse` is untagged: it serialises as the API Gateway v2 response it holds.
+    serde_json::to_value(response)
+        .and_then(serde_json::from_value)
+        .unwrap_or_else(|_| crate::http::into_v2(crate::http::refuse(502, "bad_gateway")))
 }

@@ -10,10 +10,12 @@
 //! - [`telemetry`], [`config`]: logging/metrics set-up and typed configuration read once at init.
 
 pub mod adapters;
+pub mod apps;
 pub mod config;
 pub mod domain;
 pub mod function;
 pub mod http;
 pub mod ports;
+pub mod registry;
 pub mod telemetry;
 pub mod usecases;

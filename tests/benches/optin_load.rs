@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use nex_shared::adapters::dynamo_audit::DynamoAudit;
 use nex_shared::domain::audit;
 use nex_shared::ports::AuditLog;
-use nex_tests::{table, Harness};
+use nex_tests::{table, CallHttp, Harness};
 use sha2::{Digest, Sha256};
 
 const MERCHANTS: usize = 50;
@@ -49,7 +49,7 @@ async fn main() {
             .await
             .expect("seed key");
     }
-    let api = std::sync::Arc::new(h.consent_api().await);
+    let api = std::sync::Arc::new(h.merchant_api().await);
     let body = |i: usize| {
         serde_json::json!({
             "id": format!("b{tag}-{i}"),
@@ -70,7 +70,7 @@ async fn main() {
             let mut latency = std::time::Duration::ZERO;
             for _ in 0..20 {
                 let t = Instant::now();
-                let resp = api.handle(post(&b, &key), "bench").await;
+                let resp = api.as_ref().handle(post(&b, &key), "bench").await;
                 latency = t.elapsed();
                 first.get_or_insert(resp.status_code);
                 if resp.status_code != 429 {
@@ -97,7 +97,7 @@ async fn main() {
     // Each sent again (a client retry, no `at`): no new ledger entry.
     let mut resent: BTreeMap<i64, usize> = BTreeMap::new();
     for i in 0..n {
-        let resp = api.handle(post(&body(i), &keys[i % MERCHANTS]), "bench").await;
+        let resp = api.as_ref().handle(post(&body(i), &keys[i % MERCHANTS]), "bench").await;
         *resent.entry(resp.status_code).or_default() += 1;
     }
 

@@ -107,7 +107,7 @@ async fn run(
     let checkpoints = DynamoCheckpoints::new(h.ddb.clone(), platform);
     let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
     let audit = DynamoAudit::new(h.ddb.clone(), p.table(Store::DataRequests));
-    let exports = S3Objects::new(&h.sdk, p.bucket.clone(), true);
+    let exports = S3Objects::new(h.aws.s3(), p.bucket.clone());
     let sweep = Sweep {
         data: &data,
         checkpoints: &checkpoints,

@@ -7,17 +7,83 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use nex_shared::adapters::dynamo_idempotency::{DynamoIdempotency, DynamoInbox};
-use nex_shared::adapters::dynamo_payments::DynamoPayments;
-use nex_shared::adapters::sqs_queue::SqsQueue;
-use nex_shared::ports::SystemClock;
+use chrono::{DateTime, Utc};
+use nex_shared::adapters::aws::Aws;
+pub use nex_shared::apps::merchant_api::MerchantApi;
+pub use nex_shared::apps::messaging::{MessagingWorker, NotificationsSender, WhatsAppWebhook};
+pub use nex_shared::apps::payments::{PaymentsWorker, StripeWebhook};
+pub use nex_shared::apps::privacy::{AuditAppender, DataRequestsWorker, RetentionSweep};
+pub use nex_shared::function::{Function, HttpFunction, Invocation, ScheduleFunction, SqsFunction};
+use nex_shared::ports::{Clock, InfraError, SharedClock, SystemClock};
 use serde_json::Value;
+
+/// The wall clock, as functions are built with in Lambda.
+pub fn system() -> SharedClock {
+    Arc::new(SystemClock)
+}
+
+/// An invocation that has `secs` seconds left.
+pub fn invocation(request_id: &str, secs: i64) -> Invocation {
+    Invocation::new(request_id, Utc::now() + chrono::Duration::seconds(secs))
+}
+
+/// Calls an HTTP function with an API Gateway event, through `lambda_http` as in Lambda (30 s left).
+pub trait CallHttp {
+    fn handle(
+        &self,
+        event: ApiGatewayV2httpRequest,
+        request_id: &str,
+    ) -> impl std::future::Future<Output = ApiGatewayV2httpResponse>;
+}
+
+impl<F: HttpFunction> CallHttp for F {
+    async fn handle(&self, event: ApiGatewayV2httpRequest, request_id: &str) -> ApiGatewayV2httpResponse {
+        nex_shared::function::invoke_http(self, event, &invocation(request_id, 30)).await
+    }
+}
+
+/// Calls an SQS consumer with a batch (15 minutes left, or until `deadline`).
+pub trait CallSqs {
+    fn handle(&self, event: SqsEvent, request_id: &str) -> impl std::future::Future<Output = SqsBatchResponse>;
+    fn handle_until(
+        &self,
+        event: SqsEvent,
+        request_id: &str,
+        deadline: DateTime<Utc>,
+    ) -> impl std::future::Future<Output = SqsBatchResponse>;
+}
+
+impl<F: SqsFunction> CallSqs for F {
+    async fn handle(&self, event: SqsEvent, request_id: &str) -> SqsBatchResponse {
+        self.sqs(event, &invocation(request_id, 900)).await
+    }
+    async fn handle_until(&self, event: SqsEvent, request_id: &str, deadline: DateTime<Utc>) -> SqsBatchResponse {
+        self.sqs(event, &Invocation::new(request_id, deadline)).await
+    }
+}
+
+/// Calls a scheduled function with its event, until `deadline`.
+pub trait CallSchedule {
+    fn handle(
+        &self,
+        event: Value,
+        request_id: &str,
+        deadline: DateTime<Utc>,
+    ) -> impl std::future::Future<Output = Result<Value, InfraError>>;
+}
+
+impl<F: ScheduleFunction> CallSchedule for F {
+    async fn handle(&self, event: Value, request_id: &str, deadline: DateTime<Utc>) -> Result<Value, InfraError> {
+        self.schedule(event, &Invocation::new(request_id, deadline)).await
+    }
+}
 
 /// The development Stripe secret the stack was seeded with (`infra/local/dev-secrets.json`).
 pub const STRIPE_SECRET: &str = "whsec_local_dev_only_not_a_real_secret";
@@ -76,6 +142,8 @@ impl Intercept for RequestCounter {
 /// One test's view of the stack.
 pub struct Harness {
     pub sdk: aws_config::SdkConfig,
+    /// The clients every function of this test is built with: they count their requests.
+    pub aws: Aws,
     pub requests: RequestCounter,
     pub ddb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
@@ -100,6 +168,7 @@ impl Harness {
         capture_logs();
         let sdk = nex_shared::adapters::aws::load_config().await;
         let requests = RequestCounter::default();
+        let aws = Aws::new(sdk.clone()).with_interceptor(requests.clone());
         let ddb = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk)
                 .interceptor(requests.clone())
@@ -148,6 +217,7 @@ impl Harness {
         let pipes = nex_local::pipes::Pipes::new(&sdk, aws_sdk_sqs::Client::new(&sdk), pipes);
         let h = Self {
             sdk,
+            aws,
             requests,
             ddb,
             sqs,
@@ -164,73 +234,61 @@ impl Harness {
         h
     }
 
-    /// The Stripe webhook function as `main` builds it (secrets fetched from the emulator), with this
-    /// test's counted clients and queue.
-    pub async fn webhook(&self) -> stripe_webhook::App {
-        let env = env_of("StripeWebhookFunction");
-        let config = stripe_webhook::Config::from_vars(&env).expect("template sets every variable");
-        let mut app = stripe_webhook::App::build(&self.sdk, config.clone(), SystemClock)
-            .await
-            .expect("init");
-        app.inbox = DynamoInbox::new(self.ddb.clone(), self.platform.clone());
+    /// The function `F` as Lambda's init builds it, from the template's variables for `logical` with
+    /// `overrides` (this test's own table and queues), with this test's counted clients and `clock`.
+    pub async fn function<F: Function>(&self, logical: &str, overrides: &[(&str, &str)], clock: SharedClock) -> F {
+        let mut env = env_of(logical);
+        env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.build(env, clock).await
+    }
+
+    /// The function `F` built from `env`, with this test's counted clients.
+    pub async fn build<F: Function>(&self, env: HashMap<String, String>, clock: SharedClock) -> F {
+        let config = F::config(&env).expect("the template sets every variable");
+        let app = F::build(&self.aws, config, clock).await.expect("init");
         self.requests.0.store(0, Ordering::SeqCst);
         app
     }
 
-    /// The WhatsApp webhook function as `main` builds it, with this test's counted clients and queue.
-    pub async fn whatsapp(&self) -> whatsapp_webhook::App {
-        let env = env_of("WhatsAppWebhookFunction");
-        let config = whatsapp_webhook::Config::from_vars(&env).expect("template sets every variable");
-        let mut app = whatsapp_webhook::App::build(&self.sdk, config.clone(), SystemClock)
+    /// The Stripe webhook function, writing to this test's inbox.
+    pub async fn webhook(&self) -> StripeWebhook {
+        self.function("StripeWebhookFunction", &[("PLATFORM_TABLE", &self.platform)], system())
             .await
-            .expect("init");
-        app.inbox = DynamoInbox::new(self.ddb.clone(), self.platform.clone());
-        app.ledger =
-            nex_shared::adapters::dynamo_messaging::DynamoLedger::new(self.ddb.clone(), config.messaging_table.clone());
-        app.merchants =
-            nex_shared::adapters::dynamo_messaging::DynamoMerchants::new(self.ddb.clone(), config.messaging_table);
-        self.requests.0.store(0, Ordering::SeqCst);
-        app
+    }
+
+    /// The WhatsApp webhook function, writing to this test's inbox.
+    pub async fn whatsapp(&self) -> WhatsAppWebhook {
+        self.function(
+            "WhatsAppWebhookFunction",
+            &[("PLATFORM_TABLE", &self.platform)],
+            system(),
+        )
+        .await
     }
 
     /// The notifications sender, talking to the Cloud API at `base_url` (a local stand-in).
-    pub async fn sender(&self, base_url: &str) -> notifications_sender::App {
-        let mut env = env_of("NotificationsSenderFunction");
-        env.insert("WHATSAPP_API_BASE_URL".into(), base_url.to_owned());
-        let config = notifications_sender::Config::from_vars(&env).expect("template sets every variable");
-        let mut app = notifications_sender::App::build(&self.sdk, config.clone(), SystemClock)
-            .await
-            .expect("init");
-        app.idempotency = DynamoIdempotency::new(self.ddb.clone(), config.platform_table);
-        app.conversations =
-            nex_shared::adapters::dynamo_messaging::DynamoConversations::new(self.ddb.clone(), config.messaging_table);
-        app
+    pub async fn sender(&self, base_url: &str) -> NotificationsSender {
+        self.function(
+            "NotificationsSenderFunction",
+            &[("WHATSAPP_API_BASE_URL", base_url)],
+            system(),
+        )
+        .await
     }
 
-    /// The consent API with this test's counted clients.
-    pub async fn consent_api(&self) -> consent_api::App {
-        let config = consent_api::Config::from_vars(&env_of("ConsentApiFunction")).expect("config");
-        let mut app = consent_api::App::build(&self.sdk, config.clone(), SystemClock)
-            .await
-            .expect("init");
-        app.ledger =
-            nex_shared::adapters::dynamo_messaging::DynamoLedger::new(self.ddb.clone(), config.messaging_table.clone());
-        app.keys =
-            nex_shared::adapters::dynamo_messaging::DynamoMerchants::new(self.ddb.clone(), config.messaging_table);
-        app
+    /// The merchant API.
+    pub async fn merchant_api(&self) -> MerchantApi {
+        self.function("MerchantApiFunction", &[], system()).await
     }
 
-    pub async fn messaging_worker(&self) -> messaging_worker::App {
-        let config = messaging_worker::Config::from_vars(&env_of("MessagingWorkerFunction")).expect("config");
-        let mut app = messaging_worker::App::build(&self.sdk, config.clone())
-            .await
-            .expect("init");
-        app.conversations =
-            nex_shared::adapters::dynamo_messaging::DynamoConversations::new(self.ddb.clone(), config.messaging_table);
-        app.data_requests_queue = SqsQueue::new(self.sqs.clone(), self.data_requests_url.clone());
-        app.notifications_queue = SqsQueue::new(self.sqs.clone(), self.notifications_url.clone());
-        app.inbox = DynamoInbox::new(self.ddb.clone(), self.platform.clone());
-        app
+    /// The messaging worker, reading this test's inbox and queueing onto this test's queues.
+    pub async fn messaging_worker(&self) -> MessagingWorker {
+        let overrides = [
+            ("PLATFORM_TABLE", self.platform.as_str()),
+            ("DATA_REQUESTS_QUEUE_URL", self.data_requests_url.as_str()),
+            ("NOTIFICATIONS_QUEUE_URL", self.notifications_url.as_str()),
+        ];
+        self.function("MessagingWorkerFunction", &overrides, system()).await
     }
 
     /// Audits every consent-ledger entry of the stack's messaging table not audited yet, as production
@@ -254,8 +312,7 @@ impl Harness {
             .collect();
         let pipe = nex_local::pipes::Pipes::new(&self.sdk, aws_sdk_sqs::Client::new(&self.sdk), ledger);
         pipe.pump().await.expect("ledger pipe");
-        let config = audit_appender::Config::from_vars(&env_of("AuditAppenderFunction")).expect("config");
-        let appender = audit_appender::App::build(&self.sdk, config, SystemClock);
+        let appender: AuditAppender = self.function("AuditAppenderFunction", &[], system()).await;
         self.drain_batches(&url, &arn, 1, 100, |event| appender.handle(event, "test"))
             .await
     }
@@ -266,7 +323,7 @@ impl Harness {
     }
 
     /// Delivers this test's messaging queue to the messaging worker until it is empty (see `drain_queue`).
-    pub async fn drain_messaging(&self, worker: &messaging_worker::App) -> nex_local::sqs::Round {
+    pub async fn drain_messaging(&self, worker: &MessagingWorker) -> nex_local::sqs::Round {
         let arn = "arn:aws:sqs:us-east-1:123456789012:messaging";
         self.drain_queue(&self.messaging_url, arn, 1, |event| worker.handle(event, "test"))
             .await
@@ -308,21 +365,19 @@ impl Harness {
         }
     }
 
-    pub fn worker(&self) -> payments_worker::App {
-        let config = payments_worker::Config::from_vars(&env_of("PaymentsWorkerFunction")).expect("config");
-        let mut app = payments_worker::App::build(&self.sdk, config.clone(), SystemClock);
-        app.idempotency = DynamoIdempotency::new(self.ddb.clone(), config.platform_table);
-        app.payments = DynamoPayments::new(self.ddb.clone(), config.payments_table);
-        app.notifications = SqsQueue::new(self.sqs.clone(), self.notifications_url.clone());
-        app.inbox = DynamoInbox::new(self.ddb.clone(), self.platform.clone());
-        app
+    /// The payments worker, reading this test's inbox and queueing onto this test's notifications queue.
+    pub async fn worker(&self) -> PaymentsWorker {
+        let overrides = [
+            ("PLATFORM_TABLE", self.platform.as_str()),
+            ("NOTIFICATIONS_QUEUE_URL", self.notifications_url.as_str()),
+        ];
+        self.function("PaymentsWorkerFunction", &overrides, system()).await
     }
 
     /// Delivers this test's payment events queue to the payments worker until it is empty (see `drain_queue`).
-    pub async fn drain(&self, worker: &payments_worker::App, visibility: i32) -> nex_local::sqs::Round {
-        self.drain_queue(&self.queue_url, &self.queue_arn, visibility, |event| async {
-            let deadline = chrono::Utc::now() + chrono::Duration::seconds(30);
-            worker.handle(event, "test-request", deadline).await
+    pub async fn drain(&self, worker: &PaymentsWorker, visibility: i32) -> nex_local::sqs::Round {
+        self.drain_queue(&self.queue_url, &self.queue_arn, visibility, |event| {
+            worker.handle(event, "test-request")
         })
         .await
     }
@@ -515,57 +570,36 @@ impl Harness {
 
     /// The stores of `p` with this test's counted clients.
     pub fn stores(&self, p: &Private) -> nex_shared::adapters::privacy::PrivacyStores {
-        nex_shared::adapters::privacy::PrivacyStores::new(
-            &self.sdk,
-            self.ddb.clone(),
-            p.tables.clone(),
-            p.bucket.clone(),
-        )
+        nex_shared::adapters::privacy::PrivacyStores::new(&self.aws, p.tables.clone(), p.bucket.clone())
     }
 
     /// The retention sweep on `p`, at the time `clock` says, with this test's counted clients.
-    pub fn sweep<C: nex_shared::ports::Clock>(&self, p: &Private, clock: C) -> retention_sweep::App<C> {
-        let config = retention_sweep::Config::from_vars(&p.env()).expect("config");
-        let mut app = retention_sweep::App::build(&self.sdk, config.clone(), clock);
-        app.stores = self.stores(p);
-        app.checkpoints =
-            nex_shared::adapters::dynamo_data::DynamoCheckpoints::new(self.ddb.clone(), config.platform_table);
-        app.queue = SqsQueue::new(self.sqs.clone(), p.sweep_queue.clone());
+    pub async fn sweep<C: Clock + 'static>(&self, p: &Private, clock: C) -> RetentionSweep {
+        let mut app: RetentionSweep = self.build(p.env(), Arc::new(clock)).await;
         app.metrics = app.metrics.clone().silent();
         app
     }
 
     /// The data-requests worker on `p`, with this test's counted clients.
-    pub fn dsr_worker<C: nex_shared::ports::Clock>(&self, p: &Private, clock: C) -> data_requests_worker::App<C> {
+    pub async fn dsr_worker<C: Clock + 'static>(&self, p: &Private, clock: C) -> DataRequestsWorker {
         let mut env = p.env();
         env.insert("NOTIFICATIONS_QUEUE_URL".into(), self.notifications_url.clone());
-        let config = data_requests_worker::Config::from_vars(&env).expect("config");
-        let mut app = data_requests_worker::App::build(&self.sdk, config, clock);
-        app.stores = self.stores(p);
+        let mut app: DataRequestsWorker = self.build(env, Arc::new(clock)).await;
         app.metrics = app.metrics.clone().silent();
         app
     }
-}
 
-impl Harness {
     /// The data-requests worker on the stack's own tables and bucket (safe for requests about a person
     /// only this test knows).
-    pub fn stack_dsr_worker(&self) -> data_requests_worker::App {
-        let config = data_requests_worker::Config::from_vars(&env_of("DataRequestsWorkerFunction")).expect("config");
-        let mut app = data_requests_worker::App::build(&self.sdk, config.clone(), SystemClock);
-        app.stores = nex_shared::adapters::privacy::PrivacyStores::new(
-            &self.sdk,
-            self.ddb.clone(),
-            config.tables,
-            config.exports_bucket,
-        );
-        app.notifications = SqsQueue::new(self.sqs.clone(), self.notifications_url.clone());
+    pub async fn stack_dsr_worker(&self) -> DataRequestsWorker {
+        let overrides = [("NOTIFICATIONS_QUEUE_URL", self.notifications_url.as_str())];
+        let mut app: DataRequestsWorker = self.function("DataRequestsWorkerFunction", &overrides, system()).await;
         app.metrics = app.metrics.clone().silent();
         app
     }
 
     /// Delivers this test's data-requests queue to `worker` until it is empty.
-    pub async fn drain_requests(&self, worker: &data_requests_worker::App) -> nex_local::sqs::Round {
+    pub async fn drain_requests(&self, worker: &DataRequestsWorker) -> nex_local::sqs::Round {
         let arn = "arn:aws:sqs:us-east-1:123456789012:data-requests";
         self.drain_queue(&self.data_requests_url, arn, 30, |event| worker.handle(event, "test"))
             .await

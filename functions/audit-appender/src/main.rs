@@ -1,7 +1,5 @@
-// The nested async state machines of the runtime, the SDK and the handler exceed the default limit.
+//! Appends consent changes from the ledger to the hash-chained audit log.
+// The nested futures of the runtime, the SDK and the handler exceed the default type-layout depth.
 #![recursion_limit = "256"]
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    nex_shared::function::run_sqs::<audit_appender::App>().await
-}
+nex_shared::main!(Sqs<nex_shared::apps::privacy::AuditAppender>);

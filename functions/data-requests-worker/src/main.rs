@@ -1,7 +1,5 @@
-// The nested async state machines of the runtime, the SDK and the handler exceed the default limit.
+//! Answers data-subject requests: exports and erasures.
+// The nested futures of the runtime, the SDK and the handler exceed the default type-layout depth.
 #![recursion_limit = "256"]
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    nex_shared::function::run_sqs::<data_requests_worker::App>().await
-}
+nex_shared::main!(Sqs<nex_shared::apps::privacy::DataRequestsWorker>);

@@ -1,7 +1,5 @@
-// The nested async state machines of the runtime, the SDK and the handler exceed the default limit.
+//! Deletes and anonymises personal data when its retention window ends (daily, continued through its queue).
+// The nested futures of the runtime, the SDK and the handler exceed the default type-layout depth.
 #![recursion_limit = "256"]
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    nex_shared::function::run_schedule::<retention_sweep::App>().await
-}
+nex_shared::main!(Schedule<nex_shared::apps::privacy::RetentionSweep>);

@@ -1,7 +1,5 @@
-// The nested async state machines of the runtime, the SDK and the handler exceed the default limit.
+//! GET/POST /webhooks/whatsapp: Meta's handshake and signed WhatsApp deliveries into the inbox.
+// The nested futures of the runtime, the SDK and the handler exceed the default type-layout depth.
 #![recursion_limit = "256"]
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    nex_shared::function::run_http::<whatsapp_webhook::App>().await
-}
+nex_shared::main!(Http<nex_shared::apps::messaging::WhatsAppWebhook>);

@@ -24,51 +24,27 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use nex_local::manifest::{self, Manifest, SqsSource};
 use nex_local::{events, ttl};
+use nex_shared::adapters::aws::Aws;
+use nex_shared::function::{Invocation, Kind};
 use nex_shared::ports::SystemClock;
+use nex_shared::registry::{self, Handler};
 use tracing::{error, info, warn};
 
-/// A function of the suite, built once like a Lambda container.
-enum Function {
-    StripeWebhook(Box<stripe_webhook::App>),
-    PaymentsWorker(payments_worker::App),
-    WhatsAppWebhook(Box<whatsapp_webhook::App>),
-    MessagingWorker(Box<messaging_worker::App>),
-    NotificationsSender(Box<notifications_sender::App>),
-    ConsentApi(Box<consent_api::App>),
-    RetentionSweep(Box<retention_sweep::App>),
-    DataRequestsWorker(Box<data_requests_worker::App>),
-    AuditAppender(Box<audit_appender::App>),
+/// A function of the suite, built once like a Lambda container (from the registry, by its binary).
+struct Function {
+    handler: Box<dyn Handler>,
+    trigger: Kind,
+    timeout: u64,
 }
 
 impl Function {
-    fn is_sqs_consumer(&self) -> bool {
-        matches!(
-            self,
-            Function::PaymentsWorker(_)
-                | Function::MessagingWorker(_)
-                | Function::NotificationsSender(_)
-                | Function::RetentionSweep(_)
-                | Function::DataRequestsWorker(_)
-                | Function::AuditAppender(_)
-        )
-    }
-
-    /// Invokes an SQS consumer; `None` for a function that is not one.
-    async fn sqs(
-        &self,
-        event: aws_lambda_events::sqs::SqsEvent,
-        request_id: &str,
-        deadline: chrono::DateTime<chrono::Utc>,
-    ) -> Option<aws_lambda_events::sqs::SqsBatchResponse> {
-        match self {
-            Function::PaymentsWorker(app) => Some(app.handle(event, request_id, deadline).await),
-            Function::MessagingWorker(app) => Some(app.handle(event, request_id).await),
-            Function::NotificationsSender(app) => Some(app.handle(event, request_id, deadline).await),
-            Function::RetentionSweep(app) => Some(app.continued(event, request_id, deadline).await),
-            Function::DataRequestsWorker(app) => Some(app.handle(event, request_id).await),
-            Function::AuditAppender(app) => Some(app.handle(event, request_id).await),
-            _ => None,
-        }
+    /// Invokes it with `event` as Lambda would, with its time limit.
+    async fn invoke(&self, event: serde_json::Value, request_id: &str) -> Result<serde_json::Value, String> {
+        let deadline = chrono::Utc::now() + chrono::Duration::seconds(self.timeout as i64);
+        self.handler
+            .invoke(event, &Invocation::new(request_id, deadline))
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -124,70 +100,23 @@ async fn run() -> Result<(), String> {
     let manifest = Manifest::load(&opts.manifest)?;
     let sdk = nex_shared::adapters::aws::load_config().await;
 
+    let aws = Aws::new(sdk.clone());
     let mut functions = HashMap::new();
     for (logical, spec) in &manifest.functions {
-        let f = match spec.binary.as_str() {
-            "stripe-webhook" => {
-                let config = stripe_webhook::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
-                Function::StripeWebhook(Box::new(
-                    stripe_webhook::App::build(&sdk, config, SystemClock)
-                        .await
-                        .map_err(|e| format!("{logical}: {e}"))?,
-                ))
-            }
-            "whatsapp-webhook" => {
-                let config = whatsapp_webhook::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
-                Function::WhatsAppWebhook(Box::new(
-                    whatsapp_webhook::App::build(&sdk, config, SystemClock)
-                        .await
-                        .map_err(|e| format!("{logical}: {e}"))?,
-                ))
-            }
-            "consent-api" => {
-                let config = consent_api::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
-                Function::ConsentApi(Box::new(
-                    consent_api::App::build(&sdk, config, SystemClock)
-                        .await
-                        .map_err(|e| format!("{logical}: {e}"))?,
-                ))
-            }
-            "notifications-sender" => {
-                let config =
-                    notifications_sender::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
-                Function::NotificationsSender(Box::new(
-                    notifications_sender::App::build(&sdk, config, SystemClock)
-                        .await
-                        .map_err(|e| format!("{logical}: {e}"))?,
-                ))
-            }
-            "messaging-worker" => {
-                let config = messaging_worker::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
-                Function::MessagingWorker(Box::new(
-                    messaging_worker::App::build(&sdk, config)
-                        .await
-                        .map_err(|e| format!("{logical}: {e}"))?,
-                ))
-            }
-            "payments-worker" => {
-                let config = payments_worker::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
-                Function::PaymentsWorker(payments_worker::App::build(&sdk, config, SystemClock))
-            }
-            "retention-sweep" => {
-                let config = retention_sweep::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
-                Function::RetentionSweep(Box::new(retention_sweep::App::build(&sdk, config, SystemClock)))
-            }
-            "data-requests-worker" => {
-                let config =
-                    data_requests_worker::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
-                Function::DataRequestsWorker(Box::new(data_requests_worker::App::build(&sdk, config, SystemClock)))
-            }
-            "audit-appender" => {
-                let config = audit_appender::Config::from_vars(&spec.env).map_err(|e| format!("{logical}: {e}"))?;
-                Function::AuditAppender(Box::new(audit_appender::App::build(&sdk, config, SystemClock)))
-            }
-            other => return Err(format!("{logical}: no handler is linked for binary {other}")),
-        };
-        functions.insert(logical.clone(), f);
+        let entry =
+            registry::find(&spec.binary).ok_or(format!("{logical}: the registry has no function {}", spec.binary))?;
+        let handler = entry
+            .build(&aws, &spec.env, Arc::new(SystemClock))
+            .await
+            .map_err(|e| format!("{logical}: {e}"))?;
+        functions.insert(
+            logical.clone(),
+            Function {
+                handler,
+                trigger: entry.trigger,
+                timeout: spec.timeout,
+            },
+        );
     }
     let state = Arc::new(State { manifest, functions });
 
@@ -293,12 +222,21 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
     };
     let request_id = uuid::Uuid::new_v4().to_string();
     let event = events::http_v2(&method, &path, &query, &headers, &body, &request_id);
-    let response = match state.functions.get(&route.function) {
-        Some(Function::StripeWebhook(app)) => app.handle(event, &request_id).await,
-        Some(Function::WhatsAppWebhook(app)) => app.handle(event, &request_id).await,
-        Some(Function::ConsentApi(app)) => app.handle(event, &request_id).await,
-        _ => return Ok(text(502, r#"{"message":"route has no HTTP handler"}"#)),
+    let Some(function) = state.functions.get(&route.function) else {
+        return Ok(text(502, r#"{"message":"route names an unknown function"}"#));
     };
+    let answered = match serde_json::to_value(event) {
+        Ok(event) => function.invoke(event, &request_id).await,
+        Err(e) => Err(e.to_string()),
+    };
+    let response: aws_lambda_events::apigw::ApiGatewayV2httpResponse =
+        match answered.and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())) {
+            Ok(r) => r,
+            Err(e) => {
+                error!(function = %route.function, error = %e, "invocation failed");
+                return Ok(text(502, r#"{"message":"Internal Server Error"}"#));
+            }
+        };
     let mut out = Response::builder().status(response.status_code as u16);
     for (k, v) in response.headers.iter() {
         out = out.header(k, v);
@@ -336,12 +274,11 @@ async fn poll(state: Arc<State>, sqs: aws_sdk_sqs::Client, source: SqsSource) {
         .get(&source.queue)
         .map(|q| q.arn.clone())
         .unwrap_or_default();
-    let timeout = state.manifest.functions.get(&source.function).map_or(3, |f| f.timeout);
     let Some(function) = state.functions.get(&source.function) else {
         error!(function = %source.function, "event source names an unknown function");
         return;
     };
-    if !function.is_sqs_consumer() {
+    if function.trigger == Kind::Http {
         error!(function = %source.function, "event source names a function with no SQS handler; not polled");
         return;
     }
@@ -356,9 +293,20 @@ async fn poll(state: Arc<State>, sqs: aws_sdk_sqs::Client, source: SqsSource) {
     loop {
         let delivered = nex_local::sqs::deliver_once(&sqs, &target, |event| async {
             let request_id = uuid::Uuid::new_v4().to_string();
-            let deadline = chrono::Utc::now() + chrono::Duration::seconds(timeout as i64);
-            // Checked above: every function polled here is an SQS consumer.
-            function.sqs(event, &request_id, deadline).await.unwrap_or_default()
+            let ids: Vec<String> = event.records.iter().filter_map(|r| r.message_id.clone()).collect();
+            let answered = match serde_json::to_value(event) {
+                Ok(event) => function.invoke(event, &request_id).await,
+                Err(e) => Err(e.to_string()),
+            };
+            // A failed invocation leaves the whole batch for redelivery, as in Lambda.
+            answered
+                .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+                .unwrap_or_else(|e| {
+                    error!(function = %source.function, error = %e, "invocation failed");
+                    let mut all = aws_lambda_events::sqs::SqsBatchResponse::default();
+                    all.batch_item_failures = ids.into_iter().map(nex_shared::adapters::sqs_batch::failure).collect();
+                    all
+                })
         })
         .await;
         if let Err(e) = delivered {
@@ -387,24 +335,23 @@ async fn fire(state: &State, name: &str) -> Result<(), String> {
         .iter()
         .find(|s| s.name == name)
         .ok_or(format!("no schedule named {name}"))?;
-    let timeout = state
-        .manifest
+    let function = state
         .functions
         .get(&schedule.function)
-        .map_or(3, |f| f.timeout);
-    let deadline = chrono::Utc::now() + chrono::Duration::seconds(timeout as i64);
-    let request_id = uuid::Uuid::new_v4().to_string();
-    match state.functions.get(&schedule.function) {
-        Some(Function::RetentionSweep(app)) => app
-            .scheduled(&request_id, deadline)
-            .await
-            .map(|r| info!(schedule = %name, complete = r.complete, changed = r.items_changed, "schedule fired"))
-            .map_err(|e| e.to_string()),
-        _ => Err(format!(
-            "function {} has no schedule handler linked in nex-local",
-            schedule.function
-        )),
-    }
+        .ok_or(format!("schedule {name} names an unknown function"))?;
+    let event = serde_json::json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "time": chrono::Utc::now(),
+        "region": state.manifest.region,
+        "resources": [],
+        "detail": {},
+    });
+    let answer = function.invoke(event, &uuid::Uuid::new_v4().to_string()).await?;
+    info!(schedule = %name, answer = %answer, "schedule fired");
+    Ok(())
 }
 
 /// Deletes items whose TTL passed more than `lag` seconds ago, like DynamoDB's background TTL process.

@@ -8,15 +8,20 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use nex_shared::adapters::aws::Aws;
 use nex_shared::adapters::dynamo_data::DynamoCheckpoints;
 use nex_shared::adapters::dynamo_messaging::DynamoMerchants;
 use nex_shared::adapters::secrets;
 use nex_shared::adapters::sqs_queue::SqsQueue;
+use nex_shared::apps::privacy::{DataRequestsWorker, RetentionSweep};
 use nex_shared::config::{store_tables, ConfigError, Vars};
 use nex_shared::domain::audit::{self, Entry, NewEntry, Verification};
 use nex_shared::domain::inventory::Store;
 use nex_shared::domain::subject::SubjectHasher;
-use nex_shared::ports::{AuditLog, Checkpoints, DataRequests, InfraError, ObjectStore, RequestRecord, SystemClock};
+use nex_shared::function::Function;
+use nex_shared::ports::{
+    AuditLog, Checkpoints, DataRequests, InfraError, ObjectStore, RequestRecord, SharedClock, SystemClock,
+};
 use nex_shared::usecases::data_requests::{self, Intake, IntakeError, Opened, Origin, Outcome, ProcessError};
 use nex_shared::usecases::sweep::{self, Progress, Report};
 use serde::{Deserialize, Serialize};
@@ -36,6 +41,12 @@ pub enum OpsError {
     Process(#[from] ProcessError),
     #[error("{0}")]
     NotFound(String),
+}
+
+impl From<nex_shared::config::InitError> for OpsError {
+    fn from(e: nex_shared::config::InitError) -> Self {
+        OpsError::Config(e.to_string())
+    }
 }
 
 impl From<ConfigError> for OpsError {
@@ -162,8 +173,8 @@ impl Progress for Bar {
 pub struct Ops {
     pub stack: Stack,
     pub sdk: aws_config::SdkConfig,
-    pub sweep: retention_sweep::App,
-    pub worker: data_requests_worker::App,
+    pub sweep: RetentionSweep,
+    pub worker: DataRequestsWorker,
     pub merchants: DynamoMerchants,
     pub checkpoints: DynamoCheckpoints,
     pub sqs: aws_sdk_sqs::Client,
@@ -207,7 +218,9 @@ impl Ops {
             .unwrap_or_default();
         let platform = stack.required("PLATFORM_TABLE")?;
         // Metrics are the functions' (EMF on a Lambda's stdout); here stdout is the operator's.
-        let mut sweep = retention_sweep::App::build(&sdk, retention_sweep::Config::from_vars(&stack)?, SystemClock);
+        let aws = Aws::new(sdk.clone());
+        let clock: SharedClock = std::sync::Arc::new(SystemClock);
+        let mut sweep = RetentionSweep::build(&aws, RetentionSweep::config(&stack)?, clock.clone()).await?;
         sweep.metrics = sweep.metrics.clone().silent();
         // An operator's run answers no person (the answer's address travels only in the queue message
         // of a person's own request), so the worker's notifications queue is never used from here.
@@ -215,11 +228,7 @@ impl Ops {
         worker_vars
             .entry("NOTIFICATIONS_QUEUE_URL".into())
             .or_insert_with(|| "unused:operator-runs-answer-no-person".into());
-        let mut worker = data_requests_worker::App::build(
-            &sdk,
-            data_requests_worker::Config::from_vars(&worker_vars)?,
-            SystemClock,
-        );
+        let mut worker = DataRequestsWorker::build(&aws, DataRequestsWorker::config(&worker_vars)?, clock).await?;
         worker.metrics = worker.metrics.clone().silent();
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         Ok(Self {

@@ -24,6 +24,83 @@ pub async fn load_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// The AWS clients a function builds from, once per process: the SDK configuration and the interceptors
+/// every client gets (none in Lambda; the test harness counts requests with one). Clients are made on
+/// demand, so a function links only the services it uses.
+#[derive(Clone)]
+pub struct Aws {
+    sdk: aws_config::SdkConfig,
+    interceptors: Vec<aws_smithy_runtime_api::client::interceptors::SharedInterceptor>,
+}
+
+impl Aws {
+    pub fn new(sdk: aws_config::SdkConfig) -> Self {
+        Self {
+            sdk,
+            interceptors: Vec::new(),
+        }
+    }
+
+    /// The configuration loaded from the environment ([`load_config`]).
+    pub async fn from_env() -> Self {
+        Self::new(load_config().await)
+    }
+
+    /// Every client made from here on runs `interceptor` on each request.
+    pub fn with_interceptor(
+        mut self,
+        interceptor: impl aws_smithy_runtime_api::client::interceptors::Intercept + 'static,
+    ) -> Self {
+        self.interceptors
+            .push(aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(
+                interceptor,
+            ));
+        self
+    }
+
+    pub fn sdk(&self) -> &aws_config::SdkConfig {
+        &self.sdk
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let mut b = aws_sdk_dynamodb::config::Builder::from(&self.sdk);
+        for i in &self.interceptors {
+            b.push_interceptor(i.clone());
+        }
+        aws_sdk_dynamodb::Client::from_conf(b.build())
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let mut b = aws_sdk_sqs::config::Builder::from(&self.sdk);
+        for i in &self.interceptors {
+            b.push_interceptor(i.clone());
+        }
+        aws_sdk_sqs::Client::from_conf(b.build())
+    }
+
+    /// Path-style addressing against a local emulator (see [`s3_path_style`]).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let mut b = aws_sdk_s3::config::Builder::from(&self.sdk).force_path_style(s3_path_style());
+        for i in &self.interceptors {
+            b.push_interceptor(i.clone());
+        }
+        aws_sdk_s3::Client::from_conf(b.build())
+    }
+
+    pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
+        let mut b = aws_sdk_secretsmanager::config::Builder::from(&self.sdk);
+        for i in &self.interceptors {
+            b.push_interceptor(i.clone());
+        }
+        aws_sdk_secretsmanager::Client::from_conf(b.build())
+    }
+}
+
+/// Whether a DynamoDB error is a failed condition (the write found the item in another state), not a fault.
+pub fn is_condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
+}
+
 /// Maps an SDK error. Throttling, timeouts, transport failures and 5xx are retryable; the rest is not.
 pub fn infra_error<E>(service: &'static str, operation: &'static str, err: SdkError<E, Response>) -> InfraError
 where

@@ -8,8 +8,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValue, WriteRequest};
 use aws_sdk_dynamodb::Client;
 
-use super::aws::{infra_error, query_all};
-use super::dynamo_idempotency::is_condition_failed;
+use super::aws::{infra_error, is_condition_failed, query_all};
 use crate::ports::{Attrs, Checkpoints, DataStore, DueEntry, DuePage, InfraError, ItemKey, Store};
 
 /// BatchWriteItem takes at most 25 requests.

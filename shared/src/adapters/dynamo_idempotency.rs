@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
-use super::aws::infra_error;
+use super::aws::{infra_error, is_condition_failed};
 use crate::ports::{Claim, IdempotencyStore, Inbox, InfraError, Owner, Recorded};
 
 const IN_PROGRESS: &str = "INPROGRESS";
@@ -217,11 +217,4 @@ impl Inbox for DynamoInbox {
             Err(e) => Err(infra_error("dynamodb", "UpdateItem", e)),
         }
     }
-}
-
-/// True for DynamoDB's `ConditionalCheckFailedException` on any operation.
-pub fn is_condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
-    e: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> bool {
-    e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }

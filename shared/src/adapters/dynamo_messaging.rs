@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::aws::infra_error;
+use super::aws::{infra_error, is_condition_failed};
 use crate::domain::retention::{self, DataClass};
 use crate::ports::{ConsentAction, ConsentEntry, ConsentLedger, InfraError, MerchantDirectory};
 
@@ -172,7 +172,7 @@ impl DynamoMerchants {
             .await;
         match res {
             Ok(_) => Ok(true),
-            Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => Ok(false),
+            Err(e) if is_condition_failed(&e) => Ok(false),
             Err(e) => Err(infra_error("dynamodb", "PutItem", e)),
         }
     }
@@ -324,7 +324,7 @@ impl ConsentLedger for DynamoLedger {
                 .await;
             match res {
                 Ok(_) => {}
-                Err(err) if super::dynamo_idempotency::is_condition_failed(&err) => {}
+                Err(err) if is_condition_failed(&err) => {}
                 Err(err) => return Err(infra_error("dynamodb", "UpdateItem", err)),
             }
         }
@@ -491,7 +491,7 @@ impl DynamoConversations {
                     .await;
                 match res {
                     Ok(_) => raised += 1,
-                    Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {}
+                    Err(e) if is_condition_failed(&e) => {}
                     Err(e) => return Err(infra_error("dynamodb", "UpdateItem", e)),
                 }
             }
@@ -550,7 +550,7 @@ impl crate::ports::Transcripts for DynamoConversations {
                     num(old, "window_start"),
                 )
             }
-            Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {
+            Err(e) if is_condition_failed(&e) => {
                 let current = match e.as_service_error() {
                     Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
                     _ => None,
@@ -583,7 +583,7 @@ impl crate::ports::Transcripts for DynamoConversations {
                 .await;
             match res {
                 Ok(_) => {}
-                Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {}
+                Err(e) if is_condition_failed(&e) => {}
                 Err(e) => return Err(infra_error("dynamodb", "UpdateItem", e)),
             }
             window = Some(m.at.timestamp());
@@ -612,7 +612,7 @@ impl crate::ports::Transcripts for DynamoConversations {
         }
         match put.send().await {
             Ok(_) => {}
-            Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {}
+            Err(e) if is_condition_failed(&e) => {}
             Err(e) => return Err(infra_error("dynamodb", "PutItem", e)),
         }
         // Every message is stamped with the end of its deadline's day, so older messages can be below
@@ -717,7 +717,7 @@ impl crate::ports::Receipts for DynamoConversations {
         }
         match up.send().await {
             Ok(_) => {}
-            Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {}
+            Err(e) if is_condition_failed(&e) => {}
             Err(e) => return Err(infra_error("dynamodb", "UpdateItem", e)),
         }
         if let (Delivery::Failed, Some(code)) = (status, error_code) {
@@ -729,7 +729,7 @@ impl crate::ports::Receipts for DynamoConversations {
                 .await;
             match res {
                 Ok(_) => {}
-                Err(e) if super::dynamo_idempotency::is_condition_failed(&e) => {}
+                Err(e) if is_condition_failed(&e) => {}
                 Err(e) => return Err(infra_error("dynamodb", "UpdateItem", e)),
             }
         }

@@ -5,8 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
-use super::aws::infra_error;
-use super::dynamo_idempotency::is_condition_failed;
+use super::aws::{infra_error, is_condition_failed};
 use crate::domain::retention;
 use crate::ports::{InfraError, Loaded, PaymentRecord, PaymentStore, Written};
 

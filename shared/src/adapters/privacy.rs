@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::aws::s3_path_style;
+use super::aws::Aws;
 use super::dynamo_audit::DynamoAudit;
 use super::dynamo_data::DynamoData;
 use super::dynamo_requests::DynamoDataRequests;
@@ -20,16 +20,12 @@ pub struct PrivacyStores {
 
 impl PrivacyStores {
     /// `tables`: every store's table (the data-requests table also holds the audit log).
-    pub fn new(
-        sdk: &aws_config::SdkConfig,
-        ddb: aws_sdk_dynamodb::Client,
-        tables: BTreeMap<Store, String>,
-        exports_bucket: impl Into<String>,
-    ) -> Self {
+    pub fn new(aws: &Aws, tables: BTreeMap<Store, String>, exports_bucket: impl Into<String>) -> Self {
+        let ddb = aws.dynamodb();
         let requests = tables.get(&Store::DataRequests).cloned().unwrap_or_default();
         Self {
             data: DynamoData::new(ddb.clone(), tables),
-            exports: S3Objects::new(sdk, exports_bucket, s3_path_style()),
+            exports: S3Objects::new(aws.s3(), exports_bucket),
             requests: DynamoDataRequests::new(ddb.clone(), requests.clone()),
             audit: DynamoAudit::new(ddb, requests),
         }

@@ -1,5 +1,4 @@
 //! [`ObjectStore`] on one S3 bucket: server-side encryption on every put, presigned GETs for links.
-//! `path_style` is for the local emulator (virtual-host bucket names do not resolve on loopback).
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
@@ -16,12 +15,10 @@ pub struct S3Objects {
 }
 
 impl S3Objects {
-    pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>, path_style: bool) -> Self {
-        let conf = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(path_style)
-            .build();
+    /// `client`: from [`super::aws::Aws::s3`] (path-style against the local emulator).
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
         Self {
-            client: Client::from_conf(conf),
+            client,
             bucket: bucket.into(),
         }
     }

@@ -3,7 +3,6 @@
 
 use aws_sdk_secretsmanager::Client;
 use secrecy::SecretString;
-use serde::Deserialize;
 
 use super::aws::infra_error;
 use crate::ports::InfraError;
@@ -24,19 +23,28 @@ pub async fn fetch(client: &Client, secret_id: &str) -> Result<SecretString, Inf
     })
 }
 
-/// The Stripe webhook secret's JSON shape: every endpoint secret currently valid (several during a roll,
-/// or for platform and Connect endpoints). A plain `whsec_...` string is accepted as a single secret.
-#[derive(Deserialize)]
-struct StripeSecrets {
-    endpoint_secrets: Vec<String>,
-}
-
-/// Parses the Stripe webhook secret value into its endpoint secrets.
-pub fn stripe_endpoint_secrets(value: &SecretString) -> Vec<SecretString> {
+/// A secret holding several values at once (during a roll, or for several endpoints): a JSON object whose
+/// `field` lists them. A plain string is taken as a single value.
+pub fn list(value: &SecretString, field: &str) -> Vec<SecretString> {
     use secrecy::ExposeSecret;
     let raw = value.expose_secret().trim();
-    match serde_json::from_str::<StripeSecrets>(raw) {
-        Ok(s) => s.endpoint_secrets.into_iter().map(SecretString::from).collect(),
-        Err(_) => vec![SecretString::from(raw.to_owned())],
+    let listed = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw)
+        .ok()
+        .and_then(|mut o| o.remove(field))
+        .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok());
+    match listed {
+        Some(values) => values.into_iter().map(SecretString::from).collect(),
+        None => vec![SecretString::from(raw.to_owned())],
     }
+}
+
+/// The Stripe webhook secret: `{"endpoint_secrets": [...]}` (several during a roll, or for platform and
+/// Connect endpoints), or one `whsec_...` string.
+pub fn stripe_endpoint_secrets(value: &SecretString) -> Vec<SecretString> {
+    list(value, "endpoint_secrets")
+}
+
+/// The WhatsApp app secret: `{"app_secrets": [...]}` (two while rotating), or one string.
+pub fn whatsapp_app_secrets(value: &SecretString) -> Vec<SecretString> {
+    list(value, "app_secrets")
 }

@@ -51,6 +51,15 @@ impl Clock for SystemClock {
     }
 }
 
+/// The clock a function is built with: the wall clock in Lambda, any clock in tests.
+pub type SharedClock = std::sync::Arc<dyn Clock>;
+
+impl<T: Clock + ?Sized> Clock for std::sync::Arc<T> {
+    fn now(&self) -> DateTime<Utc> {
+        (**self).now()
+    }
+}
+
 /// What a claim on an idempotency key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {

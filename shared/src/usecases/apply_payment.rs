@@ -32,9 +32,9 @@ pub enum ApplyError {
     Infra(#[from] InfraError),
 }
 
-impl ApplyError {
+impl crate::adapters::sqs_batch::RecordError for ApplyError {
     /// A stable name for logs, metrics and the runtime's `errorType`.
-    pub fn error_type(&self) -> &'static str {
+    fn error_type(&self) -> &'static str {
         match self {
             Self::InProgress => "InProgress",
             Self::Contended => "Contended",

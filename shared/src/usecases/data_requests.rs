@@ -246,6 +246,15 @@ pub enum ProcessError {
     Infra(#[from] InfraError),
 }
 
+impl crate::adapters::sqs_batch::RecordError for ProcessError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Unknown(_) => "UnknownRequest",
+            Self::Infra(_) => "Infrastructure",
+        }
+    }
+}
+
 impl ProcessError {
     pub fn retryable(&self) -> bool {
         matches!(self, ProcessError::Infra(e) if e.retryable)

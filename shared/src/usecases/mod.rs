@@ -2,8 +2,10 @@
 
 pub mod apply_payment;
 pub mod consent_audit;
+pub mod conversation;
 pub mod data_requests;
 pub mod inbox;
+pub mod merchant_api;
 pub mod opt_in;
 pub mod send_notification;
 pub mod stripe_ingest;

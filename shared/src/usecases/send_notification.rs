@@ -93,8 +93,9 @@ pub enum NotifyError {
     Infra(#[from] InfraError),
 }
 
-impl NotifyError {
-    pub fn error_type(&self) -> &'static str {
+impl crate::adapters::sqs_batch::RecordError for NotifyError {
+    /// A stable name for logs, metrics and the runtime's `errorType`.
+    fn error_type(&self) -> &'static str {
         match self {
             Self::NoRecipient => "NoRecipient",
             Self::InProgress => "InProgress",

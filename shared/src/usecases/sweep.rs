@@ -445,6 +445,84 @@ fn next_position(day: NaiveDate, si: usize, shard: u32, stores: &[Store]) -> Cur
     }
 }
 
+/// Time a run keeps back from its deadline to save the position and queue its continuation.
+pub const MARGIN: Duration = Duration::seconds(20);
+
+/// Asks the sweep to carry on from its checkpoint (the sweep queue's message).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Continue {
+    pub started_at: DateTime<Utc>,
+}
+
+impl crate::domain::envelope::Message for Continue {
+    const KIND: &'static str = "sweep.continue";
+    const VERSION: u32 = 1;
+}
+
+/// One run as the function and the operator CLI start it: it stops by `deadline` (minus [`MARGIN`]);
+/// one that did not finish (and was not dry) queues a [`Continue`] on `queue`, whose delivery runs it on
+/// from its checkpoint. Its report goes out as metrics.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_and_continue<D, C, O, R, A>(
+    sweep: &Sweep<'_, D, C, O, R, A>,
+    clock: &impl crate::ports::Clock,
+    queue: &impl crate::ports::Queue,
+    metrics: &impl crate::ports::Metrics,
+    dry_run: bool,
+    lookback_days: u32,
+    deadline: DateTime<Utc>,
+    progress: &impl Progress,
+) -> Result<Report, InfraError>
+where
+    D: DataStore,
+    C: Checkpoints,
+    O: ObjectStore,
+    R: DataRequests,
+    A: AuditLog,
+{
+    let now = clock.now();
+    let opts = Options {
+        dry_run,
+        lookback_days,
+        stop_at: deadline - MARGIN,
+        crash_after_pages: None,
+        checkpoint_every: CHECKPOINT_EVERY,
+    };
+    let report = sweep.run(now, clock, &opts, progress).await?;
+    publish(&report, metrics);
+    if !report.complete && !dry_run {
+        let id = format!("sweep-{}", now.timestamp());
+        let msg = crate::domain::envelope::Envelope::new(id.clone(), now, id, Continue { started_at: now });
+        queue.send(&msg.encode()).await?;
+    }
+    Ok(report)
+}
+
+/// The report as metrics (`sweep_oldest_overdue_seconds` is alarmed above 24 hours; `data_requests_due_soon`
+/// and `data_requests_overdue` alarm before a request's deadline is missed) and one log line.
+pub fn publish(r: &Report, m: &impl crate::ports::Metrics) {
+    let sum = |action: &str| -> u64 { r.actions.values().filter_map(|a| a.get(action)).sum() };
+    let secs = |s: Option<i64>| s.unwrap_or(0).max(0) as u64;
+    m.count("sweep_items_deleted", sum("delete"), None);
+    m.count("sweep_items_anonymised", sum("anonymise"), None);
+    m.count("sweep_items_read", r.items_read, None);
+    m.count("sweep_oldest_overdue_seconds", secs(r.oldest_overdue_seconds), None);
+    m.count("sweep_ttl_lag_seconds", secs(r.ttl_lag_seconds), None);
+    m.count("sweep_incomplete", u64::from(!r.complete), None);
+    m.count("data_requests_overdue", r.requests_overdue, None);
+    m.count("data_requests_due_soon", r.requests_due_soon, None);
+    tracing::info!(
+        dry_run = r.dry_run,
+        complete = r.complete,
+        changed = r.items_changed,
+        read = r.items_read,
+        buckets = r.buckets_read,
+        oldest_overdue_seconds = r.oldest_overdue_seconds,
+        requests_overdue = r.requests_overdue,
+        "retention sweep run"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

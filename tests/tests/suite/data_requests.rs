@@ -131,7 +131,7 @@ async fn erasure_removes_the_person_everywhere_except_what_the_law_keeps_and_a_r
         .await
         .unwrap();
     // An earlier access request, answered with an export in S3.
-    let worker = h.dsr_worker(&p, SystemClock);
+    let worker = h.dsr_worker(&p, SystemClock).await;
     let earlier = open(&h, &p, "access", &phone, "op-earlier").await;
     let outcome = worker.processor("test").process(&earlier, now, false).await.unwrap();
     let Outcome::Exported { key, items } = outcome else {
@@ -141,7 +141,7 @@ async fn erasure_removes_the_person_everywhere_except_what_the_law_keeps_and_a_r
         items, 8,
         "conversation, message, receipt, 2 consent entries, consent state, payment, order (not the request's own record)"
     );
-    let exports = S3Objects::new(&h.sdk, p.bucket.clone(), true);
+    let exports = S3Objects::new(h.aws.s3(), p.bucket.clone());
     assert_eq!(exports.list(&key).await.unwrap().len(), 1);
 
     // The erasure, through the queue as in production.
@@ -265,7 +265,7 @@ fn api(method: &str, path: &str, body: &str, key: Option<&str>) -> aws_lambda_ev
 #[tokio::test]
 async fn a_merchants_support_team_opens_a_request_and_downloads_the_export_through_a_short_lived_link() {
     let h = Harness::new().await;
-    let mut app = h.consent_api().await;
+    let mut app = h.merchant_api().await;
     app.requests_queue = SqsQueue::new(h.sqs.clone(), h.data_requests_url.clone());
     let phone = phone();
     let body = serde_json::json!({ "kind": "export", "phone": phone, "reference": uuid::Uuid::new_v4().to_string() })
@@ -308,7 +308,7 @@ async fn a_merchants_support_team_opens_a_request_and_downloads_the_export_throu
         (Some(id.as_str()), Some("already_open"))
     );
 
-    let round = h.drain_requests(&h.stack_dsr_worker()).await;
+    let round = h.drain_requests(&h.stack_dsr_worker().await).await;
     assert_eq!(round.failed, 0);
     let resp = app
         .handle(api("GET", &format!("/data-requests/{id}"), "", Some(MERCHANT_KEY)), "r")
@@ -599,6 +599,7 @@ async fn merchant_request(h: &Harness, p: &Private, m: &str, kind: &str, phone: 
         .id;
     let outcome = h
         .dsr_worker(p, SystemClock)
+        .await
         .processor("test")
         .process(&id, Utc::now(), false)
         .await
@@ -730,7 +731,7 @@ async fn a_persons_own_data_request_covers_every_merchant_and_is_answered_to_the
     )
     .await
     .unwrap();
-    let worker = h.dsr_worker(&p, SystemClock);
+    let worker = h.dsr_worker(&p, SystemClock).await;
     // Delivered twice (a redelivery): answered once.
     for _ in 0..2 {
         let round = h
@@ -786,7 +787,7 @@ async fn a_persons_own_data_request_covers_every_merchant_and_is_answered_to_the
 #[tokio::test]
 async fn a_merchant_cannot_read_a_persons_own_request_even_one_that_names_it() {
     let h = Harness::new().await;
-    let app = h.consent_api().await;
+    let app = h.merchant_api().await;
     let requests = DynamoDataRequests::new(h.ddb.clone(), table("DataRequestsTable"));
     let now = Utc::now();
     for (source, label) in [
@@ -815,7 +816,7 @@ async fn a_merchant_cannot_read_a_persons_own_request_even_one_that_names_it() {
 #[tokio::test]
 async fn a_reused_reference_for_another_kind_or_person_is_a_conflict_and_identifiers_are_checked_first() {
     let h = Harness::new().await;
-    let mut app = h.consent_api().await;
+    let mut app = h.merchant_api().await;
     app.requests_queue = SqsQueue::new(h.sqs.clone(), h.data_requests_url.clone());
     let reference = format!("T-{}", uuid::Uuid::new_v4().simple());
     let (p1, p2) = (phone(), phone());
@@ -894,7 +895,7 @@ async fn a_correction_stays_open_listed_and_alarmed_until_an_operator_closes_it(
         &format!("op-corr-{}", uuid::Uuid::new_v4().simple()),
     )
     .await;
-    let worker = h.dsr_worker(&p, SystemClock);
+    let worker = h.dsr_worker(&p, SystemClock).await;
     let outcome = worker.processor("test").process(&id, Utc::now(), false).await.unwrap();
     assert_eq!(outcome, Outcome::NeedsOperator);
     let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));

@@ -77,7 +77,7 @@ async fn the_sample_sqs_batch_applies_its_valid_record_and_reports_only_the_unkn
     let event: aws_lambda_events::sqs::SqsEvent =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let deadline = chrono::Utc::now() + chrono::Duration::seconds(30);
-    let response = h.worker().handle(event, "sample", deadline).await;
+    let response = h.worker().await.handle_until(event, "sample", deadline).await;
     let failed: Vec<_> = response
         .batch_item_failures
         .iter()
@@ -94,7 +94,7 @@ async fn an_s3_object_is_stored_encrypted_and_readable_only_through_a_short_live
     let bucket = format!("t-{}", uuid::Uuid::new_v4().simple());
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&h.sdk).force_path_style(true).build());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let store = nex_shared::adapters::s3_objects::S3Objects::new(&h.sdk, bucket.clone(), true);
+    let store = nex_shared::adapters::s3_objects::S3Objects::new(h.aws.s3(), bucket.clone());
     store
         .put_private("exports/x.json", b"{\"ok\":true}".to_vec(), "application/json")
         .await
@@ -147,7 +147,7 @@ async fn the_whatsapp_and_consent_sample_events_run_through_their_handlers() {
         assert_eq!(resp.status_code, 200, "{name}: {:?}", body_json(&resp));
     }
     let resp = h
-        .consent_api()
+        .merchant_api()
         .await
         .handle(sample("http/consent-opt-in.json"), "sample")
         .await;
@@ -173,7 +173,7 @@ async fn the_sweep_and_data_request_sample_events_run_through_their_handlers() {
     use nex_shared::adapters::memory::FixedClock;
     let h = Harness::new().await;
     let p = h.private().await;
-    let sweep = h.sweep(&p, FixedClock::at(chrono::Utc::now()));
+    let sweep = h.sweep(&p, FixedClock::at(chrono::Utc::now())).await;
     let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
     // The EventBridge scheduled event starts a run; the continuation message runs it on.
     let out = sweep
@@ -187,7 +187,7 @@ async fn the_sweep_and_data_request_sample_events_run_through_their_handlers() {
         .unwrap();
     assert_eq!(out["batchItemFailures"], serde_json::json!([]));
     // The merchant API's data-request routes, and a batch for the worker naming a request it can answer.
-    let mut api = h.consent_api().await;
+    let mut api = h.merchant_api().await;
     api.requests_queue = nex_shared::adapters::sqs_queue::SqsQueue::new(h.sqs.clone(), h.data_requests_url.clone());
     let opened = api.handle(sample("http/data-request-open.json"), "sample").await;
     assert_eq!(opened.status_code, 202, "{:?}", body_json(&opened));
@@ -197,7 +197,7 @@ async fn the_sweep_and_data_request_sample_events_run_through_their_handlers() {
         "the sample names a request this stack never opened"
     );
     let batch: aws_lambda_events::sqs::SqsEvent = sample("sqs/data-requests-worker-batch.json");
-    let worker = h.dsr_worker(&p, nex_shared::ports::SystemClock);
+    let worker = h.dsr_worker(&p, nex_shared::ports::SystemClock).await;
     let failures = worker.handle(batch, "sample").await.batch_item_failures;
     assert_eq!(
         failures.len(),
@@ -208,12 +208,45 @@ async fn the_sweep_and_data_request_sample_events_run_through_their_handlers() {
 
 #[tokio::test]
 async fn the_audit_appender_sample_batch_fails_only_what_is_not_a_ledger_reference() {
-    let config = audit_appender::Config::from_vars(&env_of("AuditAppenderFunction")).unwrap();
     let h = Harness::new().await;
-    let appender = audit_appender::App::build(&h.sdk, config, nex_shared::ports::SystemClock);
+    let appender: AuditAppender = h.function("AuditAppenderFunction", &[], system()).await;
     let batch: aws_lambda_events::sqs::SqsEvent = sample("sqs/audit-appender-batch.json");
     let failures = appender.handle(batch, "sample").await.batch_item_failures;
     // The two references name entries this stack never recorded: nothing to attest, nothing failed.
     let ids: Vec<&str> = failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(ids, ["00000001-0000-4000-8000-000000000003"]);
+}
+
+#[tokio::test]
+async fn the_registry_and_the_template_name_the_same_functions_and_each_builds_from_its_variables() {
+    use nex_shared::function::Kind;
+    let h = Harness::new().await;
+    let functions = manifest()["functions"].as_object().expect("functions");
+    let mut deployed: Vec<&str> = functions.values().filter_map(|f| f["binary"].as_str()).collect();
+    deployed.sort();
+    let mut registered: Vec<&str> = nex_shared::registry::FUNCTIONS.iter().map(|e| e.name).collect();
+    registered.sort();
+    assert_eq!(
+        deployed, registered,
+        "template.yaml builds exactly the registry's functions"
+    );
+    let routed: Vec<&str> = manifest()["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| functions[r["function"].as_str()?]["binary"].as_str())
+        .collect();
+    for (logical, spec) in functions {
+        let entry = nex_shared::registry::find(spec["binary"].as_str().unwrap()).unwrap();
+        let is_routed = routed.contains(&entry.name);
+        assert_eq!(
+            entry.trigger == Kind::Http,
+            is_routed,
+            "{logical}: HTTP exactly when it has routes"
+        );
+        entry
+            .build(&h.aws, &env_of(logical), system())
+            .await
+            .unwrap_or_else(|e| panic!("{logical} builds from the template's variables: {e}"));
+    }
 }

@@ -1,8 +1,8 @@
 //! Integration tests against the AWS emulator. Run through `infra/test.sh`, which starts and provisions it.
 
-mod consent_api;
 mod data_requests;
 mod local_stack;
+mod merchant_api;
 mod messaging_worker;
 mod notifications_sender;
 mod payments_worker;

@@ -210,7 +210,7 @@ async fn data_opens_a_request_due_in_thirty_days_queues_it_and_confirms_to_the_p
     assert!(!format!("{record:?}").contains(&phone), "subject hashes only");
 
     // The data-requests worker answers it: DATA does not say which kind, so the person gets a copy.
-    let round = h.drain_requests(&h.stack_dsr_worker()).await;
+    let round = h.drain_requests(&h.stack_dsr_worker().await).await;
     assert!(round.received >= 1 && round.failed == 0);
     let record = h
         .ddb

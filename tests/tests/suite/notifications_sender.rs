@@ -46,7 +46,7 @@ async fn meta(status: u16, body: serde_json::Value, edge: &str, times: u64) -> M
     server
 }
 
-async fn send(app: &notifications_sender::App, req: &SendRequest) -> Result<Outcome, NotifyError> {
+async fn send(app: &NotificationsSender, req: &SendRequest) -> Result<Outcome, NotifyError> {
     let uc = SendNotification {
         hasher: &app.hasher,
         clock: &app.clock,
@@ -59,7 +59,7 @@ async fn send(app: &notifications_sender::App, req: &SendRequest) -> Result<Outc
     uc.handle(req, Utc::now() + Duration::seconds(30)).await
 }
 
-async fn opt_in(h: &Harness, app: &notifications_sender::App, to: &str, merchant: &str) {
+async fn opt_in(h: &Harness, app: &NotificationsSender, to: &str, merchant: &str) {
     let ledger = DynamoLedger::new(h.ddb.clone(), table("MessagingTable"));
     let entry = ConsentEntry {
         id: format!("optin-{merchant}"),
@@ -316,7 +316,7 @@ async fn a_paid_stripe_checkout_tells_the_customer_on_whatsapp_from_the_merchant
     webhook
         .handle(stripe_request(&body, Some(&sign(&body, now()))), "r")
         .await;
-    h.drain(&h.worker(), 1).await;
+    h.drain(&h.worker().await, 1).await;
     let order = h.payment(&key).await.unwrap();
     assert_eq!(order["status"].as_s().unwrap(), "paid");
     assert!(

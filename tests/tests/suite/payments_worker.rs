@@ -2,7 +2,7 @@ use nex_shared::domain::envelope::Envelope;
 use nex_shared::ports::PaymentStore;
 use nex_tests::*;
 
-async fn deliver(webhook: &stripe_webhook::App, fixture_body: &str) {
+async fn deliver(webhook: &StripeWebhook, fixture_body: &str) {
     let resp = webhook
         .handle(stripe_request(fixture_body, Some(&sign(fixture_body, now()))), "r")
         .await;
@@ -33,7 +33,7 @@ fn lifecycle(pi: &str) -> Vec<String> {
 async fn reordered_and_repeated_deliveries_end_in_the_state_of_the_ordered_sequence() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
-    let worker = h.worker();
+    let worker = h.worker().await;
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let (ordered_pi, reversed_pi) = (format!("pi_o{tag}"), format!("pi_r{tag}"));
     for body in lifecycle(&ordered_pi) {
@@ -62,7 +62,7 @@ async fn reordered_and_repeated_deliveries_end_in_the_state_of_the_ordered_seque
 #[tokio::test]
 async fn a_redelivered_message_is_applied_once() {
     let h = Harness::new().await;
-    let worker = h.worker();
+    let worker = h.worker().await;
     let (body, _, key) = unique(&fixture("payment_intent.succeeded.json"));
     let nex_shared::domain::stripe::event::Classified::Handled { event, .. } =
         nex_shared::domain::stripe::event::parse(body.as_bytes()).unwrap()
@@ -89,7 +89,7 @@ async fn a_redelivered_message_is_applied_once() {
 async fn a_poison_message_reaches_the_dlq_without_holding_back_the_rest_of_its_batch() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
-    let worker = h.worker();
+    let worker = h.worker().await;
     let (good, _, key) = unique(&fixture("payment_intent.succeeded.json"));
     deliver(&webhook, &good).await;
     let unknown_version = r#"{"type":"stripe.payment_event","version":99,"id":"x","occurred_at":"2026-01-01T00:00:00Z","trace_id":"t","payload":{}}"#;

@@ -6,7 +6,7 @@ use nex_tests::*;
 async fn no_personal_data_signature_or_secret_reaches_a_log_line() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
-    let worker = h.worker();
+    let worker = h.worker().await;
     let mut signatures = Vec::new();
     for name in fixture_names() {
         let (body, _, _) = unique(&fixture(&name));

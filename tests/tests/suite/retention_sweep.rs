@@ -161,13 +161,13 @@ async fn every_class_is_swept_at_its_deadline_and_nothing_before() {
         .await
         .unwrap();
     // An export written now is four days old at the sweep's time: past its three days.
-    let exports = S3Objects::new(&h.sdk, p.bucket.clone(), true);
+    let exports = S3Objects::new(h.aws.s3(), p.bucket.clone());
     exports
         .put_private("exports/ancient.json", b"{}".to_vec(), "application/json")
         .await
         .unwrap();
 
-    let sweep = h.sweep(&p, FixedClock::at(t));
+    let sweep = h.sweep(&p, FixedClock::at(t)).await;
     let report = sweep.run(false, t + Duration::minutes(15), &()).await.unwrap();
     assert!(report.complete);
 
@@ -352,7 +352,7 @@ async fn a_run_that_reaches_its_time_limit_queues_its_own_continuation() {
     let p = h.private().await;
     let t = sweep_time();
     let keys = due_payments(&h, &p, 5, t).await;
-    let sweep = h.sweep(&p, FixedClock::at(t));
+    let sweep = h.sweep(&p, FixedClock::at(t)).await;
     // A deadline already inside the safety margin: the run saves its position at once and hands over.
     let first = sweep.run(false, t + Duration::seconds(5), &()).await.unwrap();
     assert!(!first.complete);
@@ -362,8 +362,9 @@ async fn a_run_that_reaches_its_time_limit_queues_its_own_continuation() {
     // Its delivery runs the sweep on from the checkpoint, with a normal time limit.
     let arn = "arn:aws:sqs:us-east-1:123456789012:sweep";
     let round = h
-        .drain_queue(&p.sweep_queue, arn, 30, |event| {
-            sweep.continued(event, "continue", t + Duration::minutes(15))
+        .drain_queue(&p.sweep_queue, arn, 30, |event| async {
+            let invocation = nex_shared::function::Invocation::new("continue", t + Duration::minutes(15));
+            sweep.continued(event, &invocation).await
         })
         .await;
     assert_eq!((round.received, round.failed), (1, 0));
@@ -380,7 +381,7 @@ async fn a_dry_run_reports_the_work_and_changes_nothing() {
     let p = h.private().await;
     let t = sweep_time();
     let keys = due_payments(&h, &p, 4, t).await;
-    let sweep = h.sweep(&p, FixedClock::at(t));
+    let sweep = h.sweep(&p, FixedClock::at(t)).await;
     let dry = sweep.run(true, t + Duration::minutes(15), &()).await.unwrap();
     assert_eq!(dry.actions["invoice_tax_record"]["delete"], 4);
     let table = p.table(Store::Payments).to_owned();

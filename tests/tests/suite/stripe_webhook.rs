@@ -18,7 +18,7 @@ fn expected_status(fixture: &str) -> Option<&'static str> {
 async fn every_fixture_event_is_verified_queued_and_applied_end_to_end() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
-    let worker = h.worker();
+    let worker = h.worker().await;
     let mut expected = Vec::new();
     for name in fixture_names() {
         let (body, evt, key) = unique(&fixture(&name));
@@ -68,7 +68,7 @@ async fn only_what_order_status_needs_is_stored() {
     webhook
         .handle(stripe_request(&body, Some(&sign(&body, now()))), "req")
         .await;
-    h.drain(&h.worker(), 1).await;
+    h.drain(&h.worker().await, 1).await;
     let item = h.payment(&key).await.expect("order stored");
     let mut fields: Vec<&str> = item.keys().map(String::as_str).collect();
     fields.sort();
@@ -102,7 +102,7 @@ async fn only_what_order_status_needs_is_stored() {
     webhook
         .handle(stripe_request(&body, Some(&sign(&body, now()))), "req")
         .await;
-    h.drain(&h.worker(), 1).await;
+    h.drain(&h.worker().await, 1).await;
     let item = h.payment(&key).await.expect("order stored");
     let subject = item["subject"].as_s().unwrap();
     assert!(subject.len() == 64 && subject.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -296,7 +296,7 @@ async fn an_applied_event_leaves_only_its_id_in_the_inbox_and_a_redelivered_refe
     webhook
         .handle(stripe_request(&body, Some(&sign(&body, now()))), "r1")
         .await;
-    let worker = h.worker();
+    let worker = h.worker().await;
     assert_eq!(h.drain(&worker, 1).await.failed, 0);
     let record = h.inbox_item(&format!("stripe-webhook#{evt}")).await.unwrap();
     assert!(!record.contains_key("body"), "the body is dropped once applied");

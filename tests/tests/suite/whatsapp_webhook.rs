@@ -197,8 +197,8 @@ async fn an_empty_verify_token_fails_the_function_at_start() {
         .unwrap();
     let mut env = env_of("WhatsAppWebhookFunction");
     env.insert("WHATSAPP_VERIFY_TOKEN_SECRET_ID".into(), name);
-    let config = whatsapp_webhook::Config::from_vars(&env).unwrap();
-    let built = whatsapp_webhook::App::build(&h.sdk, config, nex_shared::ports::SystemClock).await;
+    let config = WhatsAppWebhook::config(&env).unwrap();
+    let built = WhatsAppWebhook::build(&h.aws, config, system()).await;
     assert!(built.is_err(), "no function that anyone could verify against");
 }
 

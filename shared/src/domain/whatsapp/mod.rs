@@ -3,6 +3,7 @@
 
 pub mod consent;
 pub mod delivery;
+pub mod handshake;
 pub mod keyword;
 pub mod signature;
 pub mod webhook;

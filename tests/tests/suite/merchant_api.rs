@@ -22,7 +22,7 @@ async fn opted_in(h: &Harness, hasher: &nex_shared::domain::subject::SubjectHash
 #[tokio::test]
 async fn a_merchant_records_an_opt_in_for_itself_with_its_api_key_and_nobody_else_can() {
     let h = Harness::new().await;
-    let api = h.consent_api().await;
+    let api = h.merchant_api().await;
     let phone = format!("+3164{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
     // The body names another merchant: ignored, the key decides.
     let body =
@@ -79,7 +79,7 @@ async fn the_storefronts_opt_in_message_is_recorded_by_the_messaging_worker() {
 #[tokio::test]
 async fn stop_starts_the_24_month_clock_on_the_opt_ins_it_withdraws() {
     let h = Harness::new().await;
-    let api = h.consent_api().await;
+    let api = h.merchant_api().await;
     let wa = h.whatsapp().await;
     let digits = format!("3166{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
     let body = serde_json::json!({"id": "o-9", "phone": format!("+{digits}"), "source": "checkout_page"}).to_string();
@@ -125,7 +125,7 @@ fn post_with(body: &str, authorization: &str) -> aws_lambda_events::apigw::ApiGa
 #[tokio::test]
 async fn free_text_and_malformed_fields_are_refused_before_anything_is_stored() {
     let h = Harness::new().await;
-    let api = h.consent_api().await;
+    let api = h.merchant_api().await;
     let phone = format!("+3166{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
     for (body, reason) in [
         (
@@ -167,7 +167,7 @@ async fn free_text_and_malformed_fields_are_refused_before_anything_is_stored() 
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive_and_one_opt_in_id_is_one_ledger_entry() {
     let h = Harness::new().await;
-    let api = h.consent_api().await;
+    let api = h.merchant_api().await;
     let phone = format!("+3167{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
     let body = serde_json::json!({"id": "o-retry", "phone": phone, "source": "checkout_page"}).to_string();
     for auth in [
@@ -198,7 +198,7 @@ async fn the_bearer_scheme_is_case_insensitive_and_one_opt_in_id_is_one_ledger_e
 async fn an_opt_in_after_stop_restores_marketing_from_that_merchant_only_and_both_stay_as_evidence() {
     use nex_shared::ports::{ConsentAction, ConsentEntry, ConsentLedger, SendContext};
     let h = Harness::new().await;
-    let api = h.consent_api().await;
+    let api = h.merchant_api().await;
     let phone = format!("+3168{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
     let subject = api.hasher.hash(IdentifierKind::Phone, &phone).unwrap();
     let ledger = nex_shared::adapters::dynamo_messaging::DynamoLedger::new(h.ddb.clone(), table("MessagingTable"));
