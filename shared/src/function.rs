@@ -240,6 +240,13 @@ pub async fn invoke_http<F: HttpFunction>(
             return crate::http::into_v2(crate::http::refuse(400, "invalid_base64_body"));
         }
     }
+    // `lambda_http` also panics on a URI it cannot build (a query with a raw space, quote or control
+    // byte; a Host it cannot parse). A query is checked here; anything else it refuses is caught.
+    if let Some(q) = event.raw_query_string.as_deref().filter(|q| !q.is_empty()) {
+        if ::http::uri::PathAndQuery::try_from(format!("/?{q}")).is_err() {
+            return crate::http::into_v2(crate::http::refuse(400, "invalid_request"));
+        }
+    }
     let mut adapter = lambda_http::Adapter::from(service_fn(|req: Request| async move {
         Ok::<_, std::convert::Infallible>(app.http(req, invocation).await)
     }));
@@ -247,7 +254,10 @@ pub async fn invoke_http<F: HttpFunction>(
         lambda_http::request::LambdaRequest::ApiGatewayV2(event),
         invocation.context(),
     );
-    let Ok(response) = adapter.call(event).await;
+    let Ok(call) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| adapter.call(event))) else {
+        return crate::http::into_v2(crate::http::refuse(400, "invalid_request"));
+    };
+    let Ok(response) = call.await;
     // `LambdaResponse` is untagged: it serialises as the API Gateway v2 response it holds.
     serde_json::to_value(response)
         .and_then(serde_json::from_value)

@@ -278,7 +278,7 @@ impl Harness {
 
     /// The merchant API.
     pub async fn merchant_api(&self) -> MerchantApi {
-        self.function("MerchantApiFunction", &[], system()).await
+        self.function("ConsentApiFunction", &[], system()).await
     }
 
     /// The messaging worker, reading this test's inbox and queueing onto this test's queues.

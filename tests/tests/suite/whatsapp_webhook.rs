@@ -30,6 +30,34 @@ async fn the_verification_handshake_echoes_the_challenge_only_for_the_right_toke
     }
 }
 
+/// `lambda_http` panics on what it cannot turn into a URI or a body; such requests are refused instead.
+#[tokio::test]
+async fn a_request_no_uri_or_body_can_be_made_of_is_refused_not_a_panic() {
+    let h = Harness::new().await;
+    let wa = h.whatsapp().await;
+    let stripe = h.webhook().await;
+    for query in ["hub.mode=\"subscribe\"", "a=b c", "x=<y>", "x=\u{7f}"] {
+        let resp = wa.handle(whatsapp_request("GET", query, "", None), "r").await;
+        assert_eq!(
+            (resp.status_code, body_json(&resp)["reason"].clone()),
+            (400, "invalid_request".into()),
+            "{query:?}"
+        );
+    }
+    let mut bad_host = stripe_request("{}", None);
+    bad_host
+        .headers
+        .insert("host", aws_lambda_events::http::HeaderValue::from_static("exa mple"));
+    assert_eq!(stripe.handle(bad_host, "r").await.status_code, 400);
+    let mut bad_base64 = stripe_request("not base64!", None);
+    bad_base64.is_base64_encoded = true;
+    let resp = stripe.handle(bad_base64, "r").await;
+    assert_eq!(
+        (resp.status_code, body_json(&resp)["reason"].clone()),
+        (400, "invalid_base64_body".into())
+    );
+}
+
 #[tokio::test]
 async fn every_fixture_payload_is_verified_and_queued_per_message_and_receipt() {
     let h = Harness::new().await;
