@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use nex_shared::adapters::aws::Aws;
 use nex_shared::adapters::dynamo_data::DynamoCheckpoints;
-use nex_shared::adapters::dynamo_messaging::DynamoMerchants;
+use nex_shared::adapters::dynamo_merchants::DynamoMerchants;
 use nex_shared::adapters::secrets;
 use nex_shared::adapters::sqs_queue::SqsQueue;
 use nex_shared::apps::privacy::{DataRequestsWorker, RetentionSweep};

@@ -167,8 +167,7 @@ pub async fn query_all(
     }
 }
 
-/// A DynamoDB item, as the SDK gives it.
-pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+pub use super::dynamo_attrs::Item;
 
 /// Reads the items at `keys` of `table` (strongly consistent; absent keys are left out): BatchGetItem, 100
 /// keys a call, retrying what the service leaves unprocessed with doubling backoff, and failing retryably

@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::aws::{batch_get, infra_error};
+use super::dynamo_attrs::s;
 use crate::domain::audit::{Entry, NewEntry, GENESIS};
 use crate::domain::retention::{self, DataClass};
 use crate::ports::{AuditLog, InfraError};
@@ -34,10 +35,6 @@ impl DynamoAudit {
             table: table.into(),
         }
     }
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
 }
 
 fn seq_key(seq: u64) -> String {

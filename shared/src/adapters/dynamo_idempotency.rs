@@ -8,11 +8,12 @@
 //! its consumer once applied), `merchant` and `subject` where known, `expires_at`. The table's stream (new images) feeds the pipes that hand
 //! a reference to every new record with a body to its consumer's queue.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::aws::{infra_error, is_condition_failed};
+use super::dynamo_attrs::{n, s};
 use crate::ports::{Claim, IdempotencyStore, Inbox, InfraError, Owner, Recorded};
 
 const IN_PROGRESS: &str = "INPROGRESS";
@@ -33,13 +34,6 @@ impl DynamoIdempotency {
             table: table.into(),
         }
     }
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_owned())
 }
 
 impl IdempotencyStore for DynamoIdempotency {

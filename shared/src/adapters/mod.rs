@@ -1,14 +1,19 @@
 //! Adapters: production implementations of the ports (AWS), the inbound SQS batch helper, and in-memory
-//! fakes for use-case tests.
+//! fakes for use-case tests (only with `cfg(test)` or the `fakes` feature).
 
 pub mod aws;
+pub mod dynamo_attrs;
 pub mod dynamo_audit;
+pub mod dynamo_conversations;
 pub mod dynamo_data;
 pub mod dynamo_idempotency;
-pub mod dynamo_messaging;
+pub mod dynamo_ledger;
+pub mod dynamo_merchants;
 pub mod dynamo_payments;
 pub mod dynamo_requests;
 pub mod emf;
+/// In-memory fakes for use-case tests: never in a Lambda binary (the test harness turns on `fakes`).
+#[cfg(any(test, feature = "fakes"))]
 pub mod memory;
 pub mod privacy;
 pub mod s3_objects;

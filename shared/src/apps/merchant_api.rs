@@ -11,7 +11,8 @@
 use tracing::Instrument;
 
 use crate::adapters::aws::Aws;
-use crate::adapters::dynamo_messaging::{DynamoLedger, DynamoMerchants};
+use crate::adapters::dynamo_ledger::DynamoLedger;
+use crate::adapters::dynamo_merchants::DynamoMerchants;
 use crate::adapters::dynamo_requests::DynamoDataRequests;
 use crate::adapters::s3_objects::S3Objects;
 use crate::adapters::secrets;

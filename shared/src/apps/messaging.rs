@@ -7,8 +7,10 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::{info, Instrument};
 
 use crate::adapters::aws::Aws;
+use crate::adapters::dynamo_conversations::DynamoConversations;
 use crate::adapters::dynamo_idempotency::{DynamoIdempotency, DynamoInbox};
-use crate::adapters::dynamo_messaging::{DynamoConversations, DynamoLedger, DynamoMerchants};
+use crate::adapters::dynamo_ledger::DynamoLedger;
+use crate::adapters::dynamo_merchants::DynamoMerchants;
 use crate::adapters::dynamo_requests::DynamoDataRequests;
 use crate::adapters::emf::EmfMetrics;
 use crate::adapters::secrets;

@@ -8,7 +8,7 @@ use tracing::{error, info, Instrument};
 use crate::adapters::aws::Aws;
 use crate::adapters::dynamo_audit::DynamoAudit;
 use crate::adapters::dynamo_data::{DynamoCheckpoints, DynamoData};
-use crate::adapters::dynamo_messaging::DynamoLedger;
+use crate::adapters::dynamo_ledger::DynamoLedger;
 use crate::adapters::dynamo_requests::DynamoDataRequests;
 use crate::adapters::emf::EmfMetrics;
 use crate::adapters::privacy::PrivacyStores;

@@ -71,11 +71,6 @@ impl<P: Message> Envelope<P> {
     }
 }
 
-impl Message for crate::domain::stripe::event::PaymentEvent {
-    const KIND: &'static str = "stripe.payment_event";
-    const VERSION: u32 = 1;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod envelope;
 pub mod inventory;
+pub mod messages;
 pub mod payment;
 pub mod retention;
 pub mod stripe;

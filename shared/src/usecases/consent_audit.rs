@@ -8,32 +8,10 @@
 //! once (each audit entry is keyed by its ledger entry).
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::domain::audit::NewEntry;
+pub use crate::domain::messages::LedgerRef;
 use crate::ports::{AuditLog, ConsentAction, ConsentEntry, InfraError, LedgerReader};
-
-/// A ledger entry's key, as the pipe queues it: `{"ledger": {"pk": .., "sk": ..}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerRef {
-    pub pk: String,
-    pub sk: String,
-}
-
-#[derive(Deserialize)]
-struct Queued {
-    ledger: LedgerRef,
-}
-
-impl LedgerRef {
-    /// Reads a queued reference; `None` for anything else.
-    pub fn parse(body: &str) -> Option<Self> {
-        serde_json::from_str::<Queued>(body)
-            .ok()
-            .map(|q| q.ledger)
-            .filter(|r| r.pk.starts_with("subject#") && r.sk.starts_with("consent#"))
-    }
-}
 
 fn action(a: ConsentAction) -> &'static str {
     match a {

@@ -5,12 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::messages::InboxRef;
 use crate::ports::{Inbox, InfraError};
-
-#[derive(serde::Deserialize)]
-struct Reference {
-    inbox: String,
-}
 
 /// What a queue record holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +30,7 @@ impl Resolved {
 
 /// Reads what `body` refers to.
 pub async fn resolve(inbox: &impl Inbox, body: &str, now: DateTime<Utc>) -> Result<Resolved, InfraError> {
-    let Ok(Reference { inbox: key }) = serde_json::from_str::<Reference>(body) else {
+    let Ok(InboxRef { inbox: key }) = serde_json::from_str::<InboxRef>(body) else {
         return Ok(Resolved::Direct(body.to_owned()));
     };
     Ok(match inbox.load(&key, now).await? {

@@ -3,38 +3,11 @@
 //! messaging queue. Both land here, so the evidence recorded is the same.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
-use crate::domain::envelope::Message;
+pub use crate::domain::messages::OptIn;
 use crate::domain::subject::{IdentifierKind, SubjectHasher};
 use crate::domain::validate;
 use crate::ports::{ConsentAction, ConsentEntry, ConsentLedger, InfraError};
-
-/// An opt-in as a merchant's system or the storefront reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OptIn {
-    /// The caller's id for this opt-in (1-64 of `A-Za-z0-9._:-`): recording it again, with or without
-    /// `at`, changes nothing.
-    pub id: String,
-    /// Set by the storefront message; the HTTP route takes the merchant from the caller's key instead.
-    #[serde(default)]
-    pub merchant: Option<String>,
-    #[serde(default)]
-    pub phone: Option<String>,
-    #[serde(default)]
-    pub bsuid: Option<String>,
-    /// Where the person opted in, a short code (lower-case letters, digits, `_`; at most 40):
-    /// `checkout_page`, `account_settings`, ...
-    pub source: String,
-    /// When (not before 2000, not in the future); defaults to now.
-    #[serde(default)]
-    pub at: Option<DateTime<Utc>>,
-}
-
-impl Message for OptIn {
-    const KIND: &'static str = "consent.opt_in";
-    const VERSION: u32 = 1;
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OptInError {

@@ -7,10 +7,9 @@
 //! transient errors, a broken token) release the claim for the redelivery.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use crate::domain::envelope::Message;
+pub use crate::domain::messages::{Content, SendRequest};
 use crate::domain::retention::{self, DataClass};
 use crate::domain::subject::{IdentifierKind, SubjectHasher};
 use crate::domain::whatsapp::consent::{self, Category, Context, Outbound};
@@ -20,50 +19,6 @@ use crate::ports::{
 };
 
 pub const SOURCE: &str = "notifications-sender";
-
-/// What to send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Content {
-    /// A pre-approved template; `components` are Cloud API template components (parameters).
-    Template {
-        name: String,
-        language: String,
-        #[serde(default)]
-        components: serde_json::Value,
-    },
-    /// Free-form text: only inside the 24-hour customer-service window.
-    Text { body: String },
-}
-
-/// A request to message a person on behalf of a merchant (order events and merchants' send requests).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SendRequest {
-    /// Stable across redeliveries: the idempotency key.
-    pub id: String,
-    pub merchant: String,
-    /// The business number to send from; `None`: the merchant's registered number.
-    #[serde(default)]
-    pub phone_number_id: Option<String>,
-    /// E.164 phone number of the person.
-    pub to: String,
-    pub content: Content,
-    /// About the person's own order.
-    #[serde(default)]
-    pub own_order: bool,
-    /// That order is still open.
-    #[serde(default)]
-    pub order_open: bool,
-    /// The text is a credential (a link to the person's own data): sent, and kept in the transcript as
-    /// that kind of message without its text.
-    #[serde(default)]
-    pub private: bool,
-}
-
-impl Message for SendRequest {
-    const KIND: &'static str = "notification.send_request";
-    const VERSION: u32 = 1;
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

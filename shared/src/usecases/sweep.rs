@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::audit::NewEntry;
 use crate::domain::inventory::{self, Store};
+pub use crate::domain::messages::Continue;
 use crate::domain::retention::{self, DataClass, Mechanism, DUE_SHARDS};
 use crate::ports::{AuditLog, Checkpoints, DataRequests, DataStore, DueEntry, InfraError, ItemKey, ObjectStore};
 
@@ -447,17 +448,6 @@ fn next_position(day: NaiveDate, si: usize, shard: u32, stores: &[Store]) -> Cur
 
 /// Time a run keeps back from its deadline to save the position and queue its continuation.
 pub const MARGIN: Duration = Duration::seconds(20);
-
-/// Asks the sweep to carry on from its checkpoint (the sweep queue's message).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Continue {
-    pub started_at: DateTime<Utc>,
-}
-
-impl crate::domain::envelope::Message for Continue {
-    const KIND: &'static str = "sweep.continue";
-    const VERSION: u32 = 1;
-}
 
 /// One run as the function and the operator CLI start it: it stops by `deadline` (minus [`MARGIN`]);
 /// one that did not finish (and was not dry) queues a [`Continue`] on `queue`, whose delivery runs it on

@@ -9,7 +9,8 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use tracing::{info, warn};
 
-use crate::domain::envelope::{Envelope, Message};
+use crate::domain::envelope::Envelope;
+pub use crate::domain::messages::{InboundMessage, Receipt};
 use crate::domain::retention::{self, DataClass};
 use crate::domain::subject::{IdentifierKind, SubjectHasher};
 use crate::domain::whatsapp::consent::Category;
@@ -22,44 +23,6 @@ use crate::ports::{
 };
 
 pub const SOURCE: &str = "whatsapp-webhook";
-
-/// An inbound message for the messaging worker (transcript, conversation window, data requests).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct InboundMessage {
-    pub merchant: String,
-    pub phone_number_id: String,
-    pub wamid: String,
-    /// Subject hashes of the sender: by phone and/or by BSUID.
-    pub subjects: Vec<String>,
-    /// The sender's identifiers, needed to reply; personal data, so never logged.
-    pub phone: Option<String>,
-    pub bsuid: Option<String>,
-    pub kind: String,
-    pub text: Option<String>,
-    pub sent_at: DateTime<Utc>,
-    pub keyword: Option<String>,
-}
-
-impl Message for InboundMessage {
-    const KIND: &'static str = "whatsapp.inbound_message";
-    const VERSION: u32 = 1;
-}
-
-/// A delivery receipt for the messaging worker.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Receipt {
-    pub merchant: String,
-    pub wamid: String,
-    pub status: String,
-    pub error_code: Option<i64>,
-    pub at: DateTime<Utc>,
-    pub subjects: Vec<String>,
-}
-
-impl Message for Receipt {
-    const KIND: &'static str = "whatsapp.receipt";
-    const VERSION: u32 = 1;
-}
 
 #[derive(Debug, Clone)]
 pub struct WhatsAppSettings {

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, Utc};
 use nex_shared::adapters::dynamo_audit::DynamoAudit;
-use nex_shared::adapters::dynamo_messaging::{DynamoConversations, DynamoLedger};
+use nex_shared::adapters::dynamo_conversations::DynamoConversations;
+use nex_shared::adapters::dynamo_ledger::DynamoLedger;
 use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
 use nex_shared::adapters::s3_objects::S3Objects;
 use nex_shared::adapters::sqs_queue::SqsQueue;
@@ -146,14 +147,7 @@ async fn erasure_removes_the_person_everywhere_except_what_the_law_keeps_and_a_r
 
     // The erasure, through the queue as in production.
     let erase = open(&h, &p, "deletion", &phone, "op-erase").await;
-    let round = h
-        .drain_queue(
-            &h.data_requests_url,
-            "arn:aws:sqs:us-east-1:123456789012:dsr",
-            30,
-            |e| worker.handle(e, "test"),
-        )
-        .await;
+    let round = h.drain_requests(&worker).await;
     assert_eq!(round.failed, 0);
     let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
     let done = requests.get(&erase).await.unwrap().unwrap();
@@ -734,14 +728,7 @@ async fn a_persons_own_data_request_covers_every_merchant_and_is_answered_to_the
     let worker = h.dsr_worker(&p, SystemClock).await;
     // Delivered twice (a redelivery): answered once.
     for _ in 0..2 {
-        let round = h
-            .drain_queue(
-                &h.data_requests_url,
-                "arn:aws:sqs:us-east-1:123456789012:dsr",
-                30,
-                |e| worker.handle(e, "test"),
-            )
-            .await;
+        let round = h.drain_requests(&worker).await;
         assert_eq!(round.failed, 0);
         nex_shared::ports::Queue::send(
             &queue,

@@ -201,9 +201,9 @@ async fn an_opt_in_after_stop_restores_marketing_from_that_merchant_only_and_bot
     let api = h.merchant_api().await;
     let phone = format!("+3168{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
     let subject = api.hasher.hash(IdentifierKind::Phone, &phone).unwrap();
-    let ledger = nex_shared::adapters::dynamo_messaging::DynamoLedger::new(h.ddb.clone(), table("MessagingTable"));
+    let ledger = nex_shared::adapters::dynamo_ledger::DynamoLedger::new(h.ddb.clone(), table("MessagingTable"));
     let convs =
-        nex_shared::adapters::dynamo_messaging::DynamoConversations::new(h.ddb.clone(), table("MessagingTable"));
+        nex_shared::adapters::dynamo_conversations::DynamoConversations::new(h.ddb.clone(), table("MessagingTable"));
     let now = chrono::Utc::now();
     for (id, merchant, action, at) in [
         (

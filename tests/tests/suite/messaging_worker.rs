@@ -1,5 +1,5 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use nex_shared::adapters::dynamo_messaging::DynamoConversations;
+use nex_shared::adapters::dynamo_conversations::DynamoConversations;
 use nex_shared::domain::whatsapp::delivery::Delivery;
 use nex_shared::ports::{Receipts, TranscriptMessage, Transcripts};
 use nex_tests::*;

@@ -1,5 +1,5 @@
 use chrono::{Duration, Utc};
-use nex_shared::adapters::dynamo_messaging::DynamoLedger;
+use nex_shared::adapters::dynamo_ledger::DynamoLedger;
 use nex_shared::domain::subject::IdentifierKind;
 use nex_shared::ports::{ConsentAction, ConsentEntry, ConsentLedger, Transcripts};
 use nex_shared::usecases::send_notification::{Content, NotifyError, Outcome, SendNotification, SendRequest};

@@ -1,0 +1,52 @@
+//! The one set of DynamoDB attribute helpers every adapter uses.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+
+use super::aws::infra_error;
+use crate::ports::InfraError;
+
+/// A string attribute.
+pub fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+/// A number attribute.
+pub fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// A DynamoDB item, as the SDK gives it.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// A string attribute of an item.
+pub fn text(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+/// A number attribute of an item, as an integer.
+pub fn num(item: &Item, name: &str) -> Option<i64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+/// The item `pk` / `sk` of `table`, read strongly consistent when `consistent`.
+pub async fn get_item(
+    client: &Client,
+    table: &str,
+    pk: String,
+    sk: &str,
+    consistent: bool,
+) -> Result<Option<Item>, InfraError> {
+    client
+        .get_item()
+        .table_name(table)
+        .key("pk", s(pk))
+        .key("sk", s(sk))
+        .consistent_read(consistent)
+        .send()
+        .await
+        .map(|out| out.item)
+        .map_err(|e| infra_error("dynamodb", "GetItem", e))
+}
