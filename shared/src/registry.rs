@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crate::adapters::aws::Aws;
 use crate::apps::{merchant_api, messaging, payments, privacy};
-use crate::config::InitError;
+use crate::config::{ConfigError, InitError};
 use crate::function::{BoxFuture, Function, Http, Invocation, Kind, Schedule, Sqs, Trigger};
 use crate::ports::SharedClock;
 
@@ -54,6 +54,7 @@ pub struct Entry {
     pub name: &'static str,
     pub trigger: Kind,
     build: Build,
+    check: fn(&HashMap<String, String>) -> Result<(), ConfigError>,
 }
 
 impl Entry {
@@ -62,7 +63,13 @@ impl Entry {
             name: T::Function::NAME,
             trigger: T::KIND,
             build: build::<T>,
+            check: check::<T>,
         }
+    }
+
+    /// Whether `env` holds a configuration this function can read (nothing is built).
+    pub fn check(&self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+        (self.check)(env)
     }
 
     /// Builds the function from its environment variables, as Lambda's init does.
@@ -86,6 +93,10 @@ fn build<'a, T: Trigger>(
         let app = T::Function::build(aws, config, clock).await?;
         Ok(Box::new(Built::<T>(app)) as Box<dyn Handler>)
     })
+}
+
+fn check<T: Trigger>(env: &HashMap<String, String>) -> Result<(), ConfigError> {
+    T::Function::config(env).map(|_| ())
 }
 
 /// The function named `name`, if the suite has it.

@@ -48,6 +48,8 @@ enum Cmd {
     /// Merchants' contracts.
     #[command(subcommand)]
     Merchant(MerchantCmd),
+    /// The suite's functions (from the registry) and whether this stack's variables configure each.
+    Functions,
 }
 
 #[derive(Subcommand)]
@@ -204,11 +206,40 @@ fn report_table(r: &nex_shared::usecases::sweep::Report) -> String {
     )
 }
 
+/// Every function of the registry, with its trigger and whether `stack`'s variables configure it.
+fn functions(stack: &Stack, json: bool) {
+    let env: std::collections::HashMap<String, String> = stack.vars.clone().into_iter().collect();
+    let rows: Vec<(String, String, String)> = nex_shared::registry::FUNCTIONS
+        .iter()
+        .map(|e| {
+            let config = e.check(&env).map_or_else(|err| err.to_string(), |()| "ok".to_owned());
+            let trigger = serde_json::to_value(e.trigger)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned));
+            (e.name.to_owned(), trigger.unwrap_or_default(), config)
+        })
+        .collect();
+    if json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(n, t, c)| serde_json::json!({ "function": n, "trigger": t, "config": c }))
+            .collect();
+        print_json(&v);
+    } else {
+        let rows = rows.into_iter().map(|(n, t, c)| vec![n, t, c]).collect();
+        println!("{}", table(&["function", "trigger", "configuration"], rows));
+    }
+}
+
 async fn run(cli: Cli) -> Result<i32, OpsError> {
     let stack = match &cli.manifest {
         Some(m) => Stack::from_manifest(m)?,
         None => Stack::from_env(),
     };
+    if let Cmd::Functions = cli.cmd {
+        functions(&stack, cli.json);
+        return Ok(0);
+    }
     let sdk = match &cli.manifest {
         Some(m) => nexctl::manifest_sdk_config(m).await?,
         None => nex_shared::adapters::aws::load_config().await,
@@ -216,6 +247,8 @@ async fn run(cli: Cli) -> Result<i32, OpsError> {
     let ops = Ops::new(stack, sdk).await?;
     let json = cli.json;
     match cli.cmd {
+        // Answered above: it needs no AWS clients.
+        Cmd::Functions => {}
         Cmd::Sweep(SweepCmd::Run { dry_run, minutes }) => {
             let bar = (!json).then(|| {
                 let b = indicatif::ProgressBar::new(0);
