@@ -16,20 +16,12 @@ ensure_rust
 ensure_venv
 target="${CARGO_TARGET_DIR:-$ROOT/target}"
 
-if [[ "${1:-}" == "optin" ]]; then
+if [[ "${1:-}" == "optin" || "${1:-}" == "sweep" ]]; then
+  bench=$([[ "$1" == "optin" ]] && echo optin_load || echo sweep)
   trap stop_moto EXIT
   start_moto "$(free_port)"
   provision "$STATE/bench-manifest.json" >/dev/null
-  NEX_STACK_MANIFEST="$STATE/bench-manifest.json" cargo bench --manifest-path "$ROOT/Cargo.toml" -p nex-tests --bench optin_load \
-    2>&1 | grep -v '^{'
-  exit 0
-fi
-
-if [[ "${1:-}" == "sweep" ]]; then
-  trap stop_moto EXIT
-  start_moto "$(free_port)"
-  provision "$STATE/bench-manifest.json" >/dev/null
-  NEX_STACK_MANIFEST="$STATE/bench-manifest.json" cargo bench --manifest-path "$ROOT/Cargo.toml" -p nex-tests --bench sweep \
+  NEX_STACK_MANIFEST="$STATE/bench-manifest.json" cargo bench --manifest-path "$ROOT/Cargo.toml" -p nex-tests --bench "$bench" \
     2>&1 | grep -v '^{'
   exit 0
 fi

@@ -6,10 +6,7 @@ use nex_shared::domain::stripe::{event, signature};
 use secrecy::SecretString;
 
 fn body() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/stripe/events/charge.succeeded.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/stripe/events/charge.succeeded.json");
     std::fs::read(path).expect("fixtures beside the repo")
 }
 
@@ -24,23 +21,15 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("stripe_webhook");
     g.throughput(Throughput::Bytes(body.len() as u64));
     g.bench_function("verify_3kb", |b| {
-        b.iter(|| {
-            one.verify(Some(black_box(&header)), black_box(&body), t, Some(300))
-                .unwrap()
-        })
+        b.iter(|| one.verify(Some(black_box(&header)), black_box(&body), t, Some(300)).unwrap())
     });
     g.bench_function("verify_3kb_two_secrets_worst_case", |b| {
-        b.iter(|| {
-            rolled
-                .verify(Some(black_box(&header)), black_box(&body), t, Some(300))
-                .unwrap()
-        })
+        b.iter(|| rolled.verify(Some(black_box(&header)), black_box(&body), t, Some(300)).unwrap())
     });
     g.bench_function("parse_3kb", |b| b.iter(|| event::parse(black_box(&body)).unwrap()));
     g.bench_function("verify_and_parse_3kb", |b| {
         b.iter(|| {
-            one.verify(Some(black_box(&header)), black_box(&body), t, Some(300))
-                .unwrap();
+            one.verify(Some(black_box(&header)), black_box(&body), t, Some(300)).unwrap();
             event::parse(black_box(&body)).unwrap()
         })
     });

@@ -6,10 +6,7 @@ use nex_shared::domain::whatsapp::{keyword, signature, webhook};
 use secrecy::SecretString;
 
 fn batch() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/whatsapp/meta_openapi/inbound_text.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/whatsapp/meta_openapi/inbound_text.json");
     let one: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let message = one["entry"][0]["changes"][0]["value"]["messages"][0].clone();
     let mut payload = one.clone();

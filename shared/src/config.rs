@@ -14,9 +14,7 @@ pub trait Vars {
     fn var(&self, name: &str) -> Option<String>;
 
     fn required(&self, name: &'static str) -> Result<String, ConfigError> {
-        self.var(name)
-            .filter(|v| !v.trim().is_empty())
-            .ok_or(ConfigError::Missing(name))
+        self.var(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing(name))
     }
 
     fn optional(&self, name: &'static str) -> Option<String> {
@@ -29,12 +27,54 @@ pub trait Vars {
     {
         match self.optional(name) {
             None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-                name,
-                why: e.to_string(),
-            }),
+            Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid { name, why: e.to_string() }),
         }
     }
+}
+
+/// A configuration read from variables: what [`config!`](crate::config!) declares.
+pub trait FromVars: Sized {
+    fn from_vars(v: &impl Vars) -> Result<Self, ConfigError>;
+}
+
+/// A value one variable holds: a `String` is required, an `Option<String>` optional.
+pub trait FromVar: Sized {
+    fn from_var(v: &impl Vars, name: &'static str) -> Result<Self, ConfigError>;
+}
+
+impl FromVar for String {
+    fn from_var(v: &impl Vars, name: &'static str) -> Result<Self, ConfigError> {
+        v.required(name)
+    }
+}
+
+impl FromVar for Option<String> {
+    fn from_var(v: &impl Vars, name: &'static str) -> Result<Self, ConfigError> {
+        Ok(v.optional(name))
+    }
+}
+
+/// Declares a function's configuration: each field and the variable `template.yaml` sets for it, read once
+/// at init. `field: String = "VAR"` is required, `field: Option<String> = "VAR"` optional,
+/// `field: u64 = "VAR" or 300` parsed with a default, and `field: T = reader` is `reader(vars)?`.
+#[macro_export]
+macro_rules! config {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident: $ty:ty = $var:tt $(or $default:expr)?),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
+
+        impl $crate::config::FromVars for $name {
+            fn from_vars(v: &impl $crate::config::Vars) -> Result<Self, $crate::config::ConfigError> {
+                Ok(Self { $($field: $crate::config!(@read v, $var $(, $default)?),)* })
+            }
+        }
+    };
+    (@read $v:ident, $var:literal) => { $crate::config::FromVar::from_var($v, $var)? };
+    (@read $v:ident, $var:literal, $default:expr) => { $v.parsed_or($var, $default)? };
+    (@read $v:ident, $reader:ident) => { $reader($v)? };
 }
 
 /// The process environment.
@@ -71,11 +111,12 @@ pub enum InitError {
     Unusable(String),
 }
 
+/// Every store's table.
+pub type Tables = std::collections::BTreeMap<crate::domain::inventory::Store, String>;
+
 /// The table of every store, from `PAYMENTS_TABLE`, `MESSAGING_TABLE`, `DATA_REQUESTS_TABLE` and
 /// `ORDERS_TABLE`: what the sweep, data-subject requests and the operator CLI work across.
-pub fn store_tables(
-    v: &impl Vars,
-) -> Result<std::collections::BTreeMap<crate::domain::inventory::Store, String>, ConfigError> {
+pub fn store_tables(v: &impl Vars) -> Result<Tables, ConfigError> {
     use crate::domain::inventory::Store;
     Ok(std::collections::BTreeMap::from([
         (Store::Payments, v.required("PAYMENTS_TABLE")?),

@@ -15,7 +15,7 @@ use lambda_http::Service;
 use lambda_runtime::{service_fn, LambdaEvent};
 
 use crate::adapters::aws::Aws;
-use crate::config::{ConfigError, Env, InitError, Vars};
+use crate::config::{ConfigError, Env, FromVars, InitError, Vars};
 use crate::ports::{InfraError, SharedClock, SystemClock};
 
 /// An HTTP request as `lambda_http` gives it: the body already decoded from base64, its bytes intact.
@@ -33,10 +33,7 @@ pub struct Invocation {
 
 impl Invocation {
     pub fn new(request_id: impl Into<String>, deadline: DateTime<Utc>) -> Self {
-        Self {
-            request_id: request_id.into(),
-            deadline,
-        }
+        Self { request_id: request_id.into(), deadline }
     }
 
     fn of(ctx: &lambda_runtime::Context) -> Self {
@@ -58,14 +55,15 @@ impl Invocation {
 pub trait Function: Sized + Send + Sync + 'static {
     /// The crate and binary (`CodeUri`'s build in `template.yaml`).
     const NAME: &'static str;
-    type Config: Send;
+    /// Its variables, declared with [`config!`](crate::config!).
+    type Config: FromVars + Send;
     /// Reads the configuration; fails with the missing or malformed variable's name.
-    fn config(vars: &impl Vars) -> Result<Self::Config, ConfigError>;
+    fn config(vars: &impl Vars) -> Result<Self::Config, ConfigError> {
+        Self::Config::from_vars(vars)
+    }
     /// Builds the clients (and fetches the secrets) once. `clock` is the wall clock in Lambda.
     fn build(
-        aws: &Aws,
-        config: Self::Config,
-        clock: SharedClock,
+        aws: &Aws, config: Self::Config, clock: SharedClock,
     ) -> impl Future<Output = Result<Self, InitError>> + Send;
 }
 
@@ -82,9 +80,7 @@ pub trait SqsFunction: Function {
 /// A scheduled function (its event is the scheduler's JSON).
 pub trait ScheduleFunction: Function {
     fn schedule(
-        &self,
-        event: serde_json::Value,
-        invocation: &Invocation,
+        &self, event: serde_json::Value, invocation: &Invocation,
     ) -> impl Future<Output = Result<serde_json::Value, InfraError>> + Send;
 }
 
@@ -97,23 +93,34 @@ pub enum Kind {
     Schedule,
 }
 
-/// A function with its trigger: [`Http`], [`Sqs`] or [`Schedule`] around it. [`run`] starts the runtime
-/// loop the trigger needs; [`Trigger::invoke`] hands it one event as JSON, as Lambda does (the local runner
-/// and the registry use that).
+/// A function with its trigger: [`Http`], [`Sqs`] or [`Schedule`] around it: the event Lambda hands it,
+/// what it answers, and how. [`run`] serves it in Lambda; [`Trigger::invoke`] hands it one event as JSON,
+/// as Lambda does (the registry, and so the local runner, use that).
 pub trait Trigger: 'static {
     type Function: Function;
+    type Event: serde::de::DeserializeOwned + Send;
+    type Output: serde::Serialize;
     const KIND: Kind;
-    fn serve(app: Self::Function) -> impl Future<Output = Result<(), lambda_runtime::Error>>;
+
+    fn handle<'a>(
+        app: &'a Self::Function, event: Self::Event, invocation: &'a Invocation,
+    ) -> impl Future<Output = Result<Self::Output, Error>> + Send + 'a;
+
+    /// One event as JSON, answered as JSON.
     fn invoke<'a>(
-        app: &'a Self::Function,
-        event: serde_json::Value,
-        invocation: &'a Invocation,
-    ) -> BoxFuture<'a, Result<serde_json::Value, lambda_runtime::Error>>;
+        app: &'a Self::Function, event: serde_json::Value, invocation: &'a Invocation,
+    ) -> BoxFuture<'a, Result<serde_json::Value, Error>> {
+        Box::pin(async move {
+            let event = serde_json::from_value(event).map_err(|e| format!("the event is not this trigger's: {e}"))?;
+            Ok(serde_json::to_value(Self::handle(app, event, invocation).await?)?)
+        })
+    }
 }
 
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// An HTTP function, on `lambda_http`.
+/// An HTTP function: API Gateway's event through `lambda_http`'s conversions (see [`invoke_http`]), the
+/// same path in Lambda, in the local runner and in the tests.
 pub struct Http<F>(std::marker::PhantomData<F>);
 /// An SQS consumer with partial batch failures.
 pub struct Sqs<F>(std::marker::PhantomData<F>);
@@ -135,108 +142,66 @@ pub use lambda_runtime::Error;
 
 /// Runs `main`'s future on a single-threaded runtime: a Lambda container handles one event at a time.
 pub fn block_on(fut: impl Future<Output = Result<(), Error>>) -> Result<(), Error> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(fut)
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(fut)
 }
 
-/// Telemetry, configuration, clients and the app, once; then the runtime loop of its trigger.
-///
-pub async fn run<T: Trigger>() -> Result<(), lambda_runtime::Error> {
+/// Telemetry, configuration, clients and the app, once; then the runtime loop, one event at a time.
+pub async fn run<T: Trigger>() -> Result<(), Error> {
     crate::telemetry::init();
     let config = T::Function::config(&Env)?;
     let aws = Aws::from_env().await;
-    T::serve(T::Function::build(&aws, config, std::sync::Arc::new(SystemClock)).await?).await
-}
-
-fn decode<T: serde::de::DeserializeOwned>(event: serde_json::Value) -> Result<T, lambda_runtime::Error> {
-    serde_json::from_value(event).map_err(|e| format!("the event is not this trigger's: {e}").into())
+    let app = T::Function::build(&aws, config, std::sync::Arc::new(SystemClock)).await?;
+    let app = &app;
+    lambda_runtime::run(service_fn(move |e: LambdaEvent<T::Event>| async move {
+        let invocation = Invocation::of(&e.context);
+        T::handle(app, e.payload, &invocation).await
+    }))
+    .await
 }
 
 impl<F: HttpFunction> Trigger for Http<F> {
     type Function = F;
+    type Event = ApiGatewayV2httpRequest;
+    type Output = ApiGatewayV2httpResponse;
     const KIND: Kind = Kind::Http;
 
-    /// API Gateway's event through `lambda_http`'s conversions (see [`invoke_http`]): the same path in
-    /// Lambda, in the local runner and in the tests.
-    async fn serve(app: F) -> Result<(), lambda_runtime::Error> {
-        let app = &app;
-        lambda_runtime::run(service_fn(move |e: LambdaEvent<ApiGatewayV2httpRequest>| async move {
-            Ok::<_, lambda_runtime::Error>(invoke_http(app, e.payload, &Invocation::of(&e.context)).await)
-        }))
-        .await
-    }
-
-    fn invoke<'a>(
-        app: &'a F,
-        event: serde_json::Value,
-        invocation: &'a Invocation,
-    ) -> BoxFuture<'a, Result<serde_json::Value, lambda_runtime::Error>> {
-        Box::pin(async move {
-            let response = invoke_http(app, decode(event)?, invocation).await;
-            Ok(serde_json::to_value(response)?)
-        })
+    async fn handle(app: &F, event: ApiGatewayV2httpRequest, invocation: &Invocation) -> Result<Self::Output, Error> {
+        Ok(invoke_http(app, event, invocation).await)
     }
 }
 
 impl<F: SqsFunction> Trigger for Sqs<F> {
     type Function = F;
+    type Event = SqsEvent;
+    type Output = SqsBatchResponse;
     const KIND: Kind = Kind::Sqs;
 
-    async fn serve(app: F) -> Result<(), lambda_runtime::Error> {
-        let app = &app;
-        lambda_runtime::run(service_fn(move |e: LambdaEvent<SqsEvent>| async move {
-            Ok::<_, lambda_runtime::Error>(app.sqs(e.payload, &Invocation::of(&e.context)).await)
-        }))
-        .await
-    }
-
-    fn invoke<'a>(
-        app: &'a F,
-        event: serde_json::Value,
-        invocation: &'a Invocation,
-    ) -> BoxFuture<'a, Result<serde_json::Value, lambda_runtime::Error>> {
-        Box::pin(async move { Ok(serde_json::to_value(app.sqs(decode(event)?, invocation).await)?) })
+    async fn handle(app: &F, event: SqsEvent, invocation: &Invocation) -> Result<Self::Output, Error> {
+        Ok(app.sqs(event, invocation).await)
     }
 }
 
 impl<F: ScheduleFunction> Trigger for Schedule<F> {
     type Function = F;
+    type Event = serde_json::Value;
+    type Output = serde_json::Value;
     const KIND: Kind = Kind::Schedule;
 
-    async fn serve(app: F) -> Result<(), lambda_runtime::Error> {
-        let app = &app;
-        lambda_runtime::run(service_fn(move |e: LambdaEvent<serde_json::Value>| async move {
-            Ok::<_, lambda_runtime::Error>(app.schedule(e.payload, &Invocation::of(&e.context)).await?)
-        }))
-        .await
-    }
-
-    fn invoke<'a>(
-        app: &'a F,
-        event: serde_json::Value,
-        invocation: &'a Invocation,
-    ) -> BoxFuture<'a, Result<serde_json::Value, lambda_runtime::Error>> {
-        Box::pin(async move { Ok(app.schedule(event, invocation).await?) })
+    async fn handle(app: &F, event: serde_json::Value, invocation: &Invocation) -> Result<Self::Output, Error> {
+        Ok(app.schedule(event, invocation).await?)
     }
 }
 
 /// One API Gateway HTTP API event through an HTTP function, converted both ways by `lambda_http` exactly
 /// as in Lambda. The local runner and the tests call HTTP functions through this.
 pub async fn invoke_http<F: HttpFunction>(
-    app: &F,
-    event: ApiGatewayV2httpRequest,
-    invocation: &Invocation,
+    app: &F, event: ApiGatewayV2httpRequest, invocation: &Invocation,
 ) -> ApiGatewayV2httpResponse {
     // `lambda_http` panics on a body that claims base64 and is not; API Gateway never sends one, but a
     // body is hostile until checked.
     if event.is_base64_encoded {
         use base64::Engine;
-        if base64::engine::general_purpose::STANDARD
-            .decode(event.body.as_deref().unwrap_or(""))
-            .is_err()
-        {
+        if base64::engine::general_purpose::STANDARD.decode(event.body.as_deref().unwrap_or("")).is_err() {
             return crate::http::into_v2(crate::http::refuse(400, "invalid_base64_body"));
         }
     }
@@ -250,10 +215,7 @@ pub async fn invoke_http<F: HttpFunction>(
     let mut adapter = lambda_http::Adapter::from(service_fn(|req: Request| async move {
         Ok::<_, std::convert::Infallible>(app.http(req, invocation).await)
     }));
-    let event = LambdaEvent::new(
-        lambda_http::request::LambdaRequest::ApiGatewayV2(event),
-        invocation.context(),
-    );
+    let event = LambdaEvent::new(lambda_http::request::LambdaRequest::ApiGatewayV2(event), invocation.context());
     let Ok(call) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| adapter.call(event))) else {
         return crate::http::into_v2(crate::http::refuse(400, "invalid_request"));
     };

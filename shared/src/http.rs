@@ -23,8 +23,7 @@ const UNAVAILABLE: &str = "temporarily_unavailable";
 fn response(status: u16, content_type: &'static str, body: String) -> Response {
     let mut r = Response::new(Body::Text(body));
     *r.status_mut() = ::http::StatusCode::from_u16(status).unwrap_or(::http::StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -137,8 +136,7 @@ pub fn handshake_response(challenge: Option<&str>) -> Response {
         Some(c) => {
             tracing::info!("webhook verification handshake accepted");
             let mut r = response(200, "text/plain", c.to_owned());
-            r.headers_mut()
-                .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+            r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
             r
         }
         None => {
@@ -214,10 +212,7 @@ pub fn request_shown(result: &Result<Option<Shown>, InfraError>) -> Response {
         }
     };
     let rec = &shown.record;
-    let result = rec
-        .result
-        .as_deref()
-        .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok());
+    let result = rec.result.as_deref().and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok());
     json(
         200,
         serde_json::json!({

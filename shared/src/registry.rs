@@ -27,9 +27,7 @@ pub const FUNCTIONS: &[Entry] = &[
 /// A built function, handed events as JSON the way Lambda hands them.
 pub trait Handler: Send + Sync {
     fn invoke<'a>(
-        &'a self,
-        event: serde_json::Value,
-        invocation: &'a Invocation,
+        &'a self, event: serde_json::Value, invocation: &'a Invocation,
     ) -> BoxFuture<'a, Result<serde_json::Value, lambda_runtime::Error>>;
 }
 
@@ -37,9 +35,7 @@ struct Built<T: Trigger>(T::Function);
 
 impl<T: Trigger> Handler for Built<T> {
     fn invoke<'a>(
-        &'a self,
-        event: serde_json::Value,
-        invocation: &'a Invocation,
+        &'a self, event: serde_json::Value, invocation: &'a Invocation,
     ) -> BoxFuture<'a, Result<serde_json::Value, lambda_runtime::Error>> {
         T::invoke(&self.0, event, invocation)
     }
@@ -59,12 +55,7 @@ pub struct Entry {
 
 impl Entry {
     pub const fn of<T: Trigger>() -> Self {
-        Self {
-            name: T::Function::NAME,
-            trigger: T::KIND,
-            build: build::<T>,
-            check: check::<T>,
-        }
+        Self { name: T::Function::NAME, trigger: T::KIND, build: build::<T>, check: check::<T> }
     }
 
     /// Whether `env` holds a configuration this function can read (nothing is built).
@@ -74,19 +65,14 @@ impl Entry {
 
     /// Builds the function from its environment variables, as Lambda's init does.
     pub async fn build(
-        &self,
-        aws: &Aws,
-        env: &HashMap<String, String>,
-        clock: SharedClock,
+        &self, aws: &Aws, env: &HashMap<String, String>, clock: SharedClock,
     ) -> Result<Box<dyn Handler>, InitError> {
         (self.build)(aws, env, clock).await
     }
 }
 
 fn build<'a, T: Trigger>(
-    aws: &'a Aws,
-    env: &'a HashMap<String, String>,
-    clock: SharedClock,
+    aws: &'a Aws, env: &'a HashMap<String, String>, clock: SharedClock,
 ) -> BoxFuture<'a, Result<Box<dyn Handler>, InitError>> {
     Box::pin(async move {
         let config = T::Function::config(env)?;

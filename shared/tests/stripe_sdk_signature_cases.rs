@@ -6,10 +6,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 fn cases() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/stripe/signature/sdk_signature_cases.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/stripe/signature/sdk_signature_cases.json");
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixtures beside the repo")).unwrap()
 }
 
@@ -67,12 +64,7 @@ fn every_sdk_signature_case_gives_the_sdks_answer() {
             let header_opt = if header.is_empty() { None } else { Some(header.as_str()) };
             if name.starts_with("rolled secret") {
                 for one in &secrets {
-                    assert!(
-                        verifier(&[one])
-                            .verify(header_opt, payload.as_bytes(), now, tolerance)
-                            .is_ok(),
-                        "{name}"
-                    );
+                    assert!(verifier(&[one]).verify(header_opt, payload.as_bytes(), now, tolerance).is_ok(), "{name}");
                 }
                 continue;
             }

@@ -12,10 +12,7 @@ fn fixtures() -> Vec<(String, Vec<u8>)> {
         for entry in std::fs::read_dir(format!("{root}/{dir}")).expect("fixtures beside the repo") {
             let path = entry.unwrap().path();
             if path.extension().and_then(|e| e.to_str()) == Some("json") {
-                out.push((
-                    path.file_name().unwrap().to_string_lossy().into_owned(),
-                    std::fs::read(&path).unwrap(),
-                ));
+                out.push((path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap()));
             }
         }
     }
@@ -33,13 +30,7 @@ fn every_fixture_payload_walks_into_messages_and_statuses() {
         assert!(!items.is_empty(), "{name}");
         for item in items {
             match item {
-                Item::Message {
-                    wamid,
-                    phone_number_id,
-                    from,
-                    kind,
-                    ..
-                } => {
+                Item::Message { wamid, phone_number_id, from, kind, .. } => {
                     assert!(wamid.starts_with("wamid."), "{name}");
                     assert!(!phone_number_id.is_empty(), "{name}");
                     assert!(from.phone.is_some() || from.bsuid.is_some(), "{name}: no sender");
@@ -52,18 +43,9 @@ fn every_fixture_payload_walks_into_messages_and_statuses() {
             }
         }
     }
-    for kind in [
-        "text",
-        "image",
-        "location",
-        "contacts",
-        "interactive",
-        "button",
-        "reaction",
-        "order",
-        "system",
-        "unsupported",
-    ] {
+    for kind in
+        ["text", "image", "location", "contacts", "interactive", "button", "reaction", "order", "system", "unsupported"]
+    {
         assert!(kinds.contains(kind), "no fixture of type {kind}");
     }
 }
@@ -79,10 +61,7 @@ fn the_failed_receipt_fixture_carries_the_re_engagement_error() {
 fn metas_unsubscribe_quick_reply_opts_out_and_no_other_fixture_text_is_a_keyword() {
     for (name, body) in fixtures() {
         for item in webhook::parse(&body).unwrap() {
-            if let Item::Message {
-                text: Some(t), kind, ..
-            } = item
-            {
+            if let Item::Message { text: Some(t), kind, .. } = item {
                 // Meta's template quick-reply example is a tap on an "Unsubscribe" button: an opt-out.
                 let want = (name == "inbound_button_template_quick_reply.json").then_some(keyword::Keyword::OptOut);
                 assert_eq!(keyword::classify(&t), want, "{name} ({kind})");

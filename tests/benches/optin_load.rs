@@ -27,10 +27,7 @@ fn post(body: &str, key: &str) -> aws_lambda_events::apigw::ApiGatewayV2httpRequ
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::var("NEX_OPTINS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let n: usize = std::env::var("NEX_OPTINS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let h = Harness::new().await;
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     // 50 merchants, each with its own API key (only the key's SHA-256 is stored).
@@ -39,10 +36,7 @@ async fn main() {
         h.ddb
             .put_item()
             .table_name(table("MessagingTable"))
-            .item(
-                "pk",
-                AttributeValue::S(format!("merchant-key#{}", hex::encode(Sha256::digest(key)))),
-            )
+            .item("pk", AttributeValue::S(format!("merchant-key#{}", hex::encode(Sha256::digest(key)))))
             .item("sk", AttributeValue::S("merchant".into()))
             .item("merchant_id", AttributeValue::S(format!("bench-{tag}-m{m}")))
             .send()
@@ -129,27 +123,16 @@ async fn main() {
     let round = h.audit_ledger().await;
     let audit_time = t.elapsed();
     let entries = log.entries(0, usize::MAX).await.expect("entries");
-    let audited = entries
-        .iter()
-        .filter(|e| e.action == "consent.opt_in" && e.detail.contains(&format!("bench-{tag}-")))
-        .count();
+    let audited =
+        entries.iter().filter(|e| e.action == "consent.opt_in" && e.detail.contains(&format!("bench-{tag}-"))).count();
     let head = log.head().await.expect("head");
     let verified = audit::verify(&entries, head.as_ref().map(|(n, h)| (*n, h.as_str()))).ok();
     let appended = head.as_ref().map_or(0, |(n, _)| *n) - before;
 
-    let fmt = |m: &BTreeMap<i64, usize>| {
-        m.iter()
-            .map(|(s, c)| format!("{c} x {s}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let fmt = |m: &BTreeMap<i64, usize>| m.iter().map(|(s, c)| format!("{c} x {s}")).collect::<Vec<_>>().join(", ");
     println!("\nopt-ins under load ({n} concurrent, {MERCHANTS} merchants, against the emulator)");
     println!("{:<46} {}", "first answers", fmt(&first_status));
-    println!(
-        "{:<46} {}",
-        "final answers (429s retried after Retry-After)",
-        fmt(&final_status)
-    );
+    println!("{:<46} {}", "final answers (429s retried after Retry-After)", fmt(&final_status));
     println!("{:<46} {}", "answers to the same opt-ins sent again", fmt(&resent));
     println!("{:<46} {:.2} s", "burst wall time", burst.as_secs_f64());
     println!("{:<46} p50 {:?}, p99 {:?}", "answer time", pct(0.5), pct(0.99));

@@ -36,10 +36,7 @@ fn item(i: usize, due: bool, now: chrono::DateTime<Utc>) -> WriteRequest {
         .item("status", s("paid"))
         .item("amount", AttributeValue::N("1299".into()))
         .item("currency", s("eur"))
-        .item(
-            "subject",
-            s("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
-        )
+        .item("subject", s("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"))
         .item("expires_at", AttributeValue::N(st.expires_at.to_string()))
         .item("due_bucket", s(&st.due_bucket))
         .item("due_action", s("delete"))
@@ -69,10 +66,7 @@ async fn seed(h: &Harness, p: &Private, ids: Vec<usize>, now: chrono::DateTime<U
                         .send()
                         .await
                         .expect("BatchWriteItem");
-                    pending = out
-                        .unprocessed_items
-                        .and_then(|mut u| u.remove(&table))
-                        .unwrap_or_default();
+                    pending = out.unprocessed_items.and_then(|mut u| u.remove(&table)).unwrap_or_default();
                 }
             }
         }));
@@ -94,27 +88,16 @@ struct Row {
 /// One sweep over the payments table of `p` (the only table with items here), saving its position in
 /// `platform`'s checkpoint.
 async fn run(
-    h: &Harness,
-    p: &Private,
-    platform: &str,
-    now: chrono::DateTime<Utc>,
-    crash: Option<u64>,
+    h: &Harness, p: &Private, platform: &str, now: chrono::DateTime<Utc>, crash: Option<u64>,
 ) -> (Report, usize, f64) {
-    let payments = [(Store::Payments, p.table(Store::Payments).to_owned())]
-        .into_iter()
-        .collect();
+    let payments = [(Store::Payments, p.table(Store::Payments).to_owned())].into_iter().collect();
     let data = DynamoData::new(h.ddb.clone(), payments);
     let checkpoints = DynamoCheckpoints::new(h.ddb.clone(), platform);
     let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
     let audit = DynamoAudit::new(h.ddb.clone(), p.table(Store::DataRequests));
     let exports = S3Objects::new(h.aws.s3(), p.bucket.clone());
-    let sweep = Sweep {
-        data: &data,
-        checkpoints: &checkpoints,
-        exports: Some(&exports),
-        requests: &requests,
-        audit: &audit,
-    };
+    let sweep =
+        Sweep { data: &data, checkpoints: &checkpoints, exports: Some(&exports), requests: &requests, audit: &audit };
     let opts = Options {
         dry_run: false,
         lookback_days: 31,
@@ -134,10 +117,7 @@ async fn main() {
         eprintln!("sweep bench: NEX_STACK_MANIFEST is not set; run it through infra/bench.sh");
         return;
     }
-    let n: usize = std::env::var("NEX_SWEEP_ITEMS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let n: usize = std::env::var("NEX_SWEEP_ITEMS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let mut h = Harness::new().await;
     // moto answers a query on an index by scanning the whole table in Python (DynamoDB reads only what the
     // key selects): on 100,000 items that takes seconds, past the functions' 3 s attempt timeout.
@@ -146,10 +126,7 @@ async fn main() {
         .operation_timeout(std::time::Duration::from_secs(600))
         .build();
     h.ddb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&h.sdk)
-            .timeout_config(slow)
-            .interceptor(h.requests.clone())
-            .build(),
+        aws_sdk_dynamodb::config::Builder::from(&h.sdk).timeout_config(slow).interceptor(h.requests.clone()).build(),
     );
     let now = Utc::now();
     let mut rows = Vec::new();
@@ -201,13 +178,7 @@ async fn main() {
 
     // 2. The sweep's first run (31 days of due buckets).
     let (r, requests, secs) = run(&h, &p, &p.platform, now, None).await;
-    rows.push(Row {
-        name: "sweep, one run",
-        read: r.items_read,
-        deleted: r.items_changed,
-        requests,
-        secs,
-    });
+    rows.push(Row { name: "sweep, one run", read: r.items_read, deleted: r.items_changed, requests, secs });
 
     // 3. 1,000 new due items in the same table, swept by a run that crashes after 10 pages of deletions
     //    (before their checkpoint) and the run that resumes it (a fresh checkpoint, so both start cold).
@@ -241,10 +212,7 @@ async fn main() {
         "| {:<42} | {:>10} | {:>12} | {:>16} | {:>12} | {:>10} |",
         "run", "items read", "items done", "read per done", "AWS requests", "wall time"
     );
-    println!(
-        "|{:-<44}|{:->12}|{:->14}|{:->18}|{:->14}|{:->12}|",
-        "", "", "", "", "", ""
-    );
+    println!("|{:-<44}|{:->12}|{:->14}|{:->18}|{:->14}|{:->12}|", "", "", "", "", "", "");
     for r in rows {
         println!(
             "| {:<42} | {:>10} | {:>12} | {:>16.3} | {:>12} | {:>8.1} s |",

@@ -37,9 +37,7 @@ pub fn invocation(request_id: &str, secs: i64) -> Invocation {
 /// Calls an HTTP function with an API Gateway event, through `lambda_http` as in Lambda (30 s left).
 pub trait CallHttp {
     fn handle(
-        &self,
-        event: ApiGatewayV2httpRequest,
-        request_id: &str,
+        &self, event: ApiGatewayV2httpRequest, request_id: &str,
     ) -> impl std::future::Future<Output = ApiGatewayV2httpResponse>;
 }
 
@@ -53,10 +51,7 @@ impl<F: HttpFunction> CallHttp for F {
 pub trait CallSqs {
     fn handle(&self, event: SqsEvent, request_id: &str) -> impl std::future::Future<Output = SqsBatchResponse>;
     fn handle_until(
-        &self,
-        event: SqsEvent,
-        request_id: &str,
-        deadline: DateTime<Utc>,
+        &self, event: SqsEvent, request_id: &str, deadline: DateTime<Utc>,
     ) -> impl std::future::Future<Output = SqsBatchResponse>;
 }
 
@@ -72,10 +67,7 @@ impl<F: SqsFunction> CallSqs for F {
 /// Calls a scheduled function with its event, until `deadline`.
 pub trait CallSchedule {
     fn handle(
-        &self,
-        event: Value,
-        request_id: &str,
-        deadline: DateTime<Utc>,
+        &self, event: Value, request_id: &str, deadline: DateTime<Utc>,
     ) -> impl std::future::Future<Output = Result<Value, InfraError>>;
 }
 
@@ -108,10 +100,7 @@ pub fn env_of(function: &str) -> HashMap<String, String> {
 }
 
 pub fn table(logical: &str) -> String {
-    manifest()["tables"][logical]
-        .as_str()
-        .expect("table in manifest")
-        .to_owned()
+    manifest()["tables"][logical].as_str().expect("table in manifest").to_owned()
 }
 
 /// Counts every AWS request (each attempt) made through the clients it is attached to.
@@ -129,10 +118,7 @@ impl Intercept for RequestCounter {
         "RequestCounter"
     }
     fn read_before_transmit(
-        &self,
-        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
-        _rc: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        &self, _ctx: &BeforeTransmitInterceptorContextRef<'_>, _rc: &RuntimeComponents, _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Ok(())
@@ -170,14 +156,10 @@ impl Harness {
         let requests = RequestCounter::default();
         let aws = Aws::new(sdk.clone()).with_interceptor(requests.clone());
         let ddb = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&sdk)
-                .interceptor(requests.clone())
-                .build(),
+            aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(requests.clone()).build(),
         );
         let sqs = aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&sdk)
-                .interceptor(requests.clone())
-                .build(),
+            aws_sdk_sqs::config::Builder::from(&sdk).interceptor(requests.clone()).build(),
         );
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (queue_url, queue_arn, dlq_url) = fresh_pair(&sqs, "PaymentEventsQueue", &format!("t-{id}")).await;
@@ -252,28 +234,17 @@ impl Harness {
 
     /// The Stripe webhook function, writing to this test's inbox.
     pub async fn webhook(&self) -> StripeWebhook {
-        self.function("StripeWebhookFunction", &[("PLATFORM_TABLE", &self.platform)], system())
-            .await
+        self.function("StripeWebhookFunction", &[("PLATFORM_TABLE", &self.platform)], system()).await
     }
 
     /// The WhatsApp webhook function, writing to this test's inbox.
     pub async fn whatsapp(&self) -> WhatsAppWebhook {
-        self.function(
-            "WhatsAppWebhookFunction",
-            &[("PLATFORM_TABLE", &self.platform)],
-            system(),
-        )
-        .await
+        self.function("WhatsAppWebhookFunction", &[("PLATFORM_TABLE", &self.platform)], system()).await
     }
 
     /// The notifications sender, talking to the Cloud API at `base_url` (a local stand-in).
     pub async fn sender(&self, base_url: &str) -> NotificationsSender {
-        self.function(
-            "NotificationsSenderFunction",
-            &[("WHATSAPP_API_BASE_URL", base_url)],
-            system(),
-        )
-        .await
+        self.function("NotificationsSenderFunction", &[("WHATSAPP_API_BASE_URL", base_url)], system()).await
     }
 
     /// The merchant API.
@@ -305,16 +276,12 @@ impl Harness {
         let ledger = pipes
             .into_iter()
             .filter(|p| p.message == "ledger")
-            .map(|p| nex_local::manifest::PipeSpec {
-                target_url: url.clone(),
-                ..p
-            })
+            .map(|p| nex_local::manifest::PipeSpec { target_url: url.clone(), ..p })
             .collect();
         let pipe = nex_local::pipes::Pipes::new(&self.sdk, aws_sdk_sqs::Client::new(&self.sdk), ledger);
         pipe.pump().await.expect("ledger pipe");
         let appender: AuditAppender = self.function("AuditAppenderFunction", &[], system()).await;
-        self.drain_batches(&url, &arn, 1, 100, |event| appender.handle(event, "test"))
-            .await
+        self.drain_batches(&url, &arn, 1, 100, |event| appender.handle(event, "test")).await
     }
 
     /// Runs the inbox pipes once: what the webhooks wrote reaches this test's queues.
@@ -325,8 +292,12 @@ impl Harness {
     /// Delivers this test's messaging queue to the messaging worker until it is empty (see `drain_queue`).
     pub async fn drain_messaging(&self, worker: &MessagingWorker) -> nex_local::sqs::Round {
         let arn = "arn:aws:sqs:us-east-1:123456789012:messaging";
-        self.drain_queue(&self.messaging_url, arn, 1, |event| worker.handle(event, "test"))
-            .await
+        self.drain_queue(&self.messaging_url, arn, 1, |event| worker.handle(event, "test")).await
+    }
+
+    /// Puts `body` on the queue at `url`, as a producer would.
+    pub async fn send(&self, url: &str, body: impl Into<String>) {
+        self.sqs.send_message().queue_url(url).message_body(body).send().await.expect("SendMessage");
     }
 
     /// Bodies of everything on this test's messaging queue (received and deleted).
@@ -367,19 +338,15 @@ impl Harness {
 
     /// The payments worker, reading this test's inbox and queueing onto this test's notifications queue.
     pub async fn worker(&self) -> PaymentsWorker {
-        let overrides = [
-            ("PLATFORM_TABLE", self.platform.as_str()),
-            ("NOTIFICATIONS_QUEUE_URL", self.notifications_url.as_str()),
-        ];
+        let overrides =
+            [("PLATFORM_TABLE", self.platform.as_str()), ("NOTIFICATIONS_QUEUE_URL", self.notifications_url.as_str())];
         self.function("PaymentsWorkerFunction", &overrides, system()).await
     }
 
     /// Delivers this test's payment events queue to the payments worker until it is empty (see `drain_queue`).
     pub async fn drain(&self, worker: &PaymentsWorker, visibility: i32) -> nex_local::sqs::Round {
-        self.drain_queue(&self.queue_url, &self.queue_arn, visibility, |event| {
-            worker.handle(event, "test-request")
-        })
-        .await
+        self.drain_queue(&self.queue_url, &self.queue_arn, visibility, |event| worker.handle(event, "test-request"))
+            .await
     }
 
     /// Delivers `url` to `invoke` as Lambda's poller would, until two receives in a row find nothing.
@@ -394,12 +361,7 @@ impl Harness {
 
     /// `drain_queue` with batches of up to `batch` records.
     pub async fn drain_batches<F, Fut>(
-        &self,
-        url: &str,
-        arn: &str,
-        visibility: i32,
-        batch: i32,
-        invoke: F,
+        &self, url: &str, arn: &str, visibility: i32, batch: i32, invoke: F,
     ) -> nex_local::sqs::Round
     where
         F: Fn(aws_lambda_events::sqs::SqsEvent) -> Fut,
@@ -417,9 +379,7 @@ impl Harness {
         let mut total = nex_local::sqs::Round::default();
         let mut empty_rounds = 0;
         while empty_rounds < 2 {
-            let round = nex_local::sqs::deliver_once(&self.sqs, &target, &invoke)
-                .await
-                .expect("SQS reachable");
+            let round = nex_local::sqs::deliver_once(&self.sqs, &target, &invoke).await.expect("SQS reachable");
             empty_rounds = if round.received == 0 { empty_rounds + 1 } else { 0 };
             total.received += round.received;
             total.failed += round.failed;
@@ -514,10 +474,7 @@ impl Private {
         HashMap::from([
             ("PAYMENTS_TABLE".to_owned(), self.tables[&Store::Payments].clone()),
             ("MESSAGING_TABLE".to_owned(), self.tables[&Store::Messaging].clone()),
-            (
-                "DATA_REQUESTS_TABLE".to_owned(),
-                self.tables[&Store::DataRequests].clone(),
-            ),
+            ("DATA_REQUESTS_TABLE".to_owned(), self.tables[&Store::DataRequests].clone()),
             ("ORDERS_TABLE".to_owned(), self.tables[&Store::Orders].clone()),
             ("PLATFORM_TABLE".to_owned(), self.platform.clone()),
             ("EXPORTS_BUCKET".to_owned(), self.bucket.clone()),
@@ -547,12 +504,7 @@ impl Harness {
         let s3 = self.s3();
         s3.create_bucket().bucket(&bucket).send().await.expect("CreateBucket");
         let (sweep_queue, _, _) = fresh_pair(&self.sqs, "SweepQueue", &format!("t-{id}-sweep")).await;
-        Private {
-            tables,
-            platform,
-            bucket,
-            sweep_queue,
-        }
+        Private { tables, platform, bucket, sweep_queue }
     }
 
     pub fn sdk_secrets(&self) -> aws_sdk_secretsmanager::Client {
@@ -601,22 +553,15 @@ impl Harness {
     /// Delivers this test's data-requests queue to `worker` until it is empty.
     pub async fn drain_requests(&self, worker: &DataRequestsWorker) -> nex_local::sqs::Round {
         let arn = "arn:aws:sqs:us-east-1:123456789012:data-requests";
-        self.drain_queue(&self.data_requests_url, arn, 30, |event| worker.handle(event, "test"))
-            .await
+        self.drain_queue(&self.data_requests_url, arn, 30, |event| worker.handle(event, "test")).await
     }
 }
 
 /// A copy of the template's table `logical` (keys, attribute definitions, indexes), named after it.
 async fn copy_table(ddb: &aws_sdk_dynamodb::Client, logical: &str, id: &str) -> String {
     use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex, Projection};
-    let original = ddb
-        .describe_table()
-        .table_name(table(logical))
-        .send()
-        .await
-        .expect("DescribeTable")
-        .table
-        .expect("table");
+    let original =
+        ddb.describe_table().table_name(table(logical)).send().await.expect("DescribeTable").table.expect("table");
     let name = format!("{}-t-{id}", table(logical));
     let mut req = ddb
         .create_table()
@@ -704,10 +649,7 @@ pub fn meta_error(code: i64) -> Value {
 /// A WhatsApp fixture body (`dir` is `meta_openapi` or `captured`), re-dated as Meta would deliver it
 /// now (see [`redate`]); otherwise as published.
 pub fn whatsapp_fixture(dir: &str, name: &str) -> String {
-    let path = format!(
-        "{}/../../shared/fixtures/whatsapp/{dir}/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../../shared/fixtures/whatsapp/{dir}/{name}", env!("CARGO_MANIFEST_DIR"));
     redate(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
 }
 
@@ -761,11 +703,7 @@ pub fn redate(body: &str) -> String {
     walk(&mut v, &mut |x| {
         if let Some(ts) = num(x) {
             let t = base - (newest - ts).clamp(0, 2 * 86_400);
-            *x = if x.is_string() {
-                Value::from(t.to_string())
-            } else {
-                Value::from(t)
-            };
+            *x = if x.is_string() { Value::from(t.to_string()) } else { Value::from(t) };
         }
     });
     v.to_string()
@@ -808,10 +746,7 @@ pub fn hub_sign(body: &str) -> String {
 
 /// A Stripe fixture body, byte-exact.
 pub fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/../../shared/fixtures/stripe/events/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../../shared/fixtures/stripe/events/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -878,10 +813,7 @@ struct Capture;
 
 impl std::io::Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.get_or_init(Default::default)
-            .lock()
-            .unwrap()
-            .extend_from_slice(buf);
+        LOGS.get_or_init(Default::default).lock().unwrap().extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -893,10 +825,7 @@ impl std::io::Write for Capture {
 pub fn capture_logs() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        std::env::set_var(
-            "RUST_LOG",
-            "info,nex_shared=debug,stripe_webhook=debug,payments_worker=debug",
-        );
+        std::env::set_var("RUST_LOG", "info,nex_shared=debug,stripe_webhook=debug,payments_worker=debug");
         nex_shared::telemetry::init_with_writer(|| Capture);
     });
 }

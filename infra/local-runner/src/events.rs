@@ -9,12 +9,7 @@ use serde_json::{json, Map, Value};
 /// An API Gateway HTTP API (payload v2.0) event. Text bodies (JSON, text/*, form) are passed as text;
 /// anything else is base64-encoded, as API Gateway does.
 pub fn http_v2(
-    method: &str,
-    path: &str,
-    query: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-    request_id: &str,
+    method: &str, path: &str, query: &str, headers: &[(String, String)], body: &[u8], request_id: &str,
 ) -> ApiGatewayV2httpRequest {
     let content_type = headers
         .iter()
@@ -73,11 +68,7 @@ pub fn sqs(messages: &[aws_sdk_sqs::types::Message], queue_arn: &str, region: &s
         .map(|m| {
             let attributes: Map<String, Value> = m
                 .attributes()
-                .map(|a| {
-                    a.iter()
-                        .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
-                        .collect()
-                })
+                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone()))).collect())
                 .unwrap_or_default();
             json!({
                 "messageId": m.message_id(),

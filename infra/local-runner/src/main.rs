@@ -41,10 +41,7 @@ impl Function {
     /// Invokes it with `event` as Lambda would, with its time limit.
     async fn invoke(&self, event: serde_json::Value, request_id: &str) -> Result<serde_json::Value, String> {
         let deadline = chrono::Utc::now() + chrono::Duration::seconds(self.timeout as i64);
-        self.handler
-            .invoke(event, &Invocation::new(request_id, deadline))
-            .await
-            .map_err(|e| e.to_string())
+        self.handler.invoke(event, &Invocation::new(request_id, deadline)).await.map_err(|e| e.to_string())
     }
 }
 
@@ -56,12 +53,7 @@ struct Options {
 }
 
 fn options() -> Result<Options, String> {
-    let mut o = Options {
-        manifest: String::new(),
-        port: 3000,
-        reap_every: Duration::from_secs(30),
-        ttl_lag: 60,
-    };
+    let mut o = Options { manifest: String::new(), port: 3000, reap_every: Duration::from_secs(30), ttl_lag: 60 };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -105,18 +97,9 @@ async fn run() -> Result<(), String> {
     for (logical, spec) in &manifest.functions {
         let entry =
             registry::find(&spec.binary).ok_or(format!("{logical}: the registry has no function {}", spec.binary))?;
-        let handler = entry
-            .build(&aws, &spec.env, Arc::new(SystemClock))
-            .await
-            .map_err(|e| format!("{logical}: {e}"))?;
-        functions.insert(
-            logical.clone(),
-            Function {
-                handler,
-                trigger: entry.trigger,
-                timeout: spec.timeout,
-            },
-        );
+        let handler =
+            entry.build(&aws, &spec.env, Arc::new(SystemClock)).await.map_err(|e| format!("{logical}: {e}"))?;
+        functions.insert(logical.clone(), Function { handler, trigger: entry.trigger, timeout: spec.timeout });
     }
     let state = Arc::new(State { manifest, functions });
 
@@ -141,17 +124,10 @@ async fn run() -> Result<(), String> {
             }
         }
     });
-    tokio::spawn(reap(
-        state.clone(),
-        aws_sdk_dynamodb::Client::new(&sdk),
-        opts.reap_every,
-        opts.ttl_lag,
-    ));
+    tokio::spawn(reap(state.clone(), aws_sdk_dynamodb::Client::new(&sdk), opts.reap_every, opts.ttl_lag));
 
     let addr = SocketAddr::from(([127, 0, 0, 1], opts.port));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     info!(%addr, routes = state.manifest.routes.len(), "local stack ready");
     loop {
         tokio::select! {
@@ -191,11 +167,8 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
+    let headers: Vec<(String, String)> =
+        req.headers().iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(text(400, r#"{"message":"unreadable body"}"#)),
@@ -212,11 +185,8 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
             });
         }
     }
-    let Some(route) = state
-        .manifest
-        .routes
-        .iter()
-        .find(|r| r.method == method && manifest::path_matches(&r.path, &path))
+    let Some(route) =
+        state.manifest.routes.iter().find(|r| r.method == method && manifest::path_matches(&r.path, &path))
     else {
         return Ok(text(404, r#"{"message":"Not Found"}"#));
     };
@@ -246,9 +216,7 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
         Some(aws_lambda_events::encodings::Body::Binary(b)) => Bytes::from(b),
         _ => Bytes::new(),
     };
-    Ok(out
-        .body(Full::new(bytes))
-        .unwrap_or_else(|_| text(502, r#"{"message":"bad handler response"}"#)))
+    Ok(out.body(Full::new(bytes)).unwrap_or_else(|_| text(502, r#"{"message":"bad handler response"}"#)))
 }
 
 /// Stands in for the WhatsApp Cloud API's send endpoints in the local stack (no network here): accepts
@@ -268,12 +236,7 @@ fn fake_cloud_api(body: &[u8]) -> Response<Full<Bytes>> {
 
 /// Polls one event source mapping's queue and invokes its consumer, as Lambda's poller does.
 async fn poll(state: Arc<State>, sqs: aws_sdk_sqs::Client, source: SqsSource) {
-    let queue_arn = state
-        .manifest
-        .queues
-        .get(&source.queue)
-        .map(|q| q.arn.clone())
-        .unwrap_or_default();
+    let queue_arn = state.manifest.queues.get(&source.queue).map(|q| q.arn.clone()).unwrap_or_default();
     let Some(function) = state.functions.get(&source.function) else {
         error!(function = %source.function, "event source names an unknown function");
         return;
@@ -299,14 +262,12 @@ async fn poll(state: Arc<State>, sqs: aws_sdk_sqs::Client, source: SqsSource) {
                 Err(e) => Err(e.to_string()),
             };
             // A failed invocation leaves the whole batch for redelivery, as in Lambda.
-            answered
-                .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
-                .unwrap_or_else(|e| {
-                    error!(function = %source.function, error = %e, "invocation failed");
-                    let mut all = aws_lambda_events::sqs::SqsBatchResponse::default();
-                    all.batch_item_failures = ids.into_iter().map(nex_shared::adapters::sqs_batch::failure).collect();
-                    all
-                })
+            answered.and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())).unwrap_or_else(|e| {
+                error!(function = %source.function, error = %e, "invocation failed");
+                let mut all = aws_lambda_events::sqs::SqsBatchResponse::default();
+                all.batch_item_failures = ids.into_iter().map(nex_shared::adapters::sqs_batch::failure).collect();
+                all
+            })
         })
         .await;
         if let Err(e) = delivered {
@@ -329,16 +290,10 @@ async fn every(state: Arc<State>, name: String, secs: u64) {
 
 /// Fires a schedule by name, as EventBridge invokes the function: with the invocation's time limit.
 async fn fire(state: &State, name: &str) -> Result<(), String> {
-    let schedule = state
-        .manifest
-        .schedules
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or(format!("no schedule named {name}"))?;
-    let function = state
-        .functions
-        .get(&schedule.function)
-        .ok_or(format!("schedule {name} names an unknown function"))?;
+    let schedule =
+        state.manifest.schedules.iter().find(|s| s.name == name).ok_or(format!("no schedule named {name}"))?;
+    let function =
+        state.functions.get(&schedule.function).ok_or(format!("schedule {name} names an unknown function"))?;
     let event = serde_json::json!({
         "version": "0",
         "id": uuid::Uuid::new_v4().to_string(),

@@ -101,9 +101,7 @@ pub fn rate_seconds(expression: &str) -> Option<u64> {
 pub fn path_matches(route: &str, path: &str) -> bool {
     let (r, p): (Vec<&str>, Vec<&str>) = (route.split('/').collect(), path.split('/').collect());
     r.len() == p.len()
-        && r.iter()
-            .zip(&p)
-            .all(|(a, b)| a == b || (a.starts_with('{') && a.ends_with('}') && !b.is_empty()))
+        && r.iter().zip(&p).all(|(a, b)| a == b || (a.starts_with('{') && a.ends_with('}') && !b.is_empty()))
 }
 
 #[cfg(test)]

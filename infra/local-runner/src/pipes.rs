@@ -23,12 +23,7 @@ pub struct Pipes {
 
 impl Pipes {
     pub fn new(sdk: &aws_config::SdkConfig, sqs: aws_sdk_sqs::Client, pipes: Vec<PipeSpec>) -> Self {
-        Self {
-            streams: aws_sdk_dynamodbstreams::Client::new(sdk),
-            sqs,
-            pipes,
-            positions: Mutex::new(HashMap::new()),
-        }
+        Self { streams: aws_sdk_dynamodbstreams::Client::new(sdk), sqs, pipes, positions: Mutex::new(HashMap::new()) }
     }
 
     /// Reads every shard of every pipe from where it stopped; returns how many references it queued.
@@ -74,13 +69,8 @@ impl Pipes {
                     let records = out.records.unwrap_or_default();
                     for record in &records {
                         if let Some(body) = forwarded_key(pipe, record) {
-                            if let Err(e) = self
-                                .sqs
-                                .send_message()
-                                .queue_url(&pipe.target_url)
-                                .message_body(body)
-                                .send()
-                                .await
+                            if let Err(e) =
+                                self.sqs.send_message().queue_url(&pipe.target_url).message_body(body).send().await
                             {
                                 // Stay before this batch: it is read and sent again on the next pump.
                                 positions.insert(slot, iterator);

@@ -57,21 +57,14 @@ where
     }
     let response = invoke(crate::events::sqs(&messages, target.queue_arn, target.region)).await;
     let failed: HashSet<String> = if target.report_batch_item_failures {
-        response
-            .batch_item_failures
-            .into_iter()
-            .map(|f| f.item_identifier)
-            .collect()
+        response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
     } else if response.batch_item_failures.is_empty() {
         HashSet::new()
     } else {
         // Without ReportBatchItemFailures, any failure fails the whole batch.
         messages.iter().filter_map(|m| m.message_id.clone()).collect()
     };
-    for m in messages
-        .iter()
-        .filter(|m| !failed.contains(m.message_id().unwrap_or_default()))
-    {
+    for m in messages.iter().filter(|m| !failed.contains(m.message_id().unwrap_or_default())) {
         if let Some(handle) = m.receipt_handle() {
             sqs.delete_message()
                 .queue_url(target.queue_url)
@@ -81,8 +74,5 @@ where
                 .map_err(|e| format!("DeleteMessage (the message will be redelivered): {e}"))?;
         }
     }
-    Ok(Round {
-        received: messages.len(),
-        failed: failed.len(),
-    })
+    Ok(Round { received: messages.len(), failed: failed.len() })
 }

@@ -7,12 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 /// Deletes every item of `table` whose TTL attribute `attr` is below `cutoff` (epoch seconds); returns how
 /// many. Scans the whole table: fine for a local emulator, never used in production.
 pub async fn reap_table(ddb: &aws_sdk_dynamodb::Client, table: &str, attr: &str, cutoff: i64) -> Result<usize, String> {
-    let desc = ddb
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let desc = ddb.describe_table().table_name(table).send().await.map_err(|e| e.to_string())?;
     let keys: Vec<String> = desc
         .table()
         .map(|t| t.key_schema().iter().map(|k| k.attribute_name().to_owned()).collect())
@@ -31,16 +26,8 @@ pub async fn reap_table(ddb: &aws_sdk_dynamodb::Client, table: &str, attr: &str,
             .await
             .map_err(|e| e.to_string())?;
         for item in page.items() {
-            let key: HashMap<_, _> = keys
-                .iter()
-                .filter_map(|k| Some((k.clone(), item.get(k)?.clone())))
-                .collect();
-            ddb.delete_item()
-                .table_name(table)
-                .set_key(Some(key))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
+            let key: HashMap<_, _> = keys.iter().filter_map(|k| Some((k.clone(), item.get(k)?.clone()))).collect();
+            ddb.delete_item().table_name(table).set_key(Some(key)).send().await.map_err(|e| e.to_string())?;
             deleted += 1;
         }
         match page.last_evaluated_key {

@@ -104,20 +104,12 @@ pub async fn manifest_sdk_config(path: &str) -> Result<aws_config::SdkConfig, Op
         std::fs::read_to_string(path).map_err(|e| OpsError::Config(format!("cannot read manifest {path}: {e}")))?;
     let m: Manifest =
         serde_json::from_str(&text).map_err(|e| OpsError::Config(format!("manifest {path} is invalid: {e}")))?;
-    let endpoint = m
-        .endpoint
-        .ok_or_else(|| OpsError::Config(format!("manifest {path} names no endpoint")))?;
+    let endpoint = m.endpoint.ok_or_else(|| OpsError::Config(format!("manifest {path} names no endpoint")))?;
     let region = m.region.unwrap_or_else(|| "us-east-1".into());
     Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(region))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "nex-manifest",
-        ))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "nex-manifest"))
         .load()
         .await)
 }
@@ -212,10 +204,7 @@ pub struct RequestView {
 
 impl Ops {
     pub async fn new(stack: Stack, sdk: aws_config::SdkConfig) -> Result<Self, OpsError> {
-        let messaging_table = store_tables(&stack)?
-            .get(&Store::Messaging)
-            .cloned()
-            .unwrap_or_default();
+        let messaging_table = store_tables(&stack)?.get(&Store::Messaging).cloned().unwrap_or_default();
         let platform = stack.required("PLATFORM_TABLE")?;
         // Metrics are the functions' (EMF on a Lambda's stdout); here stdout is the operator's.
         let aws = Aws::new(sdk.clone());
@@ -243,11 +232,7 @@ impl Ops {
     }
 
     async fn record(&self, action: &str, subject: Option<&str>, detail: serde_json::Value) -> Result<(), OpsError> {
-        self.worker
-            .stores
-            .audit
-            .append(NewEntry::new("operator", action, subject, &detail), Utc::now())
-            .await?;
+        self.worker.stores.audit.append(NewEntry::new("operator", action, subject, &detail), Utc::now()).await?;
         Ok(())
     }
 
@@ -266,10 +251,7 @@ impl Ops {
 
     /// Opens a request for a person (identifiers hashed here, never stored) and queues it.
     pub async fn open_request(
-        &self,
-        intake: &Intake,
-        merchant: Option<&str>,
-        reference: Option<&str>,
+        &self, intake: &Intake, merchant: Option<&str>, reference: Option<&str>,
     ) -> Result<Opened, OpsError> {
         let pepper = secrets::fetch(
             &aws_sdk_secretsmanager::Client::new(&self.sdk),
@@ -283,15 +265,8 @@ impl Ops {
             source: nex_shared::ports::SOURCE_OPERATOR.into(),
             merchant: merchant.map(str::to_owned),
         };
-        let opened = data_requests::open(
-            &self.worker.stores.requests,
-            &queue,
-            &hasher,
-            intake,
-            origin,
-            Utc::now(),
-        )
-        .await?;
+        let opened =
+            data_requests::open(&self.worker.stores.requests, &queue, &hasher, intake, origin, Utc::now()).await?;
         let subject = opened.request.subjects.first().cloned();
         self.record(
             "dsr.opened",
@@ -331,11 +306,7 @@ impl Ops {
                 now,
             )
             .await?;
-        self.worker
-            .stores
-            .requests
-            .update(id, "closed", Some(&result.to_string()), None, now)
-            .await?;
+        self.worker.stores.requests.update(id, "closed", Some(&result.to_string()), None, now).await?;
         Ok(())
     }
 
@@ -389,12 +360,8 @@ impl Ops {
     /// Marks a merchant's contract as ended; the next sweep deletes its order metadata.
     pub async fn terminate_merchant(&self, merchant: &str, at: DateTime<Utc>) -> Result<bool, OpsError> {
         let new = self.merchants.mark_terminated(merchant, at).await?;
-        self.record(
-            "merchant.contract_ended",
-            None,
-            serde_json::json!({ "merchant": merchant, "at": at, "new": new }),
-        )
-        .await?;
+        self.record("merchant.contract_ended", None, serde_json::json!({ "merchant": merchant, "at": at, "new": new }))
+            .await?;
         Ok(new)
     }
 
@@ -410,9 +377,8 @@ impl Ops {
                 .send()
                 .await
                 .map_err(|e| nex_shared::adapters::aws::infra_error("sqs", "GetQueueAttributes", e))?;
-            let Some(policy) = attrs
-                .attributes()
-                .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy))
+            let Some(policy) =
+                attrs.attributes().and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy))
             else {
                 continue;
             };
@@ -442,12 +408,7 @@ impl Ops {
                 .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
                 .and_then(|d| d.parse().ok())
                 .unwrap_or(0);
-            out.push(DeadLetters {
-                source: name.clone(),
-                dlq,
-                dlq_url,
-                depth,
-            });
+            out.push(DeadLetters { source: name.clone(), dlq, dlq_url, depth });
         }
         Ok(out)
     }
@@ -460,23 +421,30 @@ impl Ops {
             .ok_or_else(|| OpsError::NotFound(format!("no queue {queue} with a dead-letter queue")))
     }
 
+    /// Up to `n` messages of `url` with their system attributes, invisible for `visibility` seconds.
+    async fn receive(
+        &self, url: &str, n: usize, visibility: i32,
+    ) -> Result<Vec<aws_sdk_sqs::types::Message>, OpsError> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(n as i32)
+            .visibility_timeout(visibility)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| nex_shared::adapters::aws::infra_error("sqs", "ReceiveMessage", e))?;
+        Ok(out.messages.unwrap_or_default())
+    }
+
     /// Looks at up to `max` dead letters without taking them off the queue.
     pub async fn inspect_dlq(&self, queue: &str, max: usize, with_body: bool) -> Result<Vec<DeadLetter>, OpsError> {
         let d = self.dlq_for(queue).await?;
         let mut seen: BTreeMap<String, DeadLetter> = BTreeMap::new();
         let mut handles = Vec::new();
         while seen.len() < max {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&d.dlq_url)
-                .max_number_of_messages(((max - seen.len()).min(10)) as i32)
-                .visibility_timeout(30)
-                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-                .send()
-                .await
-                .map_err(|e| nex_shared::adapters::aws::infra_error("sqs", "ReceiveMessage", e))?;
-            let msgs = out.messages.unwrap_or_default();
+            let msgs = self.receive(&d.dlq_url, (max - seen.len()).min(10), 30).await?;
             if msgs.is_empty() {
                 break;
             }
@@ -524,28 +492,15 @@ impl Ops {
     /// failure midway duplicates at worst, which every consumer absorbs). Audited.
     pub async fn redrive(&self, queue: &str, max: Option<usize>) -> Result<u64, OpsError> {
         let d = self.dlq_for(queue).await?;
-        let source_url = self
-            .stack
-            .queues
-            .get(&d.source)
-            .cloned()
-            .ok_or_else(|| OpsError::NotFound(d.source.clone()))?;
+        let source_url =
+            self.stack.queues.get(&d.source).cloned().ok_or_else(|| OpsError::NotFound(d.source.clone()))?;
         let mut moved = 0u64;
         loop {
-            let room = max.map_or(10, |m| (m as u64 - moved).min(10) as i32);
+            let room = max.map_or(10, |m| (m as u64 - moved).min(10) as usize);
             if room == 0 {
                 break;
             }
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&d.dlq_url)
-                .max_number_of_messages(room)
-                .visibility_timeout(60)
-                .send()
-                .await
-                .map_err(|e| nex_shared::adapters::aws::infra_error("sqs", "ReceiveMessage", e))?;
-            let msgs = out.messages.unwrap_or_default();
+            let msgs = self.receive(&d.dlq_url, room, 60).await?;
             if msgs.is_empty() {
                 break;
             }
@@ -567,12 +522,8 @@ impl Ops {
                 moved += 1;
             }
         }
-        self.record(
-            "dlq.redrive",
-            None,
-            serde_json::json!({ "source": d.source, "dlq": d.dlq, "moved": moved }),
-        )
-        .await?;
+        self.record("dlq.redrive", None, serde_json::json!({ "source": d.source, "dlq": d.dlq, "moved": moved }))
+            .await?;
         Ok(moved)
     }
 }

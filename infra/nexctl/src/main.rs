@@ -176,10 +176,7 @@ fn report_table(r: &nex_shared::usecases::sweep::Report) -> String {
     let mut rows: Vec<Vec<String>> = r
         .actions
         .iter()
-        .flat_map(|(class, m)| {
-            m.iter()
-                .map(move |(a, n)| vec![class.clone(), a.clone(), n.to_string()])
-        })
+        .flat_map(|(class, m)| m.iter().map(move |(a, n)| vec![class.clone(), a.clone(), n.to_string()]))
         .collect();
     if rows.is_empty() {
         rows.push(vec!["(nothing due)".into(), String::new(), "0".into()]);
@@ -213,17 +210,13 @@ fn functions(stack: &Stack, json: bool) {
         .iter()
         .map(|e| {
             let config = e.check(&env).map_or_else(|err| err.to_string(), |()| "ok".to_owned());
-            let trigger = serde_json::to_value(e.trigger)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned));
+            let trigger = serde_json::to_value(e.trigger).ok().and_then(|v| v.as_str().map(str::to_owned));
             (e.name.to_owned(), trigger.unwrap_or_default(), config)
         })
         .collect();
     if json {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|(n, t, c)| serde_json::json!({ "function": n, "trigger": t, "config": c }))
-            .collect();
+        let v: Vec<_> =
+            rows.iter().map(|(n, t, c)| serde_json::json!({ "function": n, "trigger": t, "config": c })).collect();
         print_json(&v);
     } else {
         let rows = rows.into_iter().map(|(n, t, c)| vec![n, t, c]).collect();
@@ -260,9 +253,7 @@ async fn run(cli: Cli) -> Result<i32, OpsError> {
                 );
                 b
             });
-            let report = ops
-                .sweep(dry_run, chrono::Duration::minutes(minutes), &Bar(bar.clone()))
-                .await?;
+            let report = ops.sweep(dry_run, chrono::Duration::minutes(minutes), &Bar(bar.clone())).await?;
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
@@ -289,25 +280,9 @@ async fn run(cli: Cli) -> Result<i32, OpsError> {
                 println!("{}", table(&["sweep", "position"], rows));
             }
         }
-        Cmd::Dsr(DsrCmd::Open {
-            kind,
-            phone,
-            email,
-            bsuid,
-            buyer,
-            merchant,
-            reference,
-        }) => {
-            let intake = Intake {
-                kind,
-                phone,
-                email,
-                bsuid,
-                marketplace_buyer: buyer,
-            };
-            let o = ops
-                .open_request(&intake, merchant.as_deref(), reference.as_deref())
-                .await?;
+        Cmd::Dsr(DsrCmd::Open { kind, phone, email, bsuid, buyer, merchant, reference }) => {
+            let intake = Intake { kind, phone, email, bsuid, marketplace_buyer: buyer };
+            let o = ops.open_request(&intake, merchant.as_deref(), reference.as_deref()).await?;
             if json {
                 print_json(&serde_json::json!({ "id": o.request.id, "new": o.new, "answer_by": o.request.answer_by }));
             } else {
@@ -410,10 +385,7 @@ async fn run(cli: Cli) -> Result<i32, OpsError> {
                         ]
                     })
                     .collect();
-                println!(
-                    "{}",
-                    table(&["#", "at (UTC)", "actor", "action", "subject", "detail", "hash"], rows)
-                );
+                println!("{}", table(&["#", "at (UTC)", "actor", "action", "subject", "detail", "hash"], rows));
             }
         }
         Cmd::Audit(AuditCmd::Verify) => {
@@ -439,10 +411,7 @@ async fn run(cli: Cli) -> Result<i32, OpsError> {
             if json {
                 print_json(&all);
             } else {
-                let rows = all
-                    .iter()
-                    .map(|d| vec![d.source.clone(), d.dlq.clone(), d.depth.to_string()])
-                    .collect();
+                let rows = all.iter().map(|d| vec![d.source.clone(), d.dlq.clone(), d.depth.to_string()]).collect();
                 println!("{}", table(&["queue", "dead-letter queue", "messages"], rows));
             }
         }

@@ -18,10 +18,7 @@ pub async fn load_config() -> aws_config::SdkConfig {
         .operation_attempt_timeout(std::time::Duration::from_secs(3))
         .operation_timeout(OPERATION_TIMEOUT)
         .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .load()
-        .await
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await
 }
 
 /// The AWS clients a function builds from, once per process: the SDK configuration and the interceptors
@@ -35,10 +32,7 @@ pub struct Aws {
 
 impl Aws {
     pub fn new(sdk: aws_config::SdkConfig) -> Self {
-        Self {
-            sdk,
-            interceptors: Vec::new(),
-        }
+        Self { sdk, interceptors: Vec::new() }
     }
 
     /// The configuration loaded from the environment ([`load_config`]).
@@ -48,13 +42,9 @@ impl Aws {
 
     /// Every client made from here on runs `interceptor` on each request.
     pub fn with_interceptor(
-        mut self,
-        interceptor: impl aws_smithy_runtime_api::client::interceptors::Intercept + 'static,
+        mut self, interceptor: impl aws_smithy_runtime_api::client::interceptors::Intercept + 'static,
     ) -> Self {
-        self.interceptors
-            .push(aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(
-                interceptor,
-            ));
+        self.interceptors.push(aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(interceptor));
         self
     }
 
@@ -114,12 +104,7 @@ where
         }
         _ => false,
     };
-    InfraError {
-        service,
-        operation,
-        retryable,
-        source: Some(Box::new(err)),
-    }
+    InfraError { service, operation, retryable, source: Some(Box::new(err)) }
 }
 
 fn is_throttling<E>(err: &SdkError<E, Response>) -> bool
@@ -147,8 +132,7 @@ pub fn s3_path_style() -> bool {
 
 /// Every item a DynamoDB query returns, page after page. `operation` names it in errors.
 pub async fn query_all(
-    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
-    operation: &'static str,
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder, operation: &'static str,
 ) -> Result<Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>, InfraError> {
     let mut out = Vec::new();
     let mut start = None;
@@ -173,10 +157,7 @@ pub use super::dynamo_attrs::Item;
 /// keys a call, retrying what the service leaves unprocessed with doubling backoff, and failing retryably
 /// if some keys stay unprocessed.
 pub async fn batch_get(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    mut keys: Vec<Item>,
-    operation: &'static str,
+    client: &aws_sdk_dynamodb::Client, table: &str, mut keys: Vec<Item>, operation: &'static str,
 ) -> Result<Vec<Item>, InfraError> {
     const ATTEMPTS: u32 = 8;
     // BatchGetItem refuses a request naming a key twice. A map's iteration order differs between equal
@@ -214,11 +195,7 @@ pub async fn batch_get(
                 .await
                 .map_err(|e| infra_error("dynamodb", operation, e))?;
             out.extend(res.responses.unwrap_or_default().remove(table).unwrap_or_default());
-            pending = res
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(table))
-                .map(|ka| ka.keys)
-                .unwrap_or_default();
+            pending = res.unprocessed_keys.and_then(|mut u| u.remove(table)).map(|ka| ka.keys).unwrap_or_default();
         }
         if !pending.is_empty() {
             return Err(InfraError {

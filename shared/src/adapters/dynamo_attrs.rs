@@ -33,11 +33,7 @@ pub fn num(item: &Item, name: &str) -> Option<i64> {
 
 /// The item `pk` / `sk` of `table`, read strongly consistent when `consistent`.
 pub async fn get_item(
-    client: &Client,
-    table: &str,
-    pk: String,
-    sk: &str,
-    consistent: bool,
+    client: &Client, table: &str, pk: String, sk: &str, consistent: bool,
 ) -> Result<Option<Item>, InfraError> {
     client
         .get_item()
@@ -49,4 +45,28 @@ pub async fn get_item(
         .await
         .map(|out| out.item)
         .map_err(|e| infra_error("dynamodb", "GetItem", e))
+}
+
+/// An UpdateItem of the item `pk` / `sk` of `table`.
+pub fn update(
+    client: &Client, table: &str, pk: AttributeValue, sk: AttributeValue,
+) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    client.update_item().table_name(table).key("pk", pk).key("sk", sk)
+}
+
+/// A GetItem of the item `pk` / `sk` of `table`.
+pub fn get(
+    client: &Client, table: &str, pk: AttributeValue, sk: AttributeValue,
+) -> aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder {
+    client.get_item().table_name(table).key("pk", pk).key("sk", sk)
+}
+
+/// A PutItem into `table`.
+pub fn put(client: &Client, table: &str) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+    client.put_item().table_name(table)
+}
+
+/// A Query of `table`.
+pub fn query(client: &Client, table: &str) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    client.query().table_name(table)
 }

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::aws::{batch_get, infra_error};
 use super::dynamo_attrs::s;
+use super::dynamo_attrs::{get, query};
 use crate::domain::audit::{Entry, NewEntry, GENESIS};
 use crate::domain::retention::{self, DataClass};
 use crate::ports::{AuditLog, InfraError};
@@ -30,10 +31,7 @@ pub struct DynamoAudit {
 
 impl DynamoAudit {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 }
 
@@ -56,12 +54,7 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Option<Entry> {
 }
 
 fn build(what: &'static str) -> impl Fn(aws_sdk_dynamodb::error::BuildError) -> InfraError {
-    move |e| InfraError {
-        service: "dynamodb",
-        operation: what,
-        retryable: false,
-        source: Some(Box::new(e)),
-    }
+    move |e| InfraError { service: "dynamodb", operation: what, retryable: false, source: Some(Box::new(e)) }
 }
 
 /// Entries chained in one transaction: each is its Put and, if keyed, its marker's Put, plus the head's
@@ -113,21 +106,14 @@ impl DynamoAudit {
     async fn appended(&self, keys: &[&str]) -> Result<std::collections::HashSet<String>, InfraError> {
         let markers = keys
             .iter()
-            .map(|k| {
-                HashMap::from([
-                    ("pk".to_owned(), s(format!("audit-key#{k}"))),
-                    ("sk".to_owned(), s("-")),
-                ])
-            })
+            .map(|k| HashMap::from([("pk".to_owned(), s(format!("audit-key#{k}"))), ("sk".to_owned(), s("-"))]))
             .collect();
-        Ok(
-            batch_get(&self.client, &self.table, markers, "BatchGetItem(audit keys)")
-                .await?
-                .iter()
-                .filter_map(|i| i.get("pk").and_then(|v| v.as_s().ok()))
-                .map(|k| k.trim_start_matches("audit-key#").to_owned())
-                .collect(),
-        )
+        Ok(batch_get(&self.client, &self.table, markers, "BatchGetItem(audit keys)")
+            .await?
+            .iter()
+            .filter_map(|i| i.get("pk").and_then(|v| v.as_s().ok()))
+            .map(|k| k.trim_start_matches("audit-key#").to_owned())
+            .collect())
     }
 
     /// Chains `news` (none of them appended before, as far as the caller knows) after the head, in one
@@ -163,18 +149,12 @@ impl DynamoAudit {
                 .condition_expression("seq = :old")
                 .expression_attribute_values(":old", AttributeValue::N(old.to_string())),
         };
-        tx = tx.transact_items(
-            TransactWriteItem::builder()
-                .update(head_update.build().map_err(build("Update"))?)
-                .build(),
-        );
+        tx = tx
+            .transact_items(TransactWriteItem::builder().update(head_update.build().map_err(build("Update"))?).build());
         match tx.send().await {
             Ok(_) => Ok(Some(entries)),
             Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(TransactWriteItemsError::TransactionCanceledException(_))
-                ) =>
+                if matches!(e.as_service_error(), Some(TransactWriteItemsError::TransactionCanceledException(_))) =>
             {
                 Ok(None)
             }
@@ -195,10 +175,8 @@ impl AuditLog for DynamoAudit {
         let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
         // One entry per key, even within a batch.
-        let mut news: Vec<NewEntry> = news
-            .into_iter()
-            .filter(|n| n.key.as_ref().is_none_or(|k| seen.insert(k.clone())))
-            .collect();
+        let mut news: Vec<NewEntry> =
+            news.into_iter().filter(|n| n.key.as_ref().is_none_or(|k| seen.insert(k.clone()))).collect();
         let mut check_keys = true;
         let mut attempt = 0;
         while !news.is_empty() {
@@ -245,10 +223,7 @@ impl AuditLog for DynamoAudit {
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
+            let page = query(&self.client, &self.table)
                 .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
                 .expression_attribute_values(":pk", s(PK))
                 .expression_attribute_values(":from", s(seq_key(after_seq.saturating_add(1))))
@@ -277,12 +252,7 @@ impl AuditLog for DynamoAudit {
     }
 
     async fn head(&self) -> Result<Option<(u64, String)>, InfraError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(PK))
-            .key("sk", s(HEAD))
+        let out = get(&self.client, &self.table, s(PK), s(HEAD))
             .consistent_read(true)
             .send()
             .await

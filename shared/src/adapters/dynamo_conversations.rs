@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use aws_sdk_dynamodb::Client;
 
 use super::aws::{infra_error, is_condition_failed};
-use super::dynamo_attrs::{get_item, n, num, s, text, Item};
+use super::dynamo_attrs::{get_item, n, num, put, query, s, text, update, Item};
 use super::dynamo_ledger::OPTIN_AT;
 use crate::domain::retention::{self, DataClass};
 use crate::ports::InfraError;
@@ -34,10 +34,7 @@ pub struct DynamoConversations {
 
 impl DynamoConversations {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 
     /// Raises every message of `pk` from `window_start` on (epoch seconds; the current window of the
@@ -50,10 +47,7 @@ impl DynamoConversations {
         let mut start = None;
         let mut raised = 0;
         loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
+            let page = query(&self.client, &self.table)
                 .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
                 .filter_expression("expires_at < :exp")
                 .projection_expression("pk, sk")
@@ -94,23 +88,14 @@ impl DynamoConversations {
 
 impl crate::ports::Transcripts for DynamoConversations {
     async fn append(
-        &self,
-        merchant: &str,
-        subject: &str,
-        m: &crate::ports::TranscriptMessage,
-        inbound: bool,
+        &self, merchant: &str, subject: &str, m: &crate::ports::TranscriptMessage, inbound: bool,
     ) -> Result<chrono::DateTime<chrono::Utc>, InfraError> {
         let pk = format!("conv#{merchant}#{subject}");
         let stamp =
             retention::stamp(DataClass::WhatsAppTranscript, m.at, &pk).ok_or_else(InfraError::deadline_out_of_range)?;
         // Move the conversation's deadline forward if this message is its latest interaction.
         let inbound_set = if inbound { ", last_inbound_at = :t" } else { "" };
-        let moved = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(&pk))
-            .key("sk", s("meta"))
+        let moved = update(&self.client, &self.table, s(&pk), s("meta"))
             .update_expression(format!(
                 "SET merchant = :m, subject = :s, last_interaction_at = :t, expires_at = :exp, due_bucket = :b, due_action = :a{inbound_set}"
             ))
@@ -132,12 +117,7 @@ impl crate::ports::Transcripts for DynamoConversations {
         let (deadline, previous, kept, mut window) = match moved {
             Ok(out) => {
                 let old = out.attributes.as_ref();
-                (
-                    stamp.expires_at,
-                    num(old, "expires_at"),
-                    false,
-                    num(old, "window_start"),
-                )
+                (stamp.expires_at, num(old, "expires_at"), false, num(old, "window_start"))
             }
             Err(e) if is_condition_failed(&e) => {
                 let current = match e.as_service_error() {
@@ -159,12 +139,7 @@ impl crate::ports::Transcripts for DynamoConversations {
         // which the retention sweep enforces.
         let restarted = previous.is_some_and(|p| retention::is_past(p, m.at));
         if restarted {
-            let res = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(&pk))
-                .key("sk", s("meta"))
+            let res = update(&self.client, &self.table, s(&pk), s("meta"))
                 .update_expression("SET window_start = :t")
                 .condition_expression("attribute_not_exists(window_start) OR window_start < :t")
                 .expression_attribute_values(":t", n(m.at.timestamp()))
@@ -180,10 +155,7 @@ impl crate::ports::Transcripts for DynamoConversations {
         let deadline_at = chrono::DateTime::from_timestamp(deadline, 0).unwrap_or(m.at);
         let msg_exp = day_end(deadline_at);
         let bucket = retention::due_bucket(deadline_at, &pk);
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
+        let mut put = put(&self.client, &self.table)
             .item("pk", s(&pk))
             .item("sk", s(format!("msg#{}#{}", m.at.to_rfc3339(), m.wamid)))
             .item("subject", s(subject))
@@ -207,9 +179,8 @@ impl crate::ports::Transcripts for DynamoConversations {
         // Every message is stamped with the end of its deadline's day, so older messages can be below
         // `msg_exp` only if this write moved the deadline into a later day. When the conversation was
         // kept, check anyway: a retry may follow a run that moved it and stopped before re-stamping.
-        let moved_to_later_day = previous
-            .and_then(|p| chrono::DateTime::from_timestamp(p, 0))
-            .is_some_and(|p| day_end(p) < msg_exp);
+        let moved_to_later_day =
+            previous.and_then(|p| chrono::DateTime::from_timestamp(p, 0)).is_some_and(|p| day_end(p) < msg_exp);
         if !restarted && (kept || moved_to_later_day) {
             self.restamp(&pk, msg_exp, &bucket, window).await?;
         }
@@ -217,16 +188,10 @@ impl crate::ports::Transcripts for DynamoConversations {
     }
 
     async fn read(
-        &self,
-        merchant: &str,
-        subject: &str,
-        now: chrono::DateTime<chrono::Utc>,
+        &self, merchant: &str, subject: &str, now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<crate::ports::TranscriptMessage>, InfraError> {
         let pk = format!("conv#{merchant}#{subject}");
-        let page = self
-            .client
-            .query()
-            .table_name(&self.table)
+        let page = query(&self.client, &self.table)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(&pk))
             .consistent_read(true)
@@ -236,18 +201,14 @@ impl crate::ports::Transcripts for DynamoConversations {
         let items = page.items();
         // The conversation's deadline rules: past it, nothing is served, whatever the messages' TTL says.
         let meta = items.iter().find(|i| text(i, "sk").as_deref() == Some("meta"));
-        let live = meta
-            .and_then(|i| num(i, "expires_at"))
-            .is_some_and(|exp| !retention::is_past(exp, now));
+        let live = meta.and_then(|i| num(i, "expires_at")).is_some_and(|exp| !retention::is_past(exp, now));
         if !live {
             return Ok(Vec::new());
         }
         // Messages of a window that ended before the current one began are not the conversation's any more.
         let window = meta.and_then(|i| num(i, "window_start")).unwrap_or(i64::MIN);
         let at = |i: &HashMap<String, AttributeValue>| {
-            text(i, "at")
-                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
-                .map(|t| t.timestamp())
+            text(i, "at").and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok()).map(|t| t.timestamp())
         };
         Ok(items
             .iter()
@@ -267,19 +228,12 @@ impl crate::ports::Transcripts for DynamoConversations {
 
 impl crate::ports::Receipts for DynamoConversations {
     async fn apply(
-        &self,
-        merchant: &str,
-        wamid: &str,
-        subject: Option<&str>,
-        status: crate::domain::whatsapp::delivery::Delivery,
-        error_code: Option<i64>,
-        at: chrono::DateTime<chrono::Utc>,
+        &self, merchant: &str, wamid: &str, subject: Option<&str>, status: crate::domain::whatsapp::delivery::Delivery,
+        error_code: Option<i64>, at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), InfraError> {
         use crate::domain::whatsapp::delivery::Delivery;
         let key = |b: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder| {
-            b.table_name(&self.table)
-                .key("pk", s(format!("wamid#{wamid}")))
-                .key("sk", s("receipt"))
+            b.table_name(&self.table).key("pk", s(format!("wamid#{wamid}"))).key("sk", s("receipt"))
         };
         let stamp = retention::stamp(DataClass::WhatsAppTranscript, at, wamid);
         let rank = status as i64;
@@ -326,9 +280,7 @@ impl crate::ports::Receipts for DynamoConversations {
     }
 
     async fn get(
-        &self,
-        wamid: &str,
-        now: chrono::DateTime<chrono::Utc>,
+        &self, wamid: &str, now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<crate::domain::whatsapp::delivery::DeliveryState>, InfraError> {
         let Some(item) = get_item(&self.client, &self.table, format!("wamid#{wamid}"), "receipt", true).await? else {
             return Ok(None);
@@ -338,27 +290,20 @@ impl crate::ports::Receipts for DynamoConversations {
         }
         let state = text(&item, "state").and_then(|st| crate::domain::whatsapp::delivery::Delivery::parse(&st));
         let error_code = num(&item, "error_code");
-        Ok(Some(crate::domain::whatsapp::delivery::DeliveryState {
-            state,
-            error_code,
-        }))
+        Ok(Some(crate::domain::whatsapp::delivery::DeliveryState { state, error_code }))
     }
 }
 
 impl crate::ports::SendContext for DynamoConversations {
     async fn consent(
-        &self,
-        subject: &str,
-        merchant: &str,
+        &self, subject: &str, merchant: &str,
     ) -> Result<crate::domain::whatsapp::consent::Consent, InfraError> {
         let pk = format!("subject#{subject}");
         let Some(item) = get_item(&self.client, &self.table, pk, "consent-state", true).await? else {
             return Ok(Default::default());
         };
         let has = |attr: &str| {
-            item.get(attr)
-                .and_then(|v| v.as_ss().ok())
-                .is_some_and(|set| set.iter().any(|m| m == merchant))
+            item.get(attr).and_then(|v| v.as_ss().ok()).is_some_and(|set| set.iter().any(|m| m == merchant))
         };
         let time = |attr: &str| text(&item, attr).and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok());
         // A keyword opt-out holds for every merchant, except one the person opted in to again afterwards.
@@ -367,11 +312,7 @@ impl crate::ports::SendContext for DynamoConversations {
         // Opted out with no time recorded yet: out for every merchant, no restore.
         let keyword_out = match opted_out_since {
             Some(out) => opted_in_at.is_none_or(|inn| inn <= out),
-            None => item
-                .get("opted_out")
-                .and_then(|v| v.as_bool().ok())
-                .copied()
-                .unwrap_or(false),
+            None => item.get("opted_out").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
         };
         Ok(crate::domain::whatsapp::consent::Consent {
             opted_in: has("opted_in"),
@@ -380,10 +321,7 @@ impl crate::ports::SendContext for DynamoConversations {
     }
 
     async fn last_inbound(
-        &self,
-        merchant: &str,
-        subject: &str,
-        now: chrono::DateTime<chrono::Utc>,
+        &self, merchant: &str, subject: &str, now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, InfraError> {
         let pk = format!("conv#{merchant}#{subject}");
         let Some(item) = get_item(&self.client, &self.table, pk, "meta", true).await? else {
@@ -396,9 +334,7 @@ impl crate::ports::SendContext for DynamoConversations {
     }
 
     async fn template_category(
-        &self,
-        merchant: &str,
-        template: &str,
+        &self, merchant: &str, template: &str,
     ) -> Result<Option<crate::domain::whatsapp::consent::Category>, InfraError> {
         let pk = format!("template#{merchant}#{template}");
         Ok(get_item(&self.client, &self.table, pk, "category", true)
@@ -408,31 +344,17 @@ impl crate::ports::SendContext for DynamoConversations {
     }
 
     async fn merchant_number(&self, merchant: &str) -> Result<Option<String>, InfraError> {
-        Ok(get_item(
-            &self.client,
-            &self.table,
-            format!("merchant#{merchant}"),
-            "whatsapp",
-            false,
-        )
-        .await?
-        .and_then(|i| text(&i, "phone_number_id")))
+        Ok(get_item(&self.client, &self.table, format!("merchant#{merchant}"), "whatsapp", false)
+            .await?
+            .and_then(|i| text(&i, "phone_number_id")))
     }
 
     async fn record_refusal(
-        &self,
-        merchant: &str,
-        subject: &str,
-        request_id: &str,
-        reason: &str,
-        at: chrono::DateTime<chrono::Utc>,
+        &self, merchant: &str, subject: &str, request_id: &str, reason: &str, at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), InfraError> {
         let pk = format!("conv#{merchant}#{subject}");
         let stamp = retention::stamp(DataClass::WhatsAppTranscript, at, &pk);
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
+        let mut put = put(&self.client, &self.table)
             .item("pk", s(&pk))
             .item("sk", s(format!("refusal#{request_id}")))
             .item("subject", s(subject))
@@ -445,9 +367,6 @@ impl crate::ports::SendContext for DynamoConversations {
                 .item("due_bucket", s(st.due_bucket))
                 .item("due_action", s("delete"));
         }
-        put.send()
-            .await
-            .map(|_| ())
-            .map_err(|e| infra_error("dynamodb", "PutItem", e))
+        put.send().await.map(|_| ()).map_err(|e| infra_error("dynamodb", "PutItem", e))
     }
 }

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValue, WriteR
 use aws_sdk_dynamodb::Client;
 
 use super::aws::{infra_error, is_condition_failed, query_all};
+use super::dynamo_attrs::put;
 use crate::ports::{Attrs, Checkpoints, DataStore, DueEntry, DuePage, InfraError, ItemKey, Store};
 
 /// BatchWriteItem takes at most 25 requests.
@@ -57,23 +58,16 @@ impl DynamoData {
     /// Reads whole items by key (BatchGetItem, retrying unprocessed keys).
     async fn get_many(&self, store: Store, keys: &[ItemKey]) -> Result<Vec<(ItemKey, Attrs)>, InfraError> {
         let keys = keys.iter().map(|k| Self::key(store, k)).collect();
-        Ok(
-            super::aws::batch_get(&self.client, self.table(store)?, keys, "BatchGetItem")
-                .await?
-                .into_iter()
-                .filter_map(|item| Some((Self::key_of(store, &item)?, to_json(item))))
-                .collect(),
-        )
+        Ok(super::aws::batch_get(&self.client, self.table(store)?, keys, "BatchGetItem")
+            .await?
+            .into_iter()
+            .filter_map(|item| Some((Self::key_of(store, &item)?, to_json(item))))
+            .collect())
     }
 }
 
 fn build_error(operation: &'static str, e: aws_sdk_dynamodb::error::BuildError) -> InfraError {
-    InfraError {
-        service: "dynamodb",
-        operation,
-        retryable: false,
-        source: Some(Box::new(e)),
-    }
+    InfraError { service: "dynamodb", operation, retryable: false, source: Some(Box::new(e)) }
 }
 
 /// Sleeps before another attempt at what a batch call left unprocessed; fails (retryably) after the last.
@@ -99,21 +93,18 @@ pub fn value_to_json(v: AttributeValue) -> serde_json::Value {
     use serde_json::Value;
     match v {
         AttributeValue::S(s) => Value::String(s),
-        AttributeValue::N(n) => n
-            .parse::<i64>()
-            .map(Value::from)
-            .or_else(|_| n.parse::<f64>().map(Value::from))
-            .unwrap_or(Value::String(n)),
+        AttributeValue::N(n) => {
+            n.parse::<i64>().map(Value::from).or_else(|_| n.parse::<f64>().map(Value::from)).unwrap_or(Value::String(n))
+        }
         AttributeValue::Bool(b) => Value::Bool(b),
         AttributeValue::Null(_) => Value::Null,
         AttributeValue::Ss(v) => Value::from(v),
         AttributeValue::Ns(v) => Value::from(v),
         AttributeValue::L(v) => Value::Array(v.into_iter().map(value_to_json).collect()),
         AttributeValue::M(m) => Value::Object(m.into_iter().map(|(k, v)| (k, value_to_json(v))).collect()),
-        AttributeValue::B(b) => Value::String(base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            b.into_inner(),
-        )),
+        AttributeValue::B(b) => {
+            Value::String(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b.into_inner()))
+        }
         other => Value::String(format!("{other:?}")),
     }
 }
@@ -179,21 +170,11 @@ impl DataStore for DynamoData {
                 Some(DueEntry {
                     key: Self::key_of(store, &i)?,
                     expires_at: i.get("expires_at")?.as_n().ok()?.parse().ok()?,
-                    action: i
-                        .get("due_action")
-                        .and_then(|v| v.as_s().ok())
-                        .cloned()
-                        .unwrap_or_else(|| "delete".into()),
+                    action: i.get("due_action").and_then(|v| v.as_s().ok()).cloned().unwrap_or_else(|| "delete".into()),
                 })
             })
             .collect();
-        Ok(DuePage {
-            items,
-            next: out
-                .last_evaluated_key
-                .filter(|k| !k.is_empty())
-                .map(|k| encode_cursor(&k)),
-        })
+        Ok(DuePage { items, next: out.last_evaluated_key.filter(|k| !k.is_empty()).map(|k| encode_cursor(&k)) })
     }
 
     async fn delete(&self, store: Store, keys: &[ItemKey]) -> Result<(), InfraError> {
@@ -218,10 +199,7 @@ impl DataStore for DynamoData {
                     .send()
                     .await
                     .map_err(|e| infra_error("dynamodb", "BatchWriteItem", e))?;
-                pending = res
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(table))
-                    .unwrap_or_default();
+                pending = res.unprocessed_items.and_then(|mut u| u.remove(table)).unwrap_or_default();
                 backoff(&mut attempt, !pending.is_empty(), "BatchWriteItem").await?;
             }
         }
@@ -247,11 +225,7 @@ impl DataStore for DynamoData {
     }
 
     async fn remove_fields(
-        &self,
-        store: Store,
-        key: &ItemKey,
-        fields: &[&str],
-        due_at: Option<i64>,
+        &self, store: Store, key: &ItemKey, fields: &[&str], due_at: Option<i64>,
     ) -> Result<bool, InfraError> {
         let mut names: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
         if due_at.is_some() {
@@ -316,11 +290,8 @@ impl DataStore for DynamoData {
             .index_name("by_subject")
             .key_condition_expression("subject = :s")
             .expression_attribute_values(":s", AttributeValue::S(subject.to_owned()));
-        let mut keys: Vec<ItemKey> = query_all(q, "Query(by_subject)")
-            .await?
-            .iter()
-            .filter_map(|i| Self::key_of(store, i))
-            .collect();
+        let mut keys: Vec<ItemKey> =
+            query_all(q, "Query(by_subject)").await?.iter().filter_map(|i| Self::key_of(store, i)).collect();
         keys.sort();
         keys.dedup();
         self.get_many(store, &keys).await
@@ -336,10 +307,7 @@ pub struct DynamoCheckpoints {
 
 impl DynamoCheckpoints {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 }
 
@@ -354,15 +322,11 @@ impl Checkpoints for DynamoCheckpoints {
             .send()
             .await
             .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
-        Ok(out
-            .item
-            .and_then(|i| i.get("value").and_then(|v| v.as_s().ok()).cloned()))
+        Ok(out.item.and_then(|i| i.get("value").and_then(|v| v.as_s().ok()).cloned()))
     }
 
     async fn save(&self, name: &str, value: &str) -> Result<(), InfraError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
+        put(&self.client, &self.table)
             .item("pk", AttributeValue::S(format!("checkpoint#{name}")))
             .item("value", AttributeValue::S(value.to_owned()))
             .item("updated_at", AttributeValue::S(chrono::Utc::now().to_rfc3339()))

@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::aws::{infra_error, is_condition_failed};
-use super::dynamo_attrs::{n, s};
+use super::dynamo_attrs::{n, put, s};
 use crate::ports::{Claim, IdempotencyStore, Inbox, InfraError, Owner, Recorded};
 
 const IN_PROGRESS: &str = "INPROGRESS";
@@ -29,25 +29,15 @@ pub struct DynamoIdempotency {
 
 impl DynamoIdempotency {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 }
 
 impl IdempotencyStore for DynamoIdempotency {
     async fn claim(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-        lock_until: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
+        &self, key: &str, now: DateTime<Utc>, lock_until: DateTime<Utc>, expires_at: DateTime<Utc>,
     ) -> Result<Claim, InfraError> {
-        let res = self
-            .client
-            .put_item()
-            .table_name(&self.table)
+        let res = put(&self.client, &self.table)
             .item("pk", s(key))
             .item("status", s(IN_PROGRESS))
             .item("lock_until", n(lock_until.timestamp_millis()))
@@ -100,10 +90,7 @@ impl IdempotencyStore for DynamoIdempotency {
                 .expression_attribute_values(":result", s(r)),
             None => req.update_expression("SET #status = :completed REMOVE lock_until"),
         };
-        req.send()
-            .await
-            .map(|_| ())
-            .map_err(|e| infra_error("dynamodb", "UpdateItem", e))
+        req.send().await.map(|_| ()).map_err(|e| infra_error("dynamodb", "UpdateItem", e))
     }
 
     async fn release(&self, key: &str) -> Result<(), InfraError> {
@@ -134,26 +121,15 @@ pub struct DynamoInbox {
 
 impl DynamoInbox {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 }
 
 impl Inbox for DynamoInbox {
     async fn hand_off(
-        &self,
-        key: &str,
-        body: &str,
-        owner: &Owner<'_>,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
+        &self, key: &str, body: &str, owner: &Owner<'_>, now: DateTime<Utc>, expires_at: DateTime<Utc>,
     ) -> Result<Recorded, InfraError> {
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
+        let mut put = put(&self.client, &self.table)
             .item("pk", s(key))
             .item("status", s(RECEIVED))
             .item("body", s(body))
@@ -190,9 +166,7 @@ impl Inbox for DynamoInbox {
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse::<i64>().ok())
             .is_some_and(|e| e > now.timestamp());
-        Ok(live
-            .then(|| item.get("body").and_then(|v| v.as_s().ok()).cloned())
-            .flatten())
+        Ok(live.then(|| item.get("body").and_then(|v| v.as_s().ok()).cloned()).flatten())
     }
 
     async fn done(&self, key: &str) -> Result<(), InfraError> {

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
 use super::aws::{infra_error, is_condition_failed};
-use super::dynamo_attrs::{n, s, text};
+use super::dynamo_attrs::{n, put, query, s, text, update};
 use crate::domain::retention::{self, DataClass};
 use crate::ports::{ConsentAction, ConsentEntry, ConsentLedger, InfraError};
 
@@ -39,10 +39,7 @@ pub struct DynamoLedger {
 
 impl DynamoLedger {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 }
 
@@ -51,9 +48,7 @@ impl ConsentLedger for DynamoLedger {
         let pk = format!("subject#{}", e.subject);
         let merchant = e.merchant.clone().unwrap_or_else(|| "*".to_owned());
         let withdrawal = matches!(e.action, ConsentAction::OptOut | ConsentAction::MetaStop);
-        let stamp = withdrawal
-            .then(|| retention::stamp(DataClass::ConsentLedgerEntry, e.at, &pk))
-            .flatten();
+        let stamp = withdrawal.then(|| retention::stamp(DataClass::ConsentLedgerEntry, e.at, &pk)).flatten();
 
         let mut entry = Put::builder()
             .table_name(&self.table)
@@ -116,16 +111,8 @@ impl ConsentLedger for DynamoLedger {
         let res = self
             .client
             .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(entry.build().map_err(build("Put"))?)
-                    .build(),
-            )
-            .transact_items(
-                TransactWriteItem::builder()
-                    .update(state.build().map_err(build("Update"))?)
-                    .build(),
-            )
+            .transact_items(TransactWriteItem::builder().put(entry.build().map_err(build("Put"))?).build())
+            .transact_items(TransactWriteItem::builder().update(state.build().map_err(build("Update"))?).build())
             .send()
             .await;
         let recorded = match res {
@@ -146,12 +133,7 @@ impl ConsentLedger for DynamoLedger {
         // The opt-out's time and deadline, only forward (also on a redelivery, in case a previous run
         // stopped between the two steps; the webhook answers only after both).
         if let (ConsentAction::OptOut, Some(st)) = (e.action, &stamp) {
-            let res = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(&pk))
-                .key("sk", s("consent-state"))
+            let res = update(&self.client, &self.table, s(&pk), s("consent-state"))
                 .update_expression(
                     "SET opted_out_at = :at, opted_out_epoch = :e, expires_at = :exp, due_bucket = :b, due_action = :a",
                 )
@@ -182,17 +164,13 @@ impl ConsentLedger for DynamoLedger {
 
 impl crate::ports::LedgerReader for DynamoLedger {
     async fn read(&self, refs: &[crate::usecases::consent_audit::LedgerRef]) -> Result<Vec<ConsentEntry>, InfraError> {
-        let keys = refs
+        let keys =
+            refs.iter().map(|r| HashMap::from([("pk".to_owned(), s(&r.pk)), ("sk".to_owned(), s(&r.sk))])).collect();
+        Ok(super::aws::batch_get(&self.client, &self.table, keys, "BatchGetItem(ledger)")
+            .await?
             .iter()
-            .map(|r| HashMap::from([("pk".to_owned(), s(&r.pk)), ("sk".to_owned(), s(&r.sk))]))
-            .collect();
-        Ok(
-            super::aws::batch_get(&self.client, &self.table, keys, "BatchGetItem(ledger)")
-                .await?
-                .iter()
-                .filter_map(decode_entry)
-                .collect(),
-        )
+            .filter_map(decode_entry)
+            .collect())
     }
 }
 
@@ -218,17 +196,11 @@ fn decode_entry(item: &HashMap<String, AttributeValue>) -> Option<ConsentEntry> 
 impl DynamoLedger {
     /// Gives the subject's live opt-in entries (of `merchant` only, if given) the withdrawal's deadline.
     async fn stamp_opt_ins(
-        &self,
-        pk: &str,
-        merchant: Option<&str>,
-        st: &crate::domain::retention::Stamp,
+        &self, pk: &str, merchant: Option<&str>, st: &crate::domain::retention::Stamp,
     ) -> Result<(), InfraError> {
         let mut start = None;
         loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
+            let mut q = query(&self.client, &self.table)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :c)")
                 .filter_expression("#action = :optin AND attribute_not_exists(expires_at)")
                 .expression_attribute_names("#action", "action")
@@ -266,18 +238,10 @@ impl DynamoLedger {
 
 impl crate::ports::TemplateCatalog for DynamoLedger {
     async fn set_category(
-        &self,
-        merchant: &str,
-        template: &str,
-        category: crate::domain::whatsapp::consent::Category,
+        &self, merchant: &str, template: &str, category: crate::domain::whatsapp::consent::Category,
     ) -> Result<(), InfraError> {
-        let name = serde_json::to_value(category)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        self.client
-            .put_item()
-            .table_name(&self.table)
+        let name = serde_json::to_value(category).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        put(&self.client, &self.table)
             .item("pk", s(format!("template#{merchant}#{template}")))
             .item("sk", s("category"))
             .item("category", s(name))

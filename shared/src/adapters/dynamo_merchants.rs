@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::Client;
 
 use super::aws::{infra_error, is_condition_failed};
-use super::dynamo_attrs::{get_item, n, s, text};
+use super::dynamo_attrs::{get_item, n, put, s, text};
 use crate::domain::retention::{self, DataClass};
 use crate::ports::{InfraError, MerchantDirectory};
 
@@ -25,11 +25,7 @@ pub struct DynamoMerchants {
 
 impl DynamoMerchants {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-            cache: Mutex::default(),
-        }
+        Self { client, table: table.into(), cache: Mutex::default() }
     }
 }
 
@@ -54,10 +50,7 @@ impl DynamoMerchants {
         let merchant = get_item(&self.client, &self.table, pk.to_owned(), "merchant", false)
             .await?
             .and_then(|i| text(&i, "merchant_id"));
-        self.cache
-            .lock()
-            .expect("cache lock")
-            .insert(pk.to_owned(), (merchant.clone(), Instant::now()));
+        self.cache.lock().expect("cache lock").insert(pk.to_owned(), (merchant.clone(), Instant::now()));
         Ok(merchant)
     }
 }
@@ -70,10 +63,7 @@ impl DynamoMerchants {
         let pk = format!("merchant#{merchant}");
         let st = retention::stamp(DataClass::WhatsAppOrderMetadata, at, &pk)
             .ok_or_else(InfraError::deadline_out_of_range)?;
-        let res = self
-            .client
-            .put_item()
-            .table_name(&self.table)
+        let res = put(&self.client, &self.table)
             .item("pk", s(&pk))
             .item("sk", s("contract"))
             .item("merchant_id", s(merchant))
@@ -95,8 +85,6 @@ impl DynamoMerchants {
 impl crate::ports::MerchantKeys for DynamoMerchants {
     async fn merchant_for_key(&self, key_sha256: &str) -> Result<Option<String>, InfraError> {
         let pk = format!("merchant-key#{key_sha256}");
-        Ok(get_item(&self.client, &self.table, pk, "merchant", false)
-            .await?
-            .and_then(|i| text(&i, "merchant_id")))
+        Ok(get_item(&self.client, &self.table, pk, "merchant", false).await?.and_then(|i| text(&i, "merchant_id")))
     }
 }

@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::aws::{infra_error, is_condition_failed};
+use super::dynamo_attrs::put;
 use crate::domain::retention;
 use crate::ports::{InfraError, Loaded, PaymentRecord, PaymentStore, Written};
 
@@ -17,10 +18,7 @@ pub struct DynamoPayments {
 
 impl DynamoPayments {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 }
 
@@ -36,10 +34,7 @@ impl PaymentStore for DynamoPayments {
             .await
             .map_err(|e| infra_error("dynamodb", "GetItem", e))?;
         let Some(item) = out.item else {
-            return Ok(Loaded {
-                value: None,
-                version: None,
-            });
+            return Ok(Loaded { value: None, version: None });
         };
         let record: PaymentRecord = serde_dynamo::from_item(item).map_err(|e| InfraError {
             service: "dynamodb",
@@ -49,10 +44,7 @@ impl PaymentStore for DynamoPayments {
         })?;
         let version = Some(record.version);
         let live = !retention::is_past(record.retention.expires_at, now);
-        Ok(Loaded {
-            value: live.then_some(record),
-            version,
-        })
+        Ok(Loaded { value: live.then_some(record), version })
     }
 
     async fn put(&self, record: &PaymentRecord, expected: Option<u64>) -> Result<Written, InfraError> {
@@ -62,7 +54,7 @@ impl PaymentStore for DynamoPayments {
             retryable: false,
             source: Some(Box::new(e)),
         })?;
-        let req = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let req = put(&self.client, &self.table).set_item(Some(item));
         let req = match expected {
             None => req.condition_expression("attribute_not_exists(payment_key)"),
             Some(v) => req

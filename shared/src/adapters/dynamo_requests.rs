@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::aws::{infra_error, query_all};
+use super::dynamo_attrs::query;
 use crate::domain::retention::{self, DataClass};
 use crate::ports::{DataRequest, DataRequests, InfraError, RequestRecord};
 
@@ -33,10 +34,7 @@ pub struct DynamoDataRequests {
 
 impl DynamoDataRequests {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 }
 
@@ -116,12 +114,7 @@ impl DataRequests for DynamoDataRequests {
     }
 
     async fn update(
-        &self,
-        id: &str,
-        status: &str,
-        result: Option<&str>,
-        export_key: Option<&str>,
-        at: DateTime<Utc>,
+        &self, id: &str, status: &str, result: Option<&str>, export_key: Option<&str>, at: DateTime<Utc>,
     ) -> Result<(), InfraError> {
         let mut set = vec!["#status = :status", "updated_at = :at"];
         let mut req = self
@@ -188,10 +181,7 @@ impl DataRequests for DynamoDataRequests {
     }
 
     async fn open_requests(&self) -> Result<Vec<(String, DateTime<Utc>)>, InfraError> {
-        let q = self
-            .client
-            .query()
-            .table_name(&self.table)
+        let q = query(&self.client, &self.table)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", AttributeValue::S(OPEN.into()))
             .consistent_read(true);

@@ -14,11 +14,7 @@ pub struct EmfMetrics {
 
 impl EmfMetrics {
     pub fn new(namespace: &'static str, service: impl Into<String>) -> Self {
-        Self {
-            namespace,
-            service: service.into(),
-            silent: false,
-        }
+        Self { namespace, service: service.into(), silent: false }
     }
 
     /// Writes nothing: for a use case run outside Lambda (the operator CLI), where stdout is a person's.

@@ -13,12 +13,7 @@ use crate::ports::{
 };
 
 fn injected(service: &'static str, operation: &'static str) -> InfraError {
-    InfraError {
-        service,
-        operation,
-        retryable: true,
-        source: Some("injected failure".into()),
-    }
+    InfraError { service, operation, retryable: true, source: Some("injected failure".into()) }
 }
 
 /// A clock that says what it is told.
@@ -62,11 +57,7 @@ impl MemoryIdempotency {
 
 impl IdempotencyStore for MemoryIdempotency {
     async fn claim(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-        lock_until: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
+        &self, key: &str, now: DateTime<Utc>, lock_until: DateTime<Utc>, expires_at: DateTime<Utc>,
     ) -> Result<Claim, InfraError> {
         if self.fail_writes.load(Ordering::SeqCst) {
             return Err(injected("memory", "claim"));
@@ -82,12 +73,7 @@ impl IdempotencyStore for MemoryIdempotency {
         }
         r.insert(
             key.to_owned(),
-            IdemRecord {
-                status: "INPROGRESS",
-                lock_until: Some(lock_until),
-                expires_at,
-                result: None,
-            },
+            IdemRecord { status: "INPROGRESS", lock_until: Some(lock_until), expires_at, result: None },
         );
         Ok(Claim::Acquired)
     }
@@ -128,10 +114,7 @@ impl PaymentStore for MemoryPayments {
     async fn get(&self, payment_key: &str, now: DateTime<Utc>) -> Result<Loaded<PaymentRecord>, InfraError> {
         let r = self.records.lock().unwrap();
         Ok(match r.get(payment_key) {
-            None => Loaded {
-                value: None,
-                version: None,
-            },
+            None => Loaded { value: None, version: None },
             Some(rec) => Loaded {
                 version: Some(rec.version),
                 value: (!retention::is_past(rec.retention.expires_at, now)).then(|| rec.clone()),
@@ -226,12 +209,7 @@ impl MemoryInbox {
 
 impl crate::ports::Inbox for MemoryInbox {
     async fn hand_off(
-        &self,
-        key: &str,
-        body: &str,
-        _owner: &crate::ports::Owner<'_>,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
+        &self, key: &str, body: &str, _owner: &crate::ports::Owner<'_>, now: DateTime<Utc>, expires_at: DateTime<Utc>,
     ) -> Result<Recorded, InfraError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(injected("memory", "hand_off"));
@@ -252,13 +230,7 @@ impl crate::ports::Inbox for MemoryInbox {
     }
 
     async fn load(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>, InfraError> {
-        Ok(self
-            .records
-            .lock()
-            .unwrap()
-            .get(key)
-            .filter(|(_, exp)| *exp > now)
-            .and_then(|(b, _)| b.clone()))
+        Ok(self.records.lock().unwrap().get(key).filter(|(_, exp)| *exp > now).and_then(|(b, _)| b.clone()))
     }
 
     async fn done(&self, key: &str) -> Result<(), InfraError> {
@@ -310,15 +282,9 @@ pub struct MemoryLedger {
 
 impl crate::ports::TemplateCatalog for MemoryLedger {
     async fn set_category(
-        &self,
-        merchant: &str,
-        template: &str,
-        category: crate::domain::whatsapp::consent::Category,
+        &self, merchant: &str, template: &str, category: crate::domain::whatsapp::consent::Category,
     ) -> Result<(), InfraError> {
-        self.categories
-            .lock()
-            .unwrap()
-            .insert((merchant.to_owned(), template.to_owned()), category);
+        self.categories.lock().unwrap().insert((merchant.to_owned(), template.to_owned()), category);
         Ok(())
     }
 }
@@ -350,18 +316,12 @@ impl crate::ports::ConsentLedger for MemoryLedger {
 
 impl crate::ports::LedgerReader for MemoryLedger {
     async fn read(
-        &self,
-        refs: &[crate::usecases::consent_audit::LedgerRef],
+        &self, refs: &[crate::usecases::consent_audit::LedgerRef],
     ) -> Result<Vec<crate::ports::ConsentEntry>, InfraError> {
         let entries = self.entries.lock().unwrap();
         let mut keys: Vec<(String, String)> = refs
             .iter()
-            .map(|r| {
-                (
-                    r.pk.trim_start_matches("subject#").to_owned(),
-                    r.sk.trim_start_matches("consent#").to_owned(),
-                )
-            })
+            .map(|r| (r.pk.trim_start_matches("subject#").to_owned(), r.sk.trim_start_matches("consent#").to_owned()))
             .collect();
         keys.sort();
         keys.dedup();
@@ -380,11 +340,7 @@ pub struct MemoryData {
 
 impl MemoryData {
     pub fn new(stores: Vec<crate::ports::Store>, page_size: usize) -> Self {
-        Self {
-            items: Mutex::default(),
-            stores,
-            page_size: page_size.max(1),
-        }
+        Self { items: Mutex::default(), stores, page_size: page_size.max(1) }
     }
 
     pub fn put(&self, store: crate::ports::Store, key: crate::ports::ItemKey, attrs: crate::ports::Attrs) {
@@ -393,6 +349,14 @@ impl MemoryData {
 
     pub fn get(&self, store: crate::ports::Store, key: &crate::ports::ItemKey) -> Option<crate::ports::Attrs> {
         self.items.lock().unwrap().get(&(store, key.clone())).cloned()
+    }
+
+    /// Every item `keep` says yes to.
+    fn matching(
+        &self, keep: impl Fn(crate::ports::Store, &crate::ports::ItemKey, &crate::ports::Attrs) -> bool,
+    ) -> Vec<(crate::ports::ItemKey, crate::ports::Attrs)> {
+        let items = self.items.lock().unwrap();
+        items.iter().filter(|((s, k), a)| keep(*s, k, a)).map(|((_, k), a)| (k.clone(), a.clone())).collect()
     }
 }
 
@@ -406,11 +370,7 @@ impl crate::ports::DataStore for MemoryData {
     }
 
     async fn due(
-        &self,
-        store: crate::ports::Store,
-        bucket: &str,
-        now: i64,
-        cursor: Option<&str>,
+        &self, store: crate::ports::Store, bucket: &str, now: i64, cursor: Option<&str>,
     ) -> Result<crate::ports::DuePage, InfraError> {
         let mut due: Vec<(i64, crate::ports::ItemKey, String)> = self
             .items
@@ -420,11 +380,7 @@ impl crate::ports::DataStore for MemoryData {
             .filter(|((s, _), a)| *s == store && a.get("due_bucket").and_then(|v| v.as_str()) == Some(bucket))
             .filter_map(|((_, k), a)| {
                 let e = expires(a)?;
-                let action = a
-                    .get("due_action")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("delete")
-                    .to_owned();
+                let action = a.get("due_action").and_then(|v| v.as_str()).unwrap_or("delete").to_owned();
                 (e <= now).then(|| (e, k.clone(), action))
             })
             .collect();
@@ -433,20 +389,12 @@ impl crate::ports::DataStore for MemoryData {
         let start = after.map_or(0, |a| due.partition_point(|(e, k, _)| (*e, k.clone()) <= a));
         let page: Vec<_> = due.iter().skip(start).take(self.page_size).cloned().collect();
         let more = start + page.len() < due.len();
-        let next = more
-            .then(|| {
-                page.last()
-                    .map(|(e, k, _)| serde_json::to_string(&(e, k)).unwrap_or_default())
-            })
-            .flatten();
+        let next =
+            more.then(|| page.last().map(|(e, k, _)| serde_json::to_string(&(e, k)).unwrap_or_default())).flatten();
         Ok(crate::ports::DuePage {
             items: page
                 .into_iter()
-                .map(|(expires_at, key, action)| crate::ports::DueEntry {
-                    key,
-                    expires_at,
-                    action,
-                })
+                .map(|(expires_at, key, action)| crate::ports::DueEntry { key, expires_at, action })
                 .collect(),
             next,
         })
@@ -461,10 +409,7 @@ impl crate::ports::DataStore for MemoryData {
     }
 
     async fn delete_if_due(
-        &self,
-        store: crate::ports::Store,
-        key: &crate::ports::ItemKey,
-        now: i64,
+        &self, store: crate::ports::Store, key: &crate::ports::ItemKey, now: i64,
     ) -> Result<Option<crate::ports::Attrs>, InfraError> {
         let mut items = self.items.lock().unwrap();
         let id = (store, key.clone());
@@ -475,11 +420,7 @@ impl crate::ports::DataStore for MemoryData {
     }
 
     async fn remove_fields(
-        &self,
-        store: crate::ports::Store,
-        key: &crate::ports::ItemKey,
-        fields: &[&str],
-        due_at: Option<i64>,
+        &self, store: crate::ports::Store, key: &crate::ports::ItemKey, fields: &[&str], due_at: Option<i64>,
     ) -> Result<bool, InfraError> {
         let mut items = self.items.lock().unwrap();
         let Some(a) = items.get_mut(&(store, key.clone())) else {
@@ -500,34 +441,15 @@ impl crate::ports::DataStore for MemoryData {
     }
 
     async fn partition(
-        &self,
-        store: crate::ports::Store,
-        pk: &str,
-        sk_prefix: &str,
+        &self, store: crate::ports::Store, pk: &str, sk_prefix: &str,
     ) -> Result<Vec<(crate::ports::ItemKey, crate::ports::Attrs)>, InfraError> {
-        Ok(self
-            .items
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|((s, k), _)| *s == store && k.pk == pk && k.sk.as_deref().unwrap_or("").starts_with(sk_prefix))
-            .map(|((_, k), a)| (k.clone(), a.clone()))
-            .collect())
+        Ok(self.matching(|s, k, _| s == store && k.pk == pk && k.sk.as_deref().unwrap_or("").starts_with(sk_prefix)))
     }
 
     async fn about(
-        &self,
-        store: crate::ports::Store,
-        subject: &str,
+        &self, store: crate::ports::Store, subject: &str,
     ) -> Result<Vec<(crate::ports::ItemKey, crate::ports::Attrs)>, InfraError> {
-        Ok(self
-            .items
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|((s, _), a)| *s == store && a.get("subject").and_then(|v| v.as_str()) == Some(subject))
-            .map(|((_, k), a)| (k.clone(), a.clone()))
-            .collect())
+        Ok(self.matching(|s, _, a| s == store && a.get("subject").and_then(|v| v.as_str()) == Some(subject)))
     }
 }
 
@@ -546,16 +468,11 @@ impl crate::ports::Checkpoints for MemoryCheckpoints {
 
 /// The audit log as a vector, chained like the real one.
 #[derive(Debug, Default)]
-pub struct MemoryAudit(
-    pub Mutex<Vec<crate::domain::audit::Entry>>,
-    pub Mutex<std::collections::BTreeSet<String>>,
-);
+pub struct MemoryAudit(pub Mutex<Vec<crate::domain::audit::Entry>>, pub Mutex<std::collections::BTreeSet<String>>);
 
 impl crate::ports::AuditLog for MemoryAudit {
     async fn append(
-        &self,
-        entry: crate::domain::audit::NewEntry,
-        at: DateTime<Utc>,
+        &self, entry: crate::domain::audit::NewEntry, at: DateTime<Utc>,
     ) -> Result<Option<crate::domain::audit::Entry>, InfraError> {
         if let Some(k) = &entry.key {
             if !self.1.lock().unwrap().insert(k.clone()) {
@@ -563,17 +480,13 @@ impl crate::ports::AuditLog for MemoryAudit {
             }
         }
         let mut log = self.0.lock().unwrap();
-        let prev = log
-            .last()
-            .map_or(crate::domain::audit::GENESIS.to_owned(), |e| e.hash.clone());
+        let prev = log.last().map_or(crate::domain::audit::GENESIS.to_owned(), |e| e.hash.clone());
         let e = crate::domain::audit::Entry::chain(entry, log.len() as u64 + 1, at, &prev);
         log.push(e.clone());
         Ok(Some(e))
     }
     async fn append_many(
-        &self,
-        entries: Vec<crate::domain::audit::NewEntry>,
-        at: DateTime<Utc>,
+        &self, entries: Vec<crate::domain::audit::NewEntry>, at: DateTime<Utc>,
     ) -> Result<Vec<crate::domain::audit::Entry>, InfraError> {
         let mut out = Vec::new();
         for e in entries {
@@ -582,15 +495,7 @@ impl crate::ports::AuditLog for MemoryAudit {
         Ok(out)
     }
     async fn entries(&self, after_seq: u64, limit: usize) -> Result<Vec<crate::domain::audit::Entry>, InfraError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.seq > after_seq)
-            .take(limit)
-            .cloned()
-            .collect())
+        Ok(self.0.lock().unwrap().iter().filter(|e| e.seq > after_seq).take(limit).cloned().collect())
     }
     async fn head(&self) -> Result<Option<(u64, String)>, InfraError> {
         Ok(self.0.lock().unwrap().last().map(|e| (e.seq, e.hash.clone())))
@@ -624,12 +529,7 @@ impl crate::ports::DataRequests for MemoryRequests {
         Ok(self.0.lock().unwrap().get(id).cloned())
     }
     async fn update(
-        &self,
-        id: &str,
-        status: &str,
-        result: Option<&str>,
-        export_key: Option<&str>,
-        at: DateTime<Utc>,
+        &self, id: &str, status: &str, result: Option<&str>, export_key: Option<&str>, at: DateTime<Utc>,
     ) -> Result<(), InfraError> {
         if let Some(r) = self.0.lock().unwrap().get_mut(id) {
             r.status = status.to_owned();

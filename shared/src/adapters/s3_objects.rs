@@ -17,10 +17,7 @@ pub struct S3Objects {
 impl S3Objects {
     /// `client`: from [`super::aws::Aws::s3`] (path-style against the local emulator).
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
-        Self {
-            client,
-            bucket: bucket.into(),
-        }
+        Self { client, bucket: bucket.into() }
     }
 }
 
@@ -82,10 +79,8 @@ impl ObjectStore for S3Objects {
                 .await
                 .map_err(|e| infra_error("s3", "ListObjectsV2", e))?;
             for o in page.contents() {
-                let modified = o
-                    .last_modified()
-                    .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), 0))
-                    .unwrap_or_default();
+                let modified =
+                    o.last_modified().and_then(|t| chrono::DateTime::from_timestamp(t.secs(), 0)).unwrap_or_default();
                 if let Some(k) = o.key() {
                     out.push((k.to_owned(), modified));
                 }

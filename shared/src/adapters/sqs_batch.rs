@@ -26,10 +26,7 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(error_type: &'static str, cause: impl std::fmt::Display) -> Self {
-        Self {
-            error_type,
-            cause: cause.to_string(),
-        }
+        Self { error_type, cause: cause.to_string() }
     }
 }
 

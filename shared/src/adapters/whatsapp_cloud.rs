@@ -18,10 +18,7 @@ pub struct CloudApi {
 
 impl std::fmt::Debug for CloudApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CloudApi")
-            .field("base_url", &self.base_url)
-            .field("api_version", &self.api_version)
-            .finish()
+        f.debug_struct("CloudApi").field("base_url", &self.base_url).field("api_version", &self.api_version).finish()
     }
 }
 
@@ -77,18 +74,13 @@ pub fn classify(status: u16, code: Option<i64>) -> SendError {
         None if status == 429 => SendError::RateLimited { code: 0 },
         None if status == 401 || status == 403 => SendError::Auth { code: 0 },
         None if status >= 500 => SendError::Transient(format!("HTTP {status}").into()),
-        None => SendError::Permanent {
-            code: -i64::from(status),
-        },
+        None => SendError::Permanent { code: -i64::from(status) },
     }
 }
 
 impl CloudMessaging for CloudApi {
     async fn send(
-        &self,
-        phone_number_id: &str,
-        message: &serde_json::Value,
-        marketing: bool,
+        &self, phone_number_id: &str, message: &serde_json::Value, marketing: bool,
     ) -> Result<String, SendError> {
         let edge = if marketing { "marketing_messages" } else { "messages" };
         let url = format!("{}/{}/{}/{}", self.base_url, self.api_version, phone_number_id, edge);

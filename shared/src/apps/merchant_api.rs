@@ -17,7 +17,8 @@ use crate::adapters::dynamo_requests::DynamoDataRequests;
 use crate::adapters::s3_objects::S3Objects;
 use crate::adapters::secrets;
 use crate::adapters::sqs_queue::SqsQueue;
-use crate::config::{ConfigError, InitError, Vars};
+use crate::config;
+use crate::config::InitError;
 use crate::domain::subject::SubjectHasher;
 use crate::function::{Function, HttpFunction, Invocation, Request, Response};
 use crate::http;
@@ -38,13 +39,14 @@ pub struct MerchantApi {
     pub exports: S3Objects,
 }
 
-#[derive(Debug, Clone)]
-pub struct MerchantApiConfig {
-    pub messaging_table: String,
-    pub pepper_secret_id: String,
-    pub data_requests_table: String,
-    pub data_requests_queue_url: String,
-    pub exports_bucket: String,
+config! {
+    MerchantApiConfig {
+        messaging_table: String = "MESSAGING_TABLE",
+        pepper_secret_id: String = "SUBJECT_PEPPER_SECRET_ID",
+        data_requests_table: String = "DATA_REQUESTS_TABLE",
+        data_requests_queue_url: String = "DATA_REQUESTS_QUEUE_URL",
+        exports_bucket: String = "EXPORTS_BUCKET",
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -64,16 +66,6 @@ enum Route {
 impl Function for MerchantApi {
     const NAME: &'static str = "merchant-api";
     type Config = MerchantApiConfig;
-
-    fn config(v: &impl Vars) -> Result<Self::Config, ConfigError> {
-        Ok(MerchantApiConfig {
-            messaging_table: v.required("MESSAGING_TABLE")?,
-            pepper_secret_id: v.required("SUBJECT_PEPPER_SECRET_ID")?,
-            data_requests_table: v.required("DATA_REQUESTS_TABLE")?,
-            data_requests_queue_url: v.required("DATA_REQUESTS_QUEUE_URL")?,
-            exports_bucket: v.required("EXPORTS_BUCKET")?,
-        })
-    }
 
     async fn build(aws: &Aws, config: Self::Config, clock: SharedClock) -> Result<Self, InitError> {
         let pepper = secrets::fetch(&aws.secrets_manager(), &config.pepper_secret_id).await?;
@@ -141,11 +133,7 @@ impl MerchantApi {
         let Ok(asked) = serde_json::from_slice::<RequestBody>(body) else {
             return http::refuse(400, "invalid_data_request");
         };
-        if asked
-            .reference
-            .as_deref()
-            .is_some_and(|r| !crate::domain::validate::is_id(r))
-        {
+        if asked.reference.as_deref().is_some_and(|r| !crate::domain::validate::is_id(r)) {
             return http::refuse(422, "invalid_reference");
         }
         let origin = Origin {

@@ -17,7 +17,8 @@ use crate::adapters::secrets;
 use crate::adapters::sqs_batch::{self, Failure};
 use crate::adapters::sqs_queue::SqsQueue;
 use crate::adapters::whatsapp_cloud::CloudApi;
-use crate::config::{ConfigError, InitError, Vars};
+use crate::config;
+use crate::config::InitError;
 use crate::domain::envelope::Envelope;
 use crate::domain::subject::SubjectHasher;
 use crate::domain::whatsapp::handshake;
@@ -44,32 +45,20 @@ pub struct WhatsAppWebhook {
     pub settings: WhatsAppSettings,
 }
 
-#[derive(Debug, Clone)]
-pub struct WhatsAppWebhookConfig {
-    pub platform_table: String,
-    pub messaging_table: String,
-    pub app_secret_id: String,
-    pub verify_token_secret_id: String,
-    pub pepper_secret_id: String,
-    pub settings: WhatsAppSettings,
+config! {
+    WhatsAppWebhookConfig {
+        platform_table: String = "PLATFORM_TABLE",
+        messaging_table: String = "MESSAGING_TABLE",
+        app_secret_id: String = "WHATSAPP_APP_SECRET_ID",
+        verify_token_secret_id: String = "WHATSAPP_VERIFY_TOKEN_SECRET_ID",
+        pepper_secret_id: String = "SUBJECT_PEPPER_SECRET_ID",
+        max_body_bytes: usize = "WHATSAPP_MAX_BODY_BYTES" or 1024 * 1024,
+    }
 }
 
 impl Function for WhatsAppWebhook {
     const NAME: &'static str = "whatsapp-webhook";
     type Config = WhatsAppWebhookConfig;
-
-    fn config(v: &impl Vars) -> Result<Self::Config, ConfigError> {
-        Ok(WhatsAppWebhookConfig {
-            platform_table: v.required("PLATFORM_TABLE")?,
-            messaging_table: v.required("MESSAGING_TABLE")?,
-            app_secret_id: v.required("WHATSAPP_APP_SECRET_ID")?,
-            verify_token_secret_id: v.required("WHATSAPP_VERIFY_TOKEN_SECRET_ID")?,
-            pepper_secret_id: v.required("SUBJECT_PEPPER_SECRET_ID")?,
-            settings: WhatsAppSettings {
-                max_body_bytes: v.parsed_or("WHATSAPP_MAX_BODY_BYTES", 1024 * 1024)?,
-            },
-        })
-    }
 
     async fn build(aws: &Aws, config: Self::Config, clock: SharedClock) -> Result<Self, InitError> {
         let sm = aws.secrets_manager();
@@ -93,7 +82,7 @@ impl Function for WhatsAppWebhook {
             ledger: DynamoLedger::new(ddb.clone(), config.messaging_table.clone()),
             merchants: DynamoMerchants::new(ddb, config.messaging_table),
             metrics: EmfMetrics::new("Nex", Self::NAME),
-            settings: config.settings,
+            settings: WhatsAppSettings { max_body_bytes: config.max_body_bytes },
         })
     }
 }
@@ -151,30 +140,20 @@ pub struct MessagingWorker {
     pub metrics: EmfMetrics,
 }
 
-#[derive(Debug, Clone)]
-pub struct MessagingWorkerConfig {
-    pub messaging_table: String,
-    pub platform_table: String,
-    pub data_requests_table: String,
-    pub data_requests_queue_url: String,
-    pub notifications_queue_url: String,
-    pub pepper_secret_id: String,
+config! {
+    MessagingWorkerConfig {
+        messaging_table: String = "MESSAGING_TABLE",
+        platform_table: String = "PLATFORM_TABLE",
+        data_requests_table: String = "DATA_REQUESTS_TABLE",
+        data_requests_queue_url: String = "DATA_REQUESTS_QUEUE_URL",
+        notifications_queue_url: String = "NOTIFICATIONS_QUEUE_URL",
+        pepper_secret_id: String = "SUBJECT_PEPPER_SECRET_ID",
+    }
 }
 
 impl Function for MessagingWorker {
     const NAME: &'static str = "messaging-worker";
     type Config = MessagingWorkerConfig;
-
-    fn config(v: &impl Vars) -> Result<Self::Config, ConfigError> {
-        Ok(MessagingWorkerConfig {
-            messaging_table: v.required("MESSAGING_TABLE")?,
-            platform_table: v.required("PLATFORM_TABLE")?,
-            data_requests_table: v.required("DATA_REQUESTS_TABLE")?,
-            data_requests_queue_url: v.required("DATA_REQUESTS_QUEUE_URL")?,
-            notifications_queue_url: v.required("NOTIFICATIONS_QUEUE_URL")?,
-            pepper_secret_id: v.required("SUBJECT_PEPPER_SECRET_ID")?,
-        })
-    }
 
     /// Fetches the subject-hash pepper once, for the container's life.
     async fn build(aws: &Aws, config: Self::Config, clock: SharedClock) -> Result<Self, InitError> {
@@ -241,30 +220,20 @@ pub struct NotificationsSender {
     pub metrics: EmfMetrics,
 }
 
-#[derive(Debug, Clone)]
-pub struct NotificationsSenderConfig {
-    pub platform_table: String,
-    pub messaging_table: String,
-    pub api_base_url: String,
-    pub api_version: String,
-    pub token_secret_id: String,
-    pub pepper_secret_id: String,
+config! {
+    NotificationsSenderConfig {
+        platform_table: String = "PLATFORM_TABLE",
+        messaging_table: String = "MESSAGING_TABLE",
+        api_base_url: String = "WHATSAPP_API_BASE_URL",
+        api_version: String = "WHATSAPP_API_VERSION",
+        token_secret_id: String = "WHATSAPP_TOKEN_SECRET_ID",
+        pepper_secret_id: String = "SUBJECT_PEPPER_SECRET_ID",
+    }
 }
 
 impl Function for NotificationsSender {
     const NAME: &'static str = "notifications-sender";
     type Config = NotificationsSenderConfig;
-
-    fn config(v: &impl Vars) -> Result<Self::Config, ConfigError> {
-        Ok(NotificationsSenderConfig {
-            platform_table: v.required("PLATFORM_TABLE")?,
-            messaging_table: v.required("MESSAGING_TABLE")?,
-            api_base_url: v.required("WHATSAPP_API_BASE_URL")?,
-            api_version: v.required("WHATSAPP_API_VERSION")?,
-            token_secret_id: v.required("WHATSAPP_TOKEN_SECRET_ID")?,
-            pepper_secret_id: v.required("SUBJECT_PEPPER_SECRET_ID")?,
-        })
-    }
 
     async fn build(aws: &Aws, config: Self::Config, clock: SharedClock) -> Result<Self, InitError> {
         let sm = aws.secrets_manager();

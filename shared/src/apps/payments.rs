@@ -11,7 +11,8 @@ use crate::adapters::emf::EmfMetrics;
 use crate::adapters::secrets;
 use crate::adapters::sqs_batch::{self, Failure};
 use crate::adapters::sqs_queue::SqsQueue;
-use crate::config::{ConfigError, InitError, Vars};
+use crate::config;
+use crate::config::InitError;
 use crate::domain::envelope::Envelope;
 use crate::domain::stripe::event::PaymentEvent;
 use crate::domain::stripe::signature::Verifier;
@@ -34,30 +35,21 @@ pub struct StripeWebhook {
     pub settings: IngestSettings,
 }
 
-#[derive(Debug, Clone)]
-pub struct StripeWebhookConfig {
-    pub platform_table: String,
-    pub stripe_secret_id: String,
-    pub pepper_secret_id: String,
-    pub settings: IngestSettings,
+config! {
+    /// The Stripe webhook's variables.
+    StripeWebhookConfig {
+        platform_table: String = "PLATFORM_TABLE",
+        stripe_secret_id: String = "STRIPE_WEBHOOK_SECRET_ID",
+        pepper_secret_id: String = "SUBJECT_PEPPER_SECRET_ID",
+        max_body_bytes: usize = "STRIPE_MAX_BODY_BYTES" or 256 * 1024,
+        tolerance_secs: u64 = "STRIPE_TOLERANCE_SECS" or 300,
+        pinned_api_version: Option<String> = "STRIPE_API_VERSION",
+    }
 }
 
 impl Function for StripeWebhook {
     const NAME: &'static str = "stripe-webhook";
     type Config = StripeWebhookConfig;
-
-    fn config(v: &impl Vars) -> Result<Self::Config, ConfigError> {
-        Ok(StripeWebhookConfig {
-            platform_table: v.required("PLATFORM_TABLE")?,
-            stripe_secret_id: v.required("STRIPE_WEBHOOK_SECRET_ID")?,
-            pepper_secret_id: v.required("SUBJECT_PEPPER_SECRET_ID")?,
-            settings: IngestSettings {
-                max_body_bytes: v.parsed_or("STRIPE_MAX_BODY_BYTES", 256 * 1024)?,
-                tolerance_secs: v.parsed_or("STRIPE_TOLERANCE_SECS", 300)?,
-                pinned_api_version: v.optional("STRIPE_API_VERSION"),
-            },
-        })
-    }
 
     /// Fetches both secrets once: they are kept for the container's life.
     async fn build(aws: &Aws, config: Self::Config, clock: SharedClock) -> Result<Self, InitError> {
@@ -73,7 +65,11 @@ impl Function for StripeWebhook {
             clock,
             inbox: DynamoInbox::new(aws.dynamodb(), config.platform_table),
             metrics: EmfMetrics::new("Nex", Self::NAME),
-            settings: config.settings,
+            settings: IngestSettings {
+                max_body_bytes: config.max_body_bytes,
+                tolerance_secs: config.tolerance_secs,
+                pinned_api_version: config.pinned_api_version,
+            },
         })
     }
 }
@@ -93,13 +89,8 @@ impl HttpFunction for StripeWebhook {
                 metrics: &self.metrics,
                 settings: &self.settings,
             };
-            let result = ingest
-                .handle(
-                    http::header(&req, "stripe-signature"),
-                    req.body(),
-                    &invocation.request_id,
-                )
-                .await;
+            let result =
+                ingest.handle(http::header(&req, "stripe-signature"), req.body(), &invocation.request_id).await;
             http::stripe_response(&result)
         }
         .instrument(span)
@@ -119,24 +110,17 @@ pub struct PaymentsWorker {
     pub metrics: EmfMetrics,
 }
 
-#[derive(Debug, Clone)]
-pub struct PaymentsWorkerConfig {
-    pub platform_table: String,
-    pub payments_table: String,
-    pub notifications_queue_url: String,
+config! {
+    PaymentsWorkerConfig {
+        platform_table: String = "PLATFORM_TABLE",
+        payments_table: String = "PAYMENTS_TABLE",
+        notifications_queue_url: String = "NOTIFICATIONS_QUEUE_URL",
+    }
 }
 
 impl Function for PaymentsWorker {
     const NAME: &'static str = "payments-worker";
     type Config = PaymentsWorkerConfig;
-
-    fn config(v: &impl Vars) -> Result<Self::Config, ConfigError> {
-        Ok(PaymentsWorkerConfig {
-            platform_table: v.required("PLATFORM_TABLE")?,
-            payments_table: v.required("PAYMENTS_TABLE")?,
-            notifications_queue_url: v.required("NOTIFICATIONS_QUEUE_URL")?,
-        })
-    }
 
     async fn build(aws: &Aws, config: Self::Config, clock: SharedClock) -> Result<Self, InitError> {
         let ddb = aws.dynamodb();

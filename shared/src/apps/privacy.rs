@@ -15,9 +15,9 @@ use crate::adapters::privacy::PrivacyStores;
 use crate::adapters::s3_objects::S3Objects;
 use crate::adapters::sqs_batch::{self, Failure};
 use crate::adapters::sqs_queue::SqsQueue;
-use crate::config::{store_tables, ConfigError, InitError, Vars};
+use crate::config;
+use crate::config::{store_tables, InitError, Tables};
 use crate::domain::envelope::Envelope;
-use crate::domain::inventory::Store;
 use crate::function::{Function, Invocation, ScheduleFunction, SqsFunction};
 use crate::ports::{Clock, DataRequest, InfraError, Metrics, SharedClock};
 use crate::usecases::consent_audit::{self, LedgerRef};
@@ -36,28 +36,19 @@ pub struct RetentionSweep {
     pub lookback_days: u32,
 }
 
-#[derive(Debug, Clone)]
-pub struct RetentionSweepConfig {
-    pub tables: std::collections::BTreeMap<Store, String>,
-    pub platform_table: String,
-    pub exports_bucket: String,
-    pub queue_url: String,
-    pub lookback_days: u32,
+config! {
+    RetentionSweepConfig {
+        tables: Tables = store_tables,
+        platform_table: String = "PLATFORM_TABLE",
+        exports_bucket: String = "EXPORTS_BUCKET",
+        queue_url: String = "SWEEP_QUEUE_URL",
+        lookback_days: u32 = "SWEEP_LOOKBACK_DAYS" or 35,
+    }
 }
 
 impl Function for RetentionSweep {
     const NAME: &'static str = "retention-sweep";
     type Config = RetentionSweepConfig;
-
-    fn config(v: &impl Vars) -> Result<Self::Config, ConfigError> {
-        Ok(RetentionSweepConfig {
-            tables: store_tables(v)?,
-            platform_table: v.required("PLATFORM_TABLE")?,
-            exports_bucket: v.required("EXPORTS_BUCKET")?,
-            queue_url: v.required("SWEEP_QUEUE_URL")?,
-            lookback_days: v.parsed_or("SWEEP_LOOKBACK_DAYS", 35)?,
-        })
-    }
 
     async fn build(aws: &Aws, config: Self::Config, clock: SharedClock) -> Result<Self, InitError> {
         Ok(Self {
@@ -74,10 +65,7 @@ impl Function for RetentionSweep {
 impl RetentionSweep {
     /// One run, stopping by `deadline` (see [`sweep::run_and_continue`]).
     pub async fn run(
-        &self,
-        dry_run: bool,
-        deadline: DateTime<Utc>,
-        progress: &impl Progress,
+        &self, dry_run: bool, deadline: DateTime<Utc>, progress: &impl Progress,
     ) -> Result<Report, InfraError> {
         let sweep = Sweep {
             data: &self.stores.data,
@@ -116,9 +104,7 @@ impl ScheduleFunction for RetentionSweep {
     /// Either trigger, told apart by shape: SQS events have `Records`; the schedule's content does not
     /// matter.
     async fn schedule(
-        &self,
-        event: serde_json::Value,
-        invocation: &Invocation,
+        &self, event: serde_json::Value, invocation: &Invocation,
     ) -> Result<serde_json::Value, InfraError> {
         if event.get("Records").is_some() {
             let sqs: SqsEvent = serde_json::from_value(event).map_err(|e| InfraError {
@@ -147,25 +133,18 @@ pub struct DataRequestsWorker {
     pub clock: SharedClock,
 }
 
-#[derive(Debug, Clone)]
-pub struct DataRequestsWorkerConfig {
-    pub tables: std::collections::BTreeMap<Store, String>,
-    pub exports_bucket: String,
-    /// Where the answers to people's own requests are queued for sending.
-    pub notifications_queue_url: String,
+config! {
+    DataRequestsWorkerConfig {
+        tables: Tables = store_tables,
+        exports_bucket: String = "EXPORTS_BUCKET",
+        /// Where the answers to people's own requests are queued for sending.
+        notifications_queue_url: String = "NOTIFICATIONS_QUEUE_URL",
+    }
 }
 
 impl Function for DataRequestsWorker {
     const NAME: &'static str = "data-requests-worker";
     type Config = DataRequestsWorkerConfig;
-
-    fn config(v: &impl Vars) -> Result<Self::Config, ConfigError> {
-        Ok(DataRequestsWorkerConfig {
-            tables: store_tables(v)?,
-            exports_bucket: v.required("EXPORTS_BUCKET")?,
-            notifications_queue_url: v.required("NOTIFICATIONS_QUEUE_URL")?,
-        })
-    }
 
     async fn build(aws: &Aws, config: Self::Config, clock: SharedClock) -> Result<Self, InitError> {
         Ok(Self {
@@ -179,8 +158,7 @@ impl Function for DataRequestsWorker {
 
 impl DataRequestsWorker {
     pub fn processor<'a>(
-        &'a self,
-        actor: &'a str,
+        &'a self, actor: &'a str,
     ) -> Processor<'a, DynamoData, S3Objects, DynamoDataRequests, DynamoAudit> {
         Processor {
             data: &self.stores.data,
@@ -198,15 +176,8 @@ impl DataRequestsWorker {
         // The person's own request is answered to them (also after a redelivery that found it done).
         if let Some(reply_to) = &request.reply_to {
             let stores = &self.stores;
-            if data_requests::answer_person(
-                &stores.requests,
-                &stores.exports,
-                &self.notifications,
-                &id,
-                reply_to,
-                now,
-            )
-            .await?
+            if data_requests::answer_person(&stores.requests, &stores.exports, &self.notifications, &id, reply_to, now)
+                .await?
             {
                 self.metrics.count("data_request_answers_sent", 1, None);
             }
@@ -214,14 +185,10 @@ impl DataRequestsWorker {
         let (what, n) = match &outcome {
             Outcome::AlreadyDone => ("already_done", 0),
             Outcome::Exported { items, .. } => ("exported", *items),
-            Outcome::Erased(r) => (
-                "erased",
-                r.deleted.values().sum::<u64>() + r.anonymised.values().sum::<u64>(),
-            ),
+            Outcome::Erased(r) => ("erased", r.deleted.values().sum::<u64>() + r.anonymised.values().sum::<u64>()),
             Outcome::NeedsOperator => ("needs_operator", 0),
         };
-        self.metrics
-            .count("data_requests_processed", 1, Some(("Outcome", what)));
+        self.metrics.count("data_requests_processed", 1, Some(("Outcome", what)));
         info!(request = %id, outcome = what, items = n, "data-subject request processed");
         Ok(())
     }
@@ -252,22 +219,16 @@ pub struct AuditAppender {
     pub metrics: EmfMetrics,
 }
 
-#[derive(Debug, Clone)]
-pub struct AuditAppenderConfig {
-    pub messaging_table: String,
-    pub data_requests_table: String,
+config! {
+    AuditAppenderConfig {
+        messaging_table: String = "MESSAGING_TABLE",
+        data_requests_table: String = "DATA_REQUESTS_TABLE",
+    }
 }
 
 impl Function for AuditAppender {
     const NAME: &'static str = "audit-appender";
     type Config = AuditAppenderConfig;
-
-    fn config(v: &impl Vars) -> Result<Self::Config, ConfigError> {
-        Ok(AuditAppenderConfig {
-            messaging_table: v.required("MESSAGING_TABLE")?,
-            data_requests_table: v.required("DATA_REQUESTS_TABLE")?,
-        })
-    }
 
     async fn build(aws: &Aws, config: Self::Config, clock: SharedClock) -> Result<Self, InitError> {
         let ddb = aws.dynamodb();

@@ -83,15 +83,8 @@ impl Entry {
         let mut h = Sha256::new();
         let at = self.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let seq = self.seq.to_string();
-        let fields: [&str; 7] = [
-            &self.prev,
-            &seq,
-            &at,
-            &self.actor,
-            &self.action,
-            self.subject.as_deref().unwrap_or(""),
-            &self.detail,
-        ];
+        let fields: [&str; 7] =
+            [&self.prev, &seq, &at, &self.actor, &self.action, self.subject.as_deref().unwrap_or(""), &self.detail];
         for f in fields {
             h.update((f.len() as u64).to_be_bytes());
             h.update(f.as_bytes());
@@ -171,12 +164,7 @@ mod tests {
             let prev = out.last().map_or(GENESIS.to_owned(), |e| e.hash.clone());
             let at = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, i as u32).unwrap();
             let detail = serde_json::json!({ "deleted": i });
-            out.push(Entry::chain(
-                NewEntry::new("sweep", "sweep.run", None, &detail),
-                i,
-                at,
-                &prev,
-            ));
+            out.push(Entry::chain(NewEntry::new("sweep", "sweep.run", None, &detail), i, at, &prev));
         }
         out
     }
@@ -197,31 +185,19 @@ mod tests {
 
         let mut edited = c.clone();
         edited[2].detail = r#"{"deleted":0}"#.into();
-        assert_eq!(
-            verify(&edited, head).broken,
-            Some((3, "content does not match its hash"))
-        );
+        assert_eq!(verify(&edited, head).broken, Some((3, "content does not match its hash")));
 
         let mut rehashed = c.clone();
         rehashed[2].detail = r#"{"deleted":0}"#.into();
         rehashed[2].hash = rehashed[2].digest();
-        assert_eq!(
-            verify(&rehashed, head).broken,
-            Some((4, "does not link to the entry before it"))
-        );
+        assert_eq!(verify(&rehashed, head).broken, Some((4, "does not link to the entry before it")));
 
         let mut removed = c.clone();
         removed.remove(2);
-        assert_eq!(
-            verify(&removed, head).broken,
-            Some((4, "an entry is missing before this one"))
-        );
+        assert_eq!(verify(&removed, head).broken, Some((4, "an entry is missing before this one")));
 
         let tail_cut = &c[..4];
-        assert_eq!(
-            verify(tail_cut, head).broken,
-            Some((5, "entries after this point are missing"))
-        );
+        assert_eq!(verify(tail_cut, head).broken, Some((5, "entries after this point are missing")));
     }
 
     #[test]

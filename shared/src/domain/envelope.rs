@@ -36,24 +36,14 @@ pub trait Message: Serialize + DeserializeOwned {
 
 impl<P: Message> Envelope<P> {
     pub fn new(id: String, occurred_at: DateTime<Utc>, trace_id: String, payload: P) -> Self {
-        Self {
-            kind: P::KIND.to_owned(),
-            version: P::VERSION,
-            id,
-            occurred_at,
-            trace_id,
-            payload,
-        }
+        Self { kind: P::KIND.to_owned(), version: P::VERSION, id, occurred_at, trace_id, payload }
     }
 
     /// Decodes a body, refusing any other type or version rather than guessing.
     pub fn decode(body: &str) -> Result<Self, EnvelopeError> {
         let raw: Envelope<serde_json::Value> = serde_json::from_str(body).map_err(|_| EnvelopeError::Malformed)?;
         if raw.kind != P::KIND || raw.version != P::VERSION {
-            return Err(EnvelopeError::Unsupported {
-                kind: raw.kind,
-                version: raw.version,
-            });
+            return Err(EnvelopeError::Unsupported { kind: raw.kind, version: raw.version });
         }
         let payload = serde_json::from_value(raw.payload).map_err(|_| EnvelopeError::BadPayload)?;
         Ok(Envelope {
@@ -90,10 +80,7 @@ mod tests {
         let body = e.encode();
         assert_eq!(Envelope::<Ping>::decode(&body).unwrap(), e);
         let v3 = body.replace("\"version\":2", "\"version\":3");
-        assert!(matches!(
-            Envelope::<Ping>::decode(&v3),
-            Err(EnvelopeError::Unsupported { version: 3, .. })
-        ));
+        assert!(matches!(Envelope::<Ping>::decode(&v3), Err(EnvelopeError::Unsupported { version: 3, .. })));
         assert_eq!(Envelope::<Ping>::decode("{}").unwrap_err(), EnvelopeError::Malformed);
         let bad = body.replace("{\"n\":3}", "{\"m\":3}");
         assert_eq!(Envelope::<Ping>::decode(&bad).unwrap_err(), EnvelopeError::BadPayload);

@@ -66,14 +66,8 @@ pub struct ItemKind {
     pub why: &'static str,
 }
 
-const ORDER_PERSONAL: &[&str] = &[
-    "subject",
-    "buyer_name",
-    "buyer_email",
-    "buyer_phone",
-    "shipping_address",
-    "buyer_id",
-];
+const ORDER_PERSONAL: &[&str] =
+    &["subject", "buyer_name", "buyer_email", "buyer_phone", "shipping_address", "buyer_id"];
 
 /// Every kind of item, most specific first within a store.
 pub const ITEMS: &[ItemKind] = &[
@@ -222,9 +216,7 @@ pub const ITEMS: &[ItemKind] = &[
 /// The kind of the item with key `pk` / `sk` in `store`, if the suite knows it.
 pub fn kind_of(store: Store, pk: &str, sk: Option<&str>) -> Option<&'static ItemKind> {
     let sk = sk.unwrap_or("");
-    ITEMS
-        .iter()
-        .find(|k| k.store == store && pk.starts_with(k.pk_prefix) && sk.starts_with(k.sk_prefix))
+    ITEMS.iter().find(|k| k.store == store && pk.starts_with(k.pk_prefix) && sk.starts_with(k.sk_prefix))
 }
 
 #[cfg(test)]
@@ -237,31 +229,13 @@ mod tests {
         let k = |s, pk, sk| kind_of(s, pk, sk).map(|k| k.name);
         assert_eq!(k(Store::Payments, "pi_123", None), Some("payment"));
         assert_eq!(k(Store::Messaging, "conv#m#ab", Some("meta")), Some("conversation"));
-        assert_eq!(
-            k(Store::Messaging, "conv#m#ab", Some("msg#2026#wamid")),
-            Some("message")
-        );
-        assert_eq!(
-            k(Store::Messaging, "subject#ab", Some("consent-state")),
-            Some("consent_state")
-        );
-        assert_eq!(
-            k(Store::Orders, "merchant#m", Some("order#amazon#1")),
-            Some("amazon_order")
-        );
-        assert_eq!(
-            k(Store::Orders, "merchant#m", Some("order#bol#1")),
-            Some("marketplace_order")
-        );
+        assert_eq!(k(Store::Messaging, "conv#m#ab", Some("msg#2026#wamid")), Some("message"));
+        assert_eq!(k(Store::Messaging, "subject#ab", Some("consent-state")), Some("consent_state"));
+        assert_eq!(k(Store::Orders, "merchant#m", Some("order#amazon#1")), Some("amazon_order"));
+        assert_eq!(k(Store::Orders, "merchant#m", Some("order#bol#1")), Some("marketplace_order"));
         assert_eq!(k(Store::Messaging, "template#m#t", Some("category")), None);
-        assert_eq!(
-            k(Store::DataRequests, "audit", Some("000000000001")),
-            Some("audit_entry")
-        );
-        assert_eq!(
-            k(Store::DataRequests, "audit-key#consent#w#s", Some("-")),
-            Some("audit_key")
-        );
+        assert_eq!(k(Store::DataRequests, "audit", Some("000000000001")), Some("audit_entry"));
+        assert_eq!(k(Store::DataRequests, "audit-key#consent#w#s", Some("-")), Some("audit_key"));
     }
 
     #[test]
@@ -269,22 +243,13 @@ mod tests {
         for kind in ITEMS {
             let r = rule(kind.class);
             if !kind.personal.is_empty() {
-                assert_ne!(
-                    r.action,
-                    Action::AnswerBy,
-                    "{}: personal data needs a deletion deadline",
-                    kind.name
-                );
+                assert_ne!(r.action, Action::AnswerBy, "{}: personal data needs a deletion deadline", kind.name);
             }
             if kind.erasure != Erasure::Delete {
                 assert!(!kind.why.is_empty(), "{}: a kept item says why", kind.name);
             }
             if kind.erasure == Erasure::Anonymise {
-                assert!(
-                    kind.personal.contains(&"subject"),
-                    "{}: anonymising unlinks the person",
-                    kind.name
-                );
+                assert!(kind.personal.contains(&"subject"), "{}: anonymising unlinks the person", kind.name);
             }
         }
     }

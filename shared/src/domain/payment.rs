@@ -219,21 +219,13 @@ mod tests {
         assert_eq!(f.status(Some(2000)), PaymentStatus::Refunded);
         f.record(&PaymentFact::DisputeOpened, 40);
         assert_eq!(f.status(Some(2000)), PaymentStatus::Disputed);
-        f.record(
-            &PaymentFact::DisputeClosed {
-                outcome: DisputeOutcome::Won,
-            },
-            50,
-        );
+        f.record(&PaymentFact::DisputeClosed { outcome: DisputeOutcome::Won }, 50);
         assert_eq!(f.status(Some(2000)), PaymentStatus::DisputeWon);
     }
 
     #[test]
     fn a_failed_attempt_followed_by_success_is_paid_and_the_latest_attempt_decides_otherwise() {
-        assert_eq!(
-            facts(&[(PaymentFact::Failed, 1), (PaymentFact::Succeeded, 2)]).status(None),
-            PaymentStatus::Paid
-        );
+        assert_eq!(facts(&[(PaymentFact::Failed, 1), (PaymentFact::Succeeded, 2)]).status(None), PaymentStatus::Paid);
         assert_eq!(
             facts(&[(PaymentFact::Processing, 3), (PaymentFact::Failed, 1)]).status(None),
             PaymentStatus::AwaitingPayment
@@ -252,40 +244,26 @@ mod tests {
 
     /// A valid lifecycle of one order, in order, each event with its `created` time.
     fn valid_sequence() -> impl Strategy<Value = Vec<(PaymentFact, i64)>> {
-        let attempts = prop::collection::vec(
-            prop_oneof![Just(PaymentFact::Processing), Just(PaymentFact::Failed)],
-            0..4,
-        );
+        let attempts =
+            prop::collection::vec(prop_oneof![Just(PaymentFact::Processing), Just(PaymentFact::Failed)], 0..4);
         let ending = prop_oneof![
             Just(vec![PaymentFact::Canceled]),
             Just(vec![PaymentFact::Expired]),
-            Just(vec![
-                PaymentFact::CheckoutCompleted { paid: true },
-                PaymentFact::Succeeded
-            ]),
+            Just(vec![PaymentFact::CheckoutCompleted { paid: true }, PaymentFact::Succeeded]),
             (1i64..=2000).prop_map(|r| vec![
                 PaymentFact::Succeeded,
                 PaymentFact::Refunded { amount_refunded: r / 2 },
                 PaymentFact::Refunded { amount_refunded: r },
             ]),
-            prop_oneof![
-                Just(DisputeOutcome::Won),
-                Just(DisputeOutcome::Lost),
-                Just(DisputeOutcome::WarningClosed)
-            ]
-            .prop_map(|o| vec![
-                PaymentFact::Succeeded,
-                PaymentFact::DisputeOpened,
-                PaymentFact::DisputeClosed { outcome: o },
-            ]),
+            prop_oneof![Just(DisputeOutcome::Won), Just(DisputeOutcome::Lost), Just(DisputeOutcome::WarningClosed)]
+                .prop_map(|o| vec![
+                    PaymentFact::Succeeded,
+                    PaymentFact::DisputeOpened,
+                    PaymentFact::DisputeClosed { outcome: o },
+                ]),
         ];
-        (attempts, ending).prop_map(|(a, e)| {
-            a.into_iter()
-                .chain(e)
-                .enumerate()
-                .map(|(i, f)| (f, i as i64 * 10))
-                .collect()
-        })
+        (attempts, ending)
+            .prop_map(|(a, e)| a.into_iter().chain(e).enumerate().map(|(i, f)| (f, i as i64 * 10)).collect())
     }
 
     proptest! {

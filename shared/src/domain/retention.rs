@@ -236,10 +236,7 @@ pub const DUE_SHARDS: u32 = 4;
 
 /// The rule for a class. Every class has exactly one row (checked by a unit test).
 pub fn rule(class: DataClass) -> &'static Rule {
-    POLICY
-        .iter()
-        .find(|r| r.class == class)
-        .expect("every DataClass has a row in POLICY")
+    POLICY.iter().find(|r| r.class == class).expect("every DataClass has a row in POLICY")
 }
 
 /// The deadline of an item of `class` whose anchor was reached at `anchor_at`.
@@ -265,11 +262,7 @@ pub struct Stamp {
 /// The stamp for an item of `class` anchored at `anchor_at`; `shard_key` (the item's key) picks the shard.
 pub fn stamp(class: DataClass, anchor_at: DateTime<Utc>, shard_key: &str) -> Option<Stamp> {
     let due = deadline(class, anchor_at)?;
-    Some(Stamp {
-        expires_at: due.timestamp(),
-        due_bucket: due_bucket(due, shard_key),
-        due_action: rule(class).action,
-    })
+    Some(Stamp { expires_at: due.timestamp(), due_bucket: due_bucket(due, shard_key), due_action: rule(class).action })
 }
 
 /// The due-date index partition of an item due at `due`: its UTC date and the shard `shard_key` picks.
@@ -281,27 +274,16 @@ pub fn due_bucket(due: DateTime<Utc>, shard_key: &str) -> String {
 /// after shipment (`MarketplaceOrderPii`) and the anonymisation of the order data (90 days after the order,
 /// Amazon 30). Anonymising removes every personal field, so one deadline keeps both promises.
 pub fn marketplace_order_stamp(
-    amazon: bool,
-    created: DateTime<Utc>,
-    shipped: Option<DateTime<Utc>>,
-    shard_key: &str,
+    amazon: bool, created: DateTime<Utc>, shipped: Option<DateTime<Utc>>, shard_key: &str,
 ) -> Option<Stamp> {
-    let class = if amazon {
-        DataClass::AmazonOrderData
-    } else {
-        DataClass::MarketplaceOrderData
-    };
+    let class = if amazon { DataClass::AmazonOrderData } else { DataClass::MarketplaceOrderData };
     let data = deadline(class, created)?;
     let due = match shipped.map(|s| deadline(DataClass::MarketplaceOrderPii, s)) {
         Some(Some(pii)) => pii.min(data),
         Some(None) => return None,
         None => data,
     };
-    Some(Stamp {
-        expires_at: due.timestamp(),
-        due_bucket: due_bucket(due, shard_key),
-        due_action: Action::Anonymise,
-    })
+    Some(Stamp { expires_at: due.timestamp(), due_bucket: due_bucket(due, shard_key), due_action: Action::Anonymise })
 }
 
 /// True when an item whose deadline is `expires_at` (epoch seconds) must no longer be served at `now`.
@@ -361,15 +343,9 @@ mod tests {
 
     #[test]
     fn consent_evidence_is_kept_twenty_four_calendar_months_after_withdrawal() {
-        assert_eq!(
-            deadline(DataClass::ConsentLedgerEntry, at(2026, 2, 28)),
-            Some(at(2028, 2, 28))
-        );
+        assert_eq!(deadline(DataClass::ConsentLedgerEntry, at(2026, 2, 28)), Some(at(2028, 2, 28)));
         // Leap day: chrono clamps to the last day of the month.
-        assert_eq!(
-            deadline(DataClass::ConsentLedgerEntry, at(2028, 2, 29)),
-            Some(at(2030, 2, 28))
-        );
+        assert_eq!(deadline(DataClass::ConsentLedgerEntry, at(2028, 2, 29)), Some(at(2030, 2, 28)));
     }
 
     #[test]
@@ -380,10 +356,7 @@ mod tests {
 
     #[test]
     fn tax_records_are_kept_six_years() {
-        assert_eq!(
-            deadline(DataClass::InvoiceTaxRecord, at(2026, 11, 24)),
-            Some(at(2032, 11, 24))
-        );
+        assert_eq!(deadline(DataClass::InvoiceTaxRecord, at(2026, 11, 24)), Some(at(2032, 11, 24)));
     }
 
     #[test]
@@ -397,33 +370,21 @@ mod tests {
     fn marketplace_pii_is_deleted_thirty_days_after_shipment() {
         let r = rule(DataClass::MarketplaceOrderPii);
         assert_eq!((r.anchor, r.action), (Anchor::Shipment, Action::Delete));
-        assert_eq!(
-            deadline(DataClass::MarketplaceOrderPii, at(2026, 3, 1)),
-            Some(at(2026, 3, 31))
-        );
+        assert_eq!(deadline(DataClass::MarketplaceOrderPii, at(2026, 3, 1)), Some(at(2026, 3, 31)));
     }
 
     #[test]
     fn marketplace_order_data_is_anonymised_not_deleted_and_amazon_sooner() {
         assert_eq!(rule(DataClass::MarketplaceOrderData).action, Action::Anonymise);
         assert_eq!(rule(DataClass::AmazonOrderData).action, Action::Anonymise);
-        assert_eq!(
-            deadline(DataClass::MarketplaceOrderData, at(2026, 1, 1)),
-            Some(at(2026, 4, 1))
-        );
-        assert_eq!(
-            deadline(DataClass::AmazonOrderData, at(2026, 1, 1)),
-            Some(at(2026, 1, 31))
-        );
+        assert_eq!(deadline(DataClass::MarketplaceOrderData, at(2026, 1, 1)), Some(at(2026, 4, 1)));
+        assert_eq!(deadline(DataClass::AmazonOrderData, at(2026, 1, 1)), Some(at(2026, 1, 31)));
     }
 
     #[test]
     fn data_subject_requests_must_be_answered_within_thirty_days() {
         assert_eq!(rule(DataClass::DataSubjectRequest).action, Action::AnswerBy);
-        assert_eq!(
-            deadline(DataClass::DataSubjectRequest, at(2026, 5, 1)),
-            Some(at(2026, 5, 31))
-        );
+        assert_eq!(deadline(DataClass::DataSubjectRequest, at(2026, 5, 1)), Some(at(2026, 5, 31)));
     }
 
     #[test]
@@ -441,10 +402,7 @@ mod tests {
         let (day, shard) = s.due_bucket.split_once('#').unwrap();
         assert_eq!(day, "2026-04-10");
         assert!(shard.parse::<u32>().unwrap() < DUE_SHARDS);
-        assert_eq!(
-            s,
-            stamp(DataClass::WhatsAppTranscript, at(2026, 1, 10), "conv#1").unwrap()
-        );
+        assert_eq!(s, stamp(DataClass::WhatsAppTranscript, at(2026, 1, 10), "conv#1").unwrap());
     }
 
     #[test]
@@ -452,19 +410,11 @@ mod tests {
         let created = at(2026, 1, 1);
         let late_ship = at(2026, 3, 15);
         let s = marketplace_order_stamp(false, created, Some(late_ship), "o").unwrap();
-        assert_eq!(
-            s.expires_at,
-            at(2026, 4, 1).timestamp(),
-            "90 days after the order comes first"
-        );
+        assert_eq!(s.expires_at, at(2026, 4, 1).timestamp(), "90 days after the order comes first");
         assert_eq!(s.due_action, Action::Anonymise);
         let early_ship = at(2026, 1, 3);
         let s = marketplace_order_stamp(false, created, Some(early_ship), "o").unwrap();
-        assert_eq!(
-            s.expires_at,
-            at(2026, 2, 2).timestamp(),
-            "30 days after shipment comes first"
-        );
+        assert_eq!(s.expires_at, at(2026, 2, 2).timestamp(), "30 days after shipment comes first");
         let s = marketplace_order_stamp(true, created, None, "o").unwrap();
         assert_eq!(s.expires_at, at(2026, 1, 31).timestamp(), "Amazon: 30 days");
     }

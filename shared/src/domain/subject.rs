@@ -77,23 +77,11 @@ mod tests {
     #[test]
     fn the_same_person_written_differently_has_one_subject() {
         let h = SubjectHasher::new(&SecretString::from("pepper".to_string()));
-        assert_eq!(
-            h.hash(IdentifierKind::Email, " Jo@Example.com "),
-            h.hash(IdentifierKind::Email, "jo@example.com")
-        );
-        assert_eq!(
-            h.hash(IdentifierKind::Phone, "+31 6 1234 5678"),
-            h.hash(IdentifierKind::Phone, "31612345678")
-        );
-        assert_ne!(
-            h.hash(IdentifierKind::Email, "a@b.c"),
-            h.hash(IdentifierKind::Bsuid, "a@b.c")
-        );
+        assert_eq!(h.hash(IdentifierKind::Email, " Jo@Example.com "), h.hash(IdentifierKind::Email, "jo@example.com"));
+        assert_eq!(h.hash(IdentifierKind::Phone, "+31 6 1234 5678"), h.hash(IdentifierKind::Phone, "31612345678"));
+        assert_ne!(h.hash(IdentifierKind::Email, "a@b.c"), h.hash(IdentifierKind::Bsuid, "a@b.c"));
         assert_eq!(h.hash(IdentifierKind::Email, "  "), None);
         let other = SubjectHasher::new(&SecretString::from("other".to_string()));
-        assert_ne!(
-            h.hash(IdentifierKind::Email, "a@b.c"),
-            other.hash(IdentifierKind::Email, "a@b.c")
-        );
+        assert_ne!(h.hash(IdentifierKind::Email, "a@b.c"), other.hash(IdentifierKind::Email, "a@b.c"));
     }
 }

@@ -8,9 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 /// A caller's id for a thing (an opt-in id, a ticket reference): 1 to 64 characters of
 /// `A-Z a-z 0-9 . _ : -`, so it cannot carry a sentence, an email address or a phone number in clear.
 pub fn is_id(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+    (1..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
 }
 
 /// A short code naming where or how something happened (`checkout_page`, `account_settings`,
@@ -18,8 +16,7 @@ pub fn is_id(s: &str) -> bool {
 pub fn is_token(s: &str) -> bool {
     (1..=40).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// An E.164 phone number, as people write it: an optional `+`, then 8 to 15 digits not starting with 0;
@@ -27,10 +24,7 @@ pub fn is_token(s: &str) -> bool {
 pub fn is_e164(s: &str) -> bool {
     let s = s.trim();
     let body = s.strip_prefix('+').unwrap_or(s);
-    if !body
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')'))
-    {
+    if !body.chars().all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')')) {
         return false;
     }
     let digits: Vec<char> = body.chars().filter(char::is_ascii_digit).collect();
@@ -49,9 +43,7 @@ pub fn is_email(s: &str) -> bool {
         && local.len() <= 64
         && !domain.contains('@')
         && domain.contains('.')
-        && domain
-            .split('.')
-            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        && domain.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         && !local.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
@@ -71,14 +63,7 @@ mod tests {
         assert!(is_id("o-1") && is_id("TICKET:2026.11_04"));
         assert!(!is_id("") && !is_id(&"x".repeat(65)) && !is_id("jane.doe@example.com") && !is_id("a b"));
         assert!(is_token("checkout_page") && is_token("corrected"));
-        for bad in [
-            "jane.doe@example.com said yes",
-            "Checkout",
-            "_x",
-            "",
-            "a-b",
-            &"a".repeat(41),
-        ] {
+        for bad in ["jane.doe@example.com said yes", "Checkout", "_x", "", "a-b", &"a".repeat(41)] {
             assert!(!is_token(bad), "{bad}");
         }
     }
@@ -92,15 +77,7 @@ mod tests {
             assert!(!is_e164(bad), "{bad}");
         }
         assert!(is_email("Jo@Example.com") && is_email("a.b+c@mail.example.co.uk"));
-        for bad in [
-            "jo",
-            "jo@",
-            "@x.com",
-            "jo@localhost",
-            "jo@x..com",
-            "j o@x.com",
-            "a@b@c.com",
-        ] {
+        for bad in ["jo", "jo@", "@x.com", "jo@localhost", "jo@x..com", "j o@x.com", "a@b@c.com"] {
             assert!(!is_email(bad), "{bad}");
         }
     }
@@ -110,9 +87,6 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
         assert!(is_plausible_time(now, now) && is_plausible_time(now + chrono::Duration::minutes(4), now));
         assert!(!is_plausible_time(now + chrono::Duration::hours(1), now));
-        assert!(!is_plausible_time(
-            Utc.with_ymd_and_hms(1999, 12, 31, 0, 0, 0).unwrap(),
-            now
-        ));
+        assert!(!is_plausible_time(Utc.with_ymd_and_hms(1999, 12, 31, 0, 0, 0).unwrap(), now));
     }
 }

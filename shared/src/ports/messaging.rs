@@ -12,8 +12,7 @@ use super::InfraError;
 pub trait MerchantDirectory: Send + Sync {
     /// `None` for a phone number id no merchant has registered.
     fn merchant_for_phone_number(
-        &self,
-        phone_number_id: &str,
+        &self, phone_number_id: &str,
     ) -> impl Future<Output = Result<Option<String>, InfraError>> + Send;
 
     /// The merchant owning a WhatsApp Business Account (template events name the account, not a number).
@@ -23,10 +22,7 @@ pub trait MerchantDirectory: Send + Sync {
 /// Templates' current categories, as Meta last classified them.
 pub trait TemplateCatalog: Send + Sync {
     fn set_category(
-        &self,
-        merchant: &str,
-        template: &str,
-        category: crate::domain::whatsapp::consent::Category,
+        &self, merchant: &str, template: &str, category: crate::domain::whatsapp::consent::Category,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 
@@ -68,8 +64,7 @@ pub trait ConsentLedger: Send + Sync {
 pub trait LedgerReader: Send + Sync {
     /// The entries behind `refs` that still exist (de-duplicated).
     fn read(
-        &self,
-        refs: &[crate::usecases::consent_audit::LedgerRef],
+        &self, refs: &[crate::usecases::consent_audit::LedgerRef],
     ) -> impl Future<Output = Result<Vec<ConsentEntry>, InfraError>> + Send;
 }
 
@@ -92,19 +87,12 @@ pub trait Transcripts: Send + Sync {
     /// the later deadline), and no message may carry a TTL earlier than its conversation's deadline.
     /// Returns the conversation's deadline after the write.
     fn append(
-        &self,
-        merchant: &str,
-        subject: &str,
-        message: &TranscriptMessage,
-        inbound: bool,
+        &self, merchant: &str, subject: &str, message: &TranscriptMessage, inbound: bool,
     ) -> impl Future<Output = Result<DateTime<Utc>, InfraError>> + Send;
 
     /// The conversation's messages in time order; empty once the conversation is past its deadline.
     fn read(
-        &self,
-        merchant: &str,
-        subject: &str,
-        now: DateTime<Utc>,
+        &self, merchant: &str, subject: &str, now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<TranscriptMessage>, InfraError>> + Send;
 }
 
@@ -113,19 +101,12 @@ pub trait Receipts: Send + Sync {
     /// Applies a receipt monotonically (see `domain::whatsapp::delivery`). Idempotent. The receipt
     /// records `merchant`, the business the message was sent for.
     fn apply(
-        &self,
-        merchant: &str,
-        wamid: &str,
-        subject: Option<&str>,
-        status: crate::domain::whatsapp::delivery::Delivery,
-        error_code: Option<i64>,
-        at: DateTime<Utc>,
+        &self, merchant: &str, wamid: &str, subject: Option<&str>, status: crate::domain::whatsapp::delivery::Delivery,
+        error_code: Option<i64>, at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
 
     fn get(
-        &self,
-        wamid: &str,
-        now: DateTime<Utc>,
+        &self, wamid: &str, now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<crate::domain::whatsapp::delivery::DeliveryState>, InfraError>> + Send;
 }
 
@@ -157,10 +138,7 @@ pub trait CloudMessaging: Send + Sync {
     /// Sends `message` (a Cloud API message object) from `phone_number_id`; marketing templates go
     /// through `/marketing_messages`, everything else through `/messages`. Returns the new wamid.
     fn send(
-        &self,
-        phone_number_id: &str,
-        message: &serde_json::Value,
-        marketing: bool,
+        &self, phone_number_id: &str, message: &serde_json::Value, marketing: bool,
     ) -> impl Future<Output = Result<String, SendError>> + Send;
 }
 
@@ -168,24 +146,17 @@ pub trait CloudMessaging: Send + Sync {
 pub trait SendContext: Send + Sync {
     /// The consent ledger's current view for this person and merchant.
     fn consent(
-        &self,
-        subject: &str,
-        merchant: &str,
+        &self, subject: &str, merchant: &str,
     ) -> impl Future<Output = Result<crate::domain::whatsapp::consent::Consent, InfraError>> + Send;
 
     /// When the person last wrote to this merchant (opens the 24-hour window), if within the transcript window.
     fn last_inbound(
-        &self,
-        merchant: &str,
-        subject: &str,
-        now: DateTime<Utc>,
+        &self, merchant: &str, subject: &str, now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, InfraError>> + Send;
 
     /// A template's category as Meta classifies it now; `None` for a template nobody registered.
     fn template_category(
-        &self,
-        merchant: &str,
-        template: &str,
+        &self, merchant: &str, template: &str,
     ) -> impl Future<Output = Result<Option<crate::domain::whatsapp::consent::Category>, InfraError>> + Send;
 
     /// The merchant's registered WhatsApp business number (phone number id), if any.
@@ -193,12 +164,7 @@ pub trait SendContext: Send + Sync {
 
     /// Records why a message was not sent (kept with the transcript, same window).
     fn record_refusal(
-        &self,
-        merchant: &str,
-        subject: &str,
-        request_id: &str,
-        reason: &str,
-        at: DateTime<Utc>,
+        &self, merchant: &str, subject: &str, request_id: &str, reason: &str, at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 

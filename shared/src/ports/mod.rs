@@ -84,11 +84,7 @@ pub trait IdempotencyStore: Send + Sync {
     /// so a crashed run's lock lapses and a retry can take over).
     /// MUST return `Completed` when a live completed record exists and `InProgress` when a live lock does.
     fn claim(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-        lock_until: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
+        &self, key: &str, now: DateTime<Utc>, lock_until: DateTime<Utc>, expires_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, InfraError>> + Send;
 
     /// Marks a claimed key completed, with an optional result for later duplicates.
@@ -121,12 +117,7 @@ pub trait Inbox: Send + Sync {
     /// MUST return `Duplicate`, writing nothing, when a live record exists; `New` only once the body is
     /// durable. Errors: `InfraError`; nothing is written then, and the platform's retry starts over.
     fn hand_off(
-        &self,
-        key: &str,
-        body: &str,
-        owner: &Owner<'_>,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
+        &self, key: &str, body: &str, owner: &Owner<'_>, now: DateTime<Utc>, expires_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Recorded, InfraError>> + Send;
 
     /// The body waiting under `key`; `None` once its consumer is done with it (or the record is past
@@ -153,17 +144,12 @@ pub trait Metrics: Send + Sync {
 pub trait ObjectStore: Send + Sync {
     /// Stores `body` at `key`, encrypted at rest, never public.
     fn put_private(
-        &self,
-        key: &str,
-        body: Vec<u8>,
-        content_type: &str,
+        &self, key: &str, body: Vec<u8>, content_type: &str,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
 
     /// A link that reads `key` for `valid_for`, then stops working.
     fn presigned_get(
-        &self,
-        key: &str,
-        valid_for: std::time::Duration,
+        &self, key: &str, valid_for: std::time::Duration,
     ) -> impl Future<Output = Result<String, InfraError>> + Send;
 
     /// Removes `key` (absent is not an error).

@@ -64,16 +64,12 @@ pub enum Written {
 pub trait PaymentStore: Send + Sync {
     /// Reads with strong consistency. MUST treat an item past its deadline as absent (`value: None`).
     fn get(
-        &self,
-        payment_key: &str,
-        now: DateTime<Utc>,
+        &self, payment_key: &str, now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Loaded<PaymentRecord>, InfraError>> + Send;
 
     /// Writes `record` if the stored version is still `expected` (`None`: no item at all).
     /// MUST return `Conflict`, not an error, when the condition fails.
     fn put(
-        &self,
-        record: &PaymentRecord,
-        expected: Option<u64>,
+        &self, record: &PaymentRecord, expected: Option<u64>,
     ) -> impl Future<Output = Result<Written, InfraError>> + Send;
 }

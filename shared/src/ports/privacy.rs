@@ -37,12 +37,7 @@ pub trait DataRequests: Send + Sync {
     /// so it no longer counts towards the deadline alarm; `needs_operator` stays open (listed, alarmed)
     /// until an operator closes it.
     fn update(
-        &self,
-        id: &str,
-        status: &str,
-        result: Option<&str>,
-        export_key: Option<&str>,
-        at: DateTime<Utc>,
+        &self, id: &str, status: &str, result: Option<&str>, export_key: Option<&str>, at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
 
     /// Records that the answer was handed to the person's channel at `at`.
@@ -126,11 +121,7 @@ pub trait DataStore: Send + Sync {
 
     /// One page of the items of due-index partition `bucket` with a deadline at or before `now`.
     fn due(
-        &self,
-        store: Store,
-        bucket: &str,
-        now: i64,
-        cursor: Option<&str>,
+        &self, store: Store, bucket: &str, now: i64, cursor: Option<&str>,
     ) -> impl Future<Output = Result<DuePage, InfraError>> + Send;
 
     /// Deletes `keys` (absent keys are fine): batched, retrying what the service leaves unprocessed.
@@ -138,35 +129,23 @@ pub trait DataStore: Send + Sync {
 
     /// Deletes the item only if its deadline is at or before `now`; returns it if it did.
     fn delete_if_due(
-        &self,
-        store: Store,
-        key: &ItemKey,
-        now: i64,
+        &self, store: Store, key: &ItemKey, now: i64,
     ) -> impl Future<Output = Result<Option<Attrs>, InfraError>> + Send;
 
     /// Removes `fields` from the item. With `due_at`, only if its deadline is at or before it, and the
     /// deadline goes too (nothing personal is left to delete). Returns whether the item was changed.
     fn remove_fields(
-        &self,
-        store: Store,
-        key: &ItemKey,
-        fields: &[&str],
-        due_at: Option<i64>,
+        &self, store: Store, key: &ItemKey, fields: &[&str], due_at: Option<i64>,
     ) -> impl Future<Output = Result<bool, InfraError>> + Send;
 
     /// Every item of partition `pk` whose sort key starts with `sk_prefix`.
     fn partition(
-        &self,
-        store: Store,
-        pk: &str,
-        sk_prefix: &str,
+        &self, store: Store, pk: &str, sk_prefix: &str,
     ) -> impl Future<Output = Result<Vec<(ItemKey, Attrs)>, InfraError>> + Send;
 
     /// Every item of `store` about `subject` (a keyed subject hash), whole.
     fn about(
-        &self,
-        store: Store,
-        subject: &str,
+        &self, store: Store, subject: &str,
     ) -> impl Future<Output = Result<Vec<(ItemKey, Attrs)>, InfraError>> + Send;
 }
 
@@ -181,24 +160,18 @@ pub trait AuditLog: Send + Sync {
     /// Appends `entry` as the next link of the chain. `None` if an entry with the same key was appended
     /// before (nothing is written).
     fn append(
-        &self,
-        entry: crate::domain::audit::NewEntry,
-        at: DateTime<Utc>,
+        &self, entry: crate::domain::audit::NewEntry, at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<crate::domain::audit::Entry>, InfraError>> + Send;
 
     /// Appends `entries` in order, as few chain steps as it can (many entries per transaction), leaving
     /// out keyed entries appended before. Returns what it appended. Idempotent per key.
     fn append_many(
-        &self,
-        entries: Vec<crate::domain::audit::NewEntry>,
-        at: DateTime<Utc>,
+        &self, entries: Vec<crate::domain::audit::NewEntry>, at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<crate::domain::audit::Entry>, InfraError>> + Send;
 
     /// Up to `limit` entries after `after_seq`, in order.
     fn entries(
-        &self,
-        after_seq: u64,
-        limit: usize,
+        &self, after_seq: u64, limit: usize,
     ) -> impl Future<Output = Result<Vec<crate::domain::audit::Entry>, InfraError>> + Send;
 
     /// The newest entry's number and hash, as the log records them.

@@ -149,9 +149,7 @@ impl<C: Clock, I: IdempotencyStore, P: PaymentStore, N: Queue> ApplyPayment<'_, 
             }
             if let Some(current) = &loaded.value {
                 if same_content(current, &next) {
-                    return Ok(Applied::Unchanged {
-                        status: current.status.clone(),
-                    });
+                    return Ok(Applied::Unchanged { status: current.status.clone() });
                 }
             }
             match self.payments.put(&next, loaded.version).await? {
@@ -168,10 +166,7 @@ impl<C: Clock, I: IdempotencyStore, P: PaymentStore, N: Queue> ApplyPayment<'_, 
 
 /// The record after applying `event` to `current` (absent: a new record).
 pub fn merge(
-    current: Option<&PaymentRecord>,
-    event: &PaymentEvent,
-    now: DateTime<Utc>,
-    stored_version: Option<u64>,
+    current: Option<&PaymentRecord>, event: &PaymentEvent, now: DateTime<Utc>, stored_version: Option<u64>,
 ) -> Option<PaymentRecord> {
     let mut facts = current.map(|c| c.facts.clone()).unwrap_or_default();
     facts.record(&event.fact, event.created);
@@ -198,11 +193,7 @@ pub fn merge(
 
 /// Equal but for bookkeeping (`updated_at`, `version`).
 fn same_content(a: &PaymentRecord, b: &PaymentRecord) -> bool {
-    PaymentRecord {
-        updated_at: b.updated_at,
-        version: b.version,
-        ..a.clone()
-    } == *b
+    PaymentRecord { updated_at: b.updated_at, version: b.version, ..a.clone() } == *b
 }
 
 // Deterministic picks, so that the order in which events arrive never changes the stored record.
@@ -255,28 +246,16 @@ mod tests {
     }
 
     fn fakes() -> (FixedClock, MemoryIdempotency, MemoryPayments, MemoryQueue) {
-        (
-            FixedClock::at(now()),
-            MemoryIdempotency::default(),
-            MemoryPayments::default(),
-            MemoryQueue::default(),
-        )
+        (FixedClock::at(now()), MemoryIdempotency::default(), MemoryPayments::default(), MemoryQueue::default())
     }
 
     type Fakes<'a> = ApplyPayment<'a, FixedClock, MemoryIdempotency, MemoryPayments, MemoryQueue>;
 
     fn use_case<'a>(
-        clock: &'a FixedClock,
-        idempotency: &'a MemoryIdempotency,
-        payments: &'a MemoryPayments,
+        clock: &'a FixedClock, idempotency: &'a MemoryIdempotency, payments: &'a MemoryPayments,
         notifications: &'a MemoryQueue,
     ) -> Fakes<'a> {
-        ApplyPayment {
-            clock,
-            idempotency,
-            payments,
-            notifications,
-        }
+        ApplyPayment { clock, idempotency, payments, notifications }
     }
 
     fn now() -> DateTime<Utc> {
@@ -293,10 +272,7 @@ mod tests {
         assert!(matches!(uc.handle(&ev, lock).await, Err(ApplyError::Infra(_))));
         assert!(!idem.contains("payments-worker#evt_1"));
         pay.fail_writes.store(false, Ordering::SeqCst);
-        assert_eq!(
-            uc.handle(&ev, lock).await.unwrap(),
-            Applied::Updated { status: "paid".into() }
-        );
+        assert_eq!(uc.handle(&ev, lock).await.unwrap(), Applied::Updated { status: "paid".into() });
         assert_eq!(uc.handle(&ev, lock).await.unwrap(), Applied::AlreadyDone);
     }
 
@@ -309,23 +285,14 @@ mod tests {
         ev.notify_to = Some("+31612345678".into());
         let lock = now() + Duration::seconds(30);
         queue.fail.store(true, Ordering::SeqCst);
-        assert!(
-            uc.handle(&ev, lock).await.is_err(),
-            "not completed without its notification"
-        );
+        assert!(uc.handle(&ev, lock).await.is_err(), "not completed without its notification");
         queue.fail.store(false, Ordering::SeqCst);
         assert!(matches!(uc.handle(&ev, lock).await.unwrap(), Applied::Unchanged { .. }));
         let sent = queue.sent.lock().unwrap().clone();
         assert_eq!(sent.len(), 1);
         let req = Envelope::<SendRequest>::decode(&sent[0]).unwrap().payload;
-        assert_eq!(
-            (req.id.as_str(), req.to.as_str()),
-            ("payment#pi_1#payment_paid", "+31612345678")
-        );
-        assert!(
-            pay.raw("pi_1").is_some_and(|r| !format!("{r:?}").contains("+316")),
-            "the phone is not stored"
-        );
+        assert_eq!((req.id.as_str(), req.to.as_str()), ("payment#pi_1#payment_paid", "+31612345678"));
+        assert!(pay.raw("pi_1").is_some_and(|r| !format!("{r:?}").contains("+316")), "the phone is not stored");
     }
 
     #[tokio::test]
@@ -333,18 +300,12 @@ mod tests {
         let (clock, idem, pay, queue) = fakes();
         let uc = use_case(&clock, &idem, &pay, &queue);
         let lock = now() + Duration::seconds(30);
-        let claim = idem
-            .claim("payments-worker#evt_2", now(), lock, now() + Duration::days(8))
-            .await
-            .unwrap();
+        let claim = idem.claim("payments-worker#evt_2", now(), lock, now() + Duration::days(8)).await.unwrap();
         assert_eq!(claim, Claim::Acquired);
         let ev = event("evt_2", PaymentFact::Succeeded, now().timestamp());
         assert!(matches!(uc.handle(&ev, lock).await, Err(ApplyError::InProgress)));
         clock.set(lock + Duration::seconds(1));
-        assert!(matches!(
-            uc.handle(&ev, lock + Duration::seconds(60)).await,
-            Ok(Applied::Updated { .. })
-        ));
+        assert!(matches!(uc.handle(&ev, lock + Duration::seconds(60)).await, Ok(Applied::Updated { .. })));
     }
 
     #[tokio::test]
@@ -354,34 +315,21 @@ mod tests {
         let lock = now() + Duration::seconds(30);
         let old = Utc.with_ymd_and_hms(2012, 1, 15, 0, 0, 0).unwrap().timestamp();
         assert_eq!(
-            uc.handle(&event("evt_old", PaymentFact::Succeeded, old), lock)
-                .await
-                .unwrap(),
+            uc.handle(&event("evt_old", PaymentFact::Succeeded, old), lock).await.unwrap(),
             Applied::PastDeadline
         );
         assert!(pay.raw("pi_1").is_none());
 
         let created = now().timestamp();
-        uc.handle(&event("evt_a", PaymentFact::Succeeded, created), lock)
-            .await
-            .unwrap();
+        uc.handle(&event("evt_a", PaymentFact::Succeeded, created), lock).await.unwrap();
         // Six years and a day later the record is past its deadline but not yet removed by TTL.
         clock.set(now() + Duration::days(6 * 366));
         let later = now() + Duration::days(6 * 366);
         assert_eq!(pay.get("pi_1", later).await.unwrap().value, None);
         let ev = event("evt_b", PaymentFact::Failed, later.timestamp());
         let applied = uc.handle(&ev, later + Duration::seconds(30)).await.unwrap();
-        assert_eq!(
-            applied,
-            Applied::Updated {
-                status: "payment_failed".into()
-            }
-        );
-        assert_eq!(
-            pay.raw("pi_1").unwrap().version,
-            2,
-            "the expired item was replaced, not merged into"
-        );
+        assert_eq!(applied, Applied::Updated { status: "payment_failed".into() });
+        assert_eq!(pay.raw("pi_1").unwrap().version, 2, "the expired item was replaced, not merged into");
     }
 
     #[test]

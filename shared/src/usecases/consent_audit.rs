@@ -40,10 +40,7 @@ pub const ACTOR: &str = "consent-ledger";
 /// Audits the ledger entries behind `refs` (entries gone since, e.g. past their deadline, are skipped:
 /// there is nothing left to attest). Returns how many audit entries were appended.
 pub async fn audit_changes(
-    ledger: &impl LedgerReader,
-    log: &impl AuditLog,
-    refs: &[LedgerRef],
-    now: DateTime<Utc>,
+    ledger: &impl LedgerReader, log: &impl AuditLog, refs: &[LedgerRef], now: DateTime<Utc>,
 ) -> Result<usize, InfraError> {
     let mut entries = ledger.read(refs).await?;
     // In the order the changes happened, so the chain reads as a history.
@@ -71,27 +68,12 @@ mod tests {
             at: Utc::now(),
         };
         ledger.record(&e).await.unwrap();
-        let r = LedgerRef {
-            pk: "subject#ab12".into(),
-            sk: "consent#optin#m#1".into(),
-        };
-        assert_eq!(
-            audit_changes(&ledger, &log, &[r.clone(), r.clone()], Utc::now())
-                .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            audit_changes(&ledger, &log, &[r], Utc::now()).await.unwrap(),
-            0,
-            "redelivered"
-        );
+        let r = LedgerRef { pk: "subject#ab12".into(), sk: "consent#optin#m#1".into() };
+        assert_eq!(audit_changes(&ledger, &log, &[r.clone(), r.clone()], Utc::now()).await.unwrap(), 1);
+        assert_eq!(audit_changes(&ledger, &log, &[r], Utc::now()).await.unwrap(), 0, "redelivered");
         let entries = log.entries(0, 10).await.unwrap();
         assert_eq!(entries.len(), 1);
-        assert_eq!(
-            (entries[0].action.as_str(), entries[0].subject.as_deref()),
-            ("consent.opt_in", Some("ab12"))
-        );
+        assert_eq!((entries[0].action.as_str(), entries[0].subject.as_deref()), ("consent.opt_in", Some("ab12")));
         assert_eq!(
             LedgerRef::parse(r#"{"ledger":{"pk":"subject#ab12","sk":"consent#x"}}"#).map(|r| r.sk),
             Some("consent#x".into())

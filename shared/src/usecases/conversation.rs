@@ -75,10 +75,7 @@ where
             InboundMessage::KIND => self.inbound(Envelope::<InboundMessage>::decode(body)?.payload).await,
             Receipt::KIND => self.receipt(Envelope::<Receipt>::decode(body)?.payload).await,
             OptIn::KIND => self.opt_in(Envelope::<OptIn>::decode(body)?.payload).await,
-            _ => Err(Envelope::<InboundMessage>::decode(body)
-                .err()
-                .unwrap_or(EnvelopeError::Malformed)
-                .into()),
+            _ => Err(Envelope::<InboundMessage>::decode(body).err().unwrap_or(EnvelopeError::Malformed).into()),
         }
     }
 
@@ -106,14 +103,7 @@ where
             return Ok(());
         };
         self.transcripts
-            .apply(
-                &r.merchant,
-                &r.wamid,
-                r.subjects.first().map(String::as_str),
-                status,
-                r.error_code,
-                r.at,
-            )
+            .apply(&r.merchant, &r.wamid, r.subjects.first().map(String::as_str), status, r.error_code, r.at)
             .await?;
         info!(wamid = %r.wamid, status = %r.status, error_code = r.error_code, "receipt applied");
         Ok(())
@@ -121,9 +111,8 @@ where
 
     async fn opt_in(&self, o: OptIn) -> Result<(), ConversationError> {
         let merchant = o.merchant.clone().unwrap_or_default();
-        let n = opt_in::record(self.ledger, self.hasher, &merchant, &o, self.clock.now())
-            .await
-            .map_err(|e| match e {
+        let n =
+            opt_in::record(self.ledger, self.hasher, &merchant, &o, self.clock.now()).await.map_err(|e| match e {
                 OptInError::Infra(i) => ConversationError::Infra(i),
                 other => ConversationError::BadOptIn(other.reason()),
             })?;

@@ -59,9 +59,7 @@ impl std::fmt::Debug for Intake {
 
 impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Opened")
-            .field("id", &self.request.id)
-            .finish_non_exhaustive()
+        f.debug_struct("Opened").field("id", &self.request.id).finish_non_exhaustive()
     }
 }
 
@@ -102,10 +100,7 @@ pub struct Origin {
 pub fn request_id(prefix: &str, asker: &str, reference: Option<&str>) -> String {
     use sha2::{Digest, Sha256};
     match reference.map(str::trim).filter(|r| !r.is_empty()) {
-        Some(r) => format!(
-            "{prefix}-{}",
-            &hex::encode(Sha256::digest(format!("{asker}\n{r}")))[..24]
-        ),
+        Some(r) => format!("{prefix}-{}", &hex::encode(Sha256::digest(format!("{asker}\n{r}")))[..24]),
         None => format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
     }
 }
@@ -115,11 +110,7 @@ pub const KINDS: [&str; 4] = ["access", "export", "deletion", "correction"];
 /// Opens a request and queues it for processing. `id` is stable per intake (e.g. from a client reference),
 /// so a retried intake opens nothing twice.
 pub async fn open(
-    requests: &impl DataRequests,
-    queue: &impl Queue,
-    hasher: &SubjectHasher,
-    intake: &Intake,
-    origin: Origin,
+    requests: &impl DataRequests, queue: &impl Queue, hasher: &SubjectHasher, intake: &Intake, origin: Origin,
     now: DateTime<Utc>,
 ) -> Result<Opened, IntakeError> {
     let Origin { id, source, merchant } = origin;
@@ -152,10 +143,8 @@ pub async fn open(
             }));
         }
     }
-    let mut subjects: Vec<String> = ids
-        .iter()
-        .filter_map(|(k, v)| v.as_deref().and_then(|v| hasher.hash(*k, v)))
-        .collect();
+    let mut subjects: Vec<String> =
+        ids.iter().filter_map(|(k, v)| v.as_deref().and_then(|v| hasher.hash(*k, v))).collect();
     if subjects.is_empty() {
         return Err(IntakeError::NoIdentifier);
     }
@@ -189,9 +178,7 @@ pub async fn open(
         }
         existing.request
     };
-    queue
-        .send(&Envelope::new(stored.id.clone(), now, stored.id.clone(), stored.clone()).encode())
-        .await?;
+    queue.send(&Envelope::new(stored.id.clone(), now, stored.id.clone(), stored.clone()).encode()).await?;
     Ok(Opened { request: stored, new })
 }
 
@@ -286,11 +273,7 @@ pub struct Processor<'a, D, O, R, A> {
 impl<D: DataStore, O: ObjectStore, R: DataRequests, A: AuditLog> Processor<'_, D, O, R, A> {
     /// Processes request `id`. A completed request is done again only with `again` (an operator re-run).
     pub async fn process(&self, id: &str, now: DateTime<Utc>, again: bool) -> Result<Outcome, ProcessError> {
-        let rec = self
-            .requests
-            .get(id)
-            .await?
-            .ok_or_else(|| ProcessError::Unknown(id.to_owned()))?;
+        let rec = self.requests.get(id).await?.ok_or_else(|| ProcessError::Unknown(id.to_owned()))?;
         if matches!(rec.status.as_str(), "completed" | "closed") && !again {
             return Ok(Outcome::AlreadyDone);
         }
@@ -305,15 +288,7 @@ impl<D: DataStore, O: ObjectStore, R: DataRequests, A: AuditLog> Processor<'_, D
                 let body = serde_json::to_vec_pretty(&export).unwrap_or_default();
                 self.exports.put_private(&key, body, "application/json").await?;
                 let result = serde_json::json!({ "items": items, "by_kind": by_kind(&export.items) });
-                (
-                    Outcome::Exported {
-                        key: key.clone(),
-                        items,
-                    },
-                    "completed",
-                    result,
-                    Some(key),
-                )
+                (Outcome::Exported { key: key.clone(), items }, "completed", result, Some(key))
             }
             "deletion" => {
                 let r = self.erase(&rec, now).await?;
@@ -336,9 +311,7 @@ impl<D: DataStore, O: ObjectStore, R: DataRequests, A: AuditLog> Processor<'_, D
             entry = entry.keyed(format!("dsr#{id}#{status}"));
         }
         self.audit.append(entry, now).await?;
-        self.requests
-            .update(id, status, Some(&result.to_string()), export_key.as_deref(), now)
-            .await?;
+        self.requests.update(id, status, Some(&result.to_string()), export_key.as_deref(), now).await?;
         Ok(outcome)
     }
 
@@ -437,11 +410,7 @@ pub const ANSWER_LINK_VALID: std::time::Duration = std::time::Duration::from_sec
 /// window). Records that it was sent. Idempotent: the send request's id is stable (the sender de-duplicates
 /// it) and an answered request is not answered again. Returns whether it queued the answer.
 pub async fn answer_person(
-    requests: &impl DataRequests,
-    exports: &impl ObjectStore,
-    notifications: &impl Queue,
-    id: &str,
-    reply_to: &ReplyTo,
+    requests: &impl DataRequests, exports: &impl ObjectStore, notifications: &impl Queue, id: &str, reply_to: &ReplyTo,
     now: DateTime<Utc>,
 ) -> Result<bool, InfraError> {
     let Some(rec) = requests.get(id).await? else {
@@ -474,9 +443,7 @@ pub async fn answer_person(
         // The text carries a link to the person's data: it is sent, never kept in the transcript.
         private: true,
     };
-    notifications
-        .send(&Envelope::new(answer.id.clone(), now, id.to_owned(), answer).encode())
-        .await?;
+    notifications.send(&Envelope::new(answer.id.clone(), now, id.to_owned(), answer).encode()).await?;
     requests.note_answered(id, now).await?;
     Ok(true)
 }

@@ -71,14 +71,8 @@ mod tests {
         let r = resolve(&inbox, r#"{"inbox":"src#1"}"#, now).await.unwrap();
         assert_eq!(r.body(), Some("{\"type\":\"x\"}"));
         settle(&inbox, &r).await.unwrap();
-        assert_eq!(
-            resolve(&inbox, r#"{"inbox":"src#1"}"#, now).await.unwrap(),
-            Resolved::Gone { key: "src#1".into() }
-        );
+        assert_eq!(resolve(&inbox, r#"{"inbox":"src#1"}"#, now).await.unwrap(), Resolved::Gone { key: "src#1".into() });
         let direct = r#"{"type":"y","version":1}"#;
-        assert_eq!(
-            resolve(&inbox, direct, now).await.unwrap(),
-            Resolved::Direct(direct.into())
-        );
+        assert_eq!(resolve(&inbox, direct, now).await.unwrap(), Resolved::Direct(direct.into()));
     }
 }

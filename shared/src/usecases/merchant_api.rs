@@ -26,9 +26,7 @@ pub async fn merchant(keys: &impl MerchantKeys, authorization: Option<&str>) -> 
         .map(|(_, key)| key.trim())
         .filter(|k| !k.is_empty())
         .ok_or(KeyRefused::Missing)?;
-    keys.merchant_for_key(&hex::encode(Sha256::digest(key.as_bytes())))
-        .await?
-        .ok_or(KeyRefused::Unknown)
+    keys.merchant_for_key(&hex::encode(Sha256::digest(key.as_bytes()))).await?.ok_or(KeyRefused::Unknown)
 }
 
 /// How long an export link shown to a merchant works.
@@ -43,10 +41,7 @@ pub struct Shown {
 /// The request `id`, if `merchant` opened it through this API: never a person's own request or an
 /// operator's, even one that names the merchant; another merchant's request is as absent as an unknown one.
 pub async fn shown_to(
-    requests: &impl DataRequests,
-    exports: &impl ObjectStore,
-    merchant: &str,
-    id: &str,
+    requests: &impl DataRequests, exports: &impl ObjectStore, merchant: &str, id: &str,
 ) -> Result<Option<Shown>, InfraError> {
     let record = match requests.get(id).await? {
         Some(r)

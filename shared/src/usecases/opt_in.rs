@@ -43,11 +43,7 @@ impl OptInError {
 
 /// Records `opt_in` for `merchant`; returns how many identifiers it was recorded for.
 pub async fn record<L: ConsentLedger>(
-    ledger: &L,
-    hasher: &SubjectHasher,
-    merchant: &str,
-    opt_in: &OptIn,
-    now: DateTime<Utc>,
+    ledger: &L, hasher: &SubjectHasher, merchant: &str, opt_in: &OptIn, now: DateTime<Utc>,
 ) -> Result<usize, OptInError> {
     if opt_in.id.trim().is_empty() || opt_in.source.trim().is_empty() || merchant.trim().is_empty() {
         return Err(OptInError::Incomplete);
@@ -82,12 +78,7 @@ pub async fn record<L: ConsentLedger>(
         .as_deref()
         .and_then(|p| hasher.hash(IdentifierKind::Phone, p))
         .into_iter()
-        .chain(
-            opt_in
-                .bsuid
-                .as_deref()
-                .and_then(|b| hasher.hash(IdentifierKind::Bsuid, b)),
-        )
+        .chain(opt_in.bsuid.as_deref().and_then(|b| hasher.hash(IdentifierKind::Bsuid, b)))
         .collect();
     if subjects.is_empty() {
         return Err(OptInError::NoIdentifier);
@@ -126,11 +117,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_opt_in_is_recorded_once_per_identifier_with_merchant_source_and_time() {
-        let (ledger, hasher, now) = (
-            MemoryLedger::default(),
-            SubjectHasher::new(&SecretString::from("p")),
-            Utc::now(),
-        );
+        let (ledger, hasher, now) = (MemoryLedger::default(), SubjectHasher::new(&SecretString::from("p")), Utc::now());
         let mut o = opt_in(Some("+31 6 1234 5678"));
         o.bsuid = Some("NL.abc".into());
         assert_eq!(record(&ledger, &hasher, "m-1", &o, now).await.unwrap(), 2);
@@ -144,36 +131,19 @@ mod tests {
 
     #[tokio::test]
     async fn an_opt_in_without_identifier_source_or_with_a_future_date_is_refused() {
-        let (ledger, hasher, now) = (
-            MemoryLedger::default(),
-            SubjectHasher::new(&SecretString::from("p")),
-            Utc::now(),
-        );
-        assert!(matches!(
-            record(&ledger, &hasher, "m", &opt_in(None), now).await,
-            Err(OptInError::NoIdentifier)
-        ));
+        let (ledger, hasher, now) = (MemoryLedger::default(), SubjectHasher::new(&SecretString::from("p")), Utc::now());
+        assert!(matches!(record(&ledger, &hasher, "m", &opt_in(None), now).await, Err(OptInError::NoIdentifier)));
         let mut o = opt_in(Some("+31612345678"));
         o.source = " ".into();
-        assert!(matches!(
-            record(&ledger, &hasher, "m", &o, now).await,
-            Err(OptInError::Incomplete)
-        ));
+        assert!(matches!(record(&ledger, &hasher, "m", &o, now).await, Err(OptInError::Incomplete)));
         let mut o = opt_in(Some("+31612345678"));
         o.at = Some(now + chrono::Duration::days(1));
-        assert!(matches!(
-            record(&ledger, &hasher, "m", &o, now).await,
-            Err(OptInError::FromTheFuture)
-        ));
+        assert!(matches!(record(&ledger, &hasher, "m", &o, now).await, Err(OptInError::FromTheFuture)));
     }
 
     #[tokio::test]
     async fn the_callers_id_is_kept_hashed_and_an_opt_in_is_never_dated_after_now() {
-        let (ledger, hasher, now) = (
-            MemoryLedger::default(),
-            SubjectHasher::new(&SecretString::from("p")),
-            Utc::now(),
-        );
+        let (ledger, hasher, now) = (MemoryLedger::default(), SubjectHasher::new(&SecretString::from("p")), Utc::now());
         let mut o = opt_in(Some("+31612345678"));
         o.id = "31612345678".into();
         o.at = Some(now + chrono::Duration::minutes(4));
@@ -186,34 +156,18 @@ mod tests {
 
     #[tokio::test]
     async fn free_text_in_the_id_or_source_and_malformed_phones_are_refused() {
-        let (ledger, hasher, now) = (
-            MemoryLedger::default(),
-            SubjectHasher::new(&SecretString::from("p")),
-            Utc::now(),
-        );
+        let (ledger, hasher, now) = (MemoryLedger::default(), SubjectHasher::new(&SecretString::from("p")), Utc::now());
         let mut o = opt_in(Some("+31612345678"));
         o.source = "jane.doe@example.com said yes".into();
-        assert_eq!(
-            record(&ledger, &hasher, "m", &o, now).await.unwrap_err().reason(),
-            "invalid_source"
-        );
+        assert_eq!(record(&ledger, &hasher, "m", &o, now).await.unwrap_err().reason(), "invalid_source");
         let mut o = opt_in(Some("+31612345678"));
         o.id = "x".repeat(65);
-        assert_eq!(
-            record(&ledger, &hasher, "m", &o, now).await.unwrap_err().reason(),
-            "invalid_id"
-        );
+        assert_eq!(record(&ledger, &hasher, "m", &o, now).await.unwrap_err().reason(), "invalid_id");
         let o = opt_in(Some("+316"));
-        assert_eq!(
-            record(&ledger, &hasher, "m", &o, now).await.unwrap_err().reason(),
-            "invalid_phone"
-        );
+        assert_eq!(record(&ledger, &hasher, "m", &o, now).await.unwrap_err().reason(), "invalid_phone");
         let mut o = opt_in(Some("+31612345678"));
         o.at = Some(chrono::TimeZone::with_ymd_and_hms(&Utc, 1999, 1, 1, 0, 0, 0).unwrap());
-        assert_eq!(
-            record(&ledger, &hasher, "m", &o, now).await.unwrap_err().reason(),
-            "implausible_time"
-        );
+        assert_eq!(record(&ledger, &hasher, "m", &o, now).await.unwrap_err().reason(), "implausible_time");
         assert!(ledger.entries.lock().unwrap().is_empty(), "nothing stored");
     }
 }

@@ -81,10 +81,7 @@ where
     M: Metrics,
 {
     pub async fn handle(&self, req: &SendRequest, lock_until: DateTime<Utc>) -> Result<Outcome, NotifyError> {
-        let subject = self
-            .hasher
-            .hash(IdentifierKind::Phone, &req.to)
-            .ok_or(NotifyError::NoRecipient)?;
+        let subject = self.hasher.hash(IdentifierKind::Phone, &req.to).ok_or(NotifyError::NoRecipient)?;
         let now = self.clock.now();
         let key = format!("{SOURCE}#{}", req.id);
         let expires = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(19));
@@ -94,10 +91,7 @@ where
             Claim::Acquired => {}
         }
         let result = self.decide_and_send(req, &subject, &key, now).await;
-        if matches!(
-            result,
-            Err(NotifyError::RetryLater(_) | NotifyError::Auth(_) | NotifyError::Infra(_))
-        ) {
+        if matches!(result, Err(NotifyError::RetryLater(_) | NotifyError::Auth(_) | NotifyError::Infra(_))) {
             if let Err(e) = self.idempotency.release(&key).await {
                 warn!(error = %e, "could not release the send claim; it lapses with its lock");
             }
@@ -106,11 +100,7 @@ where
     }
 
     async fn decide_and_send(
-        &self,
-        req: &SendRequest,
-        subject: &str,
-        key: &str,
-        now: DateTime<Utc>,
+        &self, req: &SendRequest, subject: &str, key: &str, now: DateTime<Utc>,
     ) -> Result<Outcome, NotifyError> {
         let (outbound, marketing) = match &req.content {
             Content::Template { name, .. } => match self.context.template_category(&req.merchant, name).await? {
@@ -121,28 +111,16 @@ where
         };
         let consent = self.context.consent(subject, &req.merchant).await?;
         let last_inbound_at = self.context.last_inbound(&req.merchant, subject, now).await?;
-        let ctx = Context {
-            own_order: req.own_order,
-            order_open: req.order_open,
-            last_inbound_at,
-        };
+        let ctx = Context { own_order: req.own_order, order_open: req.order_open, last_inbound_at };
         if let Err(refusal) = consent::decide(outbound, consent, ctx, now) {
-            let reason = serde_json::to_value(refusal)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned));
-            return self
-                .refuse(req, subject, key, reason.as_deref().unwrap_or("refused"), now)
-                .await;
+            let reason = serde_json::to_value(refusal).ok().and_then(|v| v.as_str().map(str::to_owned));
+            return self.refuse(req, subject, key, reason.as_deref().unwrap_or("refused"), now).await;
         }
         let phone_number_id = match &req.phone_number_id {
             Some(id) => id.clone(),
             None => match self.context.merchant_number(&req.merchant).await? {
                 Some(id) => id,
-                None => {
-                    return self
-                        .refuse(req, subject, key, "merchant_has_no_whatsapp_number", now)
-                        .await
-                }
+                None => return self.refuse(req, subject, key, "merchant_has_no_whatsapp_number", now).await,
             },
         };
         match self.cloud.send(&phone_number_id, &cloud_message(req), marketing).await {
@@ -185,24 +163,13 @@ where
     }
 
     async fn refuse(
-        &self,
-        req: &SendRequest,
-        subject: &str,
-        key: &str,
-        reason: &str,
-        now: DateTime<Utc>,
+        &self, req: &SendRequest, subject: &str, key: &str, reason: &str, now: DateTime<Utc>,
     ) -> Result<Outcome, NotifyError> {
-        self.context
-            .record_refusal(&req.merchant, subject, &req.id, reason, now)
-            .await?;
-        self.idempotency
-            .complete(key, Some(&format!("refused:{reason}")))
-            .await?;
+        self.context.record_refusal(&req.merchant, subject, &req.id, reason, now).await?;
+        self.idempotency.complete(key, Some(&format!("refused:{reason}"))).await?;
         self.metrics.count("whatsapp_send_refused", 1, Some(("Reason", reason)));
         info!(request_id = %req.id, merchant = %req.merchant, reason, "whatsapp message not sent");
-        Ok(Outcome::Refused {
-            reason: reason.to_owned(),
-        })
+        Ok(Outcome::Refused { reason: reason.to_owned() })
     }
 }
 
@@ -214,11 +181,7 @@ pub fn cloud_message(req: &SendRequest) -> serde_json::Value {
         "to": req.to,
     });
     match &req.content {
-        Content::Template {
-            name,
-            language,
-            components,
-        } => {
+        Content::Template { name, language, components } => {
             m["type"] = "template".into();
             m["template"] = serde_json::json!({ "name": name, "language": { "code": language } });
             if !components.is_null() {

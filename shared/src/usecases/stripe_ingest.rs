@@ -75,15 +75,10 @@ impl<C: Clock, I: Inbox, M: Metrics> Ingest<'_, C, I, M> {
             return Err(IngestError::TooLarge);
         }
         let now = self.clock.now();
-        self.verifier
-            .verify(signature, body, now.timestamp(), Some(self.settings.tolerance_secs))?;
+        self.verifier.verify(signature, body, now.timestamp(), Some(self.settings.tolerance_secs))?;
         let (mut event, email) = match event::parse(body)? {
             Classified::Handled { event, email } => (*event, email),
-            Classified::Ignored {
-                event_id,
-                event_type,
-                api_version,
-            } => {
+            Classified::Ignored { event_id, event_type, api_version } => {
                 self.note_api_version(api_version.as_deref());
                 self.metrics.count("stripe_events_ignored", 1, None);
                 info!(event_id = %event_id, event_type = %event_type, "stripe event type not handled; acknowledged");
@@ -103,10 +98,7 @@ impl<C: Clock, I: Inbox, M: Metrics> Ingest<'_, C, I, M> {
         let key = format!("{SOURCE}#{event_id}");
         let expires_at = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(19));
         let (merchant, subject) = (event.merchant.clone(), event.subject.clone());
-        let owner = Owner {
-            merchant: merchant.as_deref(),
-            subject: subject.as_deref(),
-        };
+        let owner = Owner { merchant: merchant.as_deref(), subject: subject.as_deref() };
         let body = envelope(event, now, trace_id).encode();
         if self.inbox.hand_off(&key, &body, &owner, now, expires_at).await? == Recorded::Duplicate {
             self.metrics.count("stripe_events_duplicate", 1, None);
@@ -121,11 +113,7 @@ impl<C: Clock, I: Inbox, M: Metrics> Ingest<'_, C, I, M> {
     fn note_api_version(&self, seen: Option<&str>) {
         let pinned = self.settings.pinned_api_version.as_deref();
         if pinned.is_some() && seen != pinned {
-            self.metrics.count(
-                "stripe_api_version_mismatch",
-                1,
-                Some(("ApiVersion", seen.unwrap_or("none"))),
-            );
+            self.metrics.count("stripe_api_version_mismatch", 1, Some(("ApiVersion", seen.unwrap_or("none"))));
             warn!(
                 api_version = seen.unwrap_or("none"),
                 pinned = pinned.unwrap_or(""),
@@ -197,20 +185,12 @@ mod tests {
     #[tokio::test]
     async fn a_new_event_is_queued_in_an_envelope_carrying_the_subject_hash_not_the_email() {
         let w = World::new();
-        assert_eq!(
-            w.send(BODY, "whsec_t").await.unwrap(),
-            Accepted::Queued {
-                event_id: "evt_9".into()
-            }
-        );
+        assert_eq!(w.send(BODY, "whsec_t").await.unwrap(), Accepted::Queued { event_id: "evt_9".into() });
         let sent = w.inbox.bodies();
         assert_eq!(sent.len(), 1);
         assert!(!sent[0].to_lowercase().contains("jo@example.com") && !sent[0].contains("Jo Doe"));
         let env = Envelope::<PaymentEvent>::decode(&sent[0]).unwrap();
-        assert_eq!(
-            env.payload.subject,
-            w.hasher.hash(IdentifierKind::Email, "jo@example.com")
-        );
+        assert_eq!(env.payload.subject, w.hasher.hash(IdentifierKind::Email, "jo@example.com"));
         assert_eq!(env.id, "evt_9");
         assert_eq!(w.metrics.get("stripe_api_version_mismatch"), 1);
     }
@@ -218,18 +198,10 @@ mod tests {
     #[tokio::test]
     async fn a_forged_event_leaves_nothing_and_a_duplicate_queues_nothing() {
         let w = World::new();
-        assert!(matches!(
-            w.send(BODY, "whsec_other").await,
-            Err(IngestError::Signature(SignatureError::NoMatch))
-        ));
+        assert!(matches!(w.send(BODY, "whsec_other").await, Err(IngestError::Signature(SignatureError::NoMatch))));
         assert!(w.inbox.records.lock().unwrap().is_empty());
         w.send(BODY, "whsec_t").await.unwrap();
-        assert_eq!(
-            w.send(BODY, "whsec_t").await.unwrap(),
-            Accepted::Duplicate {
-                event_id: "evt_9".into()
-            }
-        );
+        assert_eq!(w.send(BODY, "whsec_t").await.unwrap(), Accepted::Duplicate { event_id: "evt_9".into() });
         assert_eq!(w.inbox.bodies().len(), 1);
     }
 
@@ -237,10 +209,7 @@ mod tests {
     async fn a_failed_hand_off_is_retryable_and_leaves_nothing_behind() {
         let w = World::new();
         w.inbox.fail.store(true, Ordering::SeqCst);
-        assert!(matches!(
-            w.send(BODY, "whsec_t").await,
-            Err(IngestError::Unavailable(_))
-        ));
+        assert!(matches!(w.send(BODY, "whsec_t").await, Err(IngestError::Unavailable(_))));
         assert!(w.inbox.records.lock().unwrap().is_empty());
         w.inbox.fail.store(false, Ordering::SeqCst);
         assert!(matches!(w.send(BODY, "whsec_t").await, Ok(Accepted::Queued { .. })));

@@ -100,12 +100,7 @@ pub struct Report {
 impl Report {
     fn count(&mut self, class: &str, action: &str, n: u64) {
         if n > 0 {
-            *self
-                .actions
-                .entry(class.to_owned())
-                .or_default()
-                .entry(action.to_owned())
-                .or_default() += n;
+            *self.actions.entry(class.to_owned()).or_default().entry(action.to_owned()).or_default() += n;
         }
     }
 }
@@ -128,33 +123,17 @@ pub struct Sweep<'a, D, C, O, R, A> {
 }
 
 fn class_name(class: DataClass) -> String {
-    serde_json::to_value(class)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    serde_json::to_value(class).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 impl<D: DataStore, C: Checkpoints, O: ObjectStore, R: DataRequests, A: AuditLog> Sweep<'_, D, C, O, R, A> {
     /// One run at `now`. `clock` tells the time during the run (for the stop deadline).
     pub async fn run(
-        &self,
-        now: DateTime<Utc>,
-        clock: &impl crate::ports::Clock,
-        opts: &Options,
-        progress: &impl Progress,
+        &self, now: DateTime<Utc>, clock: &impl crate::ports::Clock, opts: &Options, progress: &impl Progress,
     ) -> Result<Report, InfraError> {
-        let mut report = Report {
-            dry_run: opts.dry_run,
-            now,
-            complete: true,
-            ..Report::default()
-        };
-        let cp: Checkpoint = self
-            .checkpoints
-            .load(CHECKPOINT)
-            .await?
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
+        let mut report = Report { dry_run: opts.dry_run, now, complete: true, ..Report::default() };
+        let cp: Checkpoint =
+            self.checkpoints.load(CHECKPOINT).await?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
         let today = now.date_naive();
         let from = match (&cp.cursor, cp.swept_through) {
             (Some(c), _) => c.day,
@@ -194,12 +173,7 @@ impl<D: DataStore, C: Checkpoints, O: ObjectStore, R: DataRequests, A: AuditLog>
                                 opts,
                                 &Checkpoint {
                                     swept_through: cp.swept_through,
-                                    cursor: Some(Cursor {
-                                        day,
-                                        store,
-                                        shard,
-                                        page,
-                                    }),
+                                    cursor: Some(Cursor { day, store, shard, page }),
                                 },
                             )
                             .await?;
@@ -218,22 +192,11 @@ impl<D: DataStore, C: Checkpoints, O: ObjectStore, R: DataRequests, A: AuditLog>
                         }
                         if changed > 0 && pages_with_work % opts.checkpoint_every.max(1) == 0 {
                             let next = match &page {
-                                Some(p) => Cursor {
-                                    day,
-                                    store,
-                                    shard,
-                                    page: Some(p.clone()),
-                                },
+                                Some(p) => Cursor { day, store, shard, page: Some(p.clone()) },
                                 None => next_position(day, si, shard, &stores),
                             };
-                            self.save(
-                                opts,
-                                &Checkpoint {
-                                    swept_through: cp.swept_through,
-                                    cursor: Some(next),
-                                },
-                            )
-                            .await?;
+                            self.save(opts, &Checkpoint { swept_through: cp.swept_through, cursor: Some(next) })
+                                .await?;
                         }
                         if page.is_none() {
                             break;
@@ -250,14 +213,7 @@ impl<D: DataStore, C: Checkpoints, O: ObjectStore, R: DataRequests, A: AuditLog>
             };
         }
         // Today's buckets hold deadlines later today: the next run reads today again.
-        self.save(
-            opts,
-            &Checkpoint {
-                swept_through: today.pred_opt(),
-                cursor: None,
-            },
-        )
-        .await?;
+        self.save(opts, &Checkpoint { swept_through: today.pred_opt(), cursor: None }).await?;
         self.finish(report, now, opts).await
     }
 
@@ -272,9 +228,7 @@ impl<D: DataStore, C: Checkpoints, O: ObjectStore, R: DataRequests, A: AuditLog>
     /// Exports past their window, the request deadline counts, and the report in the audit log.
     async fn finish(&self, mut report: Report, now: DateTime<Utc>, opts: &Options) -> Result<Report, InfraError> {
         if let Some(objects) = self.exports {
-            let cutoff = retention::deadline(DataClass::DataExport, now)
-                .map(|d| now - (d - now))
-                .unwrap_or(now);
+            let cutoff = retention::deadline(DataClass::DataExport, now).map(|d| now - (d - now)).unwrap_or(now);
             for (key, modified) in objects.list(EXPORT_PREFIX).await? {
                 if modified <= cutoff {
                     if !opts.dry_run {
@@ -288,26 +242,17 @@ impl<D: DataStore, C: Checkpoints, O: ObjectStore, R: DataRequests, A: AuditLog>
         let open = self.requests.open_requests().await?;
         report.requests_open = open.len() as u64;
         report.requests_overdue = open.iter().filter(|(_, by)| *by <= now).count() as u64;
-        report.requests_due_soon = open
-            .iter()
-            .filter(|(_, by)| *by > now && *by <= now + Duration::days(REQUEST_WARNING_DAYS))
-            .count() as u64;
+        report.requests_due_soon =
+            open.iter().filter(|(_, by)| *by > now && *by <= now + Duration::days(REQUEST_WARNING_DAYS)).count() as u64;
         let action = if opts.dry_run { "sweep.dry_run" } else { "sweep.run" };
         let detail = serde_json::to_value(&report).unwrap_or_default();
-        self.audit
-            .append(NewEntry::new("retention-sweep", action, None, &detail), now)
-            .await?;
+        self.audit.append(NewEntry::new("retention-sweep", action, None, &detail), now).await?;
         Ok(report)
     }
 
     /// Does (or counts) what the due items need. Returns how many items changed.
     async fn apply(
-        &self,
-        store: Store,
-        items: &[DueEntry],
-        now: DateTime<Utc>,
-        dry: bool,
-        report: &mut Report,
+        &self, store: Store, items: &[DueEntry], now: DateTime<Utc>, dry: bool, report: &mut Report,
     ) -> Result<u64, InfraError> {
         let t = now.timestamp();
         let mut batch: Vec<(ItemKey, String)> = Vec::new();
@@ -376,11 +321,10 @@ impl<D: DataStore, C: Checkpoints, O: ObjectStore, R: DataRequests, A: AuditLog>
         let last = if dry {
             Some(i64::MAX)
         } else {
-            self.data.delete_if_due(Store::Messaging, key, now).await?.map(|old| {
-                old.get("last_interaction_at")
-                    .and_then(|v| v.as_i64())
-                    .unwrap_or(i64::MAX)
-            })
+            self.data
+                .delete_if_due(Store::Messaging, key, now)
+                .await?
+                .map(|old| old.get("last_interaction_at").and_then(|v| v.as_i64()).unwrap_or(i64::MAX))
         };
         let Some(last) = last else { return Ok(0) };
         let held = self.data.partition(Store::Messaging, &key.pk, "").await?;
@@ -423,27 +367,12 @@ impl<D: DataStore, C: Checkpoints, O: ObjectStore, R: DataRequests, A: AuditLog>
 /// The position after bucket (`day`, store index `si`, `shard`).
 fn next_position(day: NaiveDate, si: usize, shard: u32, stores: &[Store]) -> Cursor {
     if shard + 1 < DUE_SHARDS {
-        return Cursor {
-            day,
-            store: stores[si],
-            shard: shard + 1,
-            page: None,
-        };
+        return Cursor { day, store: stores[si], shard: shard + 1, page: None };
     }
     if si + 1 < stores.len() {
-        return Cursor {
-            day,
-            store: stores[si + 1],
-            shard: 0,
-            page: None,
-        };
+        return Cursor { day, store: stores[si + 1], shard: 0, page: None };
     }
-    Cursor {
-        day: day.succ_opt().unwrap_or(day),
-        store: stores[0],
-        shard: 0,
-        page: None,
-    }
+    Cursor { day: day.succ_opt().unwrap_or(day), store: stores[0], shard: 0, page: None }
 }
 
 /// Time a run keeps back from its deadline to save the position and queue its continuation.
@@ -454,13 +383,8 @@ pub const MARGIN: Duration = Duration::seconds(20);
 /// from its checkpoint. Its report goes out as metrics.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_and_continue<D, C, O, R, A>(
-    sweep: &Sweep<'_, D, C, O, R, A>,
-    clock: &impl crate::ports::Clock,
-    queue: &impl crate::ports::Queue,
-    metrics: &impl crate::ports::Metrics,
-    dry_run: bool,
-    lookback_days: u32,
-    deadline: DateTime<Utc>,
+    sweep: &Sweep<'_, D, C, O, R, A>, clock: &impl crate::ports::Clock, queue: &impl crate::ports::Queue,
+    metrics: &impl crate::ports::Metrics, dry_run: bool, lookback_days: u32, deadline: DateTime<Utc>,
     progress: &impl Progress,
 ) -> Result<Report, InfraError>
 where
@@ -559,19 +483,11 @@ mod tests {
     /// Seeds item `i` of shape `shape` due `offset` seconds after t0.
     fn seed(data: &MemoryData, i: usize, shape: u8, offset: i64) -> Vec<Seeded> {
         let due = t0().timestamp() + offset;
-        let k = |pk: String, sk: Option<&str>| ItemKey {
-            pk,
-            sk: sk.map(str::to_owned),
-        };
+        let k = |pk: String, sk: Option<&str>| ItemKey { pk, sk: sk.map(str::to_owned) };
         let mut out = Vec::new();
         let mut put = |store, key: ItemKey, a: Attrs, governing, anonymise| {
             data.put(store, key.clone(), a);
-            out.push(Seeded {
-                store,
-                key,
-                governing,
-                anonymise,
-            });
+            out.push(Seeded { store, key, governing, anonymise });
         };
         match shape % 6 {
             0 => put(
@@ -597,12 +513,7 @@ mod tests {
                     put(
                         Store::Messaging,
                         k(pk.clone(), Some(&format!("msg#{at}#w{j}"))),
-                        stamped(
-                            &pk,
-                            day_end,
-                            "delete",
-                            &[("at", at.clone().into()), ("text", "hi".into())],
-                        ),
+                        stamped(&pk, day_end, "delete", &[("at", at.clone().into()), ("text", "hi".into())]),
                         due,
                         false,
                     );
@@ -618,24 +529,13 @@ mod tests {
             3 => put(
                 Store::Orders,
                 k("merchant#live".into(), Some(&format!("order#bol#{i}"))),
-                stamped(
-                    &format!("o{i}"),
-                    due,
-                    "anonymise",
-                    &[("buyer_name", "Ann".into()), ("total", 5.into())],
-                ),
+                stamped(&format!("o{i}"), due, "anonymise", &[("buyer_name", "Ann".into()), ("total", 5.into())]),
                 due,
                 true,
             ),
             4 => {
                 let pk = format!("merchant#gone{i}");
-                put(
-                    Store::Messaging,
-                    k(pk.clone(), Some("contract")),
-                    stamped(&pk, due, "delete", &[]),
-                    due,
-                    false,
-                );
+                put(Store::Messaging, k(pk.clone(), Some("contract")), stamped(&pk, due, "delete", &[]), due, false);
                 let later = due + 200 * DAY;
                 put(
                     Store::Orders,
@@ -699,10 +599,7 @@ mod tests {
     }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
     }
 
     proptest! {
@@ -778,11 +675,7 @@ mod tests {
             let entries = w.audit.entries(0, 100).await.unwrap();
             assert_eq!(entries.len(), 3);
             assert_eq!(entries[0].action, "sweep.dry_run");
-            assert!(audit::verify(
-                &entries,
-                w.audit.head().await.unwrap().as_ref().map(|(n, h)| (*n, h.as_str()))
-            )
-            .ok());
+            assert!(audit::verify(&entries, w.audit.head().await.unwrap().as_ref().map(|(n, h)| (*n, h.as_str()))).ok());
         });
     }
 

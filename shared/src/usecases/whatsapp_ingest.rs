@@ -89,14 +89,7 @@ where
         let mut summary = Summary::default();
         for item in items {
             match item {
-                Item::Message {
-                    phone_number_id,
-                    wamid,
-                    from,
-                    timestamp,
-                    kind,
-                    text,
-                } => {
+                Item::Message { phone_number_id, wamid, from, timestamp, kind, text } => {
                     let Some(merchant) = self.merchant(&phone_number_id, &mut summary).await? else {
                         continue;
                     };
@@ -141,10 +134,7 @@ where
                     };
                     let key = format!("{SOURCE}#msg#{wamid}");
                     let subject = message.subjects.first().cloned();
-                    let owner = Owner {
-                        merchant: Some(&merchant),
-                        subject: subject.as_deref(),
-                    };
+                    let owner = Owner { merchant: Some(&merchant), subject: subject.as_deref() };
                     let env = Envelope::new(wamid.clone(), now, trace_id.to_owned(), message);
                     if self.hand_off(&key, &env.encode(), &owner, now, &mut summary).await? {
                         summary.messages += 1;
@@ -154,14 +144,7 @@ where
                         }
                     }
                 }
-                Item::Status {
-                    phone_number_id,
-                    wamid,
-                    status,
-                    timestamp,
-                    recipient,
-                    error_code,
-                } => {
+                Item::Status { phone_number_id, wamid, status, timestamp, recipient, error_code } => {
                     let Some(merchant) = self.merchant(&phone_number_id, &mut summary).await? else {
                         continue;
                     };
@@ -179,21 +162,13 @@ where
                     };
                     let id = format!("{wamid}#{}", receipt.status);
                     let (merchant, subject) = (receipt.merchant.clone(), receipt.subjects.first().cloned());
-                    let owner = Owner {
-                        merchant: Some(&merchant),
-                        subject: subject.as_deref(),
-                    };
+                    let owner = Owner { merchant: Some(&merchant), subject: subject.as_deref() };
                     let env = Envelope::new(id, now, trace_id.to_owned(), receipt);
                     if self.hand_off(&key, &env.encode(), &owner, now, &mut summary).await? {
                         summary.receipts += 1;
                     }
                 }
-                Item::MarketingPreference {
-                    phone_number_id,
-                    person,
-                    stop,
-                    timestamp,
-                } => {
+                Item::MarketingPreference { phone_number_id, person, stop, timestamp } => {
                     let Some(merchant) = self.merchant(&phone_number_id, &mut summary).await? else {
                         continue;
                     };
@@ -204,17 +179,10 @@ where
                         (None, true) => at_or_now(timestamp, now),
                         (None, false) => continue,
                     };
-                    let action = if stop {
-                        ConsentAction::MetaStop
-                    } else {
-                        ConsentAction::MetaResume
-                    };
+                    let action = if stop { ConsentAction::MetaStop } else { ConsentAction::MetaResume };
                     for subject in self.subjects(&person) {
                         let entry = ConsentEntry {
-                            id: format!(
-                                "pref#{phone_number_id}#{timestamp}#{}",
-                                if stop { "stop" } else { "resume" }
-                            ),
+                            id: format!("pref#{phone_number_id}#{timestamp}#{}", if stop { "stop" } else { "resume" }),
                             subject,
                             merchant: Some(merchant.clone()),
                             action,
@@ -227,12 +195,7 @@ where
                     }
                     summary.preferences += 1;
                 }
-                Item::TemplateCategory {
-                    waba_id,
-                    name,
-                    language,
-                    category,
-                } => {
+                Item::TemplateCategory { waba_id, name, language, category } => {
                     self.budget()?;
                     let Some(merchant) = self.merchants.merchant_for_account(&waba_id).await? else {
                         summary.unknown_merchant += 1;
@@ -253,8 +216,7 @@ where
                 }
                 Item::Other { field } => {
                     summary.other_fields += 1;
-                    self.metrics
-                        .count("whatsapp_fields_ignored", 1, Some(("Field", &field)));
+                    self.metrics.count("whatsapp_fields_ignored", 1, Some(("Field", &field)));
                 }
             }
         }
@@ -312,12 +274,7 @@ where
     /// The one write per item: its de-duplication record and its hand-off to the messaging worker.
     /// Returns false for a duplicate.
     async fn hand_off(
-        &self,
-        key: &str,
-        body: &str,
-        owner: &Owner<'_>,
-        now: DateTime<Utc>,
-        summary: &mut Summary,
+        &self, key: &str, body: &str, owner: &Owner<'_>, now: DateTime<Utc>, summary: &mut Summary,
     ) -> Result<bool, InfraError> {
         self.budget()?;
         let expires = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(19));
@@ -330,14 +287,8 @@ where
     }
 
     fn subjects(&self, person: &Person) -> Vec<String> {
-        let by_phone = person
-            .phone
-            .as_deref()
-            .and_then(|p| self.hasher.hash(IdentifierKind::Phone, p));
-        let by_bsuid = person
-            .bsuid
-            .as_deref()
-            .and_then(|b| self.hasher.hash(IdentifierKind::Bsuid, b));
+        let by_phone = person.phone.as_deref().and_then(|p| self.hasher.hash(IdentifierKind::Phone, p));
+        let by_bsuid = person.bsuid.as_deref().and_then(|b| self.hasher.hash(IdentifierKind::Bsuid, b));
         by_phone.into_iter().chain(by_bsuid).collect()
     }
 }
@@ -347,10 +298,7 @@ const META_RETRY_DAYS: i64 = 7;
 
 /// An item's time, never later than now.
 fn at_or_now(epoch: i64, now: DateTime<Utc>) -> DateTime<Utc> {
-    Utc.timestamp_opt(epoch, 0)
-        .single()
-        .filter(|t| *t <= now)
-        .unwrap_or(now)
+    Utc.timestamp_opt(epoch, 0).single().filter(|t| *t <= now).unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -386,9 +334,7 @@ mod tests {
                 ledger: MemoryLedger::default(),
                 merchants: MemoryMerchants(HashMap::from([("P1".to_owned(), "m-1".to_owned())])),
                 metrics: MemoryMetrics::default(),
-                settings: WhatsAppSettings {
-                    max_body_bytes: 1 << 20,
-                },
+                settings: WhatsAppSettings { max_body_bytes: 1 << 20 },
                 deadline: None,
             }
         }
@@ -405,8 +351,7 @@ mod tests {
                 settings: &self.settings,
                 deadline: self.deadline,
             };
-            uc.handle(Some(&sign_header(secret, body.as_bytes())), body.as_bytes(), "t")
-                .await
+            uc.handle(Some(&sign_header(secret, body.as_bytes())), body.as_bytes(), "t").await
         }
     }
 
@@ -441,29 +386,17 @@ mod tests {
                 "value":"{value}","timestamp":{ts}}}]}}}}]}}]}}"#
             )
         };
-        assert_eq!(
-            w.post(&pref("stop", 1_799_999_000), "app_secret")
-                .await
-                .unwrap()
-                .preferences,
-            1
-        );
+        assert_eq!(w.post(&pref("stop", 1_799_999_000), "app_secret").await.unwrap().preferences, 1);
         w.post(&pref("resume", 1_799_999_500), "app_secret").await.unwrap();
         let subject = w.hasher.hash(IdentifierKind::Phone, "31612345678").unwrap();
         let entries = w.ledger.entries.lock().unwrap();
-        let mut actions: Vec<_> = entries
-            .values()
-            .filter(|e| e.subject == subject)
-            .map(|e| (e.at, e.action))
-            .collect();
+        let mut actions: Vec<_> = entries.values().filter(|e| e.subject == subject).map(|e| (e.at, e.action)).collect();
         actions.sort_by_key(|a| a.0);
         assert_eq!(
             actions.iter().map(|a| a.1).collect::<Vec<_>>(),
             [ConsentAction::MetaStop, ConsentAction::MetaResume]
         );
-        assert!(entries
-            .values()
-            .all(|e| e.merchant.as_deref() == Some("m-1") && e.source == "meta_user_preferences"));
+        assert!(entries.values().all(|e| e.merchant.as_deref() == Some("m-1") && e.source == "meta_user_preferences"));
     }
 
     #[tokio::test]
@@ -474,13 +407,7 @@ mod tests {
             "field":"template_category_update","value":{"message_template_name":"order_update",
             "message_template_language":"en_US","previous_category":"UTILITY","new_category":"MARKETING"}}]}]}"#;
         assert_eq!(w.post(body, "app_secret").await.unwrap().template_updates, 1);
-        let c = w
-            .ledger
-            .categories
-            .lock()
-            .unwrap()
-            .get(&("m-1".to_owned(), "order_update".to_owned()))
-            .copied();
+        let c = w.ledger.categories.lock().unwrap().get(&("m-1".to_owned(), "order_update".to_owned())).copied();
         assert_eq!(c, Some(Category::Marketing));
     }
 
@@ -505,19 +432,10 @@ mod tests {
         ));
         assert!(w.ledger.entries.lock().unwrap().is_empty() && w.inbox.records.lock().unwrap().is_empty());
         w.inbox.fail.store(true, Ordering::SeqCst);
-        assert!(matches!(
-            w.post(&text("P1", "wamid.4", "hi"), "app_secret").await,
-            Err(WhatsAppError::Unavailable(_))
-        ));
+        assert!(matches!(w.post(&text("P1", "wamid.4", "hi"), "app_secret").await, Err(WhatsAppError::Unavailable(_))));
         assert!(w.inbox.records.lock().unwrap().is_empty());
         w.inbox.fail.store(false, Ordering::SeqCst);
-        assert_eq!(
-            w.post(&text("P1", "wamid.4", "hi"), "app_secret")
-                .await
-                .unwrap()
-                .messages,
-            1
-        );
+        assert_eq!(w.post(&text("P1", "wamid.4", "hi"), "app_secret").await.unwrap().messages, 1);
     }
 
     /// A STOP is two writes (the ledger, then the hand-off). Cut off before or after either, Meta
@@ -551,31 +469,16 @@ mod tests {
     async fn items_older_than_metas_retry_window_or_from_the_future_are_acknowledged_not_processed() {
         let w = World::new();
         let dated = |wamid: &str, ts: i64, body: &str| text("P1", wamid, body).replace("1799999990", &ts.to_string());
-        let old = w
-            .post(&dated("wamid.old", 1_800_000_000 - 8 * 86_400, "hello"), "app_secret")
-            .await
-            .unwrap();
-        let future = w
-            .post(&dated("wamid.future", 1_800_000_000 + 3_600, "hello"), "app_secret")
-            .await
-            .unwrap();
+        let old = w.post(&dated("wamid.old", 1_800_000_000 - 8 * 86_400, "hello"), "app_secret").await.unwrap();
+        let future = w.post(&dated("wamid.future", 1_800_000_000 + 3_600, "hello"), "app_secret").await.unwrap();
         assert_eq!((old.stale, future.stale, old.messages + future.messages), (1, 1, 0));
         assert!(w.ledger.entries.lock().unwrap().is_empty() && w.inbox.bodies().is_empty());
         // A late STOP still takes effect (it cannot hurt), without being processed as a message.
-        let late = w
-            .post(&dated("wamid.late", 1_800_000_000 - 8 * 86_400, "STOP"), "app_secret")
-            .await
-            .unwrap();
+        let late = w.post(&dated("wamid.late", 1_800_000_000 - 8 * 86_400, "STOP"), "app_secret").await.unwrap();
         assert_eq!((late.stale, late.messages), (1, 0));
         let subject = w.hasher.hash(IdentifierKind::Phone, "+31612345678").unwrap();
         assert!(w.ledger.opted_out(&subject) && w.inbox.bodies().is_empty());
-        let recent = w
-            .post(
-                &dated("wamid.recent", 1_800_000_000 - 6 * 86_400, "hello"),
-                "app_secret",
-            )
-            .await
-            .unwrap();
+        let recent = w.post(&dated("wamid.recent", 1_800_000_000 - 6 * 86_400, "hello"), "app_secret").await.unwrap();
         assert_eq!(recent.messages, 1, "inside the window it is processed");
     }
 
@@ -587,17 +490,8 @@ mod tests {
             w.post(&text("P1", "wamid.late", "hi"), "app_secret").await,
             Err(WhatsAppError::Unavailable(e)) if e.operation == "deadline"
         ));
-        assert!(
-            w.inbox.records.lock().unwrap().is_empty(),
-            "nothing started, nothing half done"
-        );
+        assert!(w.inbox.records.lock().unwrap().is_empty(), "nothing started, nothing half done");
         w.deadline = Some(w.clock.now() + Duration::seconds(10));
-        assert_eq!(
-            w.post(&text("P1", "wamid.late", "hi"), "app_secret")
-                .await
-                .unwrap()
-                .messages,
-            1
-        );
+        assert_eq!(w.post(&text("P1", "wamid.late", "hi"), "app_secret").await.unwrap().messages, 1);
     }
 }

@@ -42,21 +42,9 @@ fn phone() -> String {
 async fn open(h: &Harness, p: &Private, kind: &str, phone: &str, id: &str) -> String {
     let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
     let queue = SqsQueue::new(h.sqs.clone(), h.data_requests_url.clone());
-    let intake = Intake {
-        kind: kind.into(),
-        phone: Some(phone.into()),
-        ..Intake::default()
-    };
-    let origin = Origin {
-        id: id.into(),
-        source: "operator".into(),
-        merchant: None,
-    };
-    data_requests::open(&requests, &queue, &hasher(), &intake, origin, Utc::now())
-        .await
-        .unwrap()
-        .request
-        .id
+    let intake = Intake { kind: kind.into(), phone: Some(phone.into()), ..Intake::default() };
+    let origin = Origin { id: id.into(), source: "operator".into(), merchant: None };
+    data_requests::open(&requests, &queue, &hasher(), &intake, origin, Utc::now()).await.unwrap().request.id
 }
 
 #[tokio::test]
@@ -79,14 +67,7 @@ async fn erasure_removes_the_person_everywhere_except_what_the_law_keeps_and_a_r
     };
     conversations.append("m-1", &subject, &msg, true).await.unwrap();
     conversations
-        .apply(
-            "m-1",
-            "w-out-1",
-            Some(&subject),
-            Delivery::Delivered,
-            None,
-            now - Duration::days(1),
-        )
+        .apply("m-1", "w-out-1", Some(&subject), Delivery::Delivered, None, now - Duration::days(1))
         .await
         .unwrap();
     let ledger = DynamoLedger::new(h.ddb.clone(), &messaging);
@@ -135,9 +116,7 @@ async fn erasure_removes_the_person_everywhere_except_what_the_law_keeps_and_a_r
     let worker = h.dsr_worker(&p, SystemClock).await;
     let earlier = open(&h, &p, "access", &phone, "op-earlier").await;
     let outcome = worker.processor("test").process(&earlier, now, false).await.unwrap();
-    let Outcome::Exported { key, items } = outcome else {
-        panic!("{outcome:?}")
-    };
+    let Outcome::Exported { key, items } = outcome else { panic!("{outcome:?}") };
     assert_eq!(
         items, 8,
         "conversation, message, receipt, 2 consent entries, consent state, payment, order (not the request's own record)"
@@ -165,83 +144,36 @@ async fn erasure_removes_the_person_everywhere_except_what_the_law_keeps_and_a_r
 
     // Afterwards: the transcript is gone, the tax record and the order keep their numbers without the
     // person, the export is gone, and a new export finds only what is retained on purpose.
-    assert!(conversations
-        .read("m-1", &subject, Utc::now())
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(h
-        .get(&messaging, &[("pk", "wamid#w-out-1"), ("sk", "receipt")])
-        .await
-        .is_none());
-    let pay = h
-        .get(p.table(Store::Payments), &[("payment_key", "pi_erase")])
-        .await
-        .unwrap();
-    assert_eq!(
-        (pay.get("amount"), pay.get("order_ref")),
-        (Some(&n(2500)), Some(&s("INV-2026-001")))
-    );
+    assert!(conversations.read("m-1", &subject, Utc::now()).await.unwrap().is_empty());
+    assert!(h.get(&messaging, &[("pk", "wamid#w-out-1"), ("sk", "receipt")]).await.is_none());
+    let pay = h.get(p.table(Store::Payments), &[("payment_key", "pi_erase")]).await.unwrap();
+    assert_eq!((pay.get("amount"), pay.get("order_ref")), (Some(&n(2500)), Some(&s("INV-2026-001"))));
     assert!(!pay.contains_key("subject") && !pay.contains_key("card"));
-    assert!(
-        pay.contains_key("expires_at"),
-        "the tax record keeps its 6-year deadline"
-    );
-    let order = h
-        .get(
-            p.table(Store::Orders),
-            &[("pk", "merchant#m-1"), ("sk", "order#bol#B-9")],
-        )
-        .await
-        .unwrap();
+    assert!(pay.contains_key("expires_at"), "the tax record keeps its 6-year deadline");
+    let order = h.get(p.table(Store::Orders), &[("pk", "merchant#m-1"), ("sk", "order#bol#B-9")]).await.unwrap();
     assert!(!order.contains_key("buyer_name") && !order.contains_key("buyer_phone") && !order.contains_key("subject"));
     assert!(exports.list(&key).await.unwrap().is_empty());
     // Running the erasure again changes nothing.
-    let Outcome::Erased(again) = worker
-        .processor("test")
-        .process(&erase, Utc::now(), true)
-        .await
-        .unwrap()
-    else {
+    let Outcome::Erased(again) = worker.processor("test").process(&erase, Utc::now(), true).await.unwrap() else {
         panic!("an erasure")
     };
     assert!(again.changed_nothing(), "{again:?}");
 
     let check = open(&h, &p, "access", &phone, "op-check").await;
-    worker
-        .processor("test")
-        .process(&check, Utc::now(), false)
-        .await
-        .unwrap();
+    worker.processor("test").process(&check, Utc::now(), false).await.unwrap();
     let export: serde_json::Value = {
-        let out = h
-            .s3()
-            .get_object()
-            .bucket(&p.bucket)
-            .key(format!("exports/{check}.json"))
-            .send()
-            .await
-            .unwrap();
+        let out = h.s3().get_object().bucket(&p.bucket).key(format!("exports/{check}.json")).send().await.unwrap();
         serde_json::from_slice(&out.body.collect().await.unwrap().into_bytes()).unwrap()
     };
     assert_eq!(export["schema"], "nex.subject-export/1");
-    let kinds: std::collections::BTreeSet<&str> = export["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        kinds,
-        ["consent_entry", "consent_state", "data_request"].into_iter().collect()
-    );
+    let kinds: std::collections::BTreeSet<&str> =
+        export["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["consent_entry", "consent_state", "data_request"].into_iter().collect());
 
     // Every request is in the audit log, by subject hash only, and the chain holds.
     let log = DynamoAudit::new(h.ddb.clone(), p.table(Store::DataRequests));
     let entries = log.entries(0, 100).await.unwrap();
-    assert!(entries
-        .iter()
-        .any(|e| e.action == "dsr.deletion" && e.subject.as_deref() == Some(subject.as_str())));
+    assert!(entries.iter().any(|e| e.action == "dsr.deletion" && e.subject.as_deref() == Some(subject.as_str())));
     let text = format!("{entries:?}");
     assert!(!text.contains(&phone) && !text.contains("Ann Example") && !text.contains("Example Street"));
     let head = log.head().await.unwrap();
@@ -265,38 +197,19 @@ async fn a_merchants_support_team_opens_a_request_and_downloads_the_export_throu
     let body = serde_json::json!({ "kind": "export", "phone": phone, "reference": uuid::Uuid::new_v4().to_string() })
         .to_string();
 
-    assert_eq!(
-        app.handle(api("POST", "/data-requests", &body, None), "r")
-            .await
-            .status_code,
-        401
-    );
+    assert_eq!(app.handle(api("POST", "/data-requests", &body, None), "r").await.status_code, 401);
     let bad = serde_json::json!({ "kind": "everything", "phone": phone }).to_string();
-    let resp = app
-        .handle(api("POST", "/data-requests", &bad, Some(MERCHANT_KEY)), "r")
-        .await;
-    assert_eq!(
-        (resp.status_code, body_json(&resp)["reason"].as_str()),
-        (422, Some("unknown_kind"))
-    );
+    let resp = app.handle(api("POST", "/data-requests", &bad, Some(MERCHANT_KEY)), "r").await;
+    assert_eq!((resp.status_code, body_json(&resp)["reason"].as_str()), (422, Some("unknown_kind")));
     let none = serde_json::json!({ "kind": "export" }).to_string();
-    let resp = app
-        .handle(api("POST", "/data-requests", &none, Some(MERCHANT_KEY)), "r")
-        .await;
-    assert_eq!(
-        (resp.status_code, body_json(&resp)["reason"].as_str()),
-        (422, Some("no_identifier"))
-    );
+    let resp = app.handle(api("POST", "/data-requests", &none, Some(MERCHANT_KEY)), "r").await;
+    assert_eq!((resp.status_code, body_json(&resp)["reason"].as_str()), (422, Some("no_identifier")));
 
-    let resp = app
-        .handle(api("POST", "/data-requests", &body, Some(MERCHANT_KEY)), "r")
-        .await;
+    let resp = app.handle(api("POST", "/data-requests", &body, Some(MERCHANT_KEY)), "r").await;
     assert_eq!(resp.status_code, 202);
     let id = body_json(&resp)["id"].as_str().unwrap().to_owned();
     // The same ticket reference again: the same request, not a second one.
-    let again = app
-        .handle(api("POST", "/data-requests", &body, Some(MERCHANT_KEY)), "r")
-        .await;
+    let again = app.handle(api("POST", "/data-requests", &body, Some(MERCHANT_KEY)), "r").await;
     assert_eq!(
         (body_json(&again)["id"].as_str(), body_json(&again)["status"].as_str()),
         (Some(id.as_str()), Some("already_open"))
@@ -304,9 +217,7 @@ async fn a_merchants_support_team_opens_a_request_and_downloads_the_export_throu
 
     let round = h.drain_requests(&h.stack_dsr_worker().await).await;
     assert_eq!(round.failed, 0);
-    let resp = app
-        .handle(api("GET", &format!("/data-requests/{id}"), "", Some(MERCHANT_KEY)), "r")
-        .await;
+    let resp = app.handle(api("GET", &format!("/data-requests/{id}"), "", Some(MERCHANT_KEY)), "r").await;
     assert_eq!(resp.status_code, 200);
     let shown = body_json(&resp);
     assert_eq!(shown["status"], "completed");
@@ -319,16 +230,9 @@ async fn a_merchants_support_team_opens_a_request_and_downloads_the_export_throu
     assert!(!logs().contains(&phone), "no phone number in the logs");
 
     // Unknown requests, and requests not opened by this merchant, are not there.
-    let resp = app
-        .handle(api("GET", "/data-requests/nope", "", Some(MERCHANT_KEY)), "r")
-        .await;
+    let resp = app.handle(api("GET", "/data-requests/nope", "", Some(MERCHANT_KEY)), "r").await;
     assert_eq!(resp.status_code, 404);
-    assert_eq!(
-        app.handle(api("DELETE", "/data-requests", "", Some(MERCHANT_KEY)), "r")
-            .await
-            .status_code,
-        405
-    );
+    assert_eq!(app.handle(api("DELETE", "/data-requests", "", Some(MERCHANT_KEY)), "r").await.status_code, 405);
 }
 
 #[tokio::test]
@@ -344,10 +248,7 @@ async fn the_audit_chain_from_two_writers_verifies_until_an_entry_is_edited_behi
     for i in 0..6 {
         let writer = if i % 2 == 0 { &log } else { &other };
         let detail = serde_json::json!({ "n": i });
-        writer
-            .append(NewEntry::new("test", "test.write", None, &detail), Utc::now())
-            .await
-            .unwrap();
+        writer.append(NewEntry::new("test", "test.write", None, &detail), Utc::now()).await.unwrap();
     }
     // A keyed entry is appended once, however often it is written.
     for _ in 0..2 {
@@ -356,10 +257,7 @@ async fn the_audit_chain_from_two_writers_verifies_until_an_entry_is_edited_behi
         other.append(keyed, Utc::now()).await.unwrap();
     }
     let entries = log.entries(0, 100).await.unwrap();
-    assert_eq!(
-        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        (1..=7).collect::<Vec<_>>()
-    );
+    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=7).collect::<Vec<_>>());
     let head = log.head().await.unwrap().unwrap();
     assert!(audit::verify(&entries, Some((head.0, head.1.as_str()))).ok());
 
@@ -386,22 +284,12 @@ async fn an_operator_inspects_and_redrives_a_dead_letter_queue_and_the_redrive_i
     let p = h.private().await;
     let poison = serde_json::json!({ "type": "payment.event", "version": 9, "id": "evt_1", "payload": { "email": "a@b.example" } })
         .to_string();
-    h.sqs
-        .send_message()
-        .queue_url(&h.dlq_url)
-        .message_body(&poison)
-        .send()
-        .await
-        .unwrap();
+    h.send(&h.dlq_url, &poison).await;
 
     let mut vars: std::collections::BTreeMap<String, String> = p.env().into_iter().collect();
     vars.insert("DATA_REQUESTS_QUEUE_URL".into(), h.data_requests_url.clone());
-    let stack = nexctl::Stack {
-        vars,
-        queues: [("PaymentEventsQueue".to_owned(), h.queue_url.clone())]
-            .into_iter()
-            .collect(),
-    };
+    let stack =
+        nexctl::Stack { vars, queues: [("PaymentEventsQueue".to_owned(), h.queue_url.clone())].into_iter().collect() };
     let ops = nexctl::Ops::new(stack, h.sdk.clone()).await.unwrap();
     let dlqs = ops.dead_letter_queues().await.unwrap();
     assert_eq!((dlqs.len(), dlqs[0].depth), (1, 1));
@@ -418,10 +306,7 @@ async fn an_operator_inspects_and_redrives_a_dead_letter_queue_and_the_redrive_i
     let entries = ops.audit_entries(0, 10).await.unwrap();
     assert_eq!(entries.last().unwrap().action, "dlq.redrive");
     assert!(ops.verify_audit().await.unwrap().ok());
-    assert!(matches!(
-        ops.inspect_dlq("NoSuchQueue", 1, false).await,
-        Err(nexctl::OpsError::NotFound(_))
-    ));
+    assert!(matches!(ops.inspect_dlq("NoSuchQueue", 1, false).await, Err(nexctl::OpsError::NotFound(_))));
 }
 
 #[tokio::test]
@@ -473,13 +358,7 @@ async fn consent_changes_reach_the_audit_log_once_each_by_subject_hash() {
             sk: format!("consent#{}", e.id),
         })
         .collect();
-    assert_eq!(
-        nex_shared::ports::LedgerReader::read(&ledger, &refs)
-            .await
-            .unwrap()
-            .len(),
-        30
-    );
+    assert_eq!(nex_shared::ports::LedgerReader::read(&ledger, &refs).await.unwrap().len(), 30);
     for _ in 0..2 {
         assert_eq!(h.audit_ledger().await.failed, 0);
     }
@@ -491,23 +370,12 @@ async fn consent_changes_reach_the_audit_log_once_each_by_subject_hash() {
         let page = log.entries(after, 1000).await.unwrap();
         let Some(last) = page.last() else { break };
         after = last.seq;
-        mine.extend(
-            page.into_iter()
-                .filter(|e| e.subject.as_deref() == Some(subject.as_str())),
-        );
+        mine.extend(page.into_iter().filter(|e| e.subject.as_deref() == Some(subject.as_str())));
     }
-    let mut actions: Vec<&str> = mine
-        .iter()
-        .map(|e| e.action.as_str())
-        .filter(|a| *a != "consent.opt_in")
-        .collect();
+    let mut actions: Vec<&str> = mine.iter().map(|e| e.action.as_str()).filter(|a| *a != "consent.opt_in").collect();
     actions.sort_unstable();
     assert_eq!(actions, ["consent.meta_resume", "consent.opt_out"], "once each");
-    assert_eq!(
-        mine.iter().filter(|e| e.action == "consent.opt_in").count(),
-        30,
-        "the burst, once each"
-    );
+    assert_eq!(mine.iter().filter(|e| e.action == "consent.opt_in").count(), 30, "the burst, once each");
     assert!(!format!("{mine:?}").contains(&phone));
     let entries = log.entries(0, 100_000).await.unwrap();
     let head = log.head().await.unwrap();
@@ -530,14 +398,7 @@ async fn seed_person_known_to_two_merchants(h: &Harness, p: &Private, subject: &
         };
         conversations.append(m, subject, &msg, true).await.unwrap();
         conversations
-            .apply(
-                m,
-                &format!("w-out-{m}"),
-                Some(subject),
-                Delivery::Read,
-                None,
-                now - Duration::days(1),
-            )
+            .apply(m, &format!("w-out-{m}"), Some(subject), Delivery::Read, None, now - Duration::days(1))
             .await
             .unwrap();
         ledger
@@ -576,28 +437,14 @@ async fn seed_person_known_to_two_merchants(h: &Harness, p: &Private, subject: &
 async fn merchant_request(h: &Harness, p: &Private, m: &str, kind: &str, phone: &str) -> (String, Outcome) {
     let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
     let queue = SqsQueue::new(h.sqs.clone(), h.data_requests_url.clone());
-    let intake = Intake {
-        kind: kind.into(),
-        phone: Some(phone.into()),
-        ..Intake::default()
-    };
+    let intake = Intake { kind: kind.into(), phone: Some(phone.into()), ..Intake::default() };
     let origin = Origin {
         id: data_requests::request_id("api", m, Some(&uuid::Uuid::new_v4().to_string())),
         source: nex_shared::ports::SOURCE_MERCHANT_API.into(),
         merchant: Some(m.into()),
     };
-    let id = data_requests::open(&requests, &queue, &hasher(), &intake, origin, Utc::now())
-        .await
-        .unwrap()
-        .request
-        .id;
-    let outcome = h
-        .dsr_worker(p, SystemClock)
-        .await
-        .processor("test")
-        .process(&id, Utc::now(), false)
-        .await
-        .unwrap();
+    let id = data_requests::open(&requests, &queue, &hasher(), &intake, origin, Utc::now()).await.unwrap().request.id;
+    let outcome = h.dsr_worker(p, SystemClock).await.processor("test").process(&id, Utc::now(), false).await.unwrap();
     (id, outcome)
 }
 
@@ -609,9 +456,7 @@ async fn export_of(h: &Harness, p: &Private, key: &str) -> serde_json::Value {
 /// Merchant `m`'s export about `phone`: its item count and the document.
 async fn merchant_export(h: &Harness, p: &Private, m: &str, phone: &str) -> (u64, serde_json::Value) {
     let (_, outcome) = merchant_request(h, p, m, "export", phone).await;
-    let Outcome::Exported { key, items } = outcome else {
-        panic!("{outcome:?}")
-    };
+    let Outcome::Exported { key, items } = outcome else { panic!("{outcome:?}") };
     (items, export_of(h, p, &key).await)
 }
 
@@ -625,10 +470,7 @@ async fn a_merchants_export_and_erasure_cover_only_that_merchants_items() {
 
     let (items, export) = merchant_export(&h, &p, "m-a", &phone).await;
     let text = export.to_string();
-    assert!(
-        !text.contains("m-b") && !text.contains("pi_b") && !text.contains("pi_unknown"),
-        "{text}"
-    );
+    assert!(!text.contains("m-b") && !text.contains("pi_b") && !text.contains("pi_unknown"), "{text}");
     for item in export["items"].as_array().unwrap() {
         assert_eq!(item["attributes"]["merchant"], "m-a", "{item}");
     }
@@ -638,44 +480,22 @@ async fn a_merchants_export_and_erasure_cover_only_that_merchants_items() {
     );
 
     let (id, outcome) = merchant_request(&h, &p, "m-a", "deletion", &phone).await;
-    let Outcome::Erased(result) = outcome else {
-        panic!("{outcome:?}")
-    };
+    let Outcome::Erased(result) = outcome else { panic!("{outcome:?}") };
     assert_eq!(result.deleted.values().sum::<u64>(), 3, "{result:?}");
     assert_eq!(result.anonymised.get("payment"), Some(&1));
     // B's items are untouched, and the result (shown to A) does not mention them.
     let conversations = DynamoConversations::new(h.ddb.clone(), p.table(Store::Messaging));
-    assert!(conversations
-        .read("m-a", &subject, Utc::now())
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(conversations.read("m-a", &subject, Utc::now()).await.unwrap().is_empty());
     assert_eq!(conversations.read("m-b", &subject, Utc::now()).await.unwrap().len(), 1);
-    let pay_b = h
-        .get(p.table(Store::Payments), &[("payment_key", "pi_b")])
-        .await
-        .unwrap();
+    let pay_b = h.get(p.table(Store::Payments), &[("payment_key", "pi_b")]).await.unwrap();
     assert_eq!(pay_b.get("subject"), Some(&s(&subject)));
-    let unknown = h
-        .get(p.table(Store::Payments), &[("payment_key", "pi_unknown")])
-        .await
-        .unwrap();
+    let unknown = h.get(p.table(Store::Payments), &[("payment_key", "pi_unknown")]).await.unwrap();
     assert_eq!(unknown.get("subject"), Some(&s(&subject)));
-    assert!(h
-        .get(
-            p.table(Store::Messaging),
-            &[("pk", "wamid#w-out-m-b"), ("sk", "receipt")]
-        )
-        .await
-        .is_some());
+    assert!(h.get(p.table(Store::Messaging), &[("pk", "wamid#w-out-m-b"), ("sk", "receipt")]).await.is_some());
     let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
     let shown = requests.get(&id).await.unwrap().unwrap().result.unwrap();
     assert!(!shown.contains("m-b"), "{shown}");
-    assert_eq!(
-        result.retained.get("data_request").map(|r| r.count),
-        Some(2),
-        "A's two requests only"
-    );
+    assert_eq!(result.retained.get("data_request").map(|r| r.count), Some(2), "A's two requests only");
 }
 
 #[tokio::test]
@@ -741,17 +561,10 @@ async fn a_persons_own_data_request_covers_every_merchant_and_is_answered_to_the
     assert_eq!(rec.status, "completed");
     assert!(rec.answered_at.is_some(), "the answer's hand-off is recorded");
     let export = export_of(&h, &p, rec.export_key.as_deref().unwrap()).await;
-    let merchants: std::collections::BTreeSet<&str> = export["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|i| i["attributes"]["merchant"].as_str())
-        .collect();
+    let merchants: std::collections::BTreeSet<&str> =
+        export["items"].as_array().unwrap().iter().filter_map(|i| i["attributes"]["merchant"].as_str()).collect();
     assert!(merchants.contains("m-a") && merchants.contains("m-b"), "{merchants:?}");
-    assert!(
-        export.to_string().contains("pi_unknown"),
-        "the person's own request sees every record about them"
-    );
+    assert!(export.to_string().contains("pi_unknown"), "the person's own request sees every record about them");
 
     let sent = h.take(&h.notifications_url).await;
     let answers: Vec<serde_json::Value> = sent
@@ -765,10 +578,7 @@ async fn a_persons_own_data_request_covers_every_merchant_and_is_answered_to_the
     assert_eq!(answer["phone_number_id"], "pn-b");
     let body = answer["content"]["body"].as_str().unwrap();
     assert!(body.contains("X-Amz-Expires=86400"), "an expiring link: {body}");
-    assert_eq!(
-        answer["private"], true,
-        "the link is sent, never kept in the merchant's transcript"
-    );
+    assert_eq!(answer["private"], true, "the link is sent, never kept in the merchant's transcript");
 }
 
 #[tokio::test]
@@ -777,10 +587,9 @@ async fn a_merchant_cannot_read_a_persons_own_request_even_one_that_names_it() {
     let app = h.merchant_api().await;
     let requests = DynamoDataRequests::new(h.ddb.clone(), table("DataRequestsTable"));
     let now = Utc::now();
-    for (source, label) in [
-        (nex_shared::ports::SOURCE_PERSON, "the person's own"),
-        (nex_shared::ports::SOURCE_OPERATOR, "an operator's"),
-    ] {
+    for (source, label) in
+        [(nex_shared::ports::SOURCE_PERSON, "the person's own"), (nex_shared::ports::SOURCE_OPERATOR, "an operator's")]
+    {
         let id = format!("t-{}", uuid::Uuid::new_v4().simple());
         let request = nex_shared::ports::DataRequest {
             id: id.clone(),
@@ -793,9 +602,7 @@ async fn a_merchant_cannot_read_a_persons_own_request_even_one_that_names_it() {
             reply_to: None,
         };
         assert!(requests.open(&request).await.unwrap());
-        let resp = app
-            .handle(api("GET", &format!("/data-requests/{id}"), "", Some(MERCHANT_KEY)), "r")
-            .await;
+        let resp = app.handle(api("GET", &format!("/data-requests/{id}"), "", Some(MERCHANT_KEY)), "r").await;
         assert_eq!(resp.status_code, 404, "{label}");
     }
 }
@@ -810,62 +617,22 @@ async fn a_reused_reference_for_another_kind_or_person_is_a_conflict_and_identif
     let ask = |kind: &str, phone: &str| {
         serde_json::json!({ "kind": kind, "phone": phone, "reference": reference }).to_string()
     };
-    let first = app
-        .handle(
-            api("POST", "/data-requests", &ask("export", &p1), Some(MERCHANT_KEY)),
-            "r",
-        )
-        .await;
+    let first = app.handle(api("POST", "/data-requests", &ask("export", &p1), Some(MERCHANT_KEY)), "r").await;
     assert_eq!(first.status_code, 202);
-    let same = app
-        .handle(
-            api("POST", "/data-requests", &ask("export", &p1), Some(MERCHANT_KEY)),
-            "r",
-        )
-        .await;
-    assert_eq!(
-        (same.status_code, body_json(&same)["status"].as_str()),
-        (202, Some("already_open"))
-    );
-    for (body, what) in [
-        (ask("deletion", &p1), "another kind"),
-        (ask("export", &p2), "another person"),
-    ] {
-        let resp = app
-            .handle(api("POST", "/data-requests", &body, Some(MERCHANT_KEY)), "r")
-            .await;
-        assert_eq!(
-            (resp.status_code, body_json(&resp)["reason"].as_str()),
-            (409, Some("reference_reused")),
-            "{what}"
-        );
+    let same = app.handle(api("POST", "/data-requests", &ask("export", &p1), Some(MERCHANT_KEY)), "r").await;
+    assert_eq!((same.status_code, body_json(&same)["status"].as_str()), (202, Some("already_open")));
+    for (body, what) in [(ask("deletion", &p1), "another kind"), (ask("export", &p2), "another person")] {
+        let resp = app.handle(api("POST", "/data-requests", &body, Some(MERCHANT_KEY)), "r").await;
+        assert_eq!((resp.status_code, body_json(&resp)["reason"].as_str()), (409, Some("reference_reused")), "{what}");
     }
     for (body, reason) in [
-        (
-            serde_json::json!({ "kind": "export", "phone": "call me maybe" }),
-            "invalid_phone",
-        ),
+        (serde_json::json!({ "kind": "export", "phone": "call me maybe" }), "invalid_phone"),
         (serde_json::json!({ "kind": "export", "email": "jo@" }), "invalid_email"),
-        (
-            serde_json::json!({ "kind": "export", "phone": p1, "reference": "x".repeat(200) }),
-            "invalid_reference",
-        ),
-        (
-            serde_json::json!({ "kind": "export", "bsuid": "y".repeat(500) }),
-            "invalid_bsuid",
-        ),
+        (serde_json::json!({ "kind": "export", "phone": p1, "reference": "x".repeat(200) }), "invalid_reference"),
+        (serde_json::json!({ "kind": "export", "bsuid": "y".repeat(500) }), "invalid_bsuid"),
     ] {
-        let resp = app
-            .handle(
-                api("POST", "/data-requests", &body.to_string(), Some(MERCHANT_KEY)),
-                "r",
-            )
-            .await;
-        assert_eq!(
-            (resp.status_code, body_json(&resp)["reason"].as_str()),
-            (422, Some(reason)),
-            "{body}"
-        );
+        let resp = app.handle(api("POST", "/data-requests", &body.to_string(), Some(MERCHANT_KEY)), "r").await;
+        assert_eq!((resp.status_code, body_json(&resp)["reason"].as_str()), (422, Some(reason)), "{body}");
     }
 }
 
@@ -874,57 +641,27 @@ async fn a_correction_stays_open_listed_and_alarmed_until_an_operator_closes_it(
     let h = Harness::new().await;
     let p = h.private().await;
     let phone = phone();
-    let id = open(
-        &h,
-        &p,
-        "correction",
-        &phone,
-        &format!("op-corr-{}", uuid::Uuid::new_v4().simple()),
-    )
-    .await;
+    let id = open(&h, &p, "correction", &phone, &format!("op-corr-{}", uuid::Uuid::new_v4().simple())).await;
     let worker = h.dsr_worker(&p, SystemClock).await;
     let outcome = worker.processor("test").process(&id, Utc::now(), false).await.unwrap();
     assert_eq!(outcome, Outcome::NeedsOperator);
     let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
     assert_eq!(requests.get(&id).await.unwrap().unwrap().status, "needs_operator");
     assert!(
-        requests
-            .open_requests()
-            .await
-            .unwrap()
-            .iter()
-            .any(|(open, _)| open == &id),
+        requests.open_requests().await.unwrap().iter().any(|(open, _)| open == &id),
         "still open: listed and counted by the deadline alarm"
     );
 
     let mut vars: std::collections::BTreeMap<String, String> = p.env().into_iter().collect();
     vars.insert("DATA_REQUESTS_QUEUE_URL".into(), h.data_requests_url.clone());
-    let ops = nexctl::Ops::new(
-        nexctl::Stack {
-            vars,
-            queues: Default::default(),
-        },
-        h.sdk.clone(),
-    )
-    .await
-    .unwrap();
-    assert!(
-        ops.close_request(&id, "Fixed the address, see ticket").await.is_err(),
-        "a short code only"
-    );
+    let ops = nexctl::Ops::new(nexctl::Stack { vars, queues: Default::default() }, h.sdk.clone()).await.unwrap();
+    assert!(ops.close_request(&id, "Fixed the address, see ticket").await.is_err(), "a short code only");
     ops.close_request(&id, "corrected").await.unwrap();
     let closed = requests.get(&id).await.unwrap().unwrap();
     assert_eq!(closed.status, "closed");
-    assert!(!requests
-        .open_requests()
-        .await
-        .unwrap()
-        .iter()
-        .any(|(open, _)| open == &id));
+    assert!(!requests.open_requests().await.unwrap().iter().any(|(open, _)| open == &id));
     assert!(ops.close_request(&id, "corrected").await.is_err(), "closed once");
     let log = DynamoAudit::new(h.ddb.clone(), p.table(Store::DataRequests));
     let entries = log.entries(0, 100).await.unwrap();
-    assert!(entries
-        .iter()
-        .any(|e| e.action == "dsr.closed" && e.detail.contains("corrected")));
+    assert!(entries.iter().any(|e| e.action == "dsr.closed" && e.detail.contains("corrected")));
 }

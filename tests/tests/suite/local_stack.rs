@@ -6,34 +6,20 @@ async fn the_ttl_reaper_deletes_only_items_whose_deadline_has_passed() {
     let platform = table("PlatformTable");
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let now = chrono::Utc::now().timestamp();
-    for (key, expires) in [
-        (format!("reap#{tag}#old"), now - 10),
-        (format!("reap#{tag}#live"), now + 3600),
-    ] {
+    for (key, expires) in [(format!("reap#{tag}#old"), now - 10), (format!("reap#{tag}#live"), now + 3600)] {
         h.ddb
             .put_item()
             .table_name(&platform)
             .item("pk", aws_sdk_dynamodb::types::AttributeValue::S(key))
-            .item(
-                "expires_at",
-                aws_sdk_dynamodb::types::AttributeValue::N(expires.to_string()),
-            )
+            .item("expires_at", aws_sdk_dynamodb::types::AttributeValue::N(expires.to_string()))
             .send()
             .await
             .unwrap();
     }
-    let deleted = nex_local::ttl::reap_table(&h.ddb, &platform, "expires_at", now)
-        .await
-        .unwrap();
+    let deleted = nex_local::ttl::reap_table(&h.ddb, &platform, "expires_at", now).await.unwrap();
     assert!(deleted >= 1);
-    assert!(h
-        .item("PlatformTable", "pk", &format!("reap#{tag}#old"))
-        .await
-        .is_none());
-    assert!(h
-        .item("PlatformTable", "pk", &format!("reap#{tag}#live"))
-        .await
-        .is_some());
+    assert!(h.item("PlatformTable", "pk", &format!("reap#{tag}#old")).await.is_none());
+    assert!(h.item("PlatformTable", "pk", &format!("reap#{tag}#live")).await.is_some());
 }
 
 #[test]
@@ -59,9 +45,7 @@ fn every_sample_event_is_a_valid_http_api_v2_event_signed_with_the_local_secret(
         let verifier =
             nex_shared::domain::stripe::signature::Verifier::new(&[secrecy::SecretString::from(STRIPE_SECRET)])
                 .unwrap();
-        verifier
-            .verify(Some(sig), body.as_bytes(), 0, None)
-            .unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        verifier.verify(Some(sig), body.as_bytes(), 0, None).unwrap_or_else(|e| panic!("{path:?}: {e}"));
         n += 1;
     }
     assert!(n >= 7);
@@ -70,19 +54,12 @@ fn every_sample_event_is_a_valid_http_api_v2_event_signed_with_the_local_secret(
 #[tokio::test]
 async fn the_sample_sqs_batch_applies_its_valid_record_and_reports_only_the_unknown_version() {
     let h = Harness::new().await;
-    let path = format!(
-        "{}/../events/sqs/payments-worker-batch.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../events/sqs/payments-worker-batch.json", env!("CARGO_MANIFEST_DIR"));
     let event: aws_lambda_events::sqs::SqsEvent =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let deadline = chrono::Utc::now() + chrono::Duration::seconds(30);
     let response = h.worker().await.handle_until(event, "sample", deadline).await;
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
+    let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, ["00000002-0000-4000-8000-000000000000"]);
     assert!(h.payment("pi_3NexDemoOrderA").await.is_some());
 }
@@ -95,38 +72,14 @@ async fn an_s3_object_is_stored_encrypted_and_readable_only_through_a_short_live
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&h.sdk).force_path_style(true).build());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let store = nex_shared::adapters::s3_objects::S3Objects::new(h.aws.s3(), bucket.clone());
-    store
-        .put_private("exports/x.json", b"{\"ok\":true}".to_vec(), "application/json")
-        .await
-        .unwrap();
-    let head = s3
-        .head_object()
-        .bucket(&bucket)
-        .key("exports/x.json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        head.server_side_encryption(),
-        Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256)
-    );
-    let link = store
-        .presigned_get("exports/x.json", std::time::Duration::from_secs(300))
-        .await
-        .unwrap();
-    assert!(
-        link.contains("X-Amz-Expires=300") && link.contains("X-Amz-Signature="),
-        "{link}"
-    );
+    store.put_private("exports/x.json", b"{\"ok\":true}".to_vec(), "application/json").await.unwrap();
+    let head = s3.head_object().bucket(&bucket).key("exports/x.json").send().await.unwrap();
+    assert_eq!(head.server_side_encryption(), Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256));
+    let link = store.presigned_get("exports/x.json", std::time::Duration::from_secs(300)).await.unwrap();
+    assert!(link.contains("X-Amz-Expires=300") && link.contains("X-Amz-Signature="), "{link}");
     store.delete("exports/x.json").await.unwrap();
     store.delete("exports/x.json").await.unwrap();
-    assert!(s3
-        .head_object()
-        .bucket(&bucket)
-        .key("exports/x.json")
-        .send()
-        .await
-        .is_err());
+    assert!(s3.head_object().bucket(&bucket).key("exports/x.json").send().await.is_err());
 }
 
 fn sample<T: serde::de::DeserializeOwned>(rel: &str) -> T {
@@ -138,28 +91,16 @@ fn sample<T: serde::de::DeserializeOwned>(rel: &str) -> T {
 async fn the_whatsapp_and_consent_sample_events_run_through_their_handlers() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
-    let resp = wa
-        .handle(sample("whatsapp/01-verification-handshake.json"), "sample")
-        .await;
+    let resp = wa.handle(sample("whatsapp/01-verification-handshake.json"), "sample").await;
     assert_eq!(resp.status_code, 200);
     for name in ["02-inbound-text", "03-receipt-delivered", "04-receipt-failed-131047"] {
         let resp = wa.handle(sample(&format!("whatsapp/{name}.json")), "sample").await;
         assert_eq!(resp.status_code, 200, "{name}: {:?}", body_json(&resp));
     }
-    let resp = h
-        .merchant_api()
-        .await
-        .handle(sample("http/consent-opt-in.json"), "sample")
-        .await;
+    let resp = h.merchant_api().await.handle(sample("http/consent-opt-in.json"), "sample").await;
     assert_eq!(resp.status_code, 201);
     let batch: aws_lambda_events::sqs::SqsEvent = sample("sqs/messaging-worker-batch.json");
-    assert!(h
-        .messaging_worker()
-        .await
-        .handle(batch, "sample")
-        .await
-        .batch_item_failures
-        .is_empty());
+    assert!(h.messaging_worker().await.handle(batch, "sample").await.batch_item_failures.is_empty());
     let sends: aws_lambda_events::sqs::SqsEvent = sample("sqs/notifications-sender-batch.json");
     for r in sends.records {
         let body = r.body.unwrap();
@@ -176,15 +117,9 @@ async fn the_sweep_and_data_request_sample_events_run_through_their_handlers() {
     let sweep = h.sweep(&p, FixedClock::at(chrono::Utc::now())).await;
     let deadline = chrono::Utc::now() + chrono::Duration::minutes(15);
     // The EventBridge scheduled event starts a run; the continuation message runs it on.
-    let out = sweep
-        .handle(sample("schedule/retention-sweep.json"), "sample", deadline)
-        .await
-        .unwrap();
+    let out = sweep.handle(sample("schedule/retention-sweep.json"), "sample", deadline).await.unwrap();
     assert_eq!(out["complete"], true);
-    let out = sweep
-        .handle(sample("sqs/retention-sweep-continue.json"), "sample", deadline)
-        .await
-        .unwrap();
+    let out = sweep.handle(sample("sqs/retention-sweep-continue.json"), "sample", deadline).await.unwrap();
     assert_eq!(out["batchItemFailures"], serde_json::json!([]));
     // The merchant API's data-request routes, and a batch for the worker naming a request it can answer.
     let mut api = h.merchant_api().await;
@@ -192,18 +127,11 @@ async fn the_sweep_and_data_request_sample_events_run_through_their_handlers() {
     let opened = api.handle(sample("http/data-request-open.json"), "sample").await;
     assert_eq!(opened.status_code, 202, "{:?}", body_json(&opened));
     let shown = api.handle(sample("http/data-request-show.json"), "sample").await;
-    assert_eq!(
-        shown.status_code, 404,
-        "the sample names a request this stack never opened"
-    );
+    assert_eq!(shown.status_code, 404, "the sample names a request this stack never opened");
     let batch: aws_lambda_events::sqs::SqsEvent = sample("sqs/data-requests-worker-batch.json");
     let worker = h.dsr_worker(&p, nex_shared::ports::SystemClock).await;
     let failures = worker.handle(batch, "sample").await.batch_item_failures;
-    assert_eq!(
-        failures.len(),
-        1,
-        "an unknown request fails (and reaches the DLQ), it is not made up"
-    );
+    assert_eq!(failures.len(), 1, "an unknown request fails (and reaches the DLQ), it is not made up");
 }
 
 #[tokio::test]
@@ -226,10 +154,7 @@ async fn the_registry_and_the_template_name_the_same_functions_and_each_builds_f
     deployed.sort();
     let mut registered: Vec<&str> = nex_shared::registry::FUNCTIONS.iter().map(|e| e.name).collect();
     registered.sort();
-    assert_eq!(
-        deployed, registered,
-        "template.yaml builds exactly the registry's functions"
-    );
+    assert_eq!(deployed, registered, "template.yaml builds exactly the registry's functions");
     let routed: Vec<&str> = manifest()["routes"]
         .as_array()
         .unwrap()
@@ -239,11 +164,7 @@ async fn the_registry_and_the_template_name_the_same_functions_and_each_builds_f
     for (logical, spec) in functions {
         let entry = nex_shared::registry::find(spec["binary"].as_str().unwrap()).unwrap();
         let is_routed = routed.contains(&entry.name);
-        assert_eq!(
-            entry.trigger == Kind::Http,
-            is_routed,
-            "{logical}: HTTP exactly when it has routes"
-        );
+        assert_eq!(entry.trigger == Kind::Http, is_routed, "{logical}: HTTP exactly when it has routes");
         entry
             .build(&h.aws, &env_of(logical), system())
             .await

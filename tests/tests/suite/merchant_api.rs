@@ -33,22 +33,13 @@ async fn a_merchant_records_an_opt_in_for_itself_with_its_api_key_and_nobody_els
     assert_eq!(opted_in(&h, &api.hasher, &phone).await, Vec::<String>::new());
 
     let resp = api.handle(post(&body, Some(MERCHANT_KEY)), "r").await;
-    assert_eq!(
-        (resp.status_code, body_json(&resp)["identifiers"].as_u64()),
-        (201, Some(1))
-    );
+    assert_eq!((resp.status_code, body_json(&resp)["identifiers"].as_u64()), (201, Some(1)));
     assert_eq!(opted_in(&h, &api.hasher, &phone).await, ["merchant-demo-1"]);
 
     let no_id = serde_json::json!({"id": "o-2", "source": "checkout_page"}).to_string();
     let resp = api.handle(post(&no_id, Some(MERCHANT_KEY)), "r").await;
-    assert_eq!(
-        (resp.status_code, body_json(&resp)["reason"].as_str()),
-        (422, Some("no_identifier"))
-    );
-    assert_eq!(
-        api.handle(post("{not json", Some(MERCHANT_KEY)), "r").await.status_code,
-        400
-    );
+    assert_eq!((resp.status_code, body_json(&resp)["reason"].as_str()), (422, Some("no_identifier")));
+    assert_eq!(api.handle(post("{not json", Some(MERCHANT_KEY)), "r").await.status_code, 400);
 }
 
 #[tokio::test]
@@ -65,13 +56,7 @@ async fn the_storefronts_opt_in_message_is_recorded_by_the_messaging_worker() {
         at: None,
     };
     let body = Envelope::new("store-1".into(), chrono::Utc::now(), "t".into(), opt_in).encode();
-    h.sqs
-        .send_message()
-        .queue_url(&h.messaging_url)
-        .message_body(&body)
-        .send()
-        .await
-        .unwrap();
+    h.send(&h.messaging_url, &body).await;
     assert_eq!(h.drain_messaging(&worker).await.failed, 0);
     assert_eq!(opted_in(&h, &worker.hasher, &phone).await, ["merchant-demo-2"]);
 }
@@ -87,31 +72,20 @@ async fn stop_starts_the_24_month_clock_on_the_opt_ins_it_withdraws() {
     let subject = api.hasher.hash(IdentifierKind::Phone, &digits).unwrap();
     let opt_in_ttl = || async {
         let out = h.consent_entries(&subject).await;
-        let entry = out
-            .iter()
-            .find(|i| i["action"].as_s().unwrap() == "opt_in")
-            .cloned()
-            .unwrap();
-        entry
-            .get("expires_at")
-            .map(|v| v.as_n().unwrap().parse::<i64>().unwrap())
+        let entry = out.iter().find(|i| i["action"].as_s().unwrap() == "opt_in").cloned().unwrap();
+        entry.get("expires_at").map(|v| v.as_n().unwrap().parse::<i64>().unwrap())
     };
     assert_eq!(opt_in_ttl().await, None, "a live consent has no deadline");
     let stop = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"))
         .replace("Does it come in another color?", "STOP")
         .replace("16505551234", &digits);
-    wa.handle(whatsapp_request("POST", "", &stop, Some(&hub_sign(&stop))), "r")
-        .await;
+    wa.handle(whatsapp_request("POST", "", &stop, Some(&hub_sign(&stop))), "r").await;
     let withdrawn = chrono::DateTime::from_timestamp(body_timestamp(&stop), 0).unwrap();
     let due = nex_shared::domain::retention::deadline(
         nex_shared::domain::retention::DataClass::ConsentLedgerEntry,
         withdrawn,
     );
-    assert_eq!(
-        opt_in_ttl().await,
-        due.map(|d| d.timestamp()),
-        "kept 24 months after the withdrawal"
-    );
+    assert_eq!(opt_in_ttl().await, due.map(|d| d.timestamp()), "kept 24 months after the withdrawal");
 }
 
 fn post_with(body: &str, authorization: &str) -> aws_lambda_events::apigw::ApiGatewayV2httpRequest {
@@ -128,18 +102,9 @@ async fn free_text_and_malformed_fields_are_refused_before_anything_is_stored() 
     let api = h.merchant_api().await;
     let phone = format!("+3166{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
     for (body, reason) in [
-        (
-            serde_json::json!({"id": "o-1", "phone": phone, "source": "jane.doe@example.com said yes"}),
-            "invalid_source",
-        ),
-        (
-            serde_json::json!({"id": "x".repeat(65), "phone": phone, "source": "checkout_page"}),
-            "invalid_id",
-        ),
-        (
-            serde_json::json!({"id": "o-1", "phone": "+316", "source": "checkout_page"}),
-            "invalid_phone",
-        ),
+        (serde_json::json!({"id": "o-1", "phone": phone, "source": "jane.doe@example.com said yes"}), "invalid_source"),
+        (serde_json::json!({"id": "x".repeat(65), "phone": phone, "source": "checkout_page"}), "invalid_id"),
+        (serde_json::json!({"id": "o-1", "phone": "+316", "source": "checkout_page"}), "invalid_phone"),
         (
             serde_json::json!({"id": "o-1", "phone": phone, "source": "checkout_page", "at": "1999-01-01T00:00:00Z"}),
             "implausible_time",
@@ -150,17 +115,9 @@ async fn free_text_and_malformed_fields_are_refused_before_anything_is_stored() 
         ),
     ] {
         let resp = api.handle(post(&body.to_string(), Some(MERCHANT_KEY)), "r").await;
-        assert_eq!(
-            (resp.status_code, body_json(&resp)["reason"].as_str()),
-            (422, Some(reason)),
-            "{body}"
-        );
+        assert_eq!((resp.status_code, body_json(&resp)["reason"].as_str()), (422, Some(reason)), "{body}");
     }
-    assert_eq!(
-        opted_in(&h, &api.hasher, &phone).await,
-        Vec::<String>::new(),
-        "nothing stored"
-    );
+    assert_eq!(opted_in(&h, &api.hasher, &phone).await, Vec::<String>::new(), "nothing stored");
     assert!(!logs().contains("jane.doe@example.com"), "nor logged");
 }
 
@@ -170,25 +127,12 @@ async fn the_bearer_scheme_is_case_insensitive_and_one_opt_in_id_is_one_ledger_e
     let api = h.merchant_api().await;
     let phone = format!("+3167{}", &uuid::Uuid::new_v4().as_u128().to_string()[..7]);
     let body = serde_json::json!({"id": "o-retry", "phone": phone, "source": "checkout_page"}).to_string();
-    for auth in [
-        format!("bearer {MERCHANT_KEY}"),
-        format!("BEARER {MERCHANT_KEY}"),
-        format!("Bearer {MERCHANT_KEY}"),
-    ] {
+    for auth in [format!("bearer {MERCHANT_KEY}"), format!("BEARER {MERCHANT_KEY}"), format!("Bearer {MERCHANT_KEY}")] {
         // Sent again without `at` (a retry): still the same entry.
-        assert_eq!(
-            api.handle(post_with(&body, &auth), "r").await.status_code,
-            201,
-            "{auth}"
-        );
+        assert_eq!(api.handle(post_with(&body, &auth), "r").await.status_code, 201, "{auth}");
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     }
-    assert_eq!(
-        api.handle(post_with(&body, &format!("Basic {MERCHANT_KEY}")), "r")
-            .await
-            .status_code,
-        401
-    );
+    assert_eq!(api.handle(post_with(&body, &format!("Basic {MERCHANT_KEY}")), "r").await.status_code, 401);
     let subject = api.hasher.hash(IdentifierKind::Phone, &phone).unwrap();
     let out = h.consent_entries(&subject).await;
     assert_eq!(out.len(), 1, "one opt-in id, one ledger entry");
@@ -206,24 +150,9 @@ async fn an_opt_in_after_stop_restores_marketing_from_that_merchant_only_and_bot
         nex_shared::adapters::dynamo_conversations::DynamoConversations::new(h.ddb.clone(), table("MessagingTable"));
     let now = chrono::Utc::now();
     for (id, merchant, action, at) in [
-        (
-            "optin#merchant-demo-1#early",
-            Some("merchant-demo-1"),
-            ConsentAction::OptIn,
-            now - chrono::Duration::days(3),
-        ),
-        (
-            "optin#merchant-demo-2#early",
-            Some("merchant-demo-2"),
-            ConsentAction::OptIn,
-            now - chrono::Duration::days(3),
-        ),
-        (
-            "wamid.stop-all",
-            None,
-            ConsentAction::OptOut,
-            now - chrono::Duration::days(2),
-        ),
+        ("optin#merchant-demo-1#early", Some("merchant-demo-1"), ConsentAction::OptIn, now - chrono::Duration::days(3)),
+        ("optin#merchant-demo-2#early", Some("merchant-demo-2"), ConsentAction::OptIn, now - chrono::Duration::days(3)),
+        ("wamid.stop-all", None, ConsentAction::OptOut, now - chrono::Duration::days(2)),
     ] {
         ledger
             .record(&ConsentEntry {
@@ -238,10 +167,7 @@ async fn an_opt_in_after_stop_restores_marketing_from_that_merchant_only_and_bot
             .unwrap();
     }
     for m in ["merchant-demo-1", "merchant-demo-2"] {
-        assert!(
-            convs.consent(&subject, m).await.unwrap().opted_out,
-            "{m}: the STOP holds"
-        );
+        assert!(convs.consent(&subject, m).await.unwrap().opted_out, "{m}: the STOP holds");
     }
     // A new explicit opt-in, through merchant-demo-1's own API key, after the STOP.
     let body = serde_json::json!({"id": "again", "phone": phone, "source": "account_settings"}).to_string();
@@ -253,16 +179,8 @@ async fn an_opt_in_after_stop_restores_marketing_from_that_merchant_only_and_bot
     // An older STOP delivered late does not take the newer opt-in back (the opt-out time only moves
     // forward); a newer STOP does.
     for (id, at, restored) in [
-        (
-            "wamid.stop-late",
-            now - chrono::Duration::days(2) - chrono::Duration::hours(1),
-            true,
-        ),
-        (
-            "wamid.stop-new",
-            chrono::Utc::now() + chrono::Duration::seconds(1),
-            false,
-        ),
+        ("wamid.stop-late", now - chrono::Duration::days(2) - chrono::Duration::hours(1), true),
+        ("wamid.stop-new", chrono::Utc::now() + chrono::Duration::seconds(1), false),
     ] {
         ledger
             .record(&ConsentEntry {
@@ -279,9 +197,5 @@ async fn an_opt_in_after_stop_restores_marketing_from_that_merchant_only_and_bot
         assert_eq!(!one.opted_out, restored, "{id}");
     }
     let entries = h.consent_entries(&subject).await;
-    assert_eq!(
-        entries.len(),
-        6,
-        "every STOP and every opt-in stay in the ledger as evidence"
-    );
+    assert_eq!(entries.len(), 6, "every STOP and every opt-in stay in the ledger as evidence");
 }

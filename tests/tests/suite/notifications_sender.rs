@@ -27,11 +27,7 @@ fn request(to: &str, merchant: &str, content: Content, own_order: bool, order_op
 }
 
 fn template(name: &str) -> Content {
-    Content::Template {
-        name: name.into(),
-        language: "en_US".into(),
-        components: serde_json::Value::Null,
-    }
+    Content::Template { name: name.into(), language: "en_US".into(), components: serde_json::Value::Null }
 }
 
 async fn meta(status: u16, body: serde_json::Value, edge: &str, times: u64) -> MockServer {
@@ -83,25 +79,12 @@ async fn a_utility_template_for_the_persons_own_order_is_sent_once_and_kept_in_t
         Outcome::Sent { wamid } => wamid,
         other => panic!("{other:?}"),
     };
-    assert!(
-        wamid.starts_with("wamid."),
-        "the wamid of Meta's documented answer is stored"
-    );
-    assert!(
-        matches!(send(&app, &req).await.unwrap(), Outcome::AlreadyDone(Some(w)) if w == wamid),
-        "never twice"
-    );
+    assert!(wamid.starts_with("wamid."), "the wamid of Meta's documented answer is stored");
+    assert!(matches!(send(&app, &req).await.unwrap(), Outcome::AlreadyDone(Some(w)) if w == wamid), "never twice");
     let subject = app.hasher.hash(IdentifierKind::Phone, &to).unwrap();
-    let transcript = app
-        .conversations
-        .read("merchant-demo-1", &subject, Utc::now())
-        .await
-        .unwrap();
+    let transcript = app.conversations.read("merchant-demo-1", &subject, Utc::now()).await.unwrap();
     assert_eq!(transcript.len(), 1);
-    assert_eq!(
-        (transcript[0].direction.as_str(), transcript[0].wamid.as_str()),
-        ("out", wamid.as_str())
-    );
+    assert_eq!((transcript[0].direction.as_str(), transcript[0].wamid.as_str()), ("out", wamid.as_str()));
     let sent: serde_json::Value = server.received_requests().await.unwrap()[0].body_json().unwrap();
     assert_eq!(sent["template"]["name"], "order_confirmation");
     assert_eq!(sent["to"], to.as_str());
@@ -120,36 +103,18 @@ async fn after_stop_marketing_is_refused_for_every_merchant_and_an_open_order_ut
     let stop = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"))
         .replace("Does it come in another color?", "STOP")
         .replace("16505551234", to.trim_start_matches('+'));
-    let resp = wa
-        .handle(whatsapp_request("POST", "", &stop, Some(&hub_sign(&stop))), "r")
-        .await;
+    let resp = wa.handle(whatsapp_request("POST", "", &stop, Some(&hub_sign(&stop))), "r").await;
     assert_eq!(body_json(&resp)["opt_outs"], 1);
     for m in ["merchant-demo-1", "merchant-demo-2"] {
-        let out = send(&app, &request(&to, m, template("spring_sale"), false, false))
-            .await
-            .unwrap();
-        assert_eq!(
-            out,
-            Outcome::Refused {
-                reason: "opted_out".into()
-            },
-            "{m}: opted in, then STOP"
-        );
+        let out = send(&app, &request(&to, m, template("spring_sale"), false, false)).await.unwrap();
+        assert_eq!(out, Outcome::Refused { reason: "opted_out".into() }, "{m}: opted in, then STOP");
     }
     let utility_server = meta(200, meta_send_response(), "messages", 1).await;
     let utility = h.sender(&utility_server.uri()).await;
     let open_order = request(&to, "merchant-demo-1", template("order_confirmation"), true, true);
-    assert!(matches!(
-        send(&utility, &open_order).await.unwrap(),
-        Outcome::Sent { .. }
-    ));
+    assert!(matches!(send(&utility, &open_order).await.unwrap(), Outcome::Sent { .. }));
     let closed_order = request(&to, "merchant-demo-1", template("order_confirmation"), true, false);
-    assert_eq!(
-        send(&utility, &closed_order).await.unwrap(),
-        Outcome::Refused {
-            reason: "opted_out".into()
-        }
-    );
+    assert_eq!(send(&utility, &closed_order).await.unwrap(), Outcome::Refused { reason: "opted_out".into() });
 }
 
 #[tokio::test]
@@ -158,25 +123,10 @@ async fn marketing_needs_an_opt_in_and_goes_through_the_marketing_endpoint() {
     let server = meta(200, meta_send_response(), "marketing_messages", 1).await;
     let app = h.sender(&server.uri()).await;
     let to = phone();
-    let refused = send(
-        &app,
-        &request(&to, "merchant-demo-1", template("spring_sale"), false, false),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        refused,
-        Outcome::Refused {
-            reason: "no_marketing_opt_in".into()
-        }
-    );
+    let refused = send(&app, &request(&to, "merchant-demo-1", template("spring_sale"), false, false)).await.unwrap();
+    assert_eq!(refused, Outcome::Refused { reason: "no_marketing_opt_in".into() });
     opt_in(&h, &app, &to, "merchant-demo-1").await;
-    let sent = send(
-        &app,
-        &request(&to, "merchant-demo-1", template("spring_sale"), false, false),
-    )
-    .await
-    .unwrap();
+    let sent = send(&app, &request(&to, "merchant-demo-1", template("spring_sale"), false, false)).await.unwrap();
     assert!(matches!(sent, Outcome::Sent { .. }));
 }
 
@@ -186,18 +136,9 @@ async fn free_form_text_goes_only_inside_the_24_hour_window_opened_by_the_person
     let server = meta(200, meta_send_response(), "messages", 1).await;
     let app = h.sender(&server.uri()).await;
     let to = phone();
-    let text = || Content::Text {
-        body: "Your parcel left the warehouse".into(),
-    };
-    let closed = send(&app, &request(&to, "merchant-demo-1", text(), true, true))
-        .await
-        .unwrap();
-    assert_eq!(
-        closed,
-        Outcome::Refused {
-            reason: "window_closed".into()
-        }
-    );
+    let text = || Content::Text { body: "Your parcel left the warehouse".into() };
+    let closed = send(&app, &request(&to, "merchant-demo-1", text(), true, true)).await.unwrap();
+    assert_eq!(closed, Outcome::Refused { reason: "window_closed".into() });
     let subject = app.hasher.hash(IdentifierKind::Phone, &to).unwrap();
     let inbound = nex_shared::ports::TranscriptMessage {
         wamid: format!("wamid.{}", uuid::Uuid::new_v4().simple()),
@@ -206,14 +147,9 @@ async fn free_form_text_goes_only_inside_the_24_hour_window_opened_by_the_person
         text: Some("where is my order?".into()),
         at: Utc::now() - Duration::hours(2),
     };
-    app.conversations
-        .append("merchant-demo-1", &subject, &inbound, true)
-        .await
-        .unwrap();
+    app.conversations.append("merchant-demo-1", &subject, &inbound, true).await.unwrap();
     assert!(matches!(
-        send(&app, &request(&to, "merchant-demo-1", text(), true, true))
-            .await
-            .unwrap(),
+        send(&app, &request(&to, "merchant-demo-1", text(), true, true)).await.unwrap(),
         Outcome::Sent { .. }
     ));
 }
@@ -225,22 +161,14 @@ async fn metas_errors_are_handled_by_class() {
     let utility = || request(&to, "merchant-demo-1", template("order_confirmation"), true, true);
 
     // 131047 and 131050: recorded refusals, never retried.
-    for (code, reason) in [
-        (131047, "window_closed_131047"),
-        (131050, "marketing_stopped_131050"),
-        (131009, "rejected_131009"),
-    ] {
+    for (code, reason) in
+        [(131047, "window_closed_131047"), (131050, "marketing_stopped_131050"), (131009, "rejected_131009")]
+    {
         let server = meta(400, meta_error(code), "messages", 1).await;
         let app = h.sender(&server.uri()).await;
         let req = utility();
-        assert_eq!(
-            send(&app, &req).await.unwrap(),
-            Outcome::Refused { reason: reason.into() }
-        );
-        assert!(
-            matches!(send(&app, &req).await.unwrap(), Outcome::AlreadyDone(_)),
-            "{code}: not retried"
-        );
+        assert_eq!(send(&app, &req).await.unwrap(), Outcome::Refused { reason: reason.into() });
+        assert!(matches!(send(&app, &req).await.unwrap(), Outcome::AlreadyDone(_)), "{code}: not retried");
     }
 
     // 130429 (throughput): retry later; the claim is released so the redelivery sends it.
@@ -272,9 +200,7 @@ async fn a_template_meta_re_classifies_as_marketing_needs_an_opt_in_from_the_nex
     };
     let wa = &wa;
     let post = |body: String| async move {
-        let resp = wa
-            .handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r")
-            .await;
+        let resp = wa.handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r").await;
         assert_eq!(body_json(&resp)["template_updates"], 1);
     };
     post(reclassify("UTILITY")).await;
@@ -282,27 +208,14 @@ async fn a_template_meta_re_classifies_as_marketing_needs_an_opt_in_from_the_nex
     let app = h.sender(&server.uri()).await;
     let to = phone();
     let not_their_order = request(&to, "merchant-demo-1", template(&name), false, false);
-    assert_eq!(
-        send(&app, &not_their_order).await.unwrap(),
-        Outcome::Refused {
-            reason: "not_their_order".into()
-        }
-    );
+    assert_eq!(send(&app, &not_their_order).await.unwrap(), Outcome::Refused { reason: "not_their_order".into() });
     post(reclassify("MARKETING")).await;
     let own_order = request(&to, "merchant-demo-1", template(&name), true, true);
     let refused = send(&app, &own_order).await.unwrap();
-    assert_eq!(
-        refused,
-        Outcome::Refused {
-            reason: "no_marketing_opt_in".into()
-        },
-        "decided on the current category"
-    );
+    assert_eq!(refused, Outcome::Refused { reason: "no_marketing_opt_in".into() }, "decided on the current category");
     post(reclassify("UTILITY")).await;
     assert!(matches!(
-        send(&app, &request(&to, "merchant-demo-1", template(&name), true, true))
-            .await
-            .unwrap(),
+        send(&app, &request(&to, "merchant-demo-1", template(&name), true, true)).await.unwrap(),
         Outcome::Sent { .. }
     ));
 }
@@ -313,37 +226,21 @@ async fn a_paid_stripe_checkout_tells_the_customer_on_whatsapp_from_the_merchant
     let webhook = h.webhook().await;
     let phone = phone();
     let (body, _, key) = unique(&stripe_fixture_with_contact(&phone));
-    webhook
-        .handle(stripe_request(&body, Some(&sign(&body, now()))), "r")
-        .await;
+    webhook.handle(stripe_request(&body, Some(&sign(&body, now()))), "r").await;
     h.drain(&h.worker().await, 1).await;
     let order = h.payment(&key).await.unwrap();
     assert_eq!(order["status"].as_s().unwrap(), "paid");
-    assert!(
-        !format!("{order:?}").contains(&phone[1..]),
-        "the phone is not stored on the order"
-    );
+    assert!(!format!("{order:?}").contains(&phone[1..]), "the phone is not stored on the order");
 
     let queued = h.take(&h.notifications_url).await;
     assert_eq!(queued.len(), 1);
-    let req = nex_shared::domain::envelope::Envelope::<SendRequest>::decode(&queued[0])
-        .unwrap()
-        .payload;
-    assert_eq!(
-        (req.merchant.as_str(), req.phone_number_id.as_deref()),
-        ("merchant-demo-1", None)
-    );
+    let req = nex_shared::domain::envelope::Envelope::<SendRequest>::decode(&queued[0]).unwrap().payload;
+    assert_eq!((req.merchant.as_str(), req.phone_number_id.as_deref()), ("merchant-demo-1", None));
     let server = meta(200, meta_send_response(), "messages", 1).await;
     let app = h.sender(&server.uri()).await;
-    assert!(
-        matches!(send(&app, &req).await.unwrap(), Outcome::Sent { .. }),
-        "utility template, own open order"
-    );
+    assert!(matches!(send(&app, &req).await.unwrap(), Outcome::Sent { .. }), "utility template, own open order");
     let sent: serde_json::Value = server.received_requests().await.unwrap()[0].body_json().unwrap();
-    assert_eq!(
-        (sent["template"]["name"].as_str(), sent["to"].as_str()),
-        (Some("payment_paid"), Some(phone.as_str()))
-    );
+    assert_eq!((sent["template"]["name"].as_str(), sent["to"].as_str()), (Some("payment_paid"), Some(phone.as_str())));
 }
 
 /// Stripe's checkout.session.completed fixture as a merchant's Checkout sends it when it collects the
@@ -351,8 +248,5 @@ async fn a_paid_stripe_checkout_tells_the_customer_on_whatsapp_from_the_merchant
 fn stripe_fixture_with_contact(phone: &str) -> String {
     fixture("checkout.session.completed.json")
         .replace("\"phone\": null", &format!("\"phone\": \"{phone}\""))
-        .replace(
-            "\"metadata\": {\n      }",
-            "\"metadata\": {\"merchant_id\": \"merchant-demo-1\"}",
-        )
+        .replace("\"metadata\": {\n      }", "\"metadata\": {\"merchant_id\": \"merchant-demo-1\"}")
 }

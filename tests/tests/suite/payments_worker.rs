@@ -3,22 +3,16 @@ use nex_shared::ports::PaymentStore;
 use nex_tests::*;
 
 async fn deliver(webhook: &StripeWebhook, fixture_body: &str) {
-    let resp = webhook
-        .handle(stripe_request(fixture_body, Some(&sign(fixture_body, now()))), "r")
-        .await;
+    let resp = webhook.handle(stripe_request(fixture_body, Some(&sign(fixture_body, now()))), "r").await;
     assert_eq!(resp.status_code, 200, "{:?}", body_json(&resp));
 }
 
 /// The events of one order's life, in order, all on one PaymentIntent.
 fn lifecycle(pi: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for (i, name) in [
-        "payment_intent.payment_failed.json",
-        "payment_intent.succeeded.json",
-        "charge.refunded.json",
-    ]
-    .iter()
-    .enumerate()
+    for (i, name) in ["payment_intent.payment_failed.json", "payment_intent.succeeded.json", "charge.refunded.json"]
+        .iter()
+        .enumerate()
     {
         let body = fixture(name)
             .replace("evt_000000000000000000000000", &format!("evt_{pi}_{i}"))
@@ -49,11 +43,7 @@ async fn reordered_and_repeated_deliveries_end_in_the_state_of_the_ordered_seque
     h.drain(&worker, 1).await;
     let a = h.payment(&ordered_pi).await.unwrap();
     let b = h.payment(&reversed_pi).await.unwrap();
-    assert_eq!(
-        a["status"].as_s().unwrap(),
-        "partially_refunded",
-        "100 of 2000 refunded"
-    );
+    assert_eq!(a["status"].as_s().unwrap(), "partially_refunded", "100 of 2000 refunded");
     assert_eq!(a["status"], b["status"]);
     assert_eq!(a["facts"], b["facts"]);
     assert_eq!(a["expires_at"], b["expires_at"]);
@@ -71,13 +61,7 @@ async fn a_redelivered_message_is_applied_once() {
     };
     let message = Envelope::new(event.event_id.clone(), chrono::Utc::now(), "t".into(), *event).encode();
     for _ in 0..2 {
-        h.sqs
-            .send_message()
-            .queue_url(&h.queue_url)
-            .message_body(&message)
-            .send()
-            .await
-            .unwrap();
+        h.send(&h.queue_url, &message).await;
     }
     let round = h.drain(&worker, 1).await;
     assert_eq!((round.received, round.failed), (2, 0));
@@ -94,26 +78,13 @@ async fn a_poison_message_reaches_the_dlq_without_holding_back_the_rest_of_its_b
     deliver(&webhook, &good).await;
     let unknown_version = r#"{"type":"stripe.payment_event","version":99,"id":"x","occurred_at":"2026-01-01T00:00:00Z","trace_id":"t","payload":{}}"#;
     for body in ["not json at all", unknown_version] {
-        h.sqs
-            .send_message()
-            .queue_url(&h.queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
+        h.send(&h.queue_url, body).await;
     }
     let round = h.drain(&worker, 0).await;
-    assert!(
-        round.failed >= 2 * 5,
-        "each poison message fails until maxReceiveCount (5): {round:?}"
-    );
+    assert!(round.failed >= 2 * 5, "each poison message fails until maxReceiveCount (5): {round:?}");
     assert_eq!(h.payment(&key).await.unwrap()["status"].as_s().unwrap(), "paid");
     assert_eq!(h.depth(&h.queue_url).await, 0);
-    assert_eq!(
-        h.depth(&h.dlq_url).await,
-        2,
-        "both poison messages were moved to the DLQ by the redrive policy"
-    );
+    assert_eq!(h.depth(&h.dlq_url).await, 2, "both poison messages were moved to the DLQ by the redrive policy");
 }
 
 #[tokio::test]
@@ -145,12 +116,6 @@ async fn a_payment_record_past_its_deadline_is_never_served_and_is_replaced_on_t
     assert_eq!(store.put(&record, None).await.unwrap(), nex_shared::ports::Written::Ok);
     let loaded = store.get(&key, chrono::Utc::now()).await.unwrap();
     assert_eq!((loaded.value, loaded.version), (None, Some(7)));
-    assert_eq!(
-        store.put(&record, None).await.unwrap(),
-        nex_shared::ports::Written::Conflict
-    );
-    assert_eq!(
-        store.put(&record, Some(7)).await.unwrap(),
-        nex_shared::ports::Written::Ok
-    );
+    assert_eq!(store.put(&record, None).await.unwrap(), nex_shared::ports::Written::Conflict);
+    assert_eq!(store.put(&record, Some(7)).await.unwrap(), nex_shared::ports::Written::Ok);
 }

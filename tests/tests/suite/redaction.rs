@@ -12,30 +12,18 @@ async fn no_personal_data_signature_or_secret_reaches_a_log_line() {
         let (body, _, _) = unique(&fixture(&name));
         let sig = sign(&body, now());
         webhook.handle(stripe_request(&body, Some(&sig)), "req-redaction").await;
-        webhook
-            .handle(stripe_request(&body, Some(&sig)), "req-redaction-dup")
-            .await;
+        webhook.handle(stripe_request(&body, Some(&sig)), "req-redaction-dup").await;
         let forged = nex_shared::domain::stripe::signature::sign_header(&["whsec_x"], now(), body.as_bytes());
-        webhook
-            .handle(stripe_request(&body, Some(&forged)), "req-redaction-forged")
-            .await;
+        webhook.handle(stripe_request(&body, Some(&forged)), "req-redaction-forged").await;
         signatures.push(sig);
         signatures.push(forged);
     }
     // A checkout that collected the customer's phone for WhatsApp order messages.
     let with_phone = fixture("checkout.session.completed.json")
         .replace("\"phone\": null", "\"phone\": \"+31611112222\"")
-        .replace(
-            "\"metadata\": {\n      }",
-            "\"metadata\": {\"merchant_id\": \"merchant-demo-1\"}",
-        );
+        .replace("\"metadata\": {\n      }", "\"metadata\": {\"merchant_id\": \"merchant-demo-1\"}");
     let (with_phone, _, _) = unique(&with_phone);
-    webhook
-        .handle(
-            stripe_request(&with_phone, Some(&sign(&with_phone, now()))),
-            "req-redaction-phone",
-        )
-        .await;
+    webhook.handle(stripe_request(&with_phone, Some(&sign(&with_phone, now()))), "req-redaction-phone").await;
     h.drain(&worker, 1).await;
     assert!(logs().contains("order notification queued"));
 
@@ -44,17 +32,9 @@ async fn no_personal_data_signature_or_secret_reaches_a_log_line() {
     let mut texts = Vec::new();
     for (_, body) in whatsapp_fixtures() {
         let body = unique_wamids(&body);
-        wa.handle(
-            whatsapp_request("POST", "", &body, Some(&hub_sign(&body))),
-            "req-redaction-wa",
-        )
-        .await;
+        wa.handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "req-redaction-wa").await;
         let forged = nex_shared::domain::whatsapp::signature::sign_header("x", body.as_bytes());
-        wa.handle(
-            whatsapp_request("POST", "", &body, Some(&forged)),
-            "req-redaction-wa-forged",
-        )
-        .await;
+        wa.handle(whatsapp_request("POST", "", &body, Some(&forged)), "req-redaction-wa-forged").await;
         for item in nex_shared::domain::whatsapp::webhook::parse(body.as_bytes()).unwrap() {
             if let nex_shared::domain::whatsapp::webhook::Item::Message { text: Some(t), .. } = item {
                 texts.push(t);
@@ -63,20 +43,10 @@ async fn no_personal_data_signature_or_secret_reaches_a_log_line() {
     }
     let stop =
         unique_wamids(&whatsapp_fixture("captured", "bindambc_inbound_text.json")).replace("hi everyone!", "STOP");
-    wa.handle(
-        whatsapp_request("POST", "", &stop, Some(&hub_sign(&stop))),
-        "req-redaction-wa-stop",
-    )
-    .await;
+    wa.handle(whatsapp_request("POST", "", &stop, Some(&hub_sign(&stop))), "req-redaction-wa-stop").await;
     assert!(texts.len() >= 5);
 
-    h.sqs
-        .send_message()
-        .queue_url(&h.queue_url)
-        .message_body("{\"email\":\"leak@example.com\"}")
-        .send()
-        .await
-        .unwrap();
+    h.send(&h.queue_url, "{\"email\":\"leak@example.com\"}").await;
     h.drain(&worker, 0).await;
 
     let logs = logs();
@@ -104,11 +74,7 @@ async fn no_personal_data_signature_or_secret_reaches_a_log_line() {
         VERIFY_TOKEN,
         MERCHANT_KEY,
     ];
-    for needle in forbidden
-        .iter()
-        .map(|s| s.to_string())
-        .chain(signatures.iter().cloned())
-    {
+    for needle in forbidden.iter().map(|s| s.to_string()).chain(signatures.iter().cloned()) {
         assert!(!logs.contains(&needle), "log output contains {needle}");
     }
     for text in texts.iter().filter(|t| t.len() > 3) {

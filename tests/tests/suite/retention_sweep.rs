@@ -37,13 +37,7 @@ fn sweep_time() -> DateTime<Utc> {
 }
 
 async fn put(h: &Harness, table: &str, item: HashMap<String, AttributeValue>) {
-    h.ddb
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .send()
-        .await
-        .expect("PutItem");
+    h.ddb.put_item().table_name(table).set_item(Some(item)).send().await.expect("PutItem");
 }
 
 /// A payment record as the payments adapter stores it (only the attributes the sweep looks at).
@@ -91,31 +85,15 @@ async fn every_class_is_swept_at_its_deadline_and_nothing_before() {
         at,
     };
     // Transcripts: one ended 10 days ago (last message 100 days ago), one still open (80 days).
+    conversations.append("m-1", "old-subject", &message("w-old", t - Duration::days(100)), true).await.unwrap();
+    conversations.append("m-1", "new-subject", &message("w-new", t - Duration::days(80)), true).await.unwrap();
     conversations
-        .append("m-1", "old-subject", &message("w-old", t - Duration::days(100)), true)
-        .await
-        .unwrap();
-    conversations
-        .append("m-1", "new-subject", &message("w-new", t - Duration::days(80)), true)
-        .await
-        .unwrap();
-    conversations
-        .apply(
-            "m-1",
-            "w-out-old",
-            Some("old-subject"),
-            Delivery::Read,
-            None,
-            t - Duration::days(100),
-        )
+        .apply("m-1", "w-out-old", Some("old-subject"), Delivery::Read, None, t - Duration::days(100))
         .await
         .unwrap();
     // Consent: a withdrawal 24 months and 5 days ago is past its window, one 23 months ago is not.
     let months_ago = |m: u32| t.checked_sub_months(chrono::Months::new(m)).unwrap();
-    for (subject, at) in [
-        ("gone-subject", months_ago(24) - Duration::days(5)),
-        ("kept-subject", months_ago(23)),
-    ] {
+    for (subject, at) in [("gone-subject", months_ago(24) - Duration::days(5)), ("kept-subject", months_ago(23))] {
         ledger
             .record(&ConsentEntry {
                 id: format!("stop-{subject}"),
@@ -138,10 +116,7 @@ async fn every_class_is_swept_at_its_deadline_and_nothing_before() {
     put(&h, &orders, order("live", "bol", "B-1", t - Duration::days(31))).await;
     // A merchant whose contract ended yesterday: its order metadata goes, whatever the orders' own dates.
     put(&h, &orders, order("gone", "bol", "B-2", t - Duration::days(1))).await;
-    DynamoMerchants::new(h.ddb.clone(), &messaging)
-        .mark_terminated("gone", t - Duration::days(1))
-        .await
-        .unwrap();
+    DynamoMerchants::new(h.ddb.clone(), &messaging).mark_terminated("gone", t - Duration::days(1)).await.unwrap();
     // A request record just older than its 24 months.
     let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
     let received = months_ago(24) - Duration::days(2);
@@ -158,26 +133,17 @@ async fn every_class_is_swept_at_its_deadline_and_nothing_before() {
         })
         .await
         .unwrap();
-    requests
-        .update("ancient", "completed", Some("{}"), None, received)
-        .await
-        .unwrap();
+    requests.update("ancient", "completed", Some("{}"), None, received).await.unwrap();
     // An export written now is four days old at the sweep's time: past its three days.
     let exports = S3Objects::new(h.aws.s3(), p.bucket.clone());
-    exports
-        .put_private("exports/ancient.json", b"{}".to_vec(), "application/json")
-        .await
-        .unwrap();
+    exports.put_private("exports/ancient.json", b"{}".to_vec(), "application/json").await.unwrap();
 
     let sweep = h.sweep(&p, FixedClock::at(t)).await;
     let report = sweep.run(false, t + Duration::minutes(15), &()).await.unwrap();
     assert!(report.complete);
 
     // Gone: everything whose deadline passed.
-    assert!(h
-        .get(&messaging, &[("pk", "conv#m-1#old-subject"), ("sk", "meta")])
-        .await
-        .is_none());
+    assert!(h.get(&messaging, &[("pk", "conv#m-1#old-subject"), ("sk", "meta")]).await.is_none());
     assert!(conversations.read("m-1", "old-subject", t).await.unwrap().is_empty());
     let old_msgs = h
         .ddb
@@ -189,68 +155,31 @@ async fn every_class_is_swept_at_its_deadline_and_nothing_before() {
         .await
         .unwrap();
     assert_eq!(old_msgs.count, 0, "the ended conversation's messages went with it");
-    assert!(h
-        .get(&messaging, &[("pk", "wamid#w-out-old"), ("sk", "receipt")])
-        .await
-        .is_none());
-    assert!(h
-        .get(&messaging, &[("pk", "subject#gone-subject"), ("sk", "consent-state")])
-        .await
-        .is_none());
+    assert!(h.get(&messaging, &[("pk", "wamid#w-out-old"), ("sk", "receipt")]).await.is_none());
+    assert!(h.get(&messaging, &[("pk", "subject#gone-subject"), ("sk", "consent-state")]).await.is_none());
     assert!(h.get(&payments, &[("payment_key", "pi_old")]).await.is_none());
-    assert!(h
-        .get(&orders, &[("pk", "merchant#gone"), ("sk", "order#bol#B-2")])
-        .await
-        .is_none());
-    assert!(h
-        .get(&messaging, &[("pk", "merchant#gone"), ("sk", "contract")])
-        .await
-        .is_none());
-    assert!(h
-        .get(
-            p.table(Store::DataRequests),
-            &[("pk", "dsr#ancient"), ("sk", "request")]
-        )
-        .await
-        .is_none());
+    assert!(h.get(&orders, &[("pk", "merchant#gone"), ("sk", "order#bol#B-2")]).await.is_none());
+    assert!(h.get(&messaging, &[("pk", "merchant#gone"), ("sk", "contract")]).await.is_none());
+    assert!(h.get(p.table(Store::DataRequests), &[("pk", "dsr#ancient"), ("sk", "request")]).await.is_none());
     assert!(exports.list("exports/").await.unwrap().is_empty());
     // Anonymised, not deleted: the Amazon order keeps its amount, loses its buyer and its deadline.
-    let amazon = h
-        .get(&orders, &[("pk", "merchant#live"), ("sk", "order#amazon#A-1")])
-        .await
-        .unwrap();
+    let amazon = h.get(&orders, &[("pk", "merchant#live"), ("sk", "order#amazon#A-1")]).await.unwrap();
     assert_eq!(amazon.get("total"), Some(&n(4200)));
     for gone in ["buyer_name", "shipping_address", "subject", "expires_at", "due_bucket"] {
         assert!(!amazon.contains_key(gone), "{gone} left on an anonymised order");
     }
     // Kept: everything not yet due.
     assert_eq!(conversations.read("m-1", "new-subject", t).await.unwrap().len(), 1);
-    assert!(h
-        .get(&messaging, &[("pk", "subject#kept-subject"), ("sk", "consent-state")])
-        .await
-        .is_some());
+    assert!(h.get(&messaging, &[("pk", "subject#kept-subject"), ("sk", "consent-state")]).await.is_some());
     assert!(h.get(&payments, &[("payment_key", "pi_new")]).await.is_some());
-    let bol = h
-        .get(&orders, &[("pk", "merchant#live"), ("sk", "order#bol#B-1")])
-        .await
-        .unwrap();
-    assert!(
-        bol.contains_key("buyer_name"),
-        "Bol.com orders keep their buyer for 90 days"
-    );
+    let bol = h.get(&orders, &[("pk", "merchant#live"), ("sk", "order#bol#B-1")]).await.unwrap();
+    assert!(bol.contains_key("buyer_name"), "Bol.com orders keep their buyer for 90 days");
 
-    assert_eq!(
-        report.actions["whats_app_transcript"]["delete"], 3,
-        "{:?}",
-        report.actions
-    );
+    assert_eq!(report.actions["whats_app_transcript"]["delete"], 3, "{:?}", report.actions);
     assert_eq!(report.actions["amazon_order_data"]["anonymise"], 1);
     assert_eq!(report.actions["whats_app_order_metadata"]["delete"], 2);
     assert_eq!(report.actions["data_export"]["delete"], 1);
-    assert!(
-        report.oldest_overdue_seconds.unwrap() > 24 * 3600,
-        "the tax record was days overdue"
-    );
+    assert!(report.oldest_overdue_seconds.unwrap() > 24 * 3600, "the tax record was days overdue");
 
     // Idempotent: a second run finds nothing to do.
     let again = sweep.run(false, t + Duration::minutes(15), &()).await.unwrap();
@@ -270,15 +199,8 @@ async fn due_payments(h: &Harness, p: &Private, n: usize, t: DateTime<Utc>) -> V
     let mut keys = Vec::new();
     for i in 0..n {
         let key = format!("pi_due_{i}");
-        put(
-            h,
-            &table,
-            payment(
-                &key,
-                t - Duration::days(6 * 366) - Duration::days(i as i64 % 20) - Duration::hours(1),
-            ),
-        )
-        .await;
+        put(h, &table, payment(&key, t - Duration::days(6 * 366) - Duration::days(i as i64 % 20) - Duration::hours(1)))
+            .await;
         keys.push(key);
     }
     put(h, &table, payment("pi_not_due", t - Duration::days(30))).await;
@@ -295,13 +217,8 @@ async fn a_sweep_that_crashes_midway_resumes_where_it_stopped_and_deletes_nothin
     let checkpoints = DynamoCheckpoints::new(h.ddb.clone(), &p.platform);
     let requests = DynamoDataRequests::new(h.ddb.clone(), p.table(Store::DataRequests));
     let log = DynamoAudit::new(h.ddb.clone(), p.table(Store::DataRequests));
-    let sweep = Sweep {
-        data: &data,
-        checkpoints: &checkpoints,
-        exports: None::<&S3Objects>,
-        requests: &requests,
-        audit: &log,
-    };
+    let sweep =
+        Sweep { data: &data, checkpoints: &checkpoints, exports: None::<&S3Objects>, requests: &requests, audit: &log };
     let opts = |crash| Options {
         dry_run: false,
         lookback_days: 35,
@@ -318,25 +235,14 @@ async fn a_sweep_that_crashes_midway_resumes_where_it_stopped_and_deletes_nothin
     for k in &keys {
         left += usize::from(h.get(&table, &[("payment_key", k)]).await.is_some());
     }
-    assert!(
-        left > 0 && left < keys.len(),
-        "the crash left work: {left} of {}",
-        keys.len()
-    );
-    let saved = checkpoints
-        .load(nex_shared::usecases::sweep::CHECKPOINT)
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(left > 0 && left < keys.len(), "the crash left work: {left} of {}", keys.len());
+    let saved = checkpoints.load(nex_shared::usecases::sweep::CHECKPOINT).await.unwrap().unwrap();
     assert!(saved.contains("cursor"), "the position of the last saved page: {saved}");
 
     let resumed = sweep.run(t, &clock, &opts(None), &()).await.unwrap();
     assert!(resumed.complete);
     for k in &keys {
-        assert!(
-            h.get(&table, &[("payment_key", k)]).await.is_none(),
-            "{k} left after the resume"
-        );
+        assert!(h.get(&table, &[("payment_key", k)]).await.is_none(), "{k} left after the resume");
     }
     assert!(h.get(&table, &[("payment_key", "pi_not_due")]).await.is_some());
     assert_eq!(
@@ -391,11 +297,7 @@ async fn a_dry_run_reports_the_work_and_changes_nothing() {
         assert!(h.get(&table, &[("payment_key", k)]).await.is_some());
     }
     let cp = DynamoCheckpoints::new(h.ddb.clone(), &p.platform);
-    assert!(cp
-        .load(nex_shared::usecases::sweep::CHECKPOINT)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(cp.load(nex_shared::usecases::sweep::CHECKPOINT).await.unwrap().is_none());
     let log = DynamoAudit::new(h.ddb.clone(), p.table(Store::DataRequests));
     assert_eq!(log.entries(0, 10).await.unwrap()[0].action, "sweep.dry_run");
 }

@@ -22,9 +22,7 @@ async fn every_fixture_event_is_verified_queued_and_applied_end_to_end() {
     let mut expected = Vec::new();
     for name in fixture_names() {
         let (body, evt, key) = unique(&fixture(&name));
-        let resp = webhook
-            .handle(stripe_request(&body, Some(&sign(&body, now()))), "req")
-            .await;
+        let resp = webhook.handle(stripe_request(&body, Some(&sign(&body, now()))), "req").await;
         assert_eq!(resp.status_code, 200, "{name}: {:?}", body_json(&resp));
         let want = expected_status(&name);
         let outcome = if want.is_some() { "accepted" } else { "ignored" };
@@ -45,15 +43,8 @@ async fn every_fixture_event_is_verified_queued_and_applied_end_to_end() {
             Some(status) => {
                 let item = item.unwrap_or_else(|| panic!("{name}: no order"));
                 assert_eq!(item["status"].as_s().unwrap(), status, "{name}");
-                let expires = item["expires_at"]
-                    .as_n()
-                    .expect("TTL attribute is a Number")
-                    .parse::<i64>()
-                    .unwrap();
-                assert!(
-                    expires > now() && expires < 10_000_000_000,
-                    "{name}: epoch seconds in the future"
-                );
+                let expires = item["expires_at"].as_n().expect("TTL attribute is a Number").parse::<i64>().unwrap();
+                assert!(expires > now() && expires < 10_000_000_000, "{name}: epoch seconds in the future");
                 assert!(item["due_bucket"].as_s().is_ok() && item["due_action"].as_s().unwrap() == "delete");
             }
         }
@@ -65,9 +56,7 @@ async fn only_what_order_status_needs_is_stored() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
     let (body, _, key) = unique(&fixture("payment_intent.succeeded.json"));
-    webhook
-        .handle(stripe_request(&body, Some(&sign(&body, now()))), "req")
-        .await;
+    webhook.handle(stripe_request(&body, Some(&sign(&body, now()))), "req").await;
     h.drain(&h.worker().await, 1).await;
     let item = h.payment(&key).await.expect("order stored");
     let mut fields: Vec<&str> = item.keys().map(String::as_str).collect();
@@ -99,9 +88,7 @@ async fn only_what_order_status_needs_is_stored() {
 
     // Checkout carries the customer's email: only its keyed hash is stored, as the data-subject index key.
     let (body, _, key) = unique(&fixture("checkout.session.completed.json"));
-    webhook
-        .handle(stripe_request(&body, Some(&sign(&body, now()))), "req")
-        .await;
+    webhook.handle(stripe_request(&body, Some(&sign(&body, now()))), "req").await;
     h.drain(&h.worker().await, 1).await;
     let item = h.payment(&key).await.expect("order stored");
     let subject = item["subject"].as_s().unwrap();
@@ -114,17 +101,10 @@ async fn a_duplicate_delivery_answers_200_and_queues_nothing() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
     let (body, evt, _) = unique(&fixture("payment_intent.succeeded.json"));
-    let first = webhook
-        .handle(stripe_request(&body, Some(&sign(&body, now()))), "r1")
-        .await;
+    let first = webhook.handle(stripe_request(&body, Some(&sign(&body, now()))), "r1").await;
     assert_eq!(body_json(&first)["status"], "accepted");
-    let again = webhook
-        .handle(stripe_request(&body, Some(&sign(&body, now() + 60))), "r2")
-        .await;
-    assert_eq!(
-        (again.status_code, body_json(&again)["status"].as_str()),
-        (200, Some("duplicate"))
-    );
+    let again = webhook.handle(stripe_request(&body, Some(&sign(&body, now() + 60))), "r2").await;
+    assert_eq!((again.status_code, body_json(&again)["status"].as_str()), (200, Some("duplicate")));
     assert_eq!(body_json(&again)["id"], evt.as_str());
     assert_eq!(h.depth(&h.queue_url).await, 1);
 }
@@ -135,34 +115,16 @@ async fn a_new_event_costs_one_aws_request_and_a_duplicate_one() {
     let webhook = h.webhook().await;
     let (body, _, _) = unique(&fixture("charge.refunded.json"));
     let before = h.requests.get();
-    webhook
-        .handle(stripe_request(&body, Some(&sign(&body, now()))), "r1")
-        .await;
-    assert_eq!(
-        h.requests.get() - before,
-        1,
-        "one conditional PutItem: the inbox write is the hand-off"
-    );
+    webhook.handle(stripe_request(&body, Some(&sign(&body, now()))), "r1").await;
+    assert_eq!(h.requests.get() - before, 1, "one conditional PutItem: the inbox write is the hand-off");
     let before = h.requests.get();
-    webhook
-        .handle(stripe_request(&body, Some(&sign(&body, now()))), "r2")
-        .await;
-    assert_eq!(
-        h.requests.get() - before,
-        1,
-        "the same PutItem, refused by its condition"
-    );
+    webhook.handle(stripe_request(&body, Some(&sign(&body, now()))), "r2").await;
+    assert_eq!(h.requests.get() - before, 1, "the same PutItem, refused by its condition");
     let before = h.requests.get();
     let (ignored, _, _) = unique(&fixture("charge.succeeded.json"));
-    webhook
-        .handle(stripe_request(&ignored, Some(&sign(&ignored, now()))), "r3")
-        .await;
+    webhook.handle(stripe_request(&ignored, Some(&sign(&ignored, now()))), "r3").await;
     assert_eq!(h.requests.get() - before, 0, "an unhandled type touches nothing");
-    assert_eq!(
-        h.depth(&h.queue_url).await,
-        1,
-        "the stream's pipe queued the new event once"
-    );
+    assert_eq!(h.depth(&h.queue_url).await, 1, "the stream's pipe queued the new event once");
 }
 
 #[tokio::test]
@@ -180,42 +142,17 @@ async fn bad_forged_or_stale_requests_get_a_clear_4xx_and_leave_nothing_behind()
             400,
             "malformed_signature",
         ),
-        (
-            "v0 only",
-            stripe_request(&body, Some(&sign(&body, now()).replace("v1=", "v0="))),
-            401,
-            "no_v1_signature",
-        ),
-        (
-            "forged",
-            stripe_request(&body, Some(&forged)),
-            401,
-            "signature_mismatch",
-        ),
-        (
-            "stale",
-            stripe_request(&body, Some(&sign(&body, now() - 301))),
-            401,
-            "timestamp_out_of_tolerance",
-        ),
-        (
-            "future",
-            stripe_request(&body, Some(&sign(&body, now() + 400))),
-            401,
-            "timestamp_out_of_tolerance",
-        ),
+        ("v0 only", stripe_request(&body, Some(&sign(&body, now()).replace("v1=", "v0="))), 401, "no_v1_signature"),
+        ("forged", stripe_request(&body, Some(&forged)), 401, "signature_mismatch"),
+        ("stale", stripe_request(&body, Some(&sign(&body, now() - 301))), 401, "timestamp_out_of_tolerance"),
+        ("future", stripe_request(&body, Some(&sign(&body, now() + 400))), 401, "timestamp_out_of_tolerance"),
         (
             "body changed",
             stripe_request(&body.replace("2000", "1"), Some(&sign(&body, now()))),
             401,
             "signature_mismatch",
         ),
-        (
-            "too large",
-            stripe_request(&huge, Some(&sign(&huge, now()))),
-            413,
-            "body_too_large",
-        ),
+        ("too large", stripe_request(&huge, Some(&sign(&huge, now()))), 413, "body_too_large"),
         (
             "signed but not JSON",
             stripe_request("this is not valid JSON", Some(&sign("this is not valid JSON", now()))),
@@ -271,18 +208,11 @@ async fn a_failed_hand_off_answers_503_and_leaves_nothing_so_stripes_retry_is_no
         nex_shared::adapters::dynamo_idempotency::DynamoInbox::new(h.ddb.clone(), format!("{}-missing", h.platform)),
     );
     let (body, evt, _) = unique(&fixture("payment_intent.succeeded.json"));
-    let resp = webhook
-        .handle(stripe_request(&body, Some(&sign(&body, now()))), "r1")
-        .await;
-    assert_eq!(
-        (resp.status_code, body_json(&resp)["reason"].as_str()),
-        (503, Some("temporarily_unavailable"))
-    );
+    let resp = webhook.handle(stripe_request(&body, Some(&sign(&body, now()))), "r1").await;
+    assert_eq!((resp.status_code, body_json(&resp)["reason"].as_str()), (503, Some("temporarily_unavailable")));
     assert!(h.inbox_item(&format!("stripe-webhook#{evt}")).await.is_none());
     webhook.inbox = good;
-    let retry = webhook
-        .handle(stripe_request(&body, Some(&sign(&body, now()))), "r2")
-        .await;
+    let retry = webhook.handle(stripe_request(&body, Some(&sign(&body, now()))), "r2").await;
     assert_eq!(body_json(&retry)["status"], "accepted");
     assert_eq!(h.depth(&h.queue_url).await, 1);
 }
@@ -293,9 +223,7 @@ async fn an_applied_event_leaves_only_its_id_in_the_inbox_and_a_redelivered_refe
     let h = Harness::new().await;
     let webhook = h.webhook().await;
     let (body, evt, key) = unique(&fixture("payment_intent.succeeded.json"));
-    webhook
-        .handle(stripe_request(&body, Some(&sign(&body, now()))), "r1")
-        .await;
+    webhook.handle(stripe_request(&body, Some(&sign(&body, now()))), "r1").await;
     let worker = h.worker().await;
     assert_eq!(h.drain(&worker, 1).await.failed, 0);
     let record = h.inbox_item(&format!("stripe-webhook#{evt}")).await.unwrap();
@@ -316,22 +244,13 @@ async fn an_applied_event_leaves_only_its_id_in_the_inbox_and_a_redelivered_refe
 async fn a_rolled_secret_verifies_with_either_the_old_or_the_new_one() {
     let h = Harness::new().await;
     let mut webhook = h.webhook().await;
-    let secrets = [
-        secrecy::SecretString::from("whsec_old_one"),
-        secrecy::SecretString::from(STRIPE_SECRET),
-    ];
+    let secrets = [secrecy::SecretString::from("whsec_old_one"), secrecy::SecretString::from(STRIPE_SECRET)];
     webhook.verifier = nex_shared::domain::stripe::signature::Verifier::new(&secrets).unwrap();
     let (body, _, _) = unique(&fixture("payment_intent.succeeded.json"));
     let both =
         nex_shared::domain::stripe::signature::sign_header(&["whsec_old_one", STRIPE_SECRET], now(), body.as_bytes());
-    assert_eq!(
-        body_json(&webhook.handle(stripe_request(&body, Some(&both)), "r").await)["status"],
-        "accepted"
-    );
+    assert_eq!(body_json(&webhook.handle(stripe_request(&body, Some(&both)), "r").await)["status"], "accepted");
     let (body, _, _) = unique(&fixture("payment_intent.succeeded.json"));
     let old = nex_shared::domain::stripe::signature::sign_header(&["whsec_old_one"], now(), body.as_bytes());
-    assert_eq!(
-        body_json(&webhook.handle(stripe_request(&body, Some(&old)), "r").await)["status"],
-        "accepted"
-    );
+    assert_eq!(body_json(&webhook.handle(stripe_request(&body, Some(&old)), "r").await)["status"], "accepted");
 }

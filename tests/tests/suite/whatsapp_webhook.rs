@@ -22,11 +22,7 @@ async fn the_verification_handshake_echoes_the_challenge_only_for_the_right_toke
         ),
         &format!("hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=12ab"),
     ] {
-        assert_eq!(
-            wa.handle(whatsapp_request("GET", bad, "", None), "r").await.status_code,
-            403,
-            "{bad}"
-        );
+        assert_eq!(wa.handle(whatsapp_request("GET", bad, "", None), "r").await.status_code, 403, "{bad}");
     }
 }
 
@@ -45,17 +41,12 @@ async fn a_request_no_uri_or_body_can_be_made_of_is_refused_not_a_panic() {
         );
     }
     let mut bad_host = stripe_request("{}", None);
-    bad_host
-        .headers
-        .insert("host", aws_lambda_events::http::HeaderValue::from_static("exa mple"));
+    bad_host.headers.insert("host", aws_lambda_events::http::HeaderValue::from_static("exa mple"));
     assert_eq!(stripe.handle(bad_host, "r").await.status_code, 400);
     let mut bad_base64 = stripe_request("not base64!", None);
     bad_base64.is_base64_encoded = true;
     let resp = stripe.handle(bad_base64, "r").await;
-    assert_eq!(
-        (resp.status_code, body_json(&resp)["reason"].clone()),
-        (400, "invalid_base64_body".into())
-    );
+    assert_eq!((resp.status_code, body_json(&resp)["reason"].clone()), (400, "invalid_base64_body".into()));
 }
 
 #[tokio::test]
@@ -65,15 +56,10 @@ async fn every_fixture_payload_is_verified_and_queued_per_message_and_receipt() 
     let (mut messages, mut receipts) = (0, 0);
     for (name, body) in whatsapp_fixtures() {
         let body = unique_wamids(&body);
-        let resp = wa
-            .handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r")
-            .await;
+        let resp = wa.handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r").await;
         assert_eq!(resp.status_code, 200, "{name}: {:?}", body_json(&resp));
         let j = body_json(&resp);
-        assert_eq!(
-            j["unknown_merchant"], 0,
-            "{name}: the local stack seeds every fixture number's merchant"
-        );
+        assert_eq!(j["unknown_merchant"], 0, "{name}: the local stack seeds every fixture number's merchant");
         messages += j["messages"].as_u64().unwrap();
         receipts += j["receipts"].as_u64().unwrap();
     }
@@ -87,17 +73,11 @@ async fn every_fixture_payload_is_verified_and_queued_per_message_and_receipt() 
             .expect("an inbox reference")
             .to_owned();
         let item = h.inbox_item(&key).await.expect("the referenced record");
-        assert!(
-            item.contains_key("merchant") && item.contains_key("expires_at"),
-            "whose and until when"
-        );
+        assert!(item.contains_key("merchant") && item.contains_key("expires_at"), "whose and until when");
         let body = item["body"].as_s().unwrap();
         let ok = Envelope::<InboundMessage>::decode(body).is_ok() || Envelope::<Receipt>::decode(body).is_ok();
         assert!(ok, "stored body is a known envelope");
-        assert!(
-            !reference.contains("wamid") || !reference.contains("text"),
-            "no message in the queue"
-        );
+        assert!(!reference.contains("wamid") || !reference.contains("text"), "no message in the queue");
     }
 }
 
@@ -109,11 +89,7 @@ async fn a_redelivered_batch_queues_nothing_new_and_costs_one_write_per_item() {
     let cold = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"));
     let before = h.requests.get();
     wa.handle(post(&cold), "r0").await;
-    assert_eq!(
-        h.requests.get() - before,
-        2,
-        "first of a container: merchant lookup, the inbox's conditional put"
-    );
+    assert_eq!(h.requests.get() - before, 2, "first of a container: merchant lookup, the inbox's conditional put");
     let body = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"));
     let before = h.requests.get();
     wa.handle(post(&body), "r1").await;
@@ -134,13 +110,11 @@ async fn an_opt_out_adds_one_transactional_write_per_identifier() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
     let warm = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"));
-    wa.handle(whatsapp_request("POST", "", &warm, Some(&hub_sign(&warm))), "warm")
-        .await;
+    wa.handle(whatsapp_request("POST", "", &warm, Some(&hub_sign(&warm))), "warm").await;
     let stop = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"))
         .replace("Does it come in another color?", "stop");
     let before = h.requests.get();
-    wa.handle(whatsapp_request("POST", "", &stop, Some(&hub_sign(&stop))), "r")
-        .await;
+    wa.handle(whatsapp_request("POST", "", &stop, Some(&hub_sign(&stop))), "r").await;
     assert_eq!(
         h.requests.get() - before,
         4,
@@ -156,18 +130,10 @@ async fn stop_opts_the_number_out_for_every_merchant_before_the_webhook_answers(
     let body = unique_wamids(&whatsapp_fixture("meta_openapi", "inbound_text.json"))
         .replace("Does it come in another color?", "  stop. ")
         .replace("16505551234", &phone);
-    let resp = wa
-        .handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r")
-        .await;
+    let resp = wa.handle(whatsapp_request("POST", "", &body, Some(&hub_sign(&body))), "r").await;
     assert_eq!(body_json(&resp)["opt_outs"], 1);
-    let subject = wa
-        .hasher
-        .hash(nex_shared::domain::subject::IdentifierKind::Phone, &phone)
-        .unwrap();
-    let state = h
-        .consent_state(&subject)
-        .await
-        .expect("consent state written before the 200");
+    let subject = wa.hasher.hash(nex_shared::domain::subject::IdentifierKind::Phone, &phone).unwrap();
+    let state = h.consent_state(&subject).await.expect("consent state written before the 200");
     assert!(state.contains_key("opted_out_at"));
     let expires: i64 = state["expires_at"].as_n().unwrap().parse().unwrap();
     // Withdrawal evidence is kept 24 months from when the message was sent.
@@ -179,10 +145,7 @@ async fn stop_opts_the_number_out_for_every_merchant_before_the_webhook_answers(
     let entry = &entries[0];
     assert_eq!(entry["action"].as_s().unwrap(), "opt_out");
     assert_eq!(entry["merchant"].as_s().unwrap(), "*", "every merchant");
-    assert!(
-        !format!("{entry:?}").contains(&phone),
-        "the ledger holds the subject hash, not the number"
-    );
+    assert!(!format!("{entry:?}").contains(&phone), "the ledger holds the subject hash, not the number");
 }
 
 #[tokio::test]
@@ -193,20 +156,10 @@ async fn forged_or_unsigned_posts_get_4xx_and_leave_nothing_behind() {
     let forged = nex_shared::domain::whatsapp::signature::sign_header("attacker", body.as_bytes());
     let before = h.requests.get();
     for (sig, status) in [(None, 400), (Some("sha256=nothex"), 400), (Some(forged.as_str()), 401)] {
-        assert_eq!(
-            wa.handle(whatsapp_request("POST", "", &body, sig), "r")
-                .await
-                .status_code,
-            status
-        );
+        assert_eq!(wa.handle(whatsapp_request("POST", "", &body, sig), "r").await.status_code, status);
     }
     let not_a_payload = r#"{"object":"page"}"#;
-    let resp = wa
-        .handle(
-            whatsapp_request("POST", "", not_a_payload, Some(&hub_sign(not_a_payload))),
-            "r",
-        )
-        .await;
+    let resp = wa.handle(whatsapp_request("POST", "", not_a_payload, Some(&hub_sign(not_a_payload))), "r").await;
     assert_eq!(resp.status_code, 400);
     assert_eq!(h.requests.get() - before, 0);
     assert!(h.take_messaging().await.is_empty());
@@ -216,13 +169,7 @@ async fn forged_or_unsigned_posts_get_4xx_and_leave_nothing_behind() {
 async fn an_empty_verify_token_fails_the_function_at_start() {
     let h = Harness::new().await;
     let name = format!("t-empty-token-{}", uuid::Uuid::new_v4().simple());
-    h.sdk_secrets()
-        .create_secret()
-        .name(&name)
-        .secret_string("  ")
-        .send()
-        .await
-        .unwrap();
+    h.sdk_secrets().create_secret().name(&name).secret_string("  ").send().await.unwrap();
     let mut env = env_of("WhatsAppWebhookFunction");
     env.insert("WHATSAPP_VERIFY_TOKEN_SECRET_ID".into(), name);
     let config = WhatsAppWebhook::config(&env).unwrap();
@@ -241,26 +188,15 @@ async fn a_captured_delivery_replayed_after_metas_retry_window_changes_nothing()
     let ts = body_timestamp(&body);
     for (when, label) in [(ts - 8 * 86_400, "eight days old"), (ts + 86_400, "from tomorrow")] {
         let replay = body.replace(&ts.to_string(), &when.to_string());
-        let resp = wa
-            .handle(whatsapp_request("POST", "", &replay, Some(&hub_sign(&replay))), "r")
-            .await;
+        let resp = wa.handle(whatsapp_request("POST", "", &replay, Some(&hub_sign(&replay))), "r").await;
         assert_eq!(resp.status_code, 200, "{label}: acknowledged");
         assert_eq!(
-            (
-                body_json(&resp)["messages"].as_u64(),
-                body_json(&resp)["opt_outs"].as_u64()
-            ),
+            (body_json(&resp)["messages"].as_u64(), body_json(&resp)["opt_outs"].as_u64()),
             (Some(0), Some(0)),
             "{label}"
         );
     }
-    let subject = wa
-        .hasher
-        .hash(nex_shared::domain::subject::IdentifierKind::Phone, &phone)
-        .unwrap();
-    assert!(
-        h.consent_state(&subject).await.is_none(),
-        "nothing recorded from a replay"
-    );
+    let subject = wa.hasher.hash(nex_shared::domain::subject::IdentifierKind::Phone, &phone).unwrap();
+    assert!(h.consent_state(&subject).await.is_none(), "nothing recorded from a replay");
     assert!(h.take_messaging().await.is_empty());
 }

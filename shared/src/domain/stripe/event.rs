@@ -180,16 +180,9 @@ pub struct PaymentEvent {
 #[derive(Debug)]
 pub enum Classified {
     /// A handled type with what the worker needs, and the customer's email (for hashing only).
-    Handled {
-        event: Box<PaymentEvent>,
-        email: Option<String>,
-    },
+    Handled { event: Box<PaymentEvent>, email: Option<String> },
     /// A verified event of a type the suite does not act on: acknowledged, not queued.
-    Ignored {
-        event_id: String,
-        event_type: String,
-        api_version: Option<String>,
-    },
+    Ignored { event_id: String, event_type: String, api_version: Option<String> },
     /// A handled type that names neither a PaymentIntent nor a charge: nothing to apply it to.
     Unroutable { event_id: String, event_type: String },
 }
@@ -200,31 +193,14 @@ pub fn parse(body: &[u8]) -> Result<Classified, ParseError> {
     let event_id = ev.id.filter(|id| !id.is_empty()).ok_or(ParseError::MissingId)?;
     let obj = ev.data.and_then(|d| d.object).unwrap_or_default();
     let Some(fact) = fact_for(&ev.kind, &obj) else {
-        return Ok(Classified::Ignored {
-            event_id,
-            event_type: ev.kind,
-            api_version: ev.api_version,
-        });
+        return Ok(Classified::Ignored { event_id, event_type: ev.kind, api_version: ev.api_version });
     };
     let is_intent = obj.object.as_deref() == Some("payment_intent");
     let is_charge = obj.object.as_deref() == Some("charge");
-    let payment_key = if is_intent {
-        obj.id.clone()
-    } else {
-        obj.payment_intent.as_ref().map(|p| p.id().to_owned())
-    }
-    .or_else(|| {
-        if is_charge {
-            obj.id.clone()
-        } else {
-            obj.charge.as_ref().map(|c| c.id().to_owned())
-        }
-    });
+    let payment_key = if is_intent { obj.id.clone() } else { obj.payment_intent.as_ref().map(|p| p.id().to_owned()) }
+        .or_else(|| if is_charge { obj.id.clone() } else { obj.charge.as_ref().map(|c| c.id().to_owned()) });
     let Some(payment_key) = payment_key.filter(|k| !k.is_empty()) else {
-        return Ok(Classified::Unroutable {
-            event_id,
-            event_type: ev.kind,
-        });
+        return Ok(Classified::Unroutable { event_id, event_type: ev.kind });
     };
     let order_ref = obj
         .metadata
@@ -245,18 +221,13 @@ pub fn parse(body: &[u8]) -> Result<Classified, ParseError> {
         .or_else(|| obj.customer_email.clone())
         .or_else(|| obj.billing_details.as_ref().and_then(|b| b.email.clone()))
         .or_else(|| obj.receipt_email.clone());
-    let metadata_str = |k: &str| {
-        obj.metadata
-            .as_ref()
-            .and_then(|m| m.get(k))
-            .and_then(|v| v.as_str().map(str::to_owned))
-    };
+    let metadata_str =
+        |k: &str| obj.metadata.as_ref().and_then(|m| m.get(k)).and_then(|v| v.as_str().map(str::to_owned));
     // The merchant the payment is held for (the controller): the storefront's `metadata.merchant_id`,
     // else the Connect account the event is about. Unknown stays unknown: such a record is never served
     // to a merchant's data request.
-    let merchant = metadata_str("merchant_id")
-        .filter(|m| !m.is_empty())
-        .or_else(|| ev.account.clone().filter(|a| !a.is_empty()));
+    let merchant =
+        metadata_str("merchant_id").filter(|m| !m.is_empty()).or_else(|| ev.account.clone().filter(|a| !a.is_empty()));
     let notify_to = obj
         .customer_details
         .as_ref()
@@ -286,17 +257,15 @@ pub fn parse(body: &[u8]) -> Result<Classified, ParseError> {
 /// The fact a handled event type establishes; `None` for types the suite does not act on.
 fn fact_for(kind: &str, obj: &EventObject) -> Option<PaymentFact> {
     Some(match kind {
-        "checkout.session.completed" => PaymentFact::CheckoutCompleted {
-            paid: obj.payment_status.as_deref() == Some("paid"),
-        },
+        "checkout.session.completed" => {
+            PaymentFact::CheckoutCompleted { paid: obj.payment_status.as_deref() == Some("paid") }
+        }
         "checkout.session.async_payment_succeeded" | "payment_intent.succeeded" => PaymentFact::Succeeded,
         "checkout.session.async_payment_failed" | "payment_intent.payment_failed" => PaymentFact::Failed,
         "checkout.session.expired" => PaymentFact::Expired,
         "payment_intent.processing" => PaymentFact::Processing,
         "payment_intent.canceled" => PaymentFact::Canceled,
-        "charge.refunded" => PaymentFact::Refunded {
-            amount_refunded: obj.amount_refunded.or(obj.amount).unwrap_or(0),
-        },
+        "charge.refunded" => PaymentFact::Refunded { amount_refunded: obj.amount_refunded.or(obj.amount).unwrap_or(0) },
         "charge.dispute.created" => PaymentFact::DisputeOpened,
         "charge.dispute.closed" => PaymentFact::DisputeClosed {
             outcome: match obj.status.as_deref() {
@@ -312,14 +281,8 @@ fn fact_for(kind: &str, obj: &EventObject) -> Option<PaymentFact> {
 fn card_of(obj: &EventObject) -> Option<CardSummary> {
     let from = |o: &EventObject| {
         let card = o.payment_method_details.as_ref()?.card.as_ref()?;
-        let last4 = card
-            .last4
-            .clone()
-            .filter(|l| l.len() == 4 && l.bytes().all(|b| b.is_ascii_digit()))?;
-        Some(CardSummary {
-            brand: card.brand.clone().unwrap_or_default(),
-            last4,
-        })
+        let last4 = card.last4.clone().filter(|l| l.len() == 4 && l.bytes().all(|b| b.is_ascii_digit()))?;
+        Some(CardSummary { brand: card.brand.clone().unwrap_or_default(), last4 })
     };
     from(obj).or_else(|| obj.charges.as_ref()?.data.iter().find_map(from))
 }
@@ -346,9 +309,7 @@ mod tests {
         let body = br#"{"id":"evt_1","type":"charge.refunded","created":5,"data":{"object":{
             "id":"ch_1","object":"charge","amount":100,"amount_refunded":40,"currency":"EUR",
             "payment_intent":{"id":"pi_9","object":"payment_intent"}}}}"#;
-        let Classified::Handled { event, .. } = parse(body).unwrap() else {
-            panic!()
-        };
+        let Classified::Handled { event, .. } = parse(body).unwrap() else { panic!() };
         assert_eq!(event.payment_key, "pi_9");
         assert_eq!(event.fact, PaymentFact::Refunded { amount_refunded: 40 });
         assert_eq!(event.currency.as_deref(), Some("eur"));

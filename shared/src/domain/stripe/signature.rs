@@ -72,11 +72,7 @@ impl Verifier {
         for s in secrets {
             let s = s.expose_secret();
             if s.is_empty() || s.chars().any(char::is_whitespace) {
-                return Err(if s.is_empty() {
-                    SecretError::Empty
-                } else {
-                    SecretError::Whitespace
-                });
+                return Err(if s.is_empty() { SecretError::Empty } else { SecretError::Whitespace });
             }
             keys.push(HmacSha256::new_from_slice(s.as_bytes()).expect("HMAC takes keys of any length"));
         }
@@ -89,11 +85,7 @@ impl Verifier {
     /// so a clock far in the future is refused too). `None` skips the freshness check; only tests replaying
     /// fixed vectors should pass it.
     pub fn verify(
-        &self,
-        header: Option<&str>,
-        body: &[u8],
-        now: i64,
-        tolerance_secs: Option<u64>,
+        &self, header: Option<&str>, body: &[u8], now: i64, tolerance_secs: Option<u64>,
     ) -> Result<i64, SignatureError> {
         let header = header.map(str::trim).filter(|h| !h.is_empty());
         let parsed = parse_header(header.ok_or(SignatureError::MissingHeader)?)?;
@@ -107,11 +99,7 @@ impl Verifier {
             mac.update(body);
             let expected = mac.finalize().into_bytes();
             // Every candidate is compared, in constant time, whatever the earlier ones gave.
-            parsed
-                .v1
-                .iter()
-                .fold(subtle::Choice::from(0), |acc, sig| acc | expected.as_slice().ct_eq(sig))
-                .into()
+            parsed.v1.iter().fold(subtle::Choice::from(0), |acc, sig| acc | expected.as_slice().ct_eq(sig)).into()
         });
         if !matched {
             return Err(SignatureError::NoMatch);
@@ -159,10 +147,7 @@ fn parse_header(header: &str) -> Result<Parsed, SignatureError> {
             return Err(SignatureError::MalformedHeader);
         }
     }
-    Ok(Parsed {
-        timestamp: timestamp.ok_or(SignatureError::MalformedHeader)?,
-        v1,
-    })
+    Ok(Parsed { timestamp: timestamp.ok_or(SignatureError::MalformedHeader)?, v1 })
 }
 
 /// Builds a `Stripe-Signature` header as Stripe does: for tests, benchmarks and the local stack.
@@ -191,14 +176,8 @@ mod tests {
     fn a_header_signed_by_any_of_several_secrets_verifies() {
         let v = verifier(&["whsec_old", "whsec_new"]);
         let body = br#"{"id":"evt_1"}"#;
-        assert_eq!(
-            v.verify(Some(&sign_header(&["whsec_new"], 100, body)), body, 100, Some(300)),
-            Ok(100)
-        );
-        assert_eq!(
-            v.verify(Some(&sign_header(&["whsec_old"], 100, body)), body, 100, Some(300)),
-            Ok(100)
-        );
+        assert_eq!(v.verify(Some(&sign_header(&["whsec_new"], 100, body)), body, 100, Some(300)), Ok(100));
+        assert_eq!(v.verify(Some(&sign_header(&["whsec_old"], 100, body)), body, 100, Some(300)), Ok(100));
         assert_eq!(
             v.verify(Some(&sign_header(&["whsec_other"], 100, body)), body, 100, Some(300)),
             Err(SignatureError::NoMatch)
@@ -218,10 +197,7 @@ mod tests {
     fn a_changed_body_does_not_verify() {
         let v = verifier(&["whsec_a"]);
         let header = sign_header(&["whsec_a"], 5, b"{\"a\":1}");
-        assert_eq!(
-            v.verify(Some(&header), b"{\"a\": 1}", 5, Some(300)),
-            Err(SignatureError::NoMatch)
-        );
+        assert_eq!(v.verify(Some(&header), b"{\"a\": 1}", 5, Some(300)), Err(SignatureError::NoMatch));
     }
 
     #[test]
@@ -229,25 +205,15 @@ mod tests {
         let v = verifier(&["whsec_a"]);
         let header = sign_header(&["whsec_a"], 1_000, b"{}");
         assert_eq!(v.verify(Some(&header), b"{}", 1_300, Some(300)), Ok(1_000));
-        assert_eq!(
-            v.verify(Some(&header), b"{}", 1_301, Some(300)),
-            Err(SignatureError::Stale)
-        );
-        assert_eq!(
-            v.verify(Some(&header), b"{}", 699, Some(300)),
-            Err(SignatureError::Stale)
-        );
+        assert_eq!(v.verify(Some(&header), b"{}", 1_301, Some(300)), Err(SignatureError::Stale));
+        assert_eq!(v.verify(Some(&header), b"{}", 699, Some(300)), Err(SignatureError::Stale));
     }
 
     #[test]
     fn duplicate_or_unparsable_timestamps_are_malformed() {
         let v = verifier(&["whsec_a"]);
         for h in ["t=1,t=2,v1=00", "t=abc,v1=00", "v1,t=1", "t=", "garbage"] {
-            assert_eq!(
-                v.verify(Some(h), b"{}", 1, None),
-                Err(SignatureError::MalformedHeader),
-                "{h}"
-            );
+            assert_eq!(v.verify(Some(h), b"{}", 1, None), Err(SignatureError::MalformedHeader), "{h}");
         }
     }
 

@@ -62,9 +62,7 @@ pub fn decide(outbound: Outbound, consent: Consent, ctx: Context, now: DateTime<
             Some(t) if now < t + SERVICE_WINDOW => Ok(()),
             _ => Err(Refusal::WindowClosed),
         },
-        Outbound::Template {
-            category: Category::Marketing,
-        } => {
+        Outbound::Template { category: Category::Marketing } => {
             if consent.opted_out {
                 Err(Refusal::OptedOut)
             } else if !consent.opted_in {
@@ -73,9 +71,7 @@ pub fn decide(outbound: Outbound, consent: Consent, ctx: Context, now: DateTime<
                 Ok(())
             }
         }
-        Outbound::Template {
-            category: Category::Utility | Category::Authentication,
-        } => {
+        Outbound::Template { category: Category::Utility | Category::Authentication } => {
             if !ctx.own_order {
                 Err(Refusal::NotTheirOrder)
             } else if consent.opted_out && !ctx.order_open {
@@ -97,73 +93,34 @@ mod tests {
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
     }
-    const IN: Consent = Consent {
-        opted_in: true,
-        opted_out: false,
-    };
-    const OUT: Consent = Consent {
-        opted_in: true,
-        opted_out: true,
-    };
-    const MARKETING: Outbound = Outbound::Template {
-        category: Category::Marketing,
-    };
-    const UTILITY: Outbound = Outbound::Template {
-        category: Category::Utility,
-    };
+    const IN: Consent = Consent { opted_in: true, opted_out: false };
+    const OUT: Consent = Consent { opted_in: true, opted_out: true };
+    const MARKETING: Outbound = Outbound::Template { category: Category::Marketing };
+    const UTILITY: Outbound = Outbound::Template { category: Category::Utility };
 
     #[test]
     fn marketing_needs_an_opt_in_and_no_opt_out() {
         assert_eq!(decide(MARKETING, IN, Context::default(), now()), Ok(()));
-        assert_eq!(
-            decide(MARKETING, Consent::default(), Context::default(), now()),
-            Err(Refusal::NoMarketingOptIn)
-        );
-        assert_eq!(
-            decide(MARKETING, OUT, Context::default(), now()),
-            Err(Refusal::OptedOut)
-        );
+        assert_eq!(decide(MARKETING, Consent::default(), Context::default(), now()), Err(Refusal::NoMarketingOptIn));
+        assert_eq!(decide(MARKETING, OUT, Context::default(), now()), Err(Refusal::OptedOut));
     }
 
     #[test]
     fn after_stop_a_utility_message_may_complete_an_open_order_only() {
-        let open = Context {
-            own_order: true,
-            order_open: true,
-            last_inbound_at: None,
-        };
-        let closed = Context {
-            order_open: false,
-            ..open
-        };
+        let open = Context { own_order: true, order_open: true, last_inbound_at: None };
+        let closed = Context { order_open: false, ..open };
         assert_eq!(decide(UTILITY, OUT, open, now()), Ok(()));
         assert_eq!(decide(UTILITY, OUT, closed, now()), Err(Refusal::OptedOut));
-        assert_eq!(
-            decide(UTILITY, Consent::default(), closed, now()),
-            Ok(()),
-            "no marketing opt-in needed"
-        );
-        let not_theirs = Context {
-            own_order: false,
-            ..open
-        };
+        assert_eq!(decide(UTILITY, Consent::default(), closed, now()), Ok(()), "no marketing opt-in needed");
+        let not_theirs = Context { own_order: false, ..open };
         assert_eq!(decide(UTILITY, IN, not_theirs, now()), Err(Refusal::NotTheirOrder));
     }
 
     #[test]
     fn free_form_text_only_inside_the_24_hour_window() {
-        let at = |h| Context {
-            last_inbound_at: Some(now() - Duration::hours(h)),
-            ..Context::default()
-        };
+        let at = |h| Context { last_inbound_at: Some(now() - Duration::hours(h)), ..Context::default() };
         assert_eq!(decide(Outbound::FreeForm, Consent::default(), at(23), now()), Ok(()));
-        assert_eq!(
-            decide(Outbound::FreeForm, Consent::default(), at(24), now()),
-            Err(Refusal::WindowClosed)
-        );
-        assert_eq!(
-            decide(Outbound::FreeForm, IN, Context::default(), now()),
-            Err(Refusal::WindowClosed)
-        );
+        assert_eq!(decide(Outbound::FreeForm, Consent::default(), at(24), now()), Err(Refusal::WindowClosed));
+        assert_eq!(decide(Outbound::FreeForm, IN, Context::default(), now()), Err(Refusal::WindowClosed));
     }
 }

@@ -6,10 +6,7 @@ use subtle::ConstantTimeEq;
 /// The challenge to echo, when `mode` is `subscribe`, `token` is the configured one and the challenge looks
 /// like Meta's (1 to 64 digits, so the echo can never be markup or script); `None` refuses.
 pub fn answer<'a>(
-    mode: Option<&str>,
-    token: Option<&str>,
-    challenge: Option<&'a str>,
-    expected: &str,
+    mode: Option<&str>, token: Option<&str>, challenge: Option<&'a str>, expected: &str,
 ) -> Option<&'a str> {
     let token_ok: bool = token.unwrap_or("").as_bytes().ct_eq(expected.as_bytes()).into();
     let challenge = challenge.unwrap_or("");

@@ -24,10 +24,7 @@ pub fn classify(text: &str) -> Option<Keyword> {
 }
 
 fn is_unicode_punct(c: char) -> bool {
-    matches!(
-        c,
-        '¡' | '¿' | '“' | '”' | '‘' | '’' | '«' | '»' | '…' | '。' | '！' | '？'
-    )
+    matches!(c, '¡' | '¿' | '“' | '”' | '‘' | '’' | '«' | '»' | '…' | '。' | '！' | '？')
 }
 
 #[cfg(test)]
@@ -36,16 +33,7 @@ mod tests {
 
     #[test]
     fn opt_out_keywords_match_in_any_case_with_surrounding_space_and_punctuation() {
-        for t in [
-            "STOP",
-            "stop",
-            " Stop ",
-            "stop!",
-            "¡STOP!",
-            "\tunsubscribe.\n",
-            "Band",
-            "“stop”",
-        ] {
+        for t in ["STOP", "stop", " Stop ", "stop!", "¡STOP!", "\tunsubscribe.\n", "Band", "“stop”"] {
             assert_eq!(classify(t), Some(Keyword::OptOut), "{t:?}");
         }
         assert_eq!(classify(" data? "), Some(Keyword::DataRequest));

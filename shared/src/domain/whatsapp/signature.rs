@@ -44,9 +44,7 @@ pub struct HubVerifier {
 
 impl std::fmt::Debug for HubVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HubVerifier")
-            .field("secrets", &self.keys.len())
-            .finish()
+        f.debug_struct("HubVerifier").field("secrets", &self.keys.len()).finish()
     }
 }
 
@@ -65,10 +63,7 @@ impl HubVerifier {
     }
 
     pub fn verify(&self, header: Option<&str>, body: &[u8]) -> Result<(), HubSignatureError> {
-        let header = header
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .ok_or(HubSignatureError::Missing)?;
+        let header = header.map(str::trim).filter(|h| !h.is_empty()).ok_or(HubSignatureError::Missing)?;
         let hex_sig = header.strip_prefix("sha256=").ok_or(HubSignatureError::Malformed)?;
         let mut sig = [0u8; 32];
         hex::decode_to_slice(hex_sig, &mut sig).map_err(|_| HubSignatureError::Malformed)?;
@@ -114,10 +109,7 @@ mod tests {
         let v = verifier(&["old", "new"]);
         assert_eq!(v.verify(Some(&sign_header("new", b"{}")), b"{}"), Ok(()));
         assert_eq!(v.verify(Some(&sign_header("old", b"{}")), b"{}"), Ok(()));
-        assert_eq!(
-            v.verify(Some(&sign_header("x", b"{}")), b"{}"),
-            Err(HubSignatureError::Mismatch)
-        );
+        assert_eq!(v.verify(Some(&sign_header("x", b"{}")), b"{}"), Err(HubSignatureError::Mismatch));
     }
 
     #[test]
@@ -128,11 +120,7 @@ mod tests {
         assert_eq!(v.verify(Some("sha1=abcd"), b"{}"), Err(HubSignatureError::Malformed));
         assert_eq!(v.verify(Some("sha256=zz"), b"{}"), Err(HubSignatureError::Malformed));
         let body = "caf\u{e9} \u{1f600}".as_bytes();
-        assert_eq!(
-            v.verify(Some(&sign_header("s", body)), body),
-            Ok(()),
-            "non-ASCII bodies are bytes, not text"
-        );
+        assert_eq!(v.verify(Some(&sign_header("s", body)), body), Ok(()), "non-ASCII bodies are bytes, not text");
     }
 
     #[test]

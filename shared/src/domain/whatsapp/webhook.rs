@@ -47,19 +47,9 @@ pub enum Item {
         error_code: Option<i64>,
     },
     /// Meta's "Stop promotions" control (`user_preferences`, category `marketing_messages`).
-    MarketingPreference {
-        phone_number_id: String,
-        person: Person,
-        stop: bool,
-        timestamp: i64,
-    },
+    MarketingPreference { phone_number_id: String, person: Person, stop: bool, timestamp: i64 },
     /// Meta re-classified a template (`template_category_update`): the category to decide sends on.
-    TemplateCategory {
-        waba_id: String,
-        name: String,
-        language: String,
-        category: String,
-    },
+    TemplateCategory { waba_id: String, name: String, language: String, category: String },
     /// A change of a `field` the suite does not act on (yet): acknowledged and counted.
     Other { field: String },
 }
@@ -233,10 +223,9 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item>, PayloadError> {
                     let text = match m.kind.as_str() {
                         "text" => m.text.and_then(|t| t.body),
                         "button" => m.button.and_then(|b| b.text),
-                        "interactive" => m
-                            .interactive
-                            .and_then(|i| i.button_reply.or(i.list_reply))
-                            .and_then(|r| r.title),
+                        "interactive" => {
+                            m.interactive.and_then(|i| i.button_reply.or(i.list_reply)).and_then(|r| r.title)
+                        }
                         _ => None,
                     };
                     items.push(Item::Message {
@@ -258,20 +247,13 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item>, PayloadError> {
                         wamid: s.id,
                         status: s.status,
                         timestamp: epoch(s.timestamp.as_deref()),
-                        recipient: Person {
-                            phone: nonempty(s.recipient_id),
-                            bsuid: nonempty(s.recipient_user_id),
-                        },
+                        recipient: Person { phone: nonempty(s.recipient_id), bsuid: nonempty(s.recipient_user_id) },
                         error_code: s.errors.iter().find_map(|e| e.code),
                     });
                 }
             }
             "user_preferences" => {
-                for p in value
-                    .user_preferences
-                    .into_iter()
-                    .filter(|p| p.category == "marketing_messages")
-                {
+                for p in value.user_preferences.into_iter().filter(|p| p.category == "marketing_messages") {
                     let timestamp = match &p.timestamp {
                         Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(0),
                         Some(serde_json::Value::String(s)) => epoch(Some(s)),
@@ -279,10 +261,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item>, PayloadError> {
                     };
                     items.push(Item::MarketingPreference {
                         phone_number_id: phone_number_id.clone(),
-                        person: Person {
-                            phone: nonempty(p.wa_id),
-                            bsuid: nonempty(p.user_id),
-                        },
+                        person: Person { phone: nonempty(p.wa_id), bsuid: nonempty(p.user_id) },
                         stop: p.value.eq_ignore_ascii_case("stop"),
                         timestamp,
                     });
@@ -297,9 +276,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item>, PayloadError> {
                 }),
                 _ => items.push(Item::Other { field: change.field }),
             },
-            other => items.push(Item::Other {
-                field: other.to_owned(),
-            }),
+            other => items.push(Item::Other { field: other.to_owned() }),
         }
     }
     Ok(items)
@@ -322,16 +299,7 @@ mod tests {
         assert_eq!(items.len(), 4);
         assert!(matches!(&items[0], Item::Message { text: Some(t), .. } if t == "STOP"));
         assert!(matches!(&items[1], Item::Message { kind, text: None, .. } if kind == "hologram"));
-        assert!(matches!(
-            &items[2],
-            Item::Status {
-                recipient: Person {
-                    phone: None,
-                    bsuid: Some(_)
-                },
-                ..
-            }
-        ));
+        assert!(matches!(&items[2], Item::Status { recipient: Person { phone: None, bsuid: Some(_) }, .. }));
         assert!(matches!(&items[3], Item::Other { field } if field == "account_alerts"));
     }
 
@@ -353,10 +321,7 @@ mod tests {
 
     #[test]
     fn other_objects_and_non_json_are_not_payloads() {
-        assert_eq!(
-            parse(b"{\"object\":\"page\",\"entry\":[]}").unwrap_err(),
-            PayloadError::NotAPayload
-        );
+        assert_eq!(parse(b"{\"object\":\"page\",\"entry\":[]}").unwrap_err(), PayloadError::NotAPayload);
         assert_eq!(parse(b"nope").unwrap_err(), PayloadError::NotAPayload);
     }
 }
