@@ -3,6 +3,7 @@
 mod data_requests;
 mod local_stack;
 mod merchant_api;
+mod messaging_adapters;
 mod messaging_worker;
 mod notifications_sender;
 mod payments_worker;
