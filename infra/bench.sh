@@ -21,13 +21,13 @@ if [[ "${1:-}" == "optin" || "${1:-}" == "sweep" ]]; then
   trap stop_moto EXIT
   start_moto "$(free_port)"
   provision "$STATE/bench-manifest.json" >/dev/null
-  NEX_STACK_MANIFEST="$STATE/bench-manifest.json" cargo bench --manifest-path "$ROOT/Cargo.toml" -p nex-tests --bench "$bench" \
+  NEX_STACK_MANIFEST="$STATE/bench-manifest.json" cargo bench --manifest-path "$ROOT/Cargo.toml" -p tests --bench "$bench" \
     2>&1 | grep -v '^{'
   exit 0
 fi
 
 log "criterion: webhook verify + parse (Stripe 3 KB event, WhatsApp 10-message batch)"
-cargo bench --manifest-path "$ROOT/Cargo.toml" -p nex-shared --bench stripe_verify --bench whatsapp_verify -- --warm-up-time 1 --measurement-time 3 2>&1 \
+cargo bench --manifest-path "$ROOT/Cargo.toml" -p shared --bench stripe_verify --bench whatsapp_verify -- --warm-up-time 1 --measurement-time 3 2>&1 \
   | grep -E "^(stripe|whatsapp)_webhook/|time:" || true
 
 log "release build of the functions"

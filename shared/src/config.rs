@@ -112,12 +112,12 @@ pub enum InitError {
 }
 
 /// Every store's table.
-pub type Tables = std::collections::BTreeMap<crate::domain::inventory::Store, String>;
+pub type Tables = std::collections::BTreeMap<crate::domain::data_inventory::Store, String>;
 
 /// The table of every store, from `PAYMENTS_TABLE`, `MESSAGING_TABLE`, `DATA_REQUESTS_TABLE` and
 /// `ORDERS_TABLE`: what the sweep, data-subject requests and the operator CLI work across.
 pub fn store_tables(v: &impl Vars) -> Result<Tables, ConfigError> {
-    use crate::domain::inventory::Store;
+    use crate::domain::data_inventory::Store;
     Ok(std::collections::BTreeMap::from([
         (Store::Payments, v.required("PAYMENTS_TABLE")?),
         (Store::Messaging, v.required("MESSAGING_TABLE")?),

@@ -15,7 +15,7 @@ use nex_shared::adapters::dynamo_data::{DynamoCheckpoints, DynamoData};
 use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
 use nex_shared::adapters::memory::FixedClock;
 use nex_shared::adapters::s3_objects::S3Objects;
-use nex_shared::domain::inventory::Store;
+use nex_shared::domain::data_inventory::Store;
 use nex_shared::domain::retention::{self, DataClass};
 use nex_shared::usecases::sweep::{Options, Report, Sweep};
 use nex_tests::{Harness, Private};

@@ -456,7 +456,7 @@ impl Harness {
 /// retention sweep deletes whatever is due, which must never be another test's data).
 #[derive(Debug, Clone)]
 pub struct Private {
-    pub tables: std::collections::BTreeMap<nex_shared::domain::inventory::Store, String>,
+    pub tables: std::collections::BTreeMap<nex_shared::domain::data_inventory::Store, String>,
     pub platform: String,
     pub bucket: String,
     /// A fresh sweep continuation queue.
@@ -464,13 +464,13 @@ pub struct Private {
 }
 
 impl Private {
-    pub fn table(&self, store: nex_shared::domain::inventory::Store) -> &str {
+    pub fn table(&self, store: nex_shared::domain::data_inventory::Store) -> &str {
         &self.tables[&store]
     }
 
     /// The variables the sweep and data-requests functions read, pointing at these copies.
     pub fn env(&self) -> HashMap<String, String> {
-        use nex_shared::domain::inventory::Store;
+        use nex_shared::domain::data_inventory::Store;
         HashMap::from([
             ("PAYMENTS_TABLE".to_owned(), self.tables[&Store::Payments].clone()),
             ("MESSAGING_TABLE".to_owned(), self.tables[&Store::Messaging].clone()),
@@ -488,7 +488,7 @@ impl Harness {
     /// Copies of the four data tables and the platform table (same keys and indexes), an exports bucket
     /// and a sweep queue, all fresh.
     pub async fn private(&self) -> Private {
-        use nex_shared::domain::inventory::Store;
+        use nex_shared::domain::data_inventory::Store;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut tables = std::collections::BTreeMap::new();
         for (store, logical) in [

@@ -16,7 +16,7 @@ use nex_shared::adapters::sqs_queue::SqsQueue;
 use nex_shared::apps::privacy::{DataRequestsWorker, RetentionSweep};
 use nex_shared::config::{store_tables, ConfigError, Vars};
 use nex_shared::domain::audit::{self, Entry, NewEntry, Verification};
-use nex_shared::domain::inventory::Store;
+use nex_shared::domain::data_inventory::Store;
 use nex_shared::domain::subject::SubjectHasher;
 use nex_shared::function::Function;
 use nex_shared::ports::{

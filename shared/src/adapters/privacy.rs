@@ -8,7 +8,7 @@ use super::dynamo_audit::DynamoAudit;
 use super::dynamo_data::DynamoData;
 use super::dynamo_requests::DynamoDataRequests;
 use super::s3_objects::S3Objects;
-use crate::domain::inventory::Store;
+use crate::domain::data_inventory::Store;
 
 #[derive(Debug, Clone)]
 pub struct PrivacyStores {

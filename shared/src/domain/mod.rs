@@ -1,8 +1,8 @@
 //! Pure domain rules: no I/O, no clocks read, no AWS types.
 
 pub mod audit;
+pub mod data_inventory;
 pub mod envelope;
-pub mod inventory;
 pub mod messages;
 pub mod payment;
 pub mod retention;

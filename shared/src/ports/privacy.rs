@@ -85,7 +85,7 @@ pub const SOURCE_PERSON: &str = "whatsapp_keyword";
 pub const SOURCE_OPERATOR: &str = "operator";
 pub const SOURCE_MERCHANT_API: &str = "merchant_api";
 
-pub use crate::domain::inventory::Store;
+pub use crate::domain::data_inventory::Store;
 
 /// An item's attributes as JSON (strings, numbers, sets and lists as arrays, maps as objects).
 pub type Attrs = serde_json::Map<String, serde_json::Value>;

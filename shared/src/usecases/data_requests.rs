@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::audit::NewEntry;
+use crate::domain::data_inventory::{self, Erasure, Store};
 use crate::domain::envelope::Envelope;
-use crate::domain::inventory::{self, Erasure, Store};
 use crate::domain::retention::{self, DataClass};
 use crate::domain::subject::{IdentifierKind, SubjectHasher};
 use crate::domain::validate;
@@ -327,7 +327,7 @@ impl<D: DataStore, O: ObjectStore, R: DataRequests, A: AuditLog> Processor<'_, D
                     if !scope.covers(&attributes) || !seen.insert((store, key.clone())) {
                         continue;
                     }
-                    let kind = inventory::kind_of(store, &key.pk, key.sk.as_deref());
+                    let kind = data_inventory::kind_of(store, &key.pk, key.sk.as_deref());
                     out.push(Found {
                         store,
                         kind: kind.map(|k| k.name),
@@ -367,7 +367,7 @@ impl<D: DataStore, O: ObjectStore, R: DataRequests, A: AuditLog> Processor<'_, D
         let mut r = ErasureResult::default();
         let mut deletes: BTreeMap<Store, Vec<ItemKey>> = BTreeMap::new();
         for f in self.find(rec).await? {
-            let kind = inventory::kind_of(f.store, &f.key.pk, f.key.sk.as_deref());
+            let kind = data_inventory::kind_of(f.store, &f.key.pk, f.key.sk.as_deref());
             let name = f.kind.unwrap_or("unclassified").to_owned();
             match kind.map(|k| k.erasure) {
                 Some(Erasure::Retain) => {

@@ -22,7 +22,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::audit::NewEntry;
-use crate::domain::inventory::{self, Store};
+use crate::domain::data_inventory::{self, Store};
 pub use crate::domain::messages::Continue;
 use crate::domain::retention::{self, DataClass, Mechanism, DUE_SHARDS};
 use crate::ports::{AuditLog, Checkpoints, DataRequests, DataStore, DueEntry, InfraError, ItemKey, ObjectStore};
@@ -265,7 +265,7 @@ impl<D: DataStore, C: Checkpoints, O: ObjectStore, R: DataRequests, A: AuditLog>
             if !report.counted.insert((store, e.key.clone())) {
                 continue;
             }
-            let kind = inventory::kind_of(store, &e.key.pk, e.key.sk.as_deref());
+            let kind = data_inventory::kind_of(store, &e.key.pk, e.key.sk.as_deref());
             let class = kind.map_or_else(|| "unclassified".to_owned(), |k| class_name(k.class));
             // The audit log is append-only for every function (IAM denies deleting in its partition, in
             // batches too): its entries age out through DynamoDB TTL alone, and are only reported here.

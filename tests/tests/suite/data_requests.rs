@@ -12,7 +12,7 @@ use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
 use nex_shared::adapters::s3_objects::S3Objects;
 use nex_shared::adapters::sqs_queue::SqsQueue;
 use nex_shared::domain::audit::{self, NewEntry};
-use nex_shared::domain::inventory::Store;
+use nex_shared::domain::data_inventory::Store;
 use nex_shared::domain::retention::{self, DataClass};
 use nex_shared::domain::subject::{IdentifierKind, SubjectHasher};
 use nex_shared::domain::whatsapp::delivery::Delivery;

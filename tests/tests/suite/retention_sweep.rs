@@ -14,7 +14,7 @@ use nex_shared::adapters::dynamo_requests::DynamoDataRequests;
 use nex_shared::adapters::memory::FixedClock;
 use nex_shared::adapters::s3_objects::S3Objects;
 use nex_shared::domain::audit;
-use nex_shared::domain::inventory::Store;
+use nex_shared::domain::data_inventory::Store;
 use nex_shared::domain::retention::{self, DataClass};
 use nex_shared::domain::whatsapp::delivery::Delivery;
 use nex_shared::ports::{
