@@ -5,6 +5,8 @@
 #                              local Lambda Runtime API, first-event time and peak RSS (infra/bench/coldstart.py)
 #   infra/bench.sh optin    4. 1,000 concurrent opt-ins from 50 merchants through the merchant API, resent,
 #                              then audited from the ledger: answers, ledger = audit entries, appends/s
+#   infra/bench.sh fuzz     5. every parser of outside input fuzzed from the platforms' payloads (tests/tests/fuzz.rs):
+#                              inputs tried and panics per target (NEX_FUZZ_INPUTS, 100,000 by default)
 #   infra/bench.sh sweep    3. the retention sweep on 100,000 items with 1% due: items read per item deleted,
 #                              AWS requests, wall time, and a crash-and-resume run (tests/benches/sweep.rs;
 #                              about 15 minutes, most of it the emulator's own index scans)
@@ -15,6 +17,13 @@ source "$(dirname "$0")/lib.sh"
 ensure_rust
 ensure_venv
 target="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+if [[ "${1:-}" == "fuzz" ]]; then
+  # No emulator needed: every target runs over in-memory fakes. NEX_FUZZ_INPUTS per target.
+  NEX_FUZZ_INPUTS="${NEX_FUZZ_INPUTS:-100000}" cargo test --profile fuzz --manifest-path "$ROOT/Cargo.toml" -p tests --test fuzz \
+    -- --nocapture --test-threads 2 2>&1 | grep -E "^fuzz |test result"
+  exit 0
+fi
 
 if [[ "${1:-}" == "optin" || "${1:-}" == "sweep" ]]; then
   bench=$([[ "$1" == "optin" ]] && echo optin_load || echo sweep)

@@ -2,7 +2,7 @@
 //! (started and provisioned by `infra/bench.sh optin`), then every one sent again as a client retry would,
 //! then the audit log derived from the ledger by the audit appender. Prints a table; asserts nothing.
 //!
-//!   infra/bench.sh optin            (or: NEX_STACK_MANIFEST=... cargo bench -p nex-tests --bench optin_load)
+//!   infra/bench.sh optin            (or: NEX_STACK_MANIFEST=... cargo bench -p tests --bench optin_load)
 //!   NEX_OPTINS=200 ...              fewer opt-ins
 
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //! deleted, AWS requests and wall time, for a clean run and for a run that crashes and resumes, and, for
 //! comparison, what a full-table scan would read to find the same work.
 //!
-//!   infra/bench.sh sweep            (or: NEX_STACK_MANIFEST=... cargo bench -p nex-tests --bench sweep)
+//!   infra/bench.sh sweep            (or: NEX_STACK_MANIFEST=... cargo bench -p tests --bench sweep)
 //!   NEX_SWEEP_ITEMS=20000 ...       a smaller table
 
 use std::time::Instant;

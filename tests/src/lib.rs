@@ -24,6 +24,8 @@ pub use nex_shared::function::{Function, HttpFunction, Invocation, ScheduleFunct
 use nex_shared::ports::{Clock, InfraError, SharedClock, SystemClock};
 use serde_json::Value;
 
+pub mod fuzz;
+
 /// The wall clock, as functions are built with in Lambda.
 pub fn system() -> SharedClock {
     Arc::new(SystemClock)

@@ -12,7 +12,8 @@ pub mod dynamo_merchants;
 pub mod dynamo_payments;
 pub mod dynamo_requests;
 pub mod emf;
-/// In-memory fakes for use-case tests: never in a Lambda binary (the test harness turns on `fakes`).
+/// In-memory fakes for use-case tests: built only for tests (`cfg(test)`, or the `fakes` feature the test
+/// crate turns on); no function references them, so no Lambda binary links them.
 #[cfg(any(test, feature = "fakes"))]
 pub mod memory;
 pub mod privacy;

@@ -9,7 +9,7 @@
 //! | `whatsapp.receipt` | 1 | [`Receipt`] | WhatsApp webhook (via the inbox) -> messaging worker |
 //! | `consent.opt_in` | 1 | [`OptIn`] | storefront -> messaging worker |
 //! | `notification.send_request` | 1 | [`SendRequest`] | payments worker, messaging worker, data-requests worker -> notifications sender |
-//! | `data_request` | 1 | [`DataRequest`] | messaging worker, merchant API, `nexctl` -> data-requests worker |
+//! | `dsr.requested` | 1 | [`DataRequest`] | messaging worker, merchant API, `nexctl` -> data-requests worker |
 //! | `sweep.continue` | 1 | [`Continue`] | retention sweep -> itself |
 //!
 //! Two bodies are references, not envelopes, written by the template's EventBridge pipes: [`InboxRef`]
@@ -213,5 +213,27 @@ impl LedgerRef {
             .ok()
             .map(|q| q.ledger)
             .filter(|r| r.pk.starts_with("subject#") && r.sk.starts_with("consent#"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table at the top of this file is what a reader scans: it must name every kind as its code does.
+    #[test]
+    fn the_table_names_every_kind_and_version() {
+        let table = include_str!("messages.rs");
+        for (kind, version) in [
+            (PaymentEvent::KIND, PaymentEvent::VERSION),
+            (InboundMessage::KIND, InboundMessage::VERSION),
+            (Receipt::KIND, Receipt::VERSION),
+            (OptIn::KIND, OptIn::VERSION),
+            (SendRequest::KIND, SendRequest::VERSION),
+            (DataRequest::KIND, DataRequest::VERSION),
+            (Continue::KIND, Continue::VERSION),
+        ] {
+            assert!(table.contains(&format!("//! | `{kind}` | {version} |")), "{kind} v{version} is in the table");
+        }
     }
 }
