@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Regenerate events/ from the platforms' own payloads in ../shared/fixtures.
+"""Regenerate events/: sample events for tests, `cargo lambda invoke`, `sam local invoke` and the local demo.
 
-Each sample is an API Gateway HTTP API (v2.0) event whose body is a Stripe fixture, changed only where a
-demo needs it: the fixtures' ids are all zeroed (every event is `evt_000...`), so each sample gets its own
-event id, and the events of one demo order share one PaymentIntent id. Everything else is byte-exact.
-The `stripe-signature` header is signed with the local development secret at a fixed timestamp; the
-replay (infra/local/replay.py) re-signs at send time, and `cargo lambda invoke` needs
+Every payload here is written by this script in the platforms' documented shapes (Stripe's event and object
+reference, Meta's WhatsApp Cloud API webhook reference), with this repository's own ids, amounts, names and
+times; none is read from ../shared/fixtures, so a fresh clone has them. The conformance tests check the
+suite against the platforms' own published payloads separately, when that folder is beside the repository.
+
+Each Stripe sample is an API Gateway HTTP API (v2.0) event; the events of one demo order share one
+PaymentIntent id. The `stripe-signature` header is signed with the local development secret at a fixed
+timestamp; the replay (infra/local/replay.py) re-signs at send time, and `cargo lambda invoke` needs
 STRIPE_TOLERANCE_SECS large enough to accept the fixed timestamp (README, "Invoking one function").
 """
 import json
@@ -14,32 +17,87 @@ import pathlib
 import stripe
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "stripe" / "events"
 OUT = ROOT / "events" / "stripe"
 DEV_SECRET = json.loads(json.loads((ROOT / "infra/local/dev-secrets.json").read_text())["StripeWebhookSecret"])[
     "endpoint_secrets"
 ][0]
 SIGNED_AT = 1764000000
+API_VERSION = "2020-08-27"
 
-ZERO_EVT = "evt_000000000000000000000000"
-ZERO_PI = "pi_000000000000000000000000"
 
-# (sample name, fixture file, event id, replacements)
+def stripe_event(event_id, kind, created, obj, api_version=API_VERSION):
+    """A Stripe `event` object (https://docs.stripe.com/api/events/object)."""
+    event = {"id": event_id, "object": "event", "api_version": api_version, "created": created,
+             "data": {"object": obj}, "livemode": False, "pending_webhooks": 1,
+             "request": {"id": None, "idempotency_key": None}, "type": kind}
+    if api_version is None:
+        del event["api_version"]
+    return json.dumps(event, indent=2)
+
+
+def card(brand, last4, exp_year=2030):
+    return {"card": {"brand": brand, "checks": {"address_line1_check": None, "address_postal_code_check": None,
+                                                 "cvc_check": "pass"},
+                     "country": "NL", "exp_month": 8, "exp_year": exp_year, "fingerprint": "NexDemoFingerprint",
+                     "funding": "credit", "last4": last4, "network": brand, "three_d_secure": None, "wallet": None},
+            "type": "card"}
+
+
+def charge(charge_id, pi, amount, status, brand, last4, refunded=0, failure_code=None, created=1764000100):
+    """A Charge (https://docs.stripe.com/api/charges/object)."""
+    return {"id": charge_id, "object": "charge", "amount": amount, "amount_captured": amount if status == "succeeded" else 0,
+            "amount_refunded": refunded, "billing_details": {"address": {"city": None, "country": "NL", "line1": None,
+                                                                          "line2": None, "postal_code": None, "state": None},
+                                                              "email": None, "name": None, "phone": None},
+            "captured": status == "succeeded", "created": created, "currency": "eur",
+            "failure_code": failure_code, "failure_message": "Your card was declined." if failure_code else None,
+            "livemode": False, "metadata": {"order_ref": "NEX-DEMO"}, "paid": status == "succeeded",
+            "payment_intent": pi, "payment_method": "pm_NexDemoCard", "payment_method_details": card(brand, last4),
+            "receipt_email": None, "refunded": refunded == amount and amount > 0, "status": status}
+
+
+def payment_intent(pi, amount, status, charges):
+    """A PaymentIntent as API versions before 2022-11-15 send it, with its `charges` list."""
+    return {"id": pi, "object": "payment_intent", "amount": amount, "amount_received": amount if status == "succeeded" else 0,
+            "capture_method": "automatic", "charges": {"object": "list", "data": charges, "has_more": False,
+                                                       "total_count": len(charges), "url": f"/v1/charges?payment_intent={pi}"},
+            "client_secret": f"{pi}_secret_NexDemo", "confirmation_method": "automatic", "created": 1764000000,
+            "currency": "eur", "customer": None, "livemode": False, "metadata": {"order_ref": "NEX-DEMO"},
+            "payment_method_types": ["card"], "status": status}
+
+
+def checkout_session(session_id, pi, amount, email, status="complete"):
+    """A Checkout Session in payment mode (https://docs.stripe.com/api/checkout/sessions/object)."""
+    return {"id": session_id, "object": "checkout.session", "amount_subtotal": amount, "amount_total": amount,
+            "client_reference_id": None, "currency": "eur", "customer": None,
+            "customer_details": {"email": email, "name": None, "phone": None, "tax_exempt": "none", "tax_ids": []},
+            "livemode": False, "metadata": {}, "mode": "payment", "payment_intent": pi, "payment_status": "paid",
+            "status": status, "success_url": "https://shop.example/thanks"}
+
+
+# (sample name, event id, type, created, object, api version)
 SAMPLES = [
-    ("01-order-a-checkout-completed", "checkout.session.completed.json", "evt_1NexDemoA01",
-     [(ZERO_PI, "pi_3NexDemoOrderA")]),
-    ("02-order-a-payment-succeeded", "payment_intent.succeeded.json", "evt_1NexDemoA02",
-     [(ZERO_PI, "pi_3NexDemoOrderA")]),
-    ("03-order-a-charge-succeeded-not-handled", "charge.succeeded.json", "evt_1NexDemoA03",
-     [(ZERO_PI, "pi_3NexDemoOrderA")]),
-    ("04-order-a-partially-refunded", "charge.refunded.json", "evt_1NexDemoA04",
-     [('"payment_intent": null', '"payment_intent": "pi_3NexDemoOrderA"')]),
-    ("05-order-b-payment-failed", "payment_intent.payment_failed.json", "evt_1NexDemoB01",
-     [(ZERO_PI, "pi_3NexDemoOrderB")]),
-    ("06-order-c-legacy-checkout-no-api-version", "checkout.session.completed.payment_mode.legacy.json",
-     "evt_1NexDemoC01", [("evt_00000000000000", "evt_1NexDemoC01"), ("pi_00000000000000", "pi_3NexDemoOrderC")]),
-    ("07-order-d-dispute-created", "charge.dispute.created.json", "evt_1NexDemoD01",
-     [('"payment_intent": null', '"payment_intent": "pi_3NexDemoOrderD"')]),
+    ("01-order-a-checkout-completed", "evt_1NexDemoA01", "checkout.session.completed", 1764000050,
+     checkout_session("cs_test_NexDemoOrderA", "pi_3NexDemoOrderA", 3000, "jane.doe@example.com"), API_VERSION),
+    ("02-order-a-payment-succeeded", "evt_1NexDemoA02", "payment_intent.succeeded", 1764000120,
+     payment_intent("pi_3NexDemoOrderA", 3000, "succeeded",
+                    [charge("ch_3NexDemoOrderA", "pi_3NexDemoOrderA", 3000, "succeeded", "visa", "4242")]), API_VERSION),
+    ("03-order-a-charge-succeeded-not-handled", "evt_1NexDemoA03", "charge.succeeded", 1764000110,
+     charge("ch_3NexDemoOrderA", "pi_3NexDemoOrderA", 3000, "succeeded", "visa", "4242"), API_VERSION),
+    ("04-order-a-partially-refunded", "evt_1NexDemoA04", "charge.refunded", 1764003600,
+     charge("ch_3NexDemoOrderA", "pi_3NexDemoOrderA", 3000, "succeeded", "visa", "4242", refunded=500), API_VERSION),
+    ("05-order-b-payment-failed", "evt_1NexDemoB01", "payment_intent.payment_failed", 1764000200,
+     payment_intent("pi_3NexDemoOrderB", 2000, "requires_payment_method",
+                    [charge("ch_3NexDemoOrderB", "pi_3NexDemoOrderB", 2000, "failed", "visa", "0002",
+                            failure_code="card_declined")]), API_VERSION),
+    ("06-order-c-legacy-checkout-no-api-version", "evt_1NexDemoC01", "checkout.session.completed", 1326853478,
+     checkout_session("cs_NexDemoOrderC", "pi_3NexDemoOrderC", 25000, "old.customer@example.com", status=None), None),
+    ("07-order-d-dispute-created", "evt_1NexDemoD01", "charge.dispute.created", 1764007200,
+     {"id": "dp_NexDemoOrderD", "object": "dispute", "amount": 1000, "charge": "ch_3NexDemoOrderD", "created": 1764007200,
+      "currency": "eur", "evidence_details": {"due_by": 1764784800, "has_evidence": False, "past_due": False,
+                                              "submission_count": 0},
+      "is_charge_refundable": False, "livemode": False, "metadata": {}, "payment_intent": "pi_3NexDemoOrderD",
+      "reason": "fraudulent", "status": "warning_needs_response"}, API_VERSION),
 ]
 
 
@@ -71,7 +129,47 @@ def envelope(body) -> dict:
     }
 
 
-WA_FIXTURES = ROOT.parent / "shared" / "fixtures" / "whatsapp"
+WABA_ID = "419561257915477"
+PHONE_NUMBER_ID = "106540352242922"
+CUSTOMER = "16505551234"
+
+
+def wa_change(value):
+    """A WhatsApp Business Account webhook notification with one `messages` change
+    (https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components)."""
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID}, **value}
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": WABA_ID, "changes": [{"field": "messages", "value": value}]}]}
+
+
+def wa_inbound(wamid, text, timestamp):
+    return wa_change({
+        "contacts": [{"profile": {"name": "Jane Doe"}, "wa_id": CUSTOMER}],
+        "messages": [{"from": CUSTOMER, "id": wamid, "timestamp": str(timestamp), "type": "text",
+                      "text": {"body": text}}]})
+
+
+def wa_status(wamid, status, timestamp, error=None):
+    st = {"id": wamid, "status": status, "timestamp": str(timestamp), "recipient_id": CUSTOMER,
+          "conversation": {"id": "NexDemoConversation1", "origin": {"type": "utility"}},
+          "pricing": {"billable": True, "pricing_model": "PMP", "category": "utility"}}
+    if error:
+        st["errors"] = [error]
+        del st["conversation"], st["pricing"]
+    return wa_change({"statuses": [st]})
+
+
+WHATSAPP = [
+    ("inbound-text", wa_inbound("wamid.NexDemoInbound1", "Is the blue jacket back in stock?", 1764000000)),
+    ("receipt-delivered", wa_status("wamid.NexDemoOutbound1", "delivered", 1764000030)),
+    ("receipt-failed-131047", wa_status("wamid.NexDemoOutbound2", "failed", 1764000060, {
+        "code": 131047, "title": "Re-engagement message",
+        "message": "Re-engagement message",
+        "error_data": {"details": "Message failed to send because more than 24 hours have passed since the "
+                                  "customer last replied to this number."},
+        "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"})),
+]
 SEEDS = json.loads((ROOT / "infra/local/dev-secrets.json").read_text())
 
 
@@ -101,7 +199,7 @@ def envelope_of(kind, id_, payload):
 
 
 def whatsapp_samples():
-    """WhatsApp webhook requests (Meta's payloads, signed with the local App Secret), worker and sender batches,
+    """WhatsApp webhook requests (in Meta's documented shape, signed with the local App Secret), worker and sender batches,
     and an opt-in request to the consent API."""
     import hashlib
     import hmac
@@ -113,11 +211,8 @@ def whatsapp_samples():
     (out / "01-verification-handshake.json").write_text(json.dumps(http(
         "GET", "/webhooks/whatsapp", None, {"user-agent": "facebookexternalua"},
         f"hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444"), indent=2) + "\n")
-    for i, (name, rel) in enumerate([("inbound-text", "meta_openapi/inbound_text.json"),
-                                     ("receipt-delivered", "captured/bindambc_status_delivered.json"),
-                                     ("receipt-failed-131047", "captured/bindambc_status_failed_131047_reengagement.json")],
-                                    start=2):
-        body = (WA_FIXTURES / rel).read_text()
+    for i, (name, payload) in enumerate(WHATSAPP, start=2):
+        body = json.dumps(payload, indent=2)
         sig = "sha256=" + hmac.new(app_secret.encode(), body.encode(), hashlib.sha256).hexdigest()
         (out / f"0{i}-{name}.json").write_text(json.dumps(http(
             "POST", "/webhooks/whatsapp", body, {"content-type": "application/json", "x-hub-signature-256": sig}),
@@ -171,12 +266,8 @@ def main():
     whatsapp_samples()
     privacy_samples()
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, fixture, event_id, replacements in SAMPLES:
-        body = (FIXTURES / fixture).read_text()
-        body = body.replace(ZERO_EVT, event_id)
-        for old, new in replacements:
-            assert old in body, (fixture, old)
-            body = body.replace(old, new)
+    for name, event_id, kind, created, obj, api_version in SAMPLES:
+        body = stripe_event(event_id, kind, created, obj, api_version)
         (OUT / f"{name}.json").write_text(json.dumps(envelope(body), indent=2) + "\n")
     print(f"wrote {len(SAMPLES)} samples to {OUT}")
 
