@@ -99,7 +99,7 @@ def stripe_event(secret):
 def whatsapp_event(app_secret):
     import hashlib
     import hmac
-    body = (ROOT.parent / "shared/fixtures/whatsapp/meta_openapi/inbound_text.json").read_text()
+    body = json.loads((ROOT / "events/whatsapp/02-inbound-text.json").read_text())["body"]
     body = body.replace("wamid.", f"wamid.bench{uuid.uuid4().hex}")
     sig = "sha256=" + hmac.new(app_secret.encode(), body.encode(), hashlib.sha256).hexdigest()
     event = json.loads((ROOT / "events/stripe/02-order-a-payment-succeeded.json").read_text())

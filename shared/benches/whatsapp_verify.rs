@@ -6,8 +6,16 @@ use nex_shared::domain::whatsapp::{keyword, signature, webhook};
 use secrecy::SecretString;
 
 fn batch() -> Vec<u8> {
+    // Meta's own example when the fixtures are beside the repository, else this repository's sample.
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/whatsapp/meta_openapi/inbound_text.json");
-    let one: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let one: serde_json::Value = match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).unwrap(),
+        Err(_) => {
+            let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/whatsapp/02-inbound-text.json");
+            let event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sample).unwrap()).unwrap();
+            serde_json::from_str(event["body"].as_str().unwrap()).unwrap()
+        }
+    };
     let message = one["entry"][0]["changes"][0]["value"]["messages"][0].clone();
     let mut payload = one.clone();
     let messages: Vec<serde_json::Value> = (0..10)

@@ -41,7 +41,7 @@ fn samples(dir: &str) -> Vec<Vec<u8>> {
 fn stripe_seeds() -> &'static [Vec<u8>] {
     static S: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     S.get_or_init(|| {
-        let mut s = files(&root("../shared/fixtures/stripe/events"), "json");
+        let mut s = files(&format!("{}/stripe/events", nex_tests::fixtures_dir()), "json");
         s.extend(samples("stripe"));
         s
     })
@@ -52,7 +52,7 @@ fn whatsapp_seeds() -> &'static [Vec<u8>] {
     S.get_or_init(|| {
         let mut s = Vec::new();
         for dir in ["meta_openapi", "captured"] {
-            s.extend(files(&root(&format!("../shared/fixtures/whatsapp/{dir}")), "json"));
+            s.extend(files(&format!("{}/whatsapp/{dir}", nex_tests::fixtures_dir()), "json"));
         }
         s.extend(samples("whatsapp"));
         s

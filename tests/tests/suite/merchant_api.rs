@@ -62,6 +62,7 @@ async fn the_storefronts_opt_in_message_is_recorded_by_the_messaging_worker() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn stop_starts_the_24_month_clock_on_the_opt_ins_it_withdraws() {
     let h = Harness::new().await;
     let api = h.merchant_api().await;

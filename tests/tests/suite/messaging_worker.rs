@@ -91,6 +91,7 @@ async fn receipts_arriving_out_of_order_or_twice_never_regress() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn webhook_to_worker_every_fixture_message_lands_in_its_transcript_and_receipts_apply() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -123,6 +124,7 @@ async fn webhook_to_worker_every_fixture_message_lands_in_its_transcript_and_rec
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn data_opens_a_request_due_in_thirty_days_queues_it_and_confirms_to_the_person() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;

@@ -69,6 +69,7 @@ async fn opt_in(h: &Harness, app: &NotificationsSender, to: &str, merchant: &str
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn a_utility_template_for_the_persons_own_order_is_sent_once_and_kept_in_the_transcript() {
     let h = Harness::new().await;
     let server = meta(200, meta_send_response(), "messages", 1).await;
@@ -91,6 +92,7 @@ async fn a_utility_template_for_the_persons_own_order_is_sent_once_and_kept_in_t
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn after_stop_marketing_is_refused_for_every_merchant_and_an_open_order_utility_message_still_goes() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -118,6 +120,7 @@ async fn after_stop_marketing_is_refused_for_every_merchant_and_an_open_order_ut
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn marketing_needs_an_opt_in_and_goes_through_the_marketing_endpoint() {
     let h = Harness::new().await;
     let server = meta(200, meta_send_response(), "marketing_messages", 1).await;
@@ -131,6 +134,7 @@ async fn marketing_needs_an_opt_in_and_goes_through_the_marketing_endpoint() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn free_form_text_goes_only_inside_the_24_hour_window_opened_by_the_persons_message() {
     let h = Harness::new().await;
     let server = meta(200, meta_send_response(), "messages", 1).await;
@@ -155,6 +159,7 @@ async fn free_form_text_goes_only_inside_the_24_hour_window_opened_by_the_person
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn metas_errors_are_handled_by_class() {
     let h = Harness::new().await;
     let to = phone();
@@ -187,6 +192,7 @@ async fn metas_errors_are_handled_by_class() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn a_template_meta_re_classifies_as_marketing_needs_an_opt_in_from_the_next_send_on() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -221,6 +227,7 @@ async fn a_template_meta_re_classifies_as_marketing_needs_an_opt_in_from_the_nex
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn a_paid_stripe_checkout_tells_the_customer_on_whatsapp_from_the_merchants_number() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;

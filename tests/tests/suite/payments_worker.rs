@@ -24,6 +24,7 @@ fn lifecycle(pi: &str) -> Vec<String> {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn reordered_and_repeated_deliveries_end_in_the_state_of_the_ordered_sequence() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
@@ -50,6 +51,7 @@ async fn reordered_and_repeated_deliveries_end_in_the_state_of_the_ordered_seque
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn a_redelivered_message_is_applied_once() {
     let h = Harness::new().await;
     let worker = h.worker().await;
@@ -70,6 +72,7 @@ async fn a_redelivered_message_is_applied_once() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn a_poison_message_reaches_the_dlq_without_holding_back_the_rest_of_its_batch() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;

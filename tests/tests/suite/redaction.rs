@@ -3,6 +3,7 @@ use nex_tests::*;
 /// A full run with the real payloads, then every captured log line of this test binary is searched for
 /// personal data and secrets. Other tests in the binary log into the same buffer, so it covers them too.
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn no_personal_data_signature_or_secret_reaches_a_log_line() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;

@@ -15,6 +15,7 @@ fn expected_status(fixture: &str) -> Option<&'static str> {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn every_fixture_event_is_verified_queued_and_applied_end_to_end() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
@@ -52,6 +53,7 @@ async fn every_fixture_event_is_verified_queued_and_applied_end_to_end() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn only_what_order_status_needs_is_stored() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
@@ -97,6 +99,7 @@ async fn only_what_order_status_needs_is_stored() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn a_duplicate_delivery_answers_200_and_queues_nothing() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
@@ -110,6 +113,7 @@ async fn a_duplicate_delivery_answers_200_and_queues_nothing() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn a_new_event_costs_one_aws_request_and_a_duplicate_one() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
@@ -128,6 +132,7 @@ async fn a_new_event_costs_one_aws_request_and_a_duplicate_one() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn bad_forged_or_stale_requests_get_a_clear_4xx_and_leave_nothing_behind() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
@@ -185,6 +190,7 @@ async fn bad_forged_or_stale_requests_get_a_clear_4xx_and_leave_nothing_behind()
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn a_base64_encoded_body_is_verified_on_its_decoded_bytes() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
@@ -200,6 +206,7 @@ async fn a_base64_encoded_body_is_verified_on_its_decoded_bytes() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn a_failed_hand_off_answers_503_and_leaves_nothing_so_stripes_retry_is_not_a_duplicate() {
     let h = Harness::new().await;
     let mut webhook = h.webhook().await;
@@ -219,6 +226,7 @@ async fn a_failed_hand_off_answers_503_and_leaves_nothing_so_stripes_retry_is_no
 
 /// The event is applied and its body dropped from the inbox; a redelivered reference changes nothing.
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn an_applied_event_leaves_only_its_id_in_the_inbox_and_a_redelivered_reference_is_a_no_op() {
     let h = Harness::new().await;
     let webhook = h.webhook().await;
@@ -241,6 +249,7 @@ async fn an_applied_event_leaves_only_its_id_in_the_inbox_and_a_redelivered_refe
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn a_rolled_secret_verifies_with_either_the_old_or_the_new_one() {
     let h = Harness::new().await;
     let mut webhook = h.webhook().await;

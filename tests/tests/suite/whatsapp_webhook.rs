@@ -50,6 +50,7 @@ async fn a_request_no_uri_or_body_can_be_made_of_is_refused_not_a_panic() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn every_fixture_payload_is_verified_and_queued_per_message_and_receipt() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -82,6 +83,7 @@ async fn every_fixture_payload_is_verified_and_queued_per_message_and_receipt() 
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn a_redelivered_batch_queues_nothing_new_and_costs_one_write_per_item() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -106,6 +108,7 @@ async fn a_redelivered_batch_queues_nothing_new_and_costs_one_write_per_item() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn an_opt_out_adds_one_transactional_write_per_identifier() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -123,6 +126,7 @@ async fn an_opt_out_adds_one_transactional_write_per_identifier() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn stop_opts_the_number_out_for_every_merchant_before_the_webhook_answers() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -149,6 +153,7 @@ async fn stop_opts_the_number_out_for_every_merchant_before_the_webhook_answers(
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn forged_or_unsigned_posts_get_4xx_and_leave_nothing_behind() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -178,6 +183,7 @@ async fn an_empty_verify_token_fails_the_function_at_start() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
 async fn a_captured_delivery_replayed_after_metas_retry_window_changes_nothing() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
