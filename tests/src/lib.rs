@@ -347,8 +347,10 @@ impl Harness {
 
     /// Delivers this test's payment events queue to the payments worker until it is empty (see `drain_queue`).
     pub async fn drain(&self, worker: &PaymentsWorker, visibility: i32) -> nex_local::sqs::Round {
-        self.drain_queue(&self.queue_url, &self.queue_arn, visibility, |event| worker.handle(event, "test-request"))
-            .await
+        self.drain_queue(&self.queue_url, &self.queue_arn, visibility, |event| {
+            worker.handle_until(event, "test-request", Utc::now() + chrono::Duration::seconds(30))
+        })
+        .await
     }
 
     /// Delivers `url` to `invoke` as Lambda's poller would, until two receives in a row find nothing.

@@ -2,6 +2,7 @@
 //! that both drive the functions exactly the same way.
 
 pub mod events;
+pub mod faults;
 pub mod manifest;
 pub mod pipes;
 pub mod sqs;

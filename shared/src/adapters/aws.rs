@@ -28,11 +28,13 @@ pub async fn load_config() -> aws_config::SdkConfig {
 pub struct Aws {
     sdk: aws_config::SdkConfig,
     interceptors: Vec<aws_smithy_runtime_api::client::interceptors::SharedInterceptor>,
+    /// Every client's endpoint, over any the environment names (the fault layer in tests).
+    endpoint: Option<String>,
 }
 
 impl Aws {
     pub fn new(sdk: aws_config::SdkConfig) -> Self {
-        Self { sdk, interceptors: Vec::new() }
+        Self { sdk, interceptors: Vec::new(), endpoint: None }
     }
 
     /// The configuration loaded from the environment ([`load_config`]).
@@ -48,12 +50,21 @@ impl Aws {
         self
     }
 
+    /// Every client made from here on calls `url` (e.g. the local fault layer in front of the emulator).
+    pub fn with_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
     pub fn sdk(&self) -> &aws_config::SdkConfig {
         &self.sdk
     }
 
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         let mut b = aws_sdk_dynamodb::config::Builder::from(&self.sdk);
+        if self.endpoint.is_some() {
+            b.set_endpoint_url(self.endpoint.clone());
+        }
         for i in &self.interceptors {
             b.push_interceptor(i.clone());
         }
@@ -62,6 +73,9 @@ impl Aws {
 
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         let mut b = aws_sdk_sqs::config::Builder::from(&self.sdk);
+        if self.endpoint.is_some() {
+            b.set_endpoint_url(self.endpoint.clone());
+        }
         for i in &self.interceptors {
             b.push_interceptor(i.clone());
         }
@@ -71,6 +85,9 @@ impl Aws {
     /// Path-style addressing against a local emulator (see [`s3_path_style`]).
     pub fn s3(&self) -> aws_sdk_s3::Client {
         let mut b = aws_sdk_s3::config::Builder::from(&self.sdk).force_path_style(s3_path_style());
+        if self.endpoint.is_some() {
+            b.set_endpoint_url(self.endpoint.clone());
+        }
         for i in &self.interceptors {
             b.push_interceptor(i.clone());
         }
@@ -79,6 +96,9 @@ impl Aws {
 
     pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
         let mut b = aws_sdk_secretsmanager::config::Builder::from(&self.sdk);
+        if self.endpoint.is_some() {
+            b.set_endpoint_url(self.endpoint.clone());
+        }
         for i in &self.interceptors {
             b.push_interceptor(i.clone());
         }

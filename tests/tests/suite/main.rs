@@ -1,6 +1,7 @@
 //! Integration tests against the AWS emulator. Run through `infra/test.sh`, which starts and provisions it.
 
 mod data_requests;
+mod faults;
 mod local_stack;
 mod merchant_api;
 mod messaging_adapters;

@@ -1,0 +1,106 @@
+//! The Stripe path under injected AWS faults (issue 14): the functions talk to the emulator through the
+//! fault layer (`nex_local::faults`), which fails a seeded share of calls as AWS does, before or after
+//! applying them. Stripe redelivers what was not answered 2xx. Nothing may be lost or doubled.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use nex_local::faults::{self, Plan, Stats};
+use nex_shared::adapters::aws::Aws;
+use nex_tests::*;
+
+/// This repository's `payment_intent.succeeded` sample, given its own event, PaymentIntent and charge ids.
+fn payment_succeeded() -> (String, String, String) {
+    let path = format!("{}/../events/stripe/02-order-a-payment-succeeded.json", env!("CARGO_MANIFEST_DIR"));
+    let event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let (evt, pi) = (format!("evt_{tag}"), format!("pi_{tag}"));
+    let body = event["body"]
+        .as_str()
+        .unwrap()
+        .replace("evt_1NexDemoA02", &evt)
+        .replace("pi_3NexDemoOrderA", &pi)
+        .replace("ch_3NexDemoOrderA", &format!("ch_{tag}"));
+    (body, evt, pi)
+}
+
+/// Builds `F` through the fault layer, as Lambda retries an init that failed.
+async fn build<F: Function>(aws: &Aws, logical: &str, overrides: &[(&str, &str)]) -> F {
+    let mut env = env_of(logical);
+    env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    for _ in 0..20 {
+        if let Ok(f) = F::build(aws, F::config(&env).unwrap(), system()).await {
+            return f;
+        }
+    }
+    panic!("{logical} never started through the fault layer");
+}
+
+#[tokio::test]
+async fn under_injected_aws_faults_no_stripe_event_is_lost_or_handed_on_twice() {
+    let h = Harness::new().await;
+    let stats = Arc::new(Stats::default());
+    let upstream = std::env::var("AWS_ENDPOINT_URL").expect("the emulator's URL");
+    let proxy = faults::spawn(&upstream, Plan::new(0.10, 20261201), stats.clone()).await.unwrap();
+    let aws = Aws::new(h.sdk.clone()).with_endpoint(&proxy);
+    let webhook: StripeWebhook = build(&aws, "StripeWebhookFunction", &[("PLATFORM_TABLE", &h.platform)]).await;
+    let overrides =
+        [("PLATFORM_TABLE", h.platform.as_str()), ("NOTIFICATIONS_QUEUE_URL", h.notifications_url.as_str())];
+    let worker: PaymentsWorker = build(&aws, "PaymentsWorkerFunction", &overrides).await;
+
+    // 40 events, 12 of them delivered twice, in a shuffled order; each delivery retried as Stripe does
+    // until it is answered 2xx.
+    let events: Vec<_> = (0..40).map(|_| payment_succeeded()).collect();
+    let mut deliveries: Vec<usize> = (0..40).chain(0..12).collect();
+    deliveries.sort_by_key(|i| (i * 7919) % 53);
+    let mut retried = 0;
+    for i in deliveries {
+        let (body, _, _) = &events[i];
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let resp = webhook.handle(stripe_request(body, Some(&sign(body, now()))), "r").await;
+            if (200..300).contains(&resp.status_code) {
+                break;
+            }
+            assert!([429, 500, 502, 503, 504].contains(&resp.status_code), "a fault is a retryable answer: {resp:?}");
+            assert!(attempts < 30, "Stripe would keep retrying; the webhook never accepted the event");
+        }
+        retried += attempts - 1;
+    }
+
+    // Every accepted event was handed on exactly once, however often it was delivered.
+    h.pump().await;
+    assert_eq!(h.depth(&h.queue_url).await, 40, "one queue message per event");
+    // As in the template, a redelivery comes after the invocation's deadline (there: 180 s visibility,
+    // 30 s timeout), so a claim whose answer was lost has expired by then.
+    let mut rounds = Vec::new();
+    for _ in 0..30 {
+        let round = h
+            .drain_queue(&h.queue_url, &h.queue_arn, 3, |event| {
+                worker.handle_until(event, "r", chrono::Utc::now() + chrono::Duration::seconds(2))
+            })
+            .await;
+        rounds.push(round);
+        // Redelivered records are invisible until their visibility timeout ends: wait for them.
+        if h.depth(&h.queue_url).await == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let round = rounds;
+    assert_eq!(h.depth(&h.dlq_url).await, 0, "nothing reached the DLQ: {round:?}");
+    let mut paid = BTreeSet::new();
+    for (_, _, pi) in &events {
+        let record = h.payment(pi).await.unwrap_or_else(|| panic!("{pi} was lost"));
+        assert_eq!(record["status"].as_s().unwrap(), "paid");
+        paid.insert(pi.clone());
+    }
+    assert_eq!(paid.len(), 40);
+    let injected = stats.injected_total();
+    assert!(injected > 0, "the layer injected faults");
+    println!(
+        "faults: {injected} injected in {} AWS calls; {retried} Stripe retries; {round:?}",
+        stats.calls.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
