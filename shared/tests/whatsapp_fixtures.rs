@@ -1,6 +1,8 @@
 //! Every WhatsApp webhook payload in the fixtures (Meta's OpenAPI examples and captured live payloads)
 //! walks into items: each inbound message with its wamid, type and sender, each receipt with its status.
 
+#![cfg_attr(not(fixtures), allow(dead_code, unused_imports))]
+
 use nex_shared::domain::whatsapp::delivery::Delivery;
 use nex_shared::domain::whatsapp::keyword;
 use nex_shared::domain::whatsapp::webhook::{self, Item};
@@ -26,8 +28,7 @@ fn fixtures() -> Vec<(String, Vec<u8>)> {
     out
 }
 
-#[test]
-#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
+#[cfg_attr(fixtures, test)]
 fn every_fixture_payload_walks_into_messages_and_statuses() {
     let all = fixtures();
     assert!(all.len() >= 18);
@@ -57,16 +58,14 @@ fn every_fixture_payload_walks_into_messages_and_statuses() {
     }
 }
 
-#[test]
-#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
+#[cfg_attr(fixtures, test)]
 fn the_failed_receipt_fixture_carries_the_re_engagement_error() {
     let (_, body) = fixtures().into_iter().find(|(n, _)| n.contains("131047")).unwrap();
     let items = webhook::parse(&body).unwrap();
     assert!(matches!(&items[0], Item::Status { status, error_code: Some(131047), .. } if status == "failed"));
 }
 
-#[test]
-#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
+#[cfg_attr(fixtures, test)]
 fn metas_unsubscribe_quick_reply_opts_out_and_no_other_fixture_text_is_a_keyword() {
     for (name, body) in fixtures() {
         for item in webhook::parse(&body).unwrap() {
@@ -78,3 +77,10 @@ fn metas_unsubscribe_quick_reply_opts_out_and_no_other_fixture_text_is_a_keyword
         }
     }
 }
+
+/// Without `../shared/fixtures` beside the repository, this file's 3 conformance tests (marked
+/// `cfg_attr(fixtures, ...)`) are not built; this says so in the run.
+#[cfg(not(fixtures))]
+#[test]
+#[ignore = "3 conformance tests need ../shared/fixtures beside the repository"]
+fn conformance_tests_skipped() {}

@@ -622,9 +622,9 @@ async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, attrs: HashMap<Stri
     req.send().await.expect("CreateQueue").queue_url.expect("queue url")
 }
 
-/// Where the platforms' published payloads are (see `tests/build.rs`). A test that reads them carries
-/// `#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]`, so without them it
-/// is reported as ignored, with that reason, instead of failing.
+/// Where the platforms' published payloads are (see `tests/build.rs`). A test that reads them is marked
+/// `#[cfg_attr(fixtures, tokio::test)]`: without them it is not built, and its file's
+/// `conformance_tests_skipped` is reported as ignored, saying how many need the fixtures.
 pub fn fixtures_dir() -> String {
     option_env!("NEX_FIXTURES_DIR")
         .map(str::to_owned)

@@ -83,6 +83,21 @@ fn hasher() -> SubjectHasher {
     SubjectHasher::new(&SecretString::from("fuzz-pepper"))
 }
 
+/// Mutated deliveries to `deliver(header, body)`: signed with `sign`, so the body reaches the parser, or
+/// not, with the mutated body's first bytes as the header.
+fn signed_or_not(
+    seeds: &[Vec<u8>], tried: &Tried, sign: impl Fn(&[u8]) -> String + std::panic::RefUnwindSafe,
+    deliver: impl Fn(&str, &[u8]) + std::panic::RefUnwindSafe,
+) {
+    bolero::check!().with_type::<(Case, bool)>().with_iterations(inputs()).for_each(|(case, signed)| {
+        let body = mutate(seeds, case);
+        let header =
+            if *signed { sign(&body) } else { String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned() };
+        deliver(&header, &body);
+        tried.one();
+    });
+}
+
 #[test]
 fn stripe_deliveries_signed_or_not_never_panic() {
     let seeds = stripe_seeds();
@@ -100,18 +115,15 @@ fn stripe_deliveries_signed_or_not_never_panic() {
         settings: &settings,
     };
     let tried = Tried::default();
-    bolero::check!().with_type::<(Case, bool)>().with_iterations(inputs()).for_each(|(case, signed)| {
-        let body = mutate(seeds, case);
-        // Signed, the body reaches the parser; unsigned, the header is the mutated body's first bytes.
-        let header = if *signed {
-            nex_shared::domain::stripe::signature::sign_header(&[SECRET], 1_800_000_000, &body)
-        } else {
-            String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned()
-        };
-        let _ = runtime().block_on(ingest.handle(Some(&header), &body, "fuzz"));
-        let _ = nex_shared::domain::stripe::event::parse(&body);
-        tried.one();
-    });
+    signed_or_not(
+        seeds,
+        &tried,
+        |b| nex_shared::domain::stripe::signature::sign_header(&[SECRET], 1_800_000_000, b),
+        |h, b| {
+            let _ = runtime().block_on(ingest.handle(Some(h), b, "fuzz"));
+            let _ = nex_shared::domain::stripe::event::parse(b);
+        },
+    );
     tried.report("stripe webhook (verify, parse, inbox)");
 }
 
@@ -137,17 +149,15 @@ fn whatsapp_deliveries_signed_or_not_never_panic() {
         deadline: None,
     };
     let tried = Tried::default();
-    bolero::check!().with_type::<(Case, bool)>().with_iterations(inputs()).for_each(|(case, signed)| {
-        let body = mutate(seeds, case);
-        let header = if *signed {
-            nex_shared::domain::whatsapp::signature::sign_header(APP_SECRET, &body)
-        } else {
-            String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned()
-        };
-        let _ = runtime().block_on(ingest.handle(Some(&header), &body, "fuzz"));
-        let _ = nex_shared::domain::whatsapp::webhook::parse(&body);
-        tried.one();
-    });
+    signed_or_not(
+        seeds,
+        &tried,
+        |b| nex_shared::domain::whatsapp::signature::sign_header(APP_SECRET, b),
+        |h, b| {
+            let _ = runtime().block_on(ingest.handle(Some(h), b, "fuzz"));
+            let _ = nex_shared::domain::whatsapp::webhook::parse(b);
+        },
+    );
     tried.report("whatsapp webhook (verify, walk, inbox)");
 }
 

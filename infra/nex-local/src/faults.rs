@@ -113,6 +113,23 @@ fn operation(req: &Request<Incoming>) -> String {
         .unwrap_or_else(|| "s3".to_owned())
 }
 
+/// What AWS answers for `fault`.
+fn refusal(op: &str, fault: Fault) -> Response<Full<Bytes>> {
+    let (status, kind, message) = match fault {
+        Fault::Throttling => (400, "ThrottlingException", "Rate of requests exceeds the allowed throughput."),
+        Fault::ProvisionedThroughputExceeded => (
+            400,
+            "ProvisionedThroughputExceededException",
+            "The level of configured provisioned throughput for the table was exceeded.",
+        ),
+        Fault::RequestLimitExceeded => {
+            (400, "RequestLimitExceeded", "Throughput exceeds the current throughput limit for your account.")
+        }
+        _ => (500, "InternalServerError", "Internal server error"),
+    };
+    aws_error(op, status, kind, message)
+}
+
 /// The error the service answers with: AWS JSON for DynamoDB, SQS and Secrets Manager, XML for S3 (whose
 /// throttling is `SlowDown`, 503).
 fn aws_error(op: &str, status: u16, kind: &str, message: &str) -> Response<Full<Bytes>> {
@@ -121,11 +138,7 @@ fn aws_error(op: &str, status: u16, kind: &str, message: &str) -> Response<Full<
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
         );
-        return Response::builder()
-            .status(status)
-            .header("content-type", "application/xml")
-            .body(Full::new(Bytes::from(body)))
-            .expect("static response parts");
+        return reply(status, "application/xml", None, body);
     }
     let namespace = match op.split('.').next().unwrap_or("") {
         "AmazonSQS" => "com.amazonaws.sqs",
@@ -133,12 +146,15 @@ fn aws_error(op: &str, status: u16, kind: &str, message: &str) -> Response<Full<
         _ => "com.amazonaws.dynamodb.v20120810",
     };
     let body = serde_json::json!({ "__type": format!("{namespace}#{kind}"), "message": message });
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/x-amz-json-1.0")
-        .header("x-amzn-errortype", kind)
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("static response parts")
+    reply(status, "application/x-amz-json-1.0", Some(kind), body.to_string())
+}
+
+fn reply(status: u16, content_type: &str, error_type: Option<&str>, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::builder().status(status).header("content-type", content_type);
+    if let Some(kind) = error_type {
+        r = r.header("x-amzn-errortype", kind);
+    }
+    r.body(Full::new(Bytes::from(body))).expect("static response parts")
 }
 
 struct Closed;
@@ -185,34 +201,22 @@ async fn handle(layer: Arc<Layer>, req: Request<Incoming>) -> Result<Response<Fu
         *layer.stats.injected.lock().unwrap().entry((op.clone(), f)).or_default() += 1;
     }
     match fault {
-        Some(Fault::ServerError) => return Ok(aws_error(&op, 500, "InternalServerError", "Internal server error")),
-        Some(Fault::Throttling) => {
-            return Ok(aws_error(&op, 400, "ThrottlingException", "Rate of requests exceeds the allowed throughput."))
-        }
-        Some(Fault::ProvisionedThroughputExceeded) => {
-            return Ok(aws_error(
-                &op,
-                400,
-                "ProvisionedThroughputExceededException",
-                "The level of configured provisioned throughput for the table was exceeded.",
-            ))
-        }
-        Some(Fault::RequestLimitExceeded) => {
-            return Ok(aws_error(
-                &op,
-                400,
-                "RequestLimitExceeded",
-                "Throughput exceeds the current throughput limit for your account.",
-            ))
-        }
         Some(Fault::Reset) => return Err(Closed),
         Some(Fault::Slow) => tokio::time::sleep(layer.plan.slow).await,
+        Some(
+            f @ (Fault::ServerError
+            | Fault::Throttling
+            | Fault::ProvisionedThroughputExceeded
+            | Fault::RequestLimitExceeded),
+        ) => {
+            return Ok(refusal(&op, f));
+        }
         _ => {}
     }
     let answer = forward(&layer, req).await.map_err(|_| Closed)?;
     match fault {
         Some(Fault::LostAnswer) => Err(Closed),
-        Some(Fault::ServerErrorAfter) => Ok(aws_error(&op, 500, "InternalServerError", "Internal server error")),
+        Some(Fault::ServerErrorAfter) => Ok(refusal(&op, Fault::ServerError)),
         _ => Ok(answer),
     }
 }

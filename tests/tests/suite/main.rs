@@ -1,5 +1,8 @@
 //! Integration tests against the AWS emulator. Run through `infra/test.sh`, which starts and provisions it.
 
+// Without the fixtures, the conformance tests (and the helpers only they use) are not built as tests.
+#![cfg_attr(not(fixtures), allow(dead_code, unused_imports))]
+
 mod data_requests;
 mod faults;
 mod local_stack;

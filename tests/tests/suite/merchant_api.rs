@@ -61,8 +61,7 @@ async fn the_storefronts_opt_in_message_is_recorded_by_the_messaging_worker() {
     assert_eq!(opted_in(&h, &worker.hasher, &phone).await, ["merchant-demo-2"]);
 }
 
-#[tokio::test]
-#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
+#[cfg_attr(fixtures, tokio::test)]
 async fn stop_starts_the_24_month_clock_on_the_opt_ins_it_withdraws() {
     let h = Harness::new().await;
     let api = h.merchant_api().await;
@@ -200,3 +199,10 @@ async fn an_opt_in_after_stop_restores_marketing_from_that_merchant_only_and_bot
     let entries = h.consent_entries(&subject).await;
     assert_eq!(entries.len(), 6, "every STOP and every opt-in stay in the ledger as evidence");
 }
+
+/// Without `../shared/fixtures` beside the repository, this file's 1 conformance tests (marked
+/// `cfg_attr(fixtures, ...)`) are not built; this says so in the run.
+#[cfg(not(fixtures))]
+#[test]
+#[ignore = "1 conformance tests need ../shared/fixtures beside the repository"]
+fn conformance_tests_skipped() {}

@@ -90,8 +90,7 @@ async fn receipts_arriving_out_of_order_or_twice_never_regress() {
     );
 }
 
-#[tokio::test]
-#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
+#[cfg_attr(fixtures, tokio::test)]
 async fn webhook_to_worker_every_fixture_message_lands_in_its_transcript_and_receipts_apply() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -123,8 +122,7 @@ async fn webhook_to_worker_every_fixture_message_lands_in_its_transcript_and_rec
         .is_empty());
 }
 
-#[tokio::test]
-#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
+#[cfg_attr(fixtures, tokio::test)]
 async fn data_opens_a_request_due_in_thirty_days_queues_it_and_confirms_to_the_person() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -206,3 +204,10 @@ async fn a_message_after_a_conversation_ended_starts_a_new_one_and_never_revives
         "and it keeps its own deadline ({old_deadline}), for the sweep"
     );
 }
+
+/// Without `../shared/fixtures` beside the repository, this file's 2 conformance tests (marked
+/// `cfg_attr(fixtures, ...)`) are not built; this says so in the run.
+#[cfg(not(fixtures))]
+#[test]
+#[ignore = "2 conformance tests need ../shared/fixtures beside the repository"]
+fn conformance_tests_skipped() {}

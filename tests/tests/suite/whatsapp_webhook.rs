@@ -49,8 +49,7 @@ async fn a_request_no_uri_or_body_can_be_made_of_is_refused_not_a_panic() {
     assert_eq!((resp.status_code, body_json(&resp)["reason"].clone()), (400, "invalid_base64_body".into()));
 }
 
-#[tokio::test]
-#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
+#[cfg_attr(fixtures, tokio::test)]
 async fn every_fixture_payload_is_verified_and_queued_per_message_and_receipt() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -82,8 +81,7 @@ async fn every_fixture_payload_is_verified_and_queued_per_message_and_receipt() 
     }
 }
 
-#[tokio::test]
-#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
+#[cfg_attr(fixtures, tokio::test)]
 async fn a_redelivered_batch_queues_nothing_new_and_costs_one_write_per_item() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -107,8 +105,7 @@ async fn a_redelivered_batch_queues_nothing_new_and_costs_one_write_per_item() {
     assert_eq!(h.take_messaging().await.len(), 2);
 }
 
-#[tokio::test]
-#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
+#[cfg_attr(fixtures, tokio::test)]
 async fn an_opt_out_adds_one_transactional_write_per_identifier() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -125,8 +122,7 @@ async fn an_opt_out_adds_one_transactional_write_per_identifier() {
     );
 }
 
-#[tokio::test]
-#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
+#[cfg_attr(fixtures, tokio::test)]
 async fn stop_opts_the_number_out_for_every_merchant_before_the_webhook_answers() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -152,8 +148,7 @@ async fn stop_opts_the_number_out_for_every_merchant_before_the_webhook_answers(
     assert!(!format!("{entry:?}").contains(&phone), "the ledger holds the subject hash, not the number");
 }
 
-#[tokio::test]
-#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
+#[cfg_attr(fixtures, tokio::test)]
 async fn forged_or_unsigned_posts_get_4xx_and_leave_nothing_behind() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -182,8 +177,7 @@ async fn an_empty_verify_token_fails_the_function_at_start() {
     assert!(built.is_err(), "no function that anyone could verify against");
 }
 
-#[tokio::test]
-#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures beside the repository")]
+#[cfg_attr(fixtures, tokio::test)]
 async fn a_captured_delivery_replayed_after_metas_retry_window_changes_nothing() {
     let h = Harness::new().await;
     let wa = h.whatsapp().await;
@@ -206,3 +200,10 @@ async fn a_captured_delivery_replayed_after_metas_retry_window_changes_nothing()
     assert!(h.consent_state(&subject).await.is_none(), "nothing recorded from a replay");
     assert!(h.take_messaging().await.is_empty());
 }
+
+/// Without `../shared/fixtures` beside the repository, this file's 6 conformance tests (marked
+/// `cfg_attr(fixtures, ...)`) are not built; this says so in the run.
+#[cfg(not(fixtures))]
+#[test]
+#[ignore = "6 conformance tests need ../shared/fixtures beside the repository"]
+fn conformance_tests_skipped() {}
