@@ -1,6 +1,7 @@
 //! Shared AWS plumbing: the SDK configuration, built once per process, and SDK errors mapped to
 //! [`InfraError`] with their retryability.
 
+use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response;
 
@@ -60,48 +61,41 @@ impl Aws {
         &self.sdk
     }
 
-    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        let mut b = aws_sdk_dynamodb::config::Builder::from(&self.sdk);
+    /// A service's config builder with this endpoint (if set) and these interceptors.
+    fn setup<B>(
+        &self, mut b: B, endpoint: fn(&mut B, Option<String>) -> &mut B, push: fn(&mut B, SharedInterceptor) -> &mut B,
+    ) -> B {
         if self.endpoint.is_some() {
-            b.set_endpoint_url(self.endpoint.clone());
+            endpoint(&mut b, self.endpoint.clone());
         }
         for i in &self.interceptors {
-            b.push_interceptor(i.clone());
+            push(&mut b, i.clone());
         }
+        b
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        use aws_sdk_dynamodb::config::Builder;
+        let b = self.setup(Builder::from(&self.sdk), Builder::set_endpoint_url, Builder::push_interceptor);
         aws_sdk_dynamodb::Client::from_conf(b.build())
     }
 
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
-        let mut b = aws_sdk_sqs::config::Builder::from(&self.sdk);
-        if self.endpoint.is_some() {
-            b.set_endpoint_url(self.endpoint.clone());
-        }
-        for i in &self.interceptors {
-            b.push_interceptor(i.clone());
-        }
+        use aws_sdk_sqs::config::Builder;
+        let b = self.setup(Builder::from(&self.sdk), Builder::set_endpoint_url, Builder::push_interceptor);
         aws_sdk_sqs::Client::from_conf(b.build())
     }
 
     /// Path-style addressing against a local emulator (see [`s3_path_style`]).
     pub fn s3(&self) -> aws_sdk_s3::Client {
-        let mut b = aws_sdk_s3::config::Builder::from(&self.sdk).force_path_style(s3_path_style());
-        if self.endpoint.is_some() {
-            b.set_endpoint_url(self.endpoint.clone());
-        }
-        for i in &self.interceptors {
-            b.push_interceptor(i.clone());
-        }
-        aws_sdk_s3::Client::from_conf(b.build())
+        use aws_sdk_s3::config::Builder;
+        let b = Builder::from(&self.sdk).force_path_style(s3_path_style());
+        aws_sdk_s3::Client::from_conf(self.setup(b, Builder::set_endpoint_url, Builder::push_interceptor).build())
     }
 
     pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
-        let mut b = aws_sdk_secretsmanager::config::Builder::from(&self.sdk);
-        if self.endpoint.is_some() {
-            b.set_endpoint_url(self.endpoint.clone());
-        }
-        for i in &self.interceptors {
-            b.push_interceptor(i.clone());
-        }
+        use aws_sdk_secretsmanager::config::Builder;
+        let b = self.setup(Builder::from(&self.sdk), Builder::set_endpoint_url, Builder::push_interceptor);
         aws_sdk_secretsmanager::Client::from_conf(b.build())
     }
 }
