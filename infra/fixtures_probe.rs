@@ -9,8 +9,11 @@ pub fn probe() -> Option<String> {
     let dir = std::env::var("NEX_FIXTURES").unwrap_or_else(|_| {
         format!("{}/../../shared/fixtures", std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
     });
-    println!("cargo::rerun-if-changed={dir}");
+    // Watching a folder that is not there would rerun (and rebuild) on every build; without it, setting
+    // NEX_FIXTURES is what probes again.
+    println!("cargo::rerun-if-changed=build.rs");
     std::path::Path::new(&dir).is_dir().then(|| {
+        println!("cargo::rerun-if-changed={dir}");
         println!("cargo::rustc-cfg=fixtures");
         println!("cargo::rustc-env=NEX_FIXTURES_DIR={dir}");
         dir

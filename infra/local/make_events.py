@@ -51,7 +51,7 @@ def charge(charge_id, pi, amount, status, brand, last4, refunded=0, failure_code
                                                               "email": None, "name": None, "phone": None},
             "captured": status == "succeeded", "created": created, "currency": "eur",
             "failure_code": failure_code, "failure_message": "Your card was declined." if failure_code else None,
-            "livemode": False, "metadata": {"order_ref": "NEX-DEMO"}, "paid": status == "succeeded",
+            "livemode": False, "metadata": {"order_id": "NEX-DEMO-1001"}, "paid": status == "succeeded",
             "payment_intent": pi, "payment_method": "pm_NexDemoCard", "payment_method_details": card(brand, last4),
             "receipt_email": None, "refunded": refunded == amount and amount > 0, "status": status}
 
@@ -62,7 +62,7 @@ def payment_intent(pi, amount, status, charges):
             "capture_method": "automatic", "charges": {"object": "list", "data": charges, "has_more": False,
                                                        "total_count": len(charges), "url": f"/v1/charges?payment_intent={pi}"},
             "client_secret": f"{pi}_secret_NexDemo", "confirmation_method": "automatic", "created": 1764000000,
-            "currency": "eur", "customer": None, "livemode": False, "metadata": {"order_ref": "NEX-DEMO"},
+            "currency": "eur", "customer": None, "livemode": False, "metadata": {"order_id": "NEX-DEMO-1001"},
             "payment_method_types": ["card"], "status": status}
 
 
@@ -90,8 +90,8 @@ SAMPLES = [
      payment_intent("pi_3NexDemoOrderB", 2000, "requires_payment_method",
                     [charge("ch_3NexDemoOrderB", "pi_3NexDemoOrderB", 2000, "failed", "visa", "0002",
                             failure_code="card_declined")]), API_VERSION),
-    ("06-order-c-legacy-checkout-no-api-version", "evt_1NexDemoC01", "checkout.session.completed", 1326853478,
-     checkout_session("cs_NexDemoOrderC", "pi_3NexDemoOrderC", 25000, "old.customer@example.com", status=None), None),
+    ("06-order-c-legacy-checkout-no-api-version", "evt_1NexDemoC01", "checkout.session.completed", 1325419200,
+     checkout_session("cs_NexDemoOrderC", "pi_3NexDemoOrderC", 18000, "old.customer@example.com", status=None), None),
     ("07-order-d-dispute-created", "evt_1NexDemoD01", "charge.dispute.created", 1764007200,
      {"id": "dp_NexDemoOrderD", "object": "dispute", "amount": 1000, "charge": "ch_3NexDemoOrderD", "created": 1764007200,
       "currency": "eur", "evidence_details": {"due_by": 1764784800, "has_evidence": False, "past_due": False,
@@ -166,8 +166,8 @@ WHATSAPP = [
     ("receipt-failed-131047", wa_status("wamid.NexDemoOutbound2", "failed", 1764000060, {
         "code": 131047, "title": "Re-engagement message",
         "message": "Re-engagement message",
-        "error_data": {"details": "Message failed to send because more than 24 hours have passed since the "
-                                  "customer last replied to this number."},
+        "error_data": {"details": "The customer has not written to this business number for over a day, so only "
+                                  "a template may be sent."},
         "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"})),
 ]
 SEEDS = json.loads((ROOT / "infra/local/dev-secrets.json").read_text())

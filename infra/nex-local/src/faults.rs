@@ -178,7 +178,7 @@ async fn forward(layer: &Layer, req: Request<Incoming>) -> Result<Response<Full<
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).map_err(|e| e.to_string())?;
     let mut out = layer.client.request(method, url).body(body.to_vec());
     for (k, v) in &parts.headers {
-        if k != hyper::header::HOST && k != hyper::header::CONTENT_LENGTH {
+        if k != hyper::header::CONTENT_LENGTH {
             out = out.header(k.as_str(), v.as_bytes());
         }
     }
@@ -202,7 +202,16 @@ async fn handle(layer: Arc<Layer>, req: Request<Incoming>) -> Result<Response<Fu
     }
     match fault {
         Some(Fault::Reset) => return Err(Closed),
-        Some(Fault::Slow) => tokio::time::sleep(layer.plan.slow).await,
+        Some(Fault::Slow) => {
+            // The call still lands after the client gave up (and has likely retried): forwarded from a
+            // task of its own, which a closed connection does not cancel.
+            let (layer, slow) = (layer.clone(), layer.plan.slow);
+            let late = tokio::spawn(async move {
+                tokio::time::sleep(slow).await;
+                forward(&layer, req).await
+            });
+            return late.await.map_err(|_| Closed)?.map_err(|_| Closed);
+        }
         Some(
             f @ (Fault::ServerError
             | Fault::Throttling
