@@ -751,6 +751,40 @@ pub fn hub_sign(body: &str) -> String {
     nex_shared::domain::whatsapp::signature::sign_header(APP_SECRET, body.as_bytes())
 }
 
+/// This repository's sample of the Stripe event type `kind` (from `events/stripe/`), given its own event,
+/// PaymentIntent and charge ids so tests sharing a table never collide. Returns (body, event id, payment key).
+pub fn sample(kind: &str) -> (String, String, String) {
+    let dir = format!("{}/../events/stripe", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).expect("events/stripe").filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    files.sort();
+    let body = files
+        .iter()
+        .filter_map(|p| serde_json::from_str::<Value>(&std::fs::read_to_string(p).ok()?).ok())
+        .filter_map(|e| e["body"].as_str().map(str::to_owned))
+        .find(|b| serde_json::from_str::<Value>(b).is_ok_and(|v| v["type"] == kind && v.get("api_version").is_some()))
+        .unwrap_or_else(|| panic!("no {kind} sample in {dir}"));
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let (evt, pi) = (format!("evt_{tag}"), format!("pi_{tag}"));
+    let body = replace_ids(&body, "evt_1NexDemo", &evt, 3);
+    let body = replace_ids(&body, "pi_3NexDemoOrder", &pi, 1);
+    let body = replace_ids(&body, "ch_3NexDemoOrder", &format!("ch_{tag}"), 1);
+    (body, evt, pi)
+}
+
+/// Replaces every `prefix` followed by `suffix_len` more characters (the sample's own id) with `with`.
+fn replace_ids(text: &str, prefix: &str, with: &str, suffix_len: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(prefix) {
+        out.push_str(&rest[..i]);
+        out.push_str(with);
+        rest = &rest[(i + prefix.len() + suffix_len).min(rest.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A Stripe fixture body, byte-exact.
 pub fn fixture(name: &str) -> String {
     let path = format!("{}/stripe/events/{name}", fixtures_dir());

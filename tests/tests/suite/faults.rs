@@ -8,21 +8,6 @@ use nex_local::faults::{self, Plan, Stats};
 use nex_shared::adapters::aws::Aws;
 use nex_tests::*;
 
-/// This repository's `payment_intent.succeeded` sample, given its own event, PaymentIntent and charge ids.
-fn payment_succeeded() -> (String, String, String) {
-    let path = format!("{}/../events/stripe/02-order-a-payment-succeeded.json", env!("CARGO_MANIFEST_DIR"));
-    let event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    let (evt, pi) = (format!("evt_{tag}"), format!("pi_{tag}"));
-    let body = event["body"]
-        .as_str()
-        .unwrap()
-        .replace("evt_1NexDemoA02", &evt)
-        .replace("pi_3NexDemoOrderA", &pi)
-        .replace("ch_3NexDemoOrderA", &format!("ch_{tag}"));
-    (body, evt, pi)
-}
-
 /// Builds `F` through the fault layer, as Lambda retries an init that failed.
 async fn build<F: Function>(aws: &Aws, logical: &str, overrides: &[(&str, &str)]) -> F {
     let mut env = env_of(logical);
@@ -49,7 +34,7 @@ async fn under_injected_aws_faults_no_stripe_event_is_lost_or_handed_on_twice() 
 
     // 40 events, 12 of them delivered twice, in a shuffled order; each delivery retried as Stripe does
     // until it is answered 2xx.
-    let events: Vec<_> = (0..40).map(|_| payment_succeeded()).collect();
+    let events: Vec<_> = (0..40).map(|_| sample("payment_intent.succeeded")).collect();
     let deliveries: Vec<usize> = (0..40).chain(0..12).collect();
     let mut positions: Vec<(usize, usize)> = deliveries.into_iter().enumerate().collect();
     positions.sort_by_key(|(at, _)| (at * 7919) % 53);
