@@ -111,7 +111,9 @@ pub trait Trigger: 'static {
         app: &'a Self::Function, event: serde_json::Value, invocation: &'a Invocation,
     ) -> BoxFuture<'a, Result<serde_json::Value, Error>> {
         Box::pin(async move {
-            let event = serde_json::from_value(event).map_err(|e| format!("the event is not this trigger's: {e}"))?;
+            // serde's message may quote the event's values (a body, a phone number): only where it failed.
+            let event = serde_json::from_value(event)
+                .map_err(|e| format!("the event is not this trigger's ({:?} error)", e.classify()))?;
             Ok(serde_json::to_value(Self::handle(app, event, invocation).await?)?)
         })
     }

@@ -43,6 +43,14 @@ impl Function {
         let deadline = chrono::Utc::now() + chrono::Duration::seconds(self.timeout as i64);
         self.handler.invoke(event, &Invocation::new(request_id, deadline)).await.map_err(|e| e.to_string())
     }
+
+    /// [`Function::invoke`] with a typed event and answer (an API Gateway or SQS event, say).
+    async fn call<E: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self, event: E, request_id: &str,
+    ) -> Result<R, String> {
+        let event = serde_json::to_value(event).map_err(|e| e.to_string())?;
+        serde_json::from_value(self.invoke(event, request_id).await?).map_err(|e| e.to_string())
+    }
 }
 
 struct Options {
@@ -195,18 +203,13 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
     let Some(function) = state.functions.get(&route.function) else {
         return Ok(text(502, r#"{"message":"route names an unknown function"}"#));
     };
-    let answered = match serde_json::to_value(event) {
-        Ok(event) => function.invoke(event, &request_id).await,
-        Err(e) => Err(e.to_string()),
+    let response: aws_lambda_events::apigw::ApiGatewayV2httpResponse = match function.call(event, &request_id).await {
+        Ok(r) => r,
+        Err(e) => {
+            error!(function = %route.function, error = %e, "invocation failed");
+            return Ok(text(502, r#"{"message":"Internal Server Error"}"#));
+        }
     };
-    let response: aws_lambda_events::apigw::ApiGatewayV2httpResponse =
-        match answered.and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())) {
-            Ok(r) => r,
-            Err(e) => {
-                error!(function = %route.function, error = %e, "invocation failed");
-                return Ok(text(502, r#"{"message":"Internal Server Error"}"#));
-            }
-        };
     let mut out = Response::builder().status(response.status_code as u16);
     for (k, v) in response.headers.iter() {
         out = out.header(k, v);
@@ -257,12 +260,8 @@ async fn poll(state: Arc<State>, sqs: aws_sdk_sqs::Client, source: SqsSource) {
         let delivered = nex_local::sqs::deliver_once(&sqs, &target, |event| async {
             let request_id = uuid::Uuid::new_v4().to_string();
             let ids: Vec<String> = event.records.iter().filter_map(|r| r.message_id.clone()).collect();
-            let answered = match serde_json::to_value(event) {
-                Ok(event) => function.invoke(event, &request_id).await,
-                Err(e) => Err(e.to_string()),
-            };
             // A failed invocation leaves the whole batch for redelivery, as in Lambda.
-            answered.and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())).unwrap_or_else(|e| {
+            function.call(event, &request_id).await.unwrap_or_else(|e| {
                 error!(function = %source.function, error = %e, "invocation failed");
                 let mut all = aws_lambda_events::sqs::SqsBatchResponse::default();
                 all.batch_item_failures = ids.into_iter().map(nex_shared::adapters::sqs_batch::failure).collect();

@@ -35,11 +35,7 @@ pub fn num(item: &Item, name: &str) -> Option<i64> {
 pub async fn get_item(
     client: &Client, table: &str, pk: String, sk: &str, consistent: bool,
 ) -> Result<Option<Item>, InfraError> {
-    client
-        .get_item()
-        .table_name(table)
-        .key("pk", s(pk))
-        .key("sk", s(sk))
+    get(client, table, s(pk), s(sk))
         .consistent_read(consistent)
         .send()
         .await
