@@ -4,6 +4,7 @@ pub mod audit;
 pub mod data_inventory;
 pub mod envelope;
 pub mod messages;
+pub mod orders;
 pub mod payment;
 pub mod retention;
 pub mod stripe;
