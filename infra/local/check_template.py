@@ -73,6 +73,9 @@ MIN_RECEIVES_THROTTLED = 20
 KEYS_TABLE = "MessagingTable"
 # Path prefixes of the merchant API (API key per merchant).
 MERCHANT_PATHS = ("/consent/", "/data-requests")
+# Tables whose every copy must be gone with the data: a point-in-time copy would outlive a window shorter
+# than its own (Amazon buyer data: 30 days after shipment).
+NO_POINT_IN_TIME_COPY = {"OrdersTable": "Amazon buyer data must not outlive 30 days after shipment"}
 MAX_QUEUE_RETENTION = 14 * 86400
 
 # Role -> audit-partition deletes it may keep, with the reason. None: audit entries age out through
@@ -218,7 +221,10 @@ def main():
         if not p.get("SSESpecification", {}).get("SSEEnabled"):
             bad.append(f"{name}: no server-side encryption")
         pitr = p.get("PointInTimeRecoverySpecification", {})
-        if not pitr.get("PointInTimeRecoveryEnabled"):
+        if name in NO_POINT_IN_TIME_COPY:
+            if pitr.get("PointInTimeRecoveryEnabled") is not False:
+                bad.append(f"{name}: must keep no point-in-time copy ({NO_POINT_IN_TIME_COPY[name]})")
+        elif not pitr.get("PointInTimeRecoveryEnabled"):
             bad.append(f"{name}: no point-in-time recovery")
         elif int(pitr.get("RecoveryPeriodInDays", 35)) > 30:
             bad.append(f"{name}: point-in-time recovery keeps {pitr.get('RecoveryPeriodInDays', 35)} days (at most 30)")

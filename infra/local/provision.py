@@ -210,7 +210,7 @@ class Stack:
     def pipes(self):
         """EventBridge Pipes from a table's stream to a queue, as the local runner replays them: the event
         names and the key prefix the filter lets through, whether a record needs a `body`, and which of the
-        two message shapes its input template makes (an inbox reference or a ledger key)."""
+        message shape its input template makes (an inbox reference, a ledger key or an order event's key)."""
         arn_to_logical = {v: l for (l, a), v in self.attrs.items() if a == "Arn"}
         out = []
         for logical, r in self.of_type("AWS::Pipes::Pipe"):
@@ -226,8 +226,10 @@ class Stack:
                 message = "inbox"
             elif '"ledger"' in template:
                 message = "ledger"
+            elif '"order_event"' in template:
+                message = "order_event"
             else:
-                sys.exit(f"{logical}: the local pipe knows inbox and ledger messages only")
+                sys.exit(f"{logical}: the local pipe knows inbox, ledger and order_event messages only")
             target = arn_to_logical[self.resolve(p["Target"])]
             out.append({
                 "name": logical,

@@ -127,6 +127,13 @@ impl Intercept for RequestCounter {
     }
 }
 
+/// A test's own orders table, order events queue and the pipe between them.
+pub struct OrdersStack {
+    pub table: String,
+    pub events_url: String,
+    pub pipe: nex_local::pipes::Pipes,
+}
+
 /// One test's view of the stack.
 pub struct Harness {
     pub sdk: aws_config::SdkConfig,
@@ -284,6 +291,38 @@ impl Harness {
         pipe.pump().await.expect("ledger pipe");
         let appender: AuditAppender = self.function("AuditAppenderFunction", &[], system()).await;
         self.drain_batches(&url, &arn, 1, 100, |event| appender.handle(event, "test")).await
+    }
+
+    /// A fresh copy of the orders table (with its stream) and of the order events queue, and the template's
+    /// OrderEventsPipe between them.
+    pub async fn orders(&self) -> OrdersStack {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let table = copy_table(&self.ddb, "OrdersTable", &id).await;
+        let (events_url, _, _) = fresh_pair(&self.sqs, "OrderEventsQueue", &format!("t-{id}-ord")).await;
+        let stream_arn = self
+            .ddb
+            .describe_table()
+            .table_name(&table)
+            .send()
+            .await
+            .expect("DescribeTable")
+            .table
+            .and_then(|t| t.latest_stream_arn)
+            .expect("the orders table has a stream");
+        let pipes: Vec<nex_local::manifest::PipeSpec> =
+            serde_json::from_value(manifest()["pipes"].clone()).expect("pipes");
+        let order_pipes: Vec<_> = pipes
+            .into_iter()
+            .filter(|p| p.message == "order_event")
+            .map(|p| nex_local::manifest::PipeSpec {
+                stream_arn: stream_arn.clone(),
+                target_url: events_url.clone(),
+                ..p
+            })
+            .collect();
+        assert_eq!(order_pipes.len(), 1, "the template has one order events pipe");
+        let pipe = nex_local::pipes::Pipes::new(&self.sdk, aws_sdk_sqs::Client::new(&self.sdk), order_pipes);
+        OrdersStack { table, events_url, pipe }
     }
 
     /// Runs the inbox pipes once: what the webhooks wrote reaches this test's queues.

@@ -29,7 +29,8 @@ pub struct PipeSpec {
     pub event_names: Vec<String>,
     /// Only records whose new image has a `body`.
     pub require_body: bool,
-    /// What the input template makes: `inbox` (`{"inbox": pk}`) or `ledger` (`{"ledger": {pk, sk}}`).
+    /// What the input template makes: `inbox` (`{"inbox": pk}`), `ledger` (`{"ledger": {pk, sk}}`) or
+    /// `order_event` (`{"order_event": {pk, sk}}`).
     pub message: String,
     pub target_url: String,
 }

@@ -1,7 +1,8 @@
 //! EventBridge Pipes from a DynamoDB stream to SQS, as `template.yaml` declares them, for the local stack
 //! and the tests (moto keeps streams but runs no pipe): every record of the filter's event names whose
 //! key starts with one of its prefixes (and, where the filter says so, whose new image has a `body`)
-//! becomes the template's message on the target queue: `{"inbox": pk}` or `{"ledger": {pk, sk}}`.
+//! becomes the template's message on the target queue: `{"inbox": pk}`, `{"ledger": {pk, sk}}` or
+//! `{"order_event": {pk, sk}}`.
 //!
 //! Like the real pipe, a shard's position moves only past records that were forwarded (or filtered out),
 //! so a failed send is retried on the next pump, and a record may be forwarded twice but never lost.
@@ -118,6 +119,7 @@ fn forwarded_key(pipe: &PipeSpec, record: &Record) -> Option<String> {
     Some(
         match pipe.message.as_str() {
             "ledger" => serde_json::json!({ "ledger": { "pk": key("pk")?, "sk": key("sk")? } }),
+            "order_event" => serde_json::json!({ "order_event": { "pk": key("pk")?, "sk": key("sk")? } }),
             _ => serde_json::json!({ "inbox": key("pk")? }),
         }
         .to_string(),

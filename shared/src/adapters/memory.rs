@@ -593,3 +593,81 @@ impl crate::ports::ObjectStore for MemoryObjects {
             .collect())
     }
 }
+
+/// One stored order, its buyer and its events, as [`MemoryOrders`] keeps them.
+#[derive(Debug, Clone)]
+pub struct StoredOrder {
+    pub order: crate::domain::orders::Order,
+    pub stamp: Option<retention::Stamp>,
+    pub subject: Option<String>,
+    pub buyer: Option<(crate::domain::orders::Buyer, retention::Stamp)>,
+}
+
+/// The orders table in memory: `(merchant, sort key)` -> order; events in the order they were written.
+#[derive(Debug, Default)]
+pub struct MemoryOrders {
+    pub orders: Mutex<std::collections::BTreeMap<(String, String), StoredOrder>>,
+    pub events: Mutex<Vec<String>>,
+    pub writes: std::sync::atomic::AtomicU64,
+    pub fail: AtomicBool,
+}
+
+impl crate::ports::OrderStore for MemoryOrders {
+    async fn versions(
+        &self, merchant: &str, sort_keys: &[String],
+    ) -> Result<HashMap<String, crate::ports::StoredVersion>, InfraError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(injected("dynamodb", "BatchGetItem(orders)"));
+        }
+        let orders = self.orders.lock().unwrap();
+        Ok(sort_keys
+            .iter()
+            .filter_map(|sk| {
+                let o = orders.get(&(merchant.to_owned(), sk.clone()))?;
+                Some((
+                    sk.clone(),
+                    crate::ports::StoredVersion {
+                        updated_at: o.order.updated_at,
+                        shipped_at: o.order.shipped_at,
+                        buyer: o.buyer.is_some(),
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    async fn write(&self, w: &crate::ports::OrderWrite<'_>) -> Result<bool, InfraError> {
+        use crate::ports::BuyerWrite;
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(injected("dynamodb", "TransactWriteItems(order)"));
+        }
+        let mut orders = self.orders.lock().unwrap();
+        let key = (w.merchant.to_owned(), w.order.sort_key());
+        let old = orders.get(&key);
+        if old.is_some_and(|o| o.order.updated_at >= w.order.updated_at) {
+            return Ok(false);
+        }
+        let buyer = match (&w.buyer, old.and_then(|o| o.buyer.clone())) {
+            (BuyerWrite::Put(b, st), _) => Some(((*b).clone(), st.clone())),
+            (BuyerWrite::Restamp(st), Some((b, _))) => Some((b, st.clone())),
+            (BuyerWrite::Restamp(_) | BuyerWrite::Delete, None) | (BuyerWrite::Delete, Some(_)) => None,
+            (BuyerWrite::Keep, old) => old,
+        };
+        let subject = w.stamp.as_ref().and(w.subject.clone());
+        orders.insert(key, StoredOrder { order: w.order.clone(), stamp: w.stamp.clone(), subject, buyer });
+        self.events.lock().unwrap().push(w.event_id.clone());
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(true)
+    }
+
+    async fn get(
+        &self, merchant: &str, sort_key: &str, now: DateTime<Utc>,
+    ) -> Result<Option<(crate::domain::orders::Order, Option<crate::domain::orders::Buyer>)>, InfraError> {
+        let orders = self.orders.lock().unwrap();
+        Ok(orders.get(&(merchant.to_owned(), sort_key.to_owned())).map(|o| {
+            let buyer =
+                o.buyer.as_ref().filter(|(_, st)| !retention::is_past(st.expires_at, now)).map(|(b, _)| b.clone());
+            (o.order.clone(), buyer)
+        }))
+    }
+}

@@ -9,6 +9,7 @@ pub mod dynamo_data;
 pub mod dynamo_idempotency;
 pub mod dynamo_ledger;
 pub mod dynamo_merchants;
+pub mod dynamo_orders;
 pub mod dynamo_payments;
 pub mod dynamo_requests;
 pub mod emf;

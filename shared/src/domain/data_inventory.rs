@@ -66,8 +66,13 @@ pub struct ItemKind {
     pub why: &'static str,
 }
 
+/// What anonymising an order removes: its link to the buyer (and, from items written before the buyer was
+/// held apart, the buyer's fields).
 const ORDER_PERSONAL: &[&str] =
     &["subject", "buyer_name", "buyer_email", "buyer_phone", "shipping_address", "buyer_id"];
+
+/// The buyer's personal data of one order, its own item (`buyer#<marketplace>#<order id>`).
+const BUYER_PERSONAL: &[&str] = &["subject", "buyer"];
 
 /// Every kind of item, most specific first within a store.
 pub const ITEMS: &[ItemKind] = &[
@@ -192,6 +197,16 @@ pub const ITEMS: &[ItemKind] = &[
         why: "the audit log references people only by keyed hash",
     },
     ItemKind {
+        name: "order_buyer",
+        store: Store::Orders,
+        pk_prefix: "merchant#",
+        sk_prefix: "buyer#",
+        class: DataClass::MarketplaceOrderPii,
+        personal: BUYER_PERSONAL,
+        erasure: Erasure::Delete,
+        why: "the buyer's data is there to ship the order; it is deleted on request and 30 days after shipment",
+    },
+    ItemKind {
         name: "amazon_order",
         store: Store::Orders,
         pk_prefix: "merchant#",
@@ -233,6 +248,7 @@ mod tests {
         assert_eq!(k(Store::Messaging, "subject#ab", Some("consent-state")), Some("consent_state"));
         assert_eq!(k(Store::Orders, "merchant#m", Some("order#amazon#1")), Some("amazon_order"));
         assert_eq!(k(Store::Orders, "merchant#m", Some("order#bol#1")), Some("marketplace_order"));
+        assert_eq!(k(Store::Orders, "merchant#m", Some("buyer#ebay#1")), Some("order_buyer"));
         assert_eq!(k(Store::Messaging, "template#m#t", Some("category")), None);
         assert_eq!(k(Store::DataRequests, "audit", Some("000000000001")), Some("audit_entry"));
         assert_eq!(k(Store::DataRequests, "audit-key#consent#w#s", Some("-")), Some("audit_key"));

@@ -162,11 +162,15 @@ pub const POLICY: &[Rule] = &[
     },
     Rule {
         class: DataClass::MarketplaceOrderPii,
-        window: Window::Days(30),
+        // One day short of the promise: the sweep runs daily, so an item due at its deadline is gone
+        // within a day of it, and so no later than 30 days after shipment. The orders table keeps no
+        // point-in-time copy (Amazon's Data Protection Policy: no copy of buyer data past 30 days after
+        // shipment); the marketplaces are the record, and a re-poll from a watermark restores it.
+        window: Window::Days(29),
         anchor: Anchor::Shipment,
         action: Action::Delete,
         mechanism: Mechanism::DynamoTtlAndSweep,
-        source: "002: buyer personal data deleted no later than 30 days after shipment",
+        source: "002: buyer personal data deleted no later than 30 days after shipment (29 days + a daily sweep)",
     },
     Rule {
         class: DataClass::MarketplaceOrderData,
@@ -270,20 +274,27 @@ pub fn due_bucket(due: DateTime<Utc>, shard_key: &str) -> String {
     format!("{}#{}", due.format("%Y-%m-%d"), shard_of(shard_key))
 }
 
-/// The stamp of a marketplace order: its personal fields go at the earlier of its two deadlines, 30 days
-/// after shipment (`MarketplaceOrderPii`) and the anonymisation of the order data (90 days after the order,
-/// Amazon 30). Anonymising removes every personal field, so one deadline keeps both promises.
-pub fn marketplace_order_stamp(
+/// The stamp of a marketplace order (without its buyer): anonymised at the end of its data window, 90 days
+/// after the order was placed (Amazon 30). Anonymising removes its link to the buyer (`subject`).
+pub fn marketplace_order_stamp(amazon: bool, created: DateTime<Utc>, shard_key: &str) -> Option<Stamp> {
+    let class = if amazon { DataClass::AmazonOrderData } else { DataClass::MarketplaceOrderData };
+    let due = deadline(class, created)?;
+    Some(Stamp { expires_at: due.timestamp(), due_bucket: due_bucket(due, shard_key), due_action: Action::Anonymise })
+}
+
+/// The stamp of an order's buyer data (its own item): deleted at the earlier of "after shipment"
+/// (`MarketplaceOrderPii`) and the order's own anonymisation. An order that never ships (cancelled,
+/// lost, stuck) thus still loses its buyer data at the anonymisation, 90 days after it was placed
+/// (Amazon 30): the buyer data is there to ship the order, and no order is still shipped that late.
+pub fn marketplace_buyer_stamp(
     amazon: bool, created: DateTime<Utc>, shipped: Option<DateTime<Utc>>, shard_key: &str,
 ) -> Option<Stamp> {
-    let class = if amazon { DataClass::AmazonOrderData } else { DataClass::MarketplaceOrderData };
-    let data = deadline(class, created)?;
-    let due = match shipped.map(|s| deadline(DataClass::MarketplaceOrderPii, s)) {
-        Some(Some(pii)) => pii.min(data),
-        Some(None) => return None,
-        None => data,
-    };
-    Some(Stamp { expires_at: due.timestamp(), due_bucket: due_bucket(due, shard_key), due_action: Action::Anonymise })
+    let order = marketplace_order_stamp(amazon, created, shard_key)?;
+    let mut due = DateTime::from_timestamp(order.expires_at, 0)?;
+    if let Some(shipped) = shipped {
+        due = due.min(deadline(DataClass::MarketplaceOrderPii, shipped)?);
+    }
+    Some(Stamp { expires_at: due.timestamp(), due_bucket: due_bucket(due, shard_key), due_action: Action::Delete })
 }
 
 /// True when an item whose deadline is `expires_at` (epoch seconds) must no longer be served at `now`.
@@ -370,7 +381,9 @@ mod tests {
     fn marketplace_pii_is_deleted_thirty_days_after_shipment() {
         let r = rule(DataClass::MarketplaceOrderPii);
         assert_eq!((r.anchor, r.action), (Anchor::Shipment, Action::Delete));
-        assert_eq!(deadline(DataClass::MarketplaceOrderPii, at(2026, 3, 1)), Some(at(2026, 3, 31)));
+        let due = deadline(DataClass::MarketplaceOrderPii, at(2026, 3, 1)).unwrap();
+        assert_eq!(due, at(2026, 3, 30));
+        assert!(due + Duration::days(1) <= at(2026, 3, 31), "a daily sweep still meets the 30 days");
     }
 
     #[test]
@@ -406,17 +419,20 @@ mod tests {
     }
 
     #[test]
-    fn a_marketplace_order_loses_its_personal_fields_at_the_earlier_deadline() {
+    fn a_buyer_is_deleted_at_the_earlier_of_shipment_and_the_orders_anonymisation() {
         let created = at(2026, 1, 1);
+        let order = marketplace_order_stamp(false, created, "o").unwrap();
+        assert_eq!((order.expires_at, order.due_action), (at(2026, 4, 1).timestamp(), Action::Anonymise));
+        assert_eq!(marketplace_order_stamp(true, created, "o").unwrap().expires_at, at(2026, 1, 31).timestamp());
         let late_ship = at(2026, 3, 15);
-        let s = marketplace_order_stamp(false, created, Some(late_ship), "o").unwrap();
-        assert_eq!(s.expires_at, at(2026, 4, 1).timestamp(), "90 days after the order comes first");
-        assert_eq!(s.due_action, Action::Anonymise);
+        let s = marketplace_buyer_stamp(false, created, Some(late_ship), "o").unwrap();
+        assert_eq!(s.expires_at, at(2026, 4, 1).timestamp(), "the order's anonymisation comes first");
+        assert_eq!(s.due_action, Action::Delete);
         let early_ship = at(2026, 1, 3);
-        let s = marketplace_order_stamp(false, created, Some(early_ship), "o").unwrap();
-        assert_eq!(s.expires_at, at(2026, 2, 2).timestamp(), "30 days after shipment comes first");
-        let s = marketplace_order_stamp(true, created, None, "o").unwrap();
-        assert_eq!(s.expires_at, at(2026, 1, 31).timestamp(), "Amazon: 30 days");
+        let s = marketplace_buyer_stamp(false, created, Some(early_ship), "o").unwrap();
+        assert_eq!(s.expires_at, at(2026, 2, 1).timestamp(), "29 days after shipment comes first");
+        let s = marketplace_buyer_stamp(true, created, None, "o").unwrap();
+        assert_eq!(s.expires_at, at(2026, 1, 31).timestamp(), "never shipped: bounded by the order");
     }
 
     #[test]

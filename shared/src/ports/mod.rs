@@ -160,9 +160,11 @@ pub trait ObjectStore: Send + Sync {
 }
 
 pub use messaging::*;
+pub use orders::*;
 pub use payments::*;
 pub use privacy::*;
 
 mod messaging;
+mod orders;
 mod payments;
 mod privacy;

@@ -7,6 +7,7 @@ pub mod data_requests;
 pub mod inbox;
 pub mod merchant_api;
 pub mod opt_in;
+pub mod orders_ingest;
 pub mod send_notification;
 pub mod stripe_ingest;
 pub mod sweep;

@@ -10,6 +10,7 @@ mod merchant_api;
 mod messaging_adapters;
 mod messaging_worker;
 mod notifications_sender;
+mod orders;
 mod payments_worker;
 mod redaction;
 mod retention_sweep;

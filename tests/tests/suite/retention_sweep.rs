@@ -55,7 +55,7 @@ fn payment(key: &str, last_event: DateTime<Utc>) -> HashMap<String, AttributeVal
 
 fn order(merchant: &str, marketplace: &str, id: &str, created: DateTime<Utc>) -> HashMap<String, AttributeValue> {
     let pk = format!("merchant#{merchant}");
-    let st = retention::marketplace_order_stamp(marketplace == "amazon", created, None, &format!("{pk}{id}")).unwrap();
+    let st = retention::marketplace_order_stamp(marketplace == "amazon", created, &format!("{pk}{id}")).unwrap();
     HashMap::from([
         ("pk".into(), s(&pk)),
         ("sk".into(), s(&format!("order#{marketplace}#{id}"))),
