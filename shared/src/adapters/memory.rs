@@ -671,3 +671,89 @@ impl crate::ports::OrderStore for MemoryOrders {
         }))
     }
 }
+
+/// The connections table in memory, with leases.
+#[derive(Debug, Default)]
+pub struct MemoryConnections {
+    pub connections:
+        Mutex<HashMap<String, (crate::domain::orders::connection::Connection, Option<(String, DateTime<Utc>)>)>>,
+}
+
+impl MemoryConnections {
+    pub fn with(c: crate::domain::orders::connection::Connection) -> Self {
+        let m = Self::default();
+        m.connections.lock().unwrap().insert(c.id.clone(), (c, None));
+        m
+    }
+    pub fn get_now(&self, id: &str) -> crate::domain::orders::connection::Connection {
+        self.connections.lock().unwrap()[id].0.clone()
+    }
+}
+
+impl crate::ports::ConnectionStore for MemoryConnections {
+    async fn get(&self, id: &str) -> Result<Option<crate::domain::orders::connection::Connection>, InfraError> {
+        Ok(self.connections.lock().unwrap().get(id).map(|(c, _)| c.clone()))
+    }
+
+    async fn lease(
+        &self, id: &str, lease: &str, now: DateTime<Utc>, until: DateTime<Utc>,
+    ) -> Result<Option<crate::domain::orders::connection::Connection>, InfraError> {
+        let mut all = self.connections.lock().unwrap();
+        let Some((c, held)) = all.get_mut(id) else { return Ok(None) };
+        if held.as_ref().is_some_and(|(_, t)| *t > now) {
+            return Ok(None);
+        }
+        *held = Some((lease.to_owned(), until));
+        Ok(Some(c.clone()))
+    }
+
+    async fn save(
+        &self, connection: &crate::domain::orders::connection::Connection, lease: &str, release: bool,
+    ) -> Result<bool, InfraError> {
+        let mut all = self.connections.lock().unwrap();
+        let Some((c, held)) = all.get_mut(&connection.id) else { return Ok(false) };
+        if held.as_ref().map(|(l, _)| l.as_str()) != Some(lease) {
+            return Ok(false);
+        }
+        *c = connection.clone();
+        if release {
+            *held = None;
+        }
+        Ok(true)
+    }
+
+    async fn pollable(&self, _shard: u32, _cursor: Option<&str>) -> Result<(Vec<String>, Option<String>), InfraError> {
+        let all = self.connections.lock().unwrap();
+        let mut ids: Vec<String> = all
+            .values()
+            .filter(|(c, _)| c.status == crate::domain::orders::connection::ConnectionStatus::Active)
+            .map(|(c, _)| c.id.clone())
+            .collect();
+        ids.sort();
+        Ok((ids, None))
+    }
+}
+
+/// Secrets in memory, counting saves.
+#[derive(Debug, Default)]
+pub struct MemoryCredentials {
+    pub secrets: Mutex<HashMap<String, crate::ports::Credentials>>,
+    pub saves: std::sync::atomic::AtomicU64,
+}
+
+impl crate::ports::CredentialStore for MemoryCredentials {
+    async fn load(&self, secret_id: &str) -> Result<crate::ports::Credentials, InfraError> {
+        self.secrets.lock().unwrap().get(secret_id).cloned().ok_or_else(|| InfraError {
+            service: "secretsmanager",
+            operation: "GetSecretValue",
+            retryable: false,
+            source: Some("no such secret".into()),
+        })
+    }
+
+    async fn save(&self, secret_id: &str, credentials: &crate::ports::Credentials) -> Result<(), InfraError> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        self.secrets.lock().unwrap().insert(secret_id.to_owned(), credentials.clone());
+        Ok(())
+    }
+}

@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod merchant_api;
 pub mod opt_in;
 pub mod orders_ingest;
+pub mod poll;
 pub mod send_notification;
 pub mod stripe_ingest;
 pub mod sweep;

@@ -11,6 +11,7 @@
 
 pub mod amazon;
 pub mod bol;
+pub mod connection;
 pub mod ebay;
 pub mod ebay_deletion;
 
