@@ -51,14 +51,35 @@ class Stack:
                 return self.attrs[(logical, attr)]
             if k == "Fn::Sub":
                 return self.sub(arg)
+            if k == "Fn::If":
+                name, yes, no = arg
+                return self.resolve(yes if self.condition(name) else no)
         if isinstance(v, dict):
             return {k: self.resolve(x) for k, x in v.items()}
         if isinstance(v, list):
             return [self.resolve(x) for x in v]
         return v
 
+    def condition(self, name):
+        """A condition of the template's `Conditions` (Fn::Not, Fn::Equals, Fn::And, Fn::Or)."""
+        def ev(c):
+            (k, arg), = c.items()
+            if k == "Fn::Not":
+                return not ev(arg[0])
+            if k == "Fn::Equals":
+                return str(self.resolve(arg[0])) == str(self.resolve(arg[1]))
+            if k == "Fn::And":
+                return all(ev(x) for x in arg)
+            if k == "Fn::Or":
+                return any(ev(x) for x in arg)
+            if k == "Condition":
+                return self.condition(arg)
+            sys.exit(f"condition {name}: {k} is not known to the local stack")
+        return ev(self.t.get("Conditions", {})[name])
+
     def ref(self, name):
-        pseudo = {"AWS::StackName": self.name, "AWS::Region": self.region, "AWS::AccountId": ACCOUNT}
+        pseudo = {"AWS::StackName": self.name, "AWS::Region": self.region, "AWS::AccountId": ACCOUNT,
+                  "AWS::URLSuffix": "amazonaws.com", "AWS::Partition": "aws"}
         if name in pseudo:
             return pseudo[name]
         if name in self.params:
@@ -247,6 +268,9 @@ class Stack:
     def functions(self):
         glob = self.t.get("Globals", {}).get("Function", {})
         functions, routes, schedules = {}, [], []
+        # The local runner serves every route itself; `${HttpApi}` in a URL names no real API here.
+        for logical, _ in self.of_type("AWS::Serverless::HttpApi"):
+            self.physical.setdefault(logical, "local")
         for logical, r in self.of_type("AWS::Serverless::Function"):
             p = r["Properties"]
             self.physical[logical] = self.physical_name(logical)

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::adapters::aws::Aws;
-use crate::apps::{merchant_api, messaging, payments, privacy};
+use crate::apps::{merchant_api, messaging, orders, payments, privacy};
 use crate::config::{ConfigError, InitError};
 use crate::function::{BoxFuture, Function, Http, Invocation, Kind, Schedule, Sqs, Trigger};
 use crate::ports::SharedClock;
@@ -22,6 +22,9 @@ pub const FUNCTIONS: &[Entry] = &[
     Entry::of::<Schedule<privacy::RetentionSweep>>(),
     Entry::of::<Sqs<privacy::DataRequestsWorker>>(),
     Entry::of::<Sqs<privacy::AuditAppender>>(),
+    Entry::of::<Schedule<orders::MarketplaceScheduler>>(),
+    Entry::of::<Sqs<orders::MarketplacePoller>>(),
+    Entry::of::<Http<orders::EbayAccountDeletion>>(),
 ];
 
 /// A built function, handed events as JSON the way Lambda hands them.

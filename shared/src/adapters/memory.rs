@@ -672,11 +672,13 @@ impl crate::ports::OrderStore for MemoryOrders {
     }
 }
 
+/// A connection and its lease (holder, until).
+type Leased = (crate::domain::orders::connection::Connection, Option<(String, DateTime<Utc>)>);
+
 /// The connections table in memory, with leases.
 #[derive(Debug, Default)]
 pub struct MemoryConnections {
-    pub connections:
-        Mutex<HashMap<String, (crate::domain::orders::connection::Connection, Option<(String, DateTime<Utc>)>)>>,
+    pub connections: Mutex<HashMap<String, Leased>>,
 }
 
 impl MemoryConnections {

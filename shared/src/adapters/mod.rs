@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod dynamo_attrs;
 pub mod dynamo_audit;
+pub mod dynamo_connections;
 pub mod dynamo_conversations;
 pub mod dynamo_data;
 pub mod dynamo_idempotency;
@@ -13,6 +14,7 @@ pub mod dynamo_orders;
 pub mod dynamo_payments;
 pub mod dynamo_requests;
 pub mod emf;
+pub mod marketplaces;
 /// In-memory fakes for use-case tests: built only for tests (`cfg(test)`, or the `fakes` feature the test
 /// crate turns on); no function references them, so no Lambda binary links them.
 #[cfg(any(test, feature = "fakes"))]

@@ -4,5 +4,6 @@
 
 pub mod merchant_api;
 pub mod messaging;
+pub mod orders;
 pub mod payments;
 pub mod privacy;

@@ -11,10 +11,12 @@
 //! | `notification.send_request` | 1 | [`SendRequest`] | payments worker, messaging worker, data-requests worker -> notifications sender |
 //! | `dsr.requested` | 1 | [`DataRequest`] | messaging worker, merchant API, `nexctl` -> data-requests worker |
 //! | `sweep.continue` | 1 | [`Continue`] | retention sweep -> itself |
+//! | `orders.poll` | 1 | [`PollJob`] | marketplace scheduler -> marketplace poller |
 //!
-//! Two bodies are references, not envelopes, written by the template's EventBridge pipes: [`InboxRef`]
-//! (`{"inbox": key}`, a webhook's stored delivery) and [`LedgerRef`] (`{"ledger": {pk, sk}}`, a consent
-//! ledger entry for the audit appender).
+//! Three bodies are references, not envelopes, written by the template's EventBridge pipes: [`InboxRef`]
+//! (`{"inbox": key}`, a webhook's stored delivery), [`LedgerRef`] (`{"ledger": {pk, sk}}`, a consent
+//! ledger entry for the audit appender) and [`OrderEventRef`] (`{"order_event": {pk, sk}}`, a new order
+//! version for the order forwarder).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -189,6 +191,39 @@ impl Message for Continue {
     const VERSION: u32 = 1;
 }
 
+/// Polls one marketplace connection (the poll queue's message). No personal data: ids only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollJob {
+    pub connection: String,
+}
+
+impl Message for PollJob {
+    const KIND: &'static str = "orders.poll";
+    const VERSION: u32 = 1;
+}
+
+/// A new order version's event item, as the pipe queues it: `{"order_event": {"pk": .., "sk": ..}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderEventRef {
+    pub pk: String,
+    pub sk: String,
+}
+
+#[derive(Deserialize)]
+struct QueuedOrderEvent {
+    order_event: OrderEventRef,
+}
+
+impl OrderEventRef {
+    /// Reads a queued reference; `None` for anything else.
+    pub fn parse(body: &str) -> Option<Self> {
+        serde_json::from_str::<QueuedOrderEvent>(body)
+            .ok()
+            .map(|q| q.order_event)
+            .filter(|r| r.pk.starts_with("merchant#") && r.sk.starts_with("event#"))
+    }
+}
+
 #[derive(serde::Deserialize)]
 pub struct InboxRef {
     pub inbox: String,
@@ -232,6 +267,7 @@ mod tests {
             (SendRequest::KIND, SendRequest::VERSION),
             (DataRequest::KIND, DataRequest::VERSION),
             (Continue::KIND, Continue::VERSION),
+            (PollJob::KIND, PollJob::VERSION),
         ] {
             assert!(table.contains(&format!("//! | `{kind}` | {version} |")), "{kind} v{version} is in the table");
         }

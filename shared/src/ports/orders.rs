@@ -175,6 +175,9 @@ pub struct Listing {
     pub next: Option<String>,
     /// The window's end as the platform applied it (Amazon echoes `lastUpdatedBefore`).
     pub window_to: Option<DateTime<Utc>>,
+    /// Seconds the platform's limit headers say to wait before the next call (bol's
+    /// `X-RateLimit-Remaining: 0` with its `X-RateLimit-Reset`).
+    pub pause: Option<u64>,
 }
 
 /// A marketplace's orders API, for one connection at a time.

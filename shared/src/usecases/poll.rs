@@ -148,6 +148,12 @@ where
             result.add(stored);
             pages += 1;
             match listing.next {
+                Some(position) if listing.pause.is_some() => {
+                    cursor.position = Some(position);
+                    c.cursor = Some(cursor);
+                    c.throttle_until = listing.pause.map(|s| self.clock.now() + Duration::seconds(s.min(3600) as i64));
+                    return self.stopped(&mut c, &lease, result, pages, "limit_headers").await;
+                }
                 Some(position) => {
                     cursor.position = Some(position);
                     c.cursor = Some(cursor.clone());
@@ -286,7 +292,7 @@ mod tests {
     }
 
     fn page(orders: Vec<Listed>, next: Option<&str>) -> Result<Listing, SourceError> {
-        Ok(Listing { orders, invalid: 0, next: next.map(str::to_owned), window_to: None })
+        Ok(Listing { orders, invalid: 0, next: next.map(str::to_owned), window_to: None, pause: None })
     }
 
     /// A platform that answers from a script, and remembers what it was asked.

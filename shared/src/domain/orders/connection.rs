@@ -97,6 +97,19 @@ pub struct Connection {
     pub failures: u32,
 }
 
+/// Shards of the index of pollable connections: the fan-out reads them in parallel.
+pub const POLL_SHARDS: u32 = 8;
+
+/// The poll shard of connection `id` (FNV-1a, stable across builds).
+pub fn poll_shard(id: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % POLL_SHARDS
+}
+
 /// How far back the first poll of a new connection reaches.
 pub const FIRST_LOOKBACK: Duration = Duration::days(7);
 

@@ -1,0 +1,436 @@
+//! [`OrderSource`] for each marketplace, over HTTPS (reqwest with rustls). Every base URL comes from
+//! configuration, so tests and the local stack point them at stand-ins.
+//!
+//! Failures are classified by status, never by the platform's text (which may quote the request):
+//! 429 rate limited (with `Retry-After` when sent), 401/403 unauthorized, 5xx and transport errors
+//! transient, other 4xx and undocumented bodies permanent.
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::domain::orders::connection::{Budget, Connection, Cursor, FIRST_LOOKBACK};
+use crate::domain::orders::{amazon, bol, ebay, Marketplace, Normalised};
+use crate::ports::{AccessToken, Credentials, Listed, Listing, OrderSource, SourceError};
+
+/// One HTTP client for the platform calls: short connect timeout, bounded total time.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(20))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
+/// An app's own credentials at a marketplace (the suite's, not a merchant's).
+#[derive(Clone)]
+pub struct AppCredentials {
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+fn base(url: &str) -> String {
+    url.trim_end_matches('/').to_owned()
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The class of a non-2xx answer.
+fn refusal(status: u16, headers: &reqwest::header::HeaderMap) -> SourceError {
+    match status {
+        429 => SourceError::RateLimited { retry_after: retry_after(headers) },
+        401 | 403 => SourceError::Unauthorized,
+        408 | 500..=599 => SourceError::Transient("server error"),
+        _ => SourceError::Permanent("refused request"),
+    }
+}
+
+fn transport(e: &reqwest::Error) -> SourceError {
+    if e.is_timeout() {
+        SourceError::Transient("timeout")
+    } else {
+        SourceError::Transient("transport")
+    }
+}
+
+/// Sends `req`; a 2xx body parsed as `T`, else the refusal's class.
+async fn call<T: serde::de::DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+) -> Result<(T, reqwest::header::HeaderMap), SourceError> {
+    let res = req.send().await.map_err(|e| transport(&e))?;
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    if !(200..300).contains(&status) {
+        return Err(refusal(status, &headers));
+    }
+    let bytes = res.bytes().await.map_err(|e| transport(&e))?;
+    // bol answers an empty list as `{}`; an empty body is an empty object too.
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+    let parsed = serde_json::from_slice(bytes).map_err(|_| SourceError::Permanent("undocumented body"))?;
+    Ok((parsed, headers))
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<i64>,
+}
+
+/// A token endpoint's answer. OAuth refusals of the grant (`invalid_grant`, `invalid_client`) come as
+/// 400/401: both mean the credentials no longer work.
+async fn token_call(req: reqwest::RequestBuilder, default_life: i64) -> Result<AccessToken, SourceError> {
+    let res = req.send().await.map_err(|e| transport(&e))?;
+    let status = res.status().as_u16();
+    if status == 400 || status == 401 || status == 403 {
+        return Err(SourceError::Unauthorized);
+    }
+    if !(200..300).contains(&status) {
+        return Err(refusal(status, res.headers()));
+    }
+    let t: TokenAnswer = res.json().await.map_err(|_| SourceError::Permanent("undocumented token answer"))?;
+    let life = t.expires_in.unwrap_or(default_life).clamp(60, 86_400);
+    Ok(AccessToken { token: SecretString::from(t.access_token), expires_at: Utc::now() + Duration::seconds(life) })
+}
+
+/// `url` with `query` percent-encoded (so `[`, `]`, `:` and `,` in values are encoded, as eBay's filter needs).
+fn with_query<'a>(url: String, query: impl IntoIterator<Item = &'a (&'a str, String)>) -> String {
+    let q = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(query.into_iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    format!("{url}?{q}")
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn normalised(r: Result<Normalised, crate::domain::orders::Invalid>, invalid: &mut u32) -> Option<Listed> {
+    match r {
+        Ok(n) => Some(Listed::Full(Box::new(n))),
+        Err(e) => {
+            tracing::warn!(marketplace = %e.marketplace, field = e.field, "order skipped: not normalisable");
+            *invalid += 1;
+            None
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------- Amazon
+
+/// Amazon SP-API: LWA tokens and the Orders API 2026-01-01 `searchOrders`.
+#[derive(Clone)]
+pub struct AmazonSource {
+    pub http: reqwest::Client,
+    pub lwa_url: String,
+    pub api_url: String,
+    pub app: AppCredentials,
+}
+
+/// What `searchOrders` is asked to include: buyer, recipient, fulfilment and packages in the same call.
+pub const AMAZON_INCLUDED: &str = "BUYER,RECIPIENT,FULFILLMENT,PACKAGES,PROCEEDS";
+
+impl OrderSource for AmazonSource {
+    fn budget(&self) -> Budget {
+        Budget { rate: 0.0056, burst: 20.0 }
+    }
+
+    /// From the watermark to two minutes before now (the orders API's lag).
+    fn window(&self, watermark: Option<DateTime<Utc>>, created: DateTime<Utc>, now: DateTime<Utc>) -> Cursor {
+        let to = now - Duration::minutes(2);
+        let from = watermark.unwrap_or(created - FIRST_LOOKBACK).min(to);
+        Cursor { from, to, position: None }
+    }
+
+    async fn token(&self, c: &Credentials) -> Result<AccessToken, SourceError> {
+        let refresh = c.refresh_token.as_ref().ok_or(SourceError::Unauthorized)?;
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.expose_secret()),
+            ("client_id", self.app.client_id.as_str()),
+            ("client_secret", self.app.client_secret.expose_secret()),
+        ];
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let req = self
+            .http
+            .post(format!("{}/auth/o2/token", base(&self.lwa_url)))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        token_call(req, 3600).await
+    }
+
+    async fn list(&self, token: &SecretString, c: &Connection, cursor: &Cursor) -> Result<Listing, SourceError> {
+        // Every parameter the same on every page of a window; the token is added to them.
+        let mut query = vec![
+            ("marketplaceIds", c.sites.join(",")),
+            ("lastUpdatedAfter", iso(cursor.from)),
+            ("lastUpdatedBefore", iso(cursor.to)),
+            ("includedData", AMAZON_INCLUDED.to_owned()),
+            ("maxResultsPerPage", "100".to_owned()),
+        ];
+        if let Some(p) = &cursor.position {
+            query.push(("paginationToken", p.clone()));
+        }
+        let req = self
+            .http
+            .get(with_query(format!("{}/orders/2026-01-01/orders", base(&self.api_url)), &query))
+            .header("x-amz-access-token", token.expose_secret())
+            .header("accept", "application/json");
+        let (page, _headers): (amazon::SearchOrders, _) = call(req).await?;
+        let mut invalid = 0;
+        let orders = page.orders.iter().filter_map(|o| normalised(amazon::normalise(o), &mut invalid)).collect();
+        Ok(Listing {
+            orders,
+            invalid,
+            next: page.next_token().map(str::to_owned),
+            window_to: page.last_updated_before(),
+            pause: None,
+        })
+    }
+
+    async fn detail(&self, _t: &SecretString, _c: &Connection, _id: &str) -> Result<Normalised, SourceError> {
+        Err(SourceError::Permanent("searchOrders lists whole orders"))
+    }
+}
+
+// --------------------------------------------------------------------------------------------- eBay
+
+/// eBay: OAuth refresh-token grant and the Fulfillment API `getOrders`.
+#[derive(Clone)]
+pub struct EbaySource {
+    pub http: reqwest::Client,
+    pub auth_url: String,
+    pub api_url: String,
+    pub app: AppCredentials,
+}
+
+/// The scope the poller asks for: reading orders, nothing else.
+pub const EBAY_SCOPE: &str = "https://api.ebay.com/oauth/api_scope/sell.fulfillment.readonly";
+/// eBay's largest page (more fails rather than clamps).
+pub const EBAY_LIMIT: usize = 200;
+/// Orders re-read at each page boundary: the set moves while it is paged (an order modified meanwhile
+/// leaves the window, and the next page starts earlier than its offset says).
+pub const EBAY_OVERLAP: usize = 20;
+
+impl OrderSource for EbaySource {
+    fn budget(&self) -> Budget {
+        // The Fulfillment API's daily call limit is large; a call every few seconds is well within it.
+        Budget { rate: 0.5, burst: 20.0 }
+    }
+
+    /// From two minutes before the watermark (eBay's own guidance) to two minutes before now.
+    fn window(&self, watermark: Option<DateTime<Utc>>, created: DateTime<Utc>, now: DateTime<Utc>) -> Cursor {
+        let to = now - Duration::minutes(2);
+        let from = watermark.map_or(created - FIRST_LOOKBACK, |w| w - Duration::minutes(2)).min(to);
+        Cursor { from, to, position: None }
+    }
+
+    async fn token(&self, c: &Credentials) -> Result<AccessToken, SourceError> {
+        let refresh = c.refresh_token.as_ref().ok_or(SourceError::Unauthorized)?;
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh.expose_secret()),
+                ("scope", EBAY_SCOPE),
+            ])
+            .finish();
+        let req = self
+            .http
+            .post(format!("{}/identity/v1/oauth2/token", base(&self.auth_url)))
+            .basic_auth(&self.app.client_id, Some(self.app.client_secret.expose_secret()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        token_call(req, 7200).await
+    }
+
+    async fn list(&self, token: &SecretString, _c: &Connection, cursor: &Cursor) -> Result<Listing, SourceError> {
+        let offset: usize = cursor.position.as_deref().and_then(|p| p.parse().ok()).unwrap_or(0);
+        // Only `lastmodifieddate` (with `creationdate` too, eBay would use that one alone).
+        let filter = format!("lastmodifieddate:[{}..{}]", iso(cursor.from), iso(cursor.to));
+        let query = [("filter", filter), ("limit", EBAY_LIMIT.to_string()), ("offset", offset.to_string())];
+        let req = self
+            .http
+            .get(with_query(format!("{}/sell/fulfillment/v1/order", base(&self.api_url)), &query))
+            .bearer_auth(token.expose_secret())
+            .header("accept", "application/json");
+        let (page, _): (ebay::OrderPage, _) = call(req).await?;
+        let mut invalid = 0;
+        let n = page.orders.len();
+        let orders = page.orders.iter().filter_map(|o| normalised(ebay::normalise(o), &mut invalid)).collect();
+        let total = page.total.unwrap_or(0) as usize;
+        let next = (n > 0 && offset + n < total)
+            .then(|| (offset + n).saturating_sub(EBAY_OVERLAP).max(offset + 1).to_string());
+        Ok(Listing { orders, invalid, next, window_to: Some(cursor.to), pause: None })
+    }
+
+    async fn detail(&self, _t: &SecretString, _c: &Connection, _id: &str) -> Result<Normalised, SourceError> {
+        Err(SourceError::Permanent("getOrders lists whole orders"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------- bol
+
+/// bol.com Retailer API v10: client-credentials tokens, the changed-orders list and each order.
+#[derive(Clone)]
+pub struct BolSource {
+    pub http: reqwest::Client,
+    pub login_url: String,
+    pub api_url: String,
+    /// The orders resources' media type (`application/vnd.retailer.v10+json`), configurable per resource.
+    pub orders_media_type: String,
+}
+
+/// bol's page size.
+pub const BOL_PAGE: usize = 50;
+/// `change-interval-minute` goes up to 60.
+pub const BOL_MAX_INTERVAL: i64 = 60;
+
+/// Where a bol window is: the page, and in the fallback the day (`latest-change-date`).
+fn bol_position(p: Option<&str>) -> (Option<chrono::NaiveDate>, u32) {
+    let p = p.unwrap_or("");
+    let mut day = None;
+    let mut page = 1;
+    for part in p.split(';') {
+        if let Some(d) = part.strip_prefix("d=") {
+            day = d.parse().ok();
+        } else if let Some(n) = part.strip_prefix("p=") {
+            page = n.parse().unwrap_or(1).max(1);
+        }
+    }
+    (day, page)
+}
+
+impl BolSource {
+    /// The list query for a window: `change-interval-minute` while the gap is short enough, else the
+    /// day-by-day `latest-change-date` fallback; always `status=ALL` so shipped and cancelled changes
+    /// are seen too.
+    pub fn query(cursor: &Cursor) -> (Vec<(&'static str, String)>, Option<chrono::NaiveDate>, u32) {
+        let (day, page) = bol_position(cursor.position.as_deref());
+        let gap = (cursor.to - cursor.from).num_minutes() + 1;
+        let mut q =
+            vec![("fulfilment-method", "ALL".to_owned()), ("status", "ALL".to_owned()), ("page", page.to_string())];
+        if gap < BOL_MAX_INTERVAL && day.is_none() {
+            q.push(("change-interval-minute", gap.max(1).to_string()));
+            (q, None, page)
+        } else {
+            let day = day.unwrap_or(cursor.from.date_naive()).max((cursor.to - Duration::days(90)).date_naive());
+            q.push(("latest-change-date", day.format("%Y-%m-%d").to_string()));
+            (q, Some(day), page)
+        }
+    }
+}
+
+impl OrderSource for BolSource {
+    fn budget(&self) -> Budget {
+        // GET /retailer/orders: 7 requests per 3 minutes.
+        Budget { rate: 7.0 / 180.0, burst: 7.0 }
+    }
+
+    /// From the watermark to now (bol's interval counts back from the call).
+    fn window(&self, watermark: Option<DateTime<Utc>>, created: DateTime<Utc>, now: DateTime<Utc>) -> Cursor {
+        Cursor { from: watermark.unwrap_or(created - FIRST_LOOKBACK).min(now), to: now, position: None }
+    }
+
+    async fn token(&self, c: &Credentials) -> Result<AccessToken, SourceError> {
+        let id = c.client_id.as_deref().ok_or(SourceError::Unauthorized)?;
+        let secret = c.client_secret.as_ref().ok_or(SourceError::Unauthorized)?;
+        let req = self
+            .http
+            .post(format!("{}/token?grant_type=client_credentials", base(&self.login_url)))
+            .basic_auth(id, Some(secret.expose_secret()))
+            .header("accept", "application/json");
+        token_call(req, 299).await
+    }
+
+    async fn list(&self, token: &SecretString, _c: &Connection, cursor: &Cursor) -> Result<Listing, SourceError> {
+        let (query, day, page) = Self::query(cursor);
+        let req = self
+            .http
+            .get(with_query(format!("{}/retailer/orders", base(&self.api_url)), &query))
+            .bearer_auth(token.expose_secret())
+            .header("accept", &self.orders_media_type);
+        let (list, headers): (bol::ReducedOrders, _) = call(req).await?;
+        let mut invalid = 0;
+        let n = list.orders.len();
+        let orders = list
+            .orders
+            .iter()
+            .filter_map(|o| {
+                match o.order_id.as_deref().map(str::trim).filter(|id| {
+                    !id.is_empty()
+                        && id.len() <= 64
+                        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                }) {
+                    Some(id) => Some(Listed::Ref {
+                        order_id: id.to_owned(),
+                        sort_key: format!("order#{}#{id}", Marketplace::Bol),
+                        changed_at: o.changed_at(),
+                    }),
+                    None => {
+                        invalid += 1;
+                        None
+                    }
+                }
+            })
+            .collect();
+        let next = if n >= BOL_PAGE {
+            Some(match day {
+                Some(d) => format!("d={d};p={}", page + 1),
+                None => format!("p={}", page + 1),
+            })
+        } else {
+            // The day is done: the next day of the fallback, until the window's last.
+            day.filter(|d| *d < cursor.to.date_naive()).and_then(|d| d.succ_opt()).map(|d| format!("d={d};p=1"))
+        };
+        let remaining = headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        let reset = headers.get("x-ratelimit-reset").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        let pause = (remaining == Some(0)).then(|| reset.unwrap_or(60));
+        Ok(Listing { orders, invalid, next, window_to: Some(cursor.to), pause })
+    }
+
+    async fn detail(&self, token: &SecretString, _c: &Connection, order_id: &str) -> Result<Normalised, SourceError> {
+        let req = self
+            .http
+            .get(format!("{}/retailer/orders/{order_id}", base(&self.api_url)))
+            .bearer_auth(token.expose_secret())
+            .header("accept", &self.orders_media_type);
+        let (order, _): (bol::ApiOrder, _) = call(req).await?;
+        bol::normalise(&order).map_err(|_| SourceError::Permanent("order not normalisable"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn bol_asks_for_the_interval_while_polled_often_and_falls_back_to_days_after_a_gap() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        let short = Cursor { from: now - Duration::minutes(14), to: now, position: None };
+        let (q, day, _) = BolSource::query(&short);
+        assert_eq!(day, None);
+        assert!(q.contains(&("change-interval-minute", "15".into())) && q.contains(&("status", "ALL".into())));
+        let long = Cursor { from: now - Duration::hours(30), to: now, position: None };
+        let (q, day, page) = BolSource::query(&long);
+        assert_eq!((day.map(|d| d.to_string()), page), (Some("2026-11-30".into()), 1));
+        assert!(q.contains(&("latest-change-date", "2026-11-30".into())) && q.contains(&("status", "ALL".into())));
+        let resumed = Cursor { position: Some("d=2026-12-01;p=3".into()), ..long };
+        let (_, day, page) = BolSource::query(&resumed);
+        assert_eq!((day.map(|d| d.to_string()), page), (Some("2026-12-01".into()), 3));
+    }
+
+    #[test]
+    fn refusals_are_classed_by_status_alone() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(refusal(429, &h), SourceError::RateLimited { retry_after: None });
+        h.insert("retry-after", "4".parse().unwrap());
+        assert_eq!(refusal(429, &h), SourceError::RateLimited { retry_after: Some(4) });
+        assert_eq!(refusal(401, &h), SourceError::Unauthorized);
+        assert_eq!(refusal(503, &h).class(), "transient");
+        assert_eq!(refusal(400, &h).class(), "permanent");
+    }
+}
