@@ -128,7 +128,9 @@ impl ConnectionStore for DynamoConnections {
     }
 
     async fn save(&self, c: &Connection, lease: &str, release: bool) -> Result<bool, InfraError> {
-        let mut set: Vec<String> = vec!["failures = :failures".into()];
+        // Every name through a placeholder: `cursor` and `bucket` are reserved words.
+        let mut names: HashMap<String, String> = HashMap::from([("#failures".into(), "failures".into())]);
+        let mut set: Vec<String> = vec!["#failures = :failures".into()];
         let mut remove: Vec<String> = vec![];
         let mut values: HashMap<String, AttributeValue> =
             HashMap::from([(":failures".into(), n(i64::from(c.failures))), (":l".into(), s(lease))]);
@@ -141,18 +143,20 @@ impl ConnectionStore for DynamoConnections {
             ("last_error", c.last_error.clone()),
         ];
         for (name, value) in fields {
+            names.insert(format!("#{name}"), name.to_owned());
             match value {
                 Some(v) => {
-                    set.push(format!("{name} = :{name}"));
+                    set.push(format!("#{name} = :{name}"));
                     values.insert(format!(":{name}"), s(v));
                 }
-                None => remove.push(name.to_owned()),
+                None => remove.push(format!("#{name}")),
             }
         }
         // The job changes the status only to stop polling a connection whose credentials were refused;
         // a pause or a removal meanwhile is the merchant's, and is kept.
         let reauth = c.status == ConnectionStatus::NeedsReauthorization;
         if reauth {
+            names.insert("#status".into(), "status".into());
             set.push("#status = :status".into());
             values.insert(":status".into(), s(c.status.as_str()));
             remove.push("poll_shard".into());
@@ -164,13 +168,11 @@ impl ConnectionStore for DynamoConnections {
         if !remove.is_empty() {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        let mut req = update(&self.client, &self.table, s(format!("conn#{}", c.id)), s(SK))
+        let req = update(&self.client, &self.table, s(format!("conn#{}", c.id)), s(SK))
             .update_expression(expr)
             .condition_expression("lease = :l")
-            .set_expression_attribute_values(Some(values));
-        if reauth {
-            req = req.expression_attribute_names("#status", "status");
-        }
+            .set_expression_attribute_values(Some(values))
+            .set_expression_attribute_names(Some(names));
         match req.send().await {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failed(&e) => Ok(false),

@@ -6,6 +6,7 @@
 mod data_requests;
 mod faults;
 mod local_stack;
+mod marketplace_poller;
 mod merchant_api;
 mod messaging_adapters;
 mod messaging_worker;
