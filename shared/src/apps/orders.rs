@@ -456,7 +456,7 @@ impl EbayAccountDeletion {
         };
         let origin = Origin {
             id: data_requests::request_id("ebay", "ebay-account-deletion", Some(&n.notification.notification_id)),
-            source: "ebay_account_deletion".into(),
+            source: crate::ports::SOURCE_MARKETPLACE_DELETION.into(),
             merchant: None,
         };
         match data_requests::open(&self.requests, &self.queue, &self.hasher, &intake, origin, self.clock.now()).await {

@@ -73,7 +73,7 @@ impl DataRequest {
     /// own and an operator's is a merchant's, and one naming no merchant covers nothing.
     pub fn scope(&self) -> Scope<'_> {
         match self.source.as_str() {
-            SOURCE_PERSON => Scope::Person,
+            SOURCE_PERSON | SOURCE_MARKETPLACE_DELETION => Scope::Person,
             SOURCE_OPERATOR => Scope::Platform,
             _ => Scope::Merchant(self.merchant.as_deref().unwrap_or("")),
         }
@@ -84,6 +84,9 @@ impl DataRequest {
 pub const SOURCE_PERSON: &str = "whatsapp_keyword";
 pub const SOURCE_OPERATOR: &str = "operator";
 pub const SOURCE_MERCHANT_API: &str = "merchant_api";
+/// A marketplace's signed notice that the person's account there was deleted (eBay's Marketplace Account
+/// Deletion): it stands for the person, so it covers what is held about them for every merchant.
+pub const SOURCE_MARKETPLACE_DELETION: &str = "marketplace_account_deletion";
 
 pub use crate::domain::data_inventory::Store;
 

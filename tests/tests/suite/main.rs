@@ -4,6 +4,7 @@
 #![cfg_attr(not(fixtures), allow(dead_code, unused_imports))]
 
 mod data_requests;
+mod ebay_deletion;
 mod faults;
 mod local_stack;
 mod marketplace_poller;
