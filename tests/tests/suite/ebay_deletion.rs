@@ -28,12 +28,18 @@ async fn ebay_stand_in(kid: &str, pem: &str) -> MockServer {
     Mock::given(method("POST"))
         .and(path("/identity/v1/oauth2/token"))
         .and(body_string_contains("grant_type=client_credentials"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"access_token": "v^1.1#app", "expires_in": 7200})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"access_token": "v^1.1#app", "expires_in": 7200})),
+        )
         .mount(&server)
         .await;
     Mock::given(method("GET"))
         .and(path(format!("/commerce/notification/v1/public_key/{kid}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"key": pem, "algorithm": "ECDSA", "digest": "SHA1"})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"key": pem, "algorithm": "ECDSA", "digest": "SHA1"})),
+        )
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -77,7 +83,8 @@ fn notice(username: &str) -> String {
 fn sign(key: &SigningKey, kid: &str, body: &str) -> String {
     let digest = Sha1::digest(ebay_deletion::compact(body.as_bytes()).unwrap());
     let sig: Signature = key.sign_prehash(&digest).unwrap();
-    let header = serde_json::json!({"alg": "ecdsa", "kid": kid, "signature": STANDARD.encode(sig.to_der()), "digest": "SHA1"});
+    let header =
+        serde_json::json!({"alg": "ecdsa", "kid": kid, "signature": STANDARD.encode(sig.to_der()), "digest": "SHA1"});
     STANDARD.encode(header.to_string())
 }
 
@@ -93,7 +100,14 @@ async fn the_endpoint_check_answers_the_hash_of_code_token_and_registered_url() 
     let ebay = ebay_stand_in(KID, &pem(&key)).await;
     let app = endpoint(&h, &ebay.uri()).await;
     let url = env_of("EbayAccountDeletionFunction")["EBAY_DELETION_ENDPOINT_URL"].clone();
-    let get = nex_local::events::http_v2("GET", "/webhooks/ebay/account-deletion", "challenge_code=a8628072-3d33-45ee-9004-bee86830a22d", &[], b"", "r");
+    let get = nex_local::events::http_v2(
+        "GET",
+        "/webhooks/ebay/account-deletion",
+        "challenge_code=a8628072-3d33-45ee-9004-bee86830a22d",
+        &[],
+        b"",
+        "r",
+    );
     let resp = app.handle(get, "r").await;
     assert_eq!(resp.status_code, 200);
     assert_eq!(resp.headers.get("content-type").unwrap(), "application/json");

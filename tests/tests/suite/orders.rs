@@ -142,3 +142,70 @@ async fn every_new_version_reaches_the_order_events_queue_once_and_a_repoll_adds
     }
     assert_eq!(stack.pipe.pump().await.unwrap(), 0, "nothing twice");
 }
+
+/// The sweep with an injected clock: a shipped bol order's buyer goes 29 days after it was first seen
+/// shipped (so within the promised 30 with a daily sweep) and the order is anonymised at 90 days; an Amazon
+/// order that never ships loses its buyer and is anonymised at 30 days.
+#[tokio::test]
+async fn the_sweep_deletes_buyers_after_shipment_and_anonymises_orders_at_their_window() {
+    use nex_shared::adapters::memory::FixedClock;
+    use nex_shared::domain::data_inventory::Store;
+    use nex_shared::domain::orders::bol;
+    let h = Harness::new().await;
+    let p = h.private().await;
+    let orders_table = p.table(Store::Orders).to_owned();
+    let store = DynamoOrders::new(h.ddb.clone(), &orders_table);
+    let t0 = Utc::now() - Duration::days(1);
+    let bol_order = |shipped: u32, changed: &str| {
+        let json = format!(
+            r#"{{"orderId":"B-1","orderPlacedDateTime":"{placed}","shipmentDetails":{{"firstName":"Piet","surname":"Jansen","city":"UTRECHT","email":"x9@verkopen.bol.com"}},
+            "orderItems":[{{"orderItemId":"1","fulfilment":{{"method":"FBR"}},"quantity":1,"quantityShipped":{shipped},"unitPrice":9.5,"totalPrice":9.5,
+            "latestChangedDateTime":"{changed}"}}]}}"#,
+            placed = t0.to_rfc3339()
+        );
+        bol::normalise(&serde_json::from_str(&json).unwrap()).unwrap()
+    };
+    let at = |d: i64| t0 + Duration::days(d);
+    store_page(
+        &store,
+        &hasher(),
+        "m",
+        vec![bol_order(0, &at(0).to_rfc3339()), order("A-1", "UNSHIPPED", &t0.to_rfc3339(), true)],
+        at(0),
+    )
+    .await
+    .unwrap();
+    // Seen shipped two days later (bol gives no ship time).
+    let shipped_seen = at(2);
+    store_page(&store, &hasher(), "m", vec![bol_order(1, &shipped_seen.to_rfc3339())], shipped_seen).await.unwrap();
+    let get = |sk: &'static str| {
+        let (h, t) = (&h, orders_table.clone());
+        async move { h.get(&t, &[("pk", "merchant#m"), ("sk", sk)]).await }
+    };
+    let sweep_at = |t| {
+        let (h, p) = (&h, &p);
+        async move {
+            let sweep = h.sweep(p, FixedClock::at(t)).await;
+            let report = sweep.run(false, t + Duration::minutes(15), &()).await.unwrap();
+            assert!(report.complete);
+            report
+        }
+    };
+    let due = shipped_seen + Duration::days(29);
+    sweep_at(due - Duration::hours(1)).await;
+    assert!(get("buyer#bol#B-1").await.is_some(), "not yet");
+    // The Amazon order (placed 2026-11-01, never shipped) is past its 30 days by now: buyer gone, anonymised.
+    assert!(get("buyer#amazon#A-1").await.is_none());
+    let a = get("order#amazon#A-1").await.unwrap();
+    assert!(!a.contains_key("subject") && a.contains_key("order"));
+    sweep_at(due + Duration::hours(1)).await;
+    assert!(get("buyer#bol#B-1").await.is_none(), "29 days after shipment the buyer is gone");
+    let o = get("order#bol#B-1").await.unwrap();
+    assert!(o.contains_key("subject"), "the order itself is kept until its own window");
+    assert!(due + Duration::days(1) <= shipped_seen + Duration::days(30), "a daily sweep keeps the 30 days");
+
+    sweep_at(at(90) + Duration::hours(1)).await;
+    let o = get("order#bol#B-1").await.unwrap();
+    assert!(!o.contains_key("subject") && !o.contains_key("expires_at"), "anonymised at 90 days");
+    assert!(o["order"].as_s().unwrap().contains("9.5"), "its numbers are kept");
+}
