@@ -87,6 +87,8 @@ pub const APP_SECRET: &str = "local_dev_app_secret_not_a_real_secret";
 pub const VERIFY_TOKEN: &str = "local-dev-verify-token";
 /// The development API key of `merchant-demo-1` (`infra/local/dev-seed.json` stores its SHA-256).
 pub const MERCHANT_KEY: &str = "local-dev-merchant-api-key";
+/// merchant-demo-2's key (seeded too): the other merchant of every scoping test.
+pub const OTHER_MERCHANT_KEY: &str = "local-dev-merchant-api-key-2";
 
 pub fn manifest() -> &'static Value {
     static M: OnceLock<Value> = OnceLock::new();

@@ -298,3 +298,187 @@ impl CredentialStore for SecretsCredentials {
             .map_err(|e| infra_error("secretsmanager", "PutSecretValue", e))
     }
 }
+
+/// What a single-use consent `state` is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateBinding {
+    pub merchant: String,
+    pub marketplace: Marketplace,
+    pub sites: Vec<String>,
+}
+
+impl DynamoConnections {
+    /// Keeps a consent `state` (by its SHA-256, never the value) bound to `binding` until `expires_at`.
+    pub async fn put_state(
+        &self, state_hash: &str, binding: &StateBinding, expires_at: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("state#{state_hash}")))
+            .item("sk", s("state"))
+            .item("merchant", s(&binding.merchant))
+            .item("marketplace", s(binding.marketplace.as_str()))
+            .item("sites", s(serde_json::to_string(&binding.sites).unwrap_or_default()))
+            .item("expires_at", n(expires_at.timestamp()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| infra_error("dynamodb", "PutItem(state)", e))
+    }
+
+    /// Takes a consent state once: deleted as it is read, and only if it has not expired. `None`: unknown,
+    /// used, or expired.
+    pub async fn take_state(&self, state_hash: &str, now: DateTime<Utc>) -> Result<Option<StateBinding>, InfraError> {
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("state#{state_hash}")))
+            .key("sk", s("state"))
+            .condition_expression("attribute_exists(pk) AND expires_at > :now")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match res {
+            Ok(out) => Ok(out.attributes.and_then(|a| {
+                Some(StateBinding {
+                    merchant: text(&a, "merchant")?,
+                    marketplace: Marketplace::parse(&text(&a, "marketplace")?)?,
+                    sites: json(&a, "sites").unwrap_or_default(),
+                })
+            })),
+            Err(e) if is_condition_failed(&e) => Ok(None),
+            Err(e) => Err(infra_error("dynamodb", "DeleteItem(state)", e)),
+        }
+    }
+
+    /// `merchant`'s connections, from the `by_merchant` index.
+    pub async fn for_merchant(&self, merchant: &str) -> Result<Vec<Connection>, InfraError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let res = super::dynamo_attrs::query(&self.client, &self.table)
+                .index_name("by_merchant")
+                .key_condition_expression("merchant = :m AND begins_with(pk, :c)")
+                .expression_attribute_values(":m", s(merchant))
+                .expression_attribute_values(":c", s("conn#"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| infra_error("dynamodb", "Query(by_merchant)", e))?;
+            out.extend(res.items().iter().filter_map(from_item).filter(|c| c.merchant == merchant));
+            start = res.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Every connection (the operator's view), a page at a time.
+    pub async fn all(&self) -> Result<Vec<Connection>, InfraError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let res = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :c)")
+                .expression_attribute_values(":c", s("conn#"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| infra_error("dynamodb", "Scan(connections)", e))?;
+            out.extend(res.items().iter().filter_map(from_item));
+            start = res.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Pauses (`active` -> `paused`) or resumes (`paused` -> `active`) connection `id`, only if it is held
+    /// for `merchant` (`None`: an operator). `Ok(false)`: not theirs, absent, or not in the state to change.
+    pub async fn set_paused(&self, id: &str, merchant: Option<&str>, paused: bool) -> Result<bool, InfraError> {
+        let (from, to) = if paused {
+            (ConnectionStatus::Active, ConnectionStatus::Paused)
+        } else {
+            (ConnectionStatus::Paused, ConnectionStatus::Active)
+        };
+        let mut req = update(&self.client, &self.table, s(format!("conn#{id}")), s(SK))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":from", s(from.as_str()))
+            .expression_attribute_values(":to", s(to.as_str()));
+        req = if paused {
+            req.update_expression("SET #status = :to REMOVE poll_shard")
+        } else {
+            req.update_expression("SET #status = :to, poll_shard = :shard REMOVE throttle_until")
+                .expression_attribute_values(":shard", s(poll_shard(id).to_string()))
+        };
+        req = match merchant {
+            Some(m) => req
+                .condition_expression("attribute_exists(pk) AND #status = :from AND merchant = :m")
+                .expression_attribute_values(":m", s(m)),
+            None => req.condition_expression("attribute_exists(pk) AND #status = :from"),
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(infra_error("dynamodb", "UpdateItem(connection status)", e)),
+        }
+    }
+
+    /// Stores a connection made again (new credentials for the same account): active and polled again from
+    /// its watermark. Creates it if it is new.
+    pub async fn connect(&self, c: &Connection) -> Result<(), InfraError> {
+        match self.create(c).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.operation == "PutItem(connection)" => {
+                let res = update(&self.client, &self.table, s(format!("conn#{}", c.id)), s(SK))
+                    .update_expression("SET #status = :active, poll_shard = :shard, failures = :zero REMOVE throttle_until, last_error")
+                    .condition_expression("attribute_exists(pk) AND merchant = :m")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":active", s(ConnectionStatus::Active.as_str()))
+                    .expression_attribute_values(":shard", s(poll_shard(&c.id).to_string()))
+                    .expression_attribute_values(":zero", n(0))
+                    .expression_attribute_values(":m", s(&c.merchant))
+                    .send()
+                    .await;
+                res.map(|_| ()).map_err(|e| infra_error("dynamodb", "UpdateItem(connection)", e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes connection `id` if it is held for `merchant` (`None`: an operator); returns its secret's id
+    /// so the caller deletes it. Its orders keep their own deadlines.
+    pub async fn remove(&self, id: &str, merchant: Option<&str>) -> Result<Option<String>, InfraError> {
+        let mut req =
+            self.client.delete_item().table_name(&self.table).key("pk", s(format!("conn#{id}"))).key("sk", s(SK));
+        req = match merchant {
+            Some(m) => req.condition_expression("merchant = :m").expression_attribute_values(":m", s(m)),
+            None => req.condition_expression("attribute_exists(pk)"),
+        };
+        match req.return_values(ReturnValue::AllOld).send().await {
+            Ok(out) => Ok(out.attributes.and_then(|a| text(&a, "secret_id"))),
+            Err(e) if is_condition_failed(&e) => Ok(None),
+            Err(e) => Err(infra_error("dynamodb", "DeleteItem(connection)", e)),
+        }
+    }
+}
+
+impl SecretsCredentials {
+    /// Creates or replaces the secret `name` (a connection made again gets its new credentials).
+    pub async fn put(&self, name: &str, c: &Credentials) -> Result<String, InfraError> {
+        match self.create(name, c).await {
+            Ok(id) => Ok(id),
+            Err(_) => {
+                self.save(name, c).await?;
+                Ok(name.to_owned())
+            }
+        }
+    }
+}

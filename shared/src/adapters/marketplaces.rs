@@ -402,6 +402,62 @@ impl OrderSource for BolSource {
     }
 }
 
+/// Exchanges an OAuth authorization code for a refresh token (the connection's lasting credential).
+async fn exchange(req: reqwest::RequestBuilder) -> Result<SecretString, SourceError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        refresh_token: Option<String>,
+    }
+    let res = req.send().await.map_err(|e| transport(&e))?;
+    let status = res.status().as_u16();
+    if (400..500).contains(&status) && status != 429 {
+        return Err(SourceError::Unauthorized);
+    }
+    if !(200..300).contains(&status) {
+        return Err(refusal(status, res.headers()));
+    }
+    let a: Answer = res.json().await.map_err(|_| SourceError::Permanent("undocumented token answer"))?;
+    a.refresh_token.filter(|t| !t.is_empty()).map(SecretString::from).ok_or(SourceError::Permanent("no refresh token"))
+}
+
+impl AmazonSource {
+    /// The SP-API authorization callback's `spapi_oauth_code`, exchanged at LWA for a refresh token.
+    pub async fn exchange(&self, code: &str) -> Result<SecretString, SourceError> {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("client_id", self.app.client_id.as_str()),
+                ("client_secret", self.app.client_secret.expose_secret()),
+            ])
+            .finish();
+        exchange(
+            self.http
+                .post(format!("{}/auth/o2/token", base(&self.lwa_url)))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body),
+        )
+        .await
+    }
+}
+
+impl EbaySource {
+    /// eBay's authorization-code grant: the code, for the app's RuName (its registered redirect).
+    pub async fn exchange(&self, code: &str, ru_name: &str) -> Result<SecretString, SourceError> {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("grant_type", "authorization_code"), ("code", code), ("redirect_uri", ru_name)])
+            .finish();
+        exchange(
+            self.http
+                .post(format!("{}/identity/v1/oauth2/token", base(&self.auth_url)))
+                .basic_auth(&self.app.client_id, Some(self.app.client_secret.expose_secret()))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body),
+        )
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Use cases: the suite's behaviour, generic over ports.
 
 pub mod apply_payment;
+pub mod connections;
 pub mod consent_audit;
 pub mod conversation;
 pub mod data_requests;

@@ -3,6 +3,7 @@
 // Without the fixtures, the conformance tests (and the helpers only they use) are not built as tests.
 #![cfg_attr(not(fixtures), allow(dead_code, unused_imports))]
 
+mod connections;
 mod data_requests;
 mod ebay_deletion;
 mod faults;
