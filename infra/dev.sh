@@ -23,7 +23,13 @@ nexctl="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nexctl"
 trap 'kill ${RUNNER_PID:-} 2>/dev/null; stop_moto; log "stopped"' EXIT
 start_moto "$aws_port"
 # The local stack stands in for the WhatsApp Cloud API on its own port (no network here).
-provision "$STATE/manifest.json" --param "WhatsAppApiBaseUrl=http://127.0.0.1:$port/_local/graph"
+local_url="http://127.0.0.1:$port"
+provision "$STATE/manifest.json" --param "WhatsAppApiBaseUrl=$local_url/_local/graph" \
+  --param "AmazonLwaUrl=$local_url/_local/amazon" --param "AmazonSpApiUrl=$local_url/_local/amazon" \
+  --param "AmazonConsentUrl=$local_url/_local/amazon" --param "EbayAuthUrl=$local_url/_local/ebay" \
+  --param "EbayApiUrl=$local_url/_local/ebay" --param "EbayConsentUrl=$local_url/_local/ebay" \
+  --param "BolLoginUrl=$local_url/_local/bol" --param "BolApiUrl=$local_url/_local/bol" \
+  --param "EbayDeletionEndpointUrl=$local_url/webhooks/ebay/account-deletion"
 
 "$bin" --manifest "$STATE/manifest.json" --port "$port" --reap-every-secs 10 --ttl-lag-secs 30 \
   >"$STATE/suite.log" 2>&1 &
@@ -37,6 +43,8 @@ log "suite listening on http://127.0.0.1:$port (logs: infra/.local/suite.log)"
 
 "$VENV/bin/python" "$ROOT/infra/local/replay.py" --manifest "$STATE/manifest.json" \
   --url "http://127.0.0.1:$port/webhooks/stripe"
+
+"$VENV/bin/python" "$ROOT/infra/local/marketplaces_demo.py" --manifest "$STATE/manifest.json" --url "http://127.0.0.1:$port"
 
 echo
 echo "== the operator CLI: nexctl --manifest infra/.local/manifest.json audit show / audit verify"

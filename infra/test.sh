@@ -32,7 +32,9 @@ out=$(NEX_PORT=$(free_port) NEX_AWS_PORT=$(free_port) bash "$ROOT/infra/dev.sh" 
 echo "$out" | tail -n 20
 for want in "accepted evt_1NexDemoA01" "duplicate evt_1NexDemoA02" "signature_mismatch" "pi_3NexDemoOrderA      partially_refunded" "DLQ depth: 0" \
   "challenge echoed: 1158201444" "opt-outs recorded for every merchant: 1" "refused:opted_out" \
-  "nex.subject-export/1" "anonymise: 1" "order metadata left               0" "audit log verified"; do
+  "nex.subject-export/1" "anonymise: 1" "order metadata left               0" "audit log verified" \
+  "amazon: callback -> 201" "the same state again -> 400" "bol: client credentials checked at bol -> 201" \
+  "order events queued for forwarding: 7" "order events before 7, after 7"; do
   grep -q "$want" <<<"$out" || { log "local stack smoke run: expected '$want'"; exit 1; }
 done
 log "local stack smoke run: ok"

@@ -4,6 +4,7 @@
 pub mod events;
 pub mod faults;
 pub mod manifest;
+pub mod marketplaces;
 pub mod pipes;
 pub mod sqs;
 pub mod ttl;

@@ -9,7 +9,9 @@
 //! - schedules: `rate(...)` schedules fired on their cadence, any schedule on demand with
 //!   `POST /_local/schedules/<name>`;
 //! - TTL: a reaper that deletes items some time after their TTL passed, lazily as DynamoDB does, so the
-//!   read-side expiry filters are what keeps expired data from being served.
+//!   read-side expiry filters are what keeps expired data from being served;
+//! - stand-ins for the WhatsApp Cloud API (`/_local/graph`) and the marketplaces (`/_local/amazon`,
+//!   `/_local/ebay`, `/_local/bol`), where the template's base-URL parameters point locally.
 
 #![recursion_limit = "256"]
 
@@ -182,6 +184,10 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
         Err(_) => return Ok(text(400, r#"{"message":"unreadable body"}"#)),
     };
 
+    if let Some(a) = nex_local::marketplaces::answer(&method, &path, &query, &headers, chrono::Utc::now()) {
+        let out = Response::builder().status(a.status).header("content-type", a.content_type);
+        return Ok(out.body(Full::new(Bytes::from(a.body))).unwrap_or_else(|_| text(500, "{}")));
+    }
     if method == "POST" {
         if path.starts_with("/_local/graph/") {
             return Ok(fake_cloud_api(&body));

@@ -285,6 +285,8 @@ pub struct BolSource {
 
 /// bol's page size.
 pub const BOL_PAGE: usize = 50;
+/// How far back a new bol connection looks.
+pub const BOL_FIRST_LOOKBACK: Duration = Duration::days(2);
 /// `change-interval-minute` goes up to 60.
 pub const BOL_MAX_INTERVAL: i64 = 60;
 
@@ -329,9 +331,11 @@ impl OrderSource for BolSource {
         Budget { rate: 7.0 / 180.0, burst: 7.0 }
     }
 
-    /// From the watermark to now (bol's interval counts back from the call).
+    /// From the watermark to now (bol's interval counts back from the call). A new connection looks back
+    /// two days: bol lists handled orders for 48 hours only (open ones until they are handled), and each
+    /// day of the fallback is a call of a budget of 7 per 3 minutes.
     fn window(&self, watermark: Option<DateTime<Utc>>, created: DateTime<Utc>, now: DateTime<Utc>) -> Cursor {
-        Cursor { from: watermark.unwrap_or(created - FIRST_LOOKBACK).min(now), to: now, position: None }
+        Cursor { from: watermark.unwrap_or(created - BOL_FIRST_LOOKBACK).min(now), to: now, position: None }
     }
 
     async fn token(&self, c: &Credentials) -> Result<AccessToken, SourceError> {
