@@ -5,6 +5,9 @@
 #                              local Lambda Runtime API, first-event time and peak RSS (infra/bench/coldstart.py)
 #   infra/bench.sh optin    4. 1,000 concurrent opt-ins from 50 merchants through the merchant API, resent,
 #                              then audited from the ledger: answers, ledger = audit entries, appends/s
+#   infra/bench.sh orders   6. marketplace orders: normalised per second per marketplace, platform and AWS
+#                              requests per new order and per unchanged re-poll, a schedule run over 1,000
+#                              connections with 1% slow (tests/benches/orders.rs)
 #   infra/bench.sh fuzz     5. every parser of outside input fuzzed from the platforms' payloads (tests/tests/fuzz.rs):
 #                              inputs tried and panics per target (NEX_FUZZ_INPUTS, 100,000 by default)
 #   infra/bench.sh sweep    3. the retention sweep on 100,000 items with 1% due: items read per item deleted,
@@ -25,8 +28,8 @@ if [[ "${1:-}" == "fuzz" ]]; then
   exit 0
 fi
 
-if [[ "${1:-}" == "optin" || "${1:-}" == "sweep" ]]; then
-  bench=$([[ "$1" == "optin" ]] && echo optin_load || echo sweep)
+if [[ "${1:-}" == "optin" || "${1:-}" == "sweep" || "${1:-}" == "orders" ]]; then
+  bench=$([[ "$1" == "optin" ]] && echo optin_load || echo "$1")
   trap stop_moto EXIT
   start_moto "$(free_port)"
   provision "$STATE/bench-manifest.json" >/dev/null
@@ -41,7 +44,8 @@ cargo bench --manifest-path "$ROOT/Cargo.toml" -p shared --bench stripe_verify -
 
 log "release build of the functions"
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p stripe-webhook -p payments-worker -p whatsapp-webhook \
-  -p messaging-worker -p notifications-sender -p merchant-api -p retention-sweep -p data-requests-worker -p audit-appender
+  -p messaging-worker -p notifications-sender -p merchant-api -p retention-sweep -p data-requests-worker -p audit-appender \
+  -p marketplace-scheduler -p marketplace-poller -p ebay-account-deletion
 
 trap stop_moto EXIT
 start_moto "$(free_port)"
