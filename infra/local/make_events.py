@@ -262,9 +262,29 @@ def privacy_samples():
     (ROOT / "events" / "http" / "data-request-show.json").write_text(json.dumps(show, indent=2) + "\n")
 
 
+def marketplace_samples():
+    """The marketplace scheduler's schedule, a poll batch, the merchant API's connection routes, and eBay's
+    account-deletion endpoint check (the signed notice is made by the tests, with their own key)."""
+    (ROOT / "events" / "schedule" / "marketplace-scheduler.json").write_text(json.dumps({
+        "version": "0", "id": "0b5e2c1e-7d0c-4c5e-9b9a-1f3c2d4e5f60", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2025-11-24T03:05:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/nex-MarketplaceSchedulerFunctionPoll"], "detail": {},
+    }, indent=2) + "\n")
+    job = envelope_of("orders.poll", "poll:sample-connection:1764000300", {"connection": "0123456789abcdef01234567"})
+    (ROOT / "events" / "sqs" / "marketplace-poller-batch.json").write_text(json.dumps(sqs([job]), indent=2) + "\n")
+    auth = {"content-type": "application/json", "authorization": "Bearer local-dev-merchant-api-key"}
+    (ROOT / "events" / "http" / "connection-start-amazon.json").write_text(json.dumps(http(
+        "POST", "/connections", json.dumps({"marketplace": "amazon", "sites": ["A1PA6795UKMFR9"], "account": "A3SAMPLESELLER"}), auth), indent=2) + "\n")
+    (ROOT / "events" / "http" / "connections-list.json").write_text(json.dumps(http("GET", "/connections", None, auth), indent=2) + "\n")
+    check = http("GET", "/webhooks/ebay/account-deletion", None, {"user-agent": "eBay"},
+                 "challenge_code=a8628072-3d33-45ee-9004-bee86830a22d")
+    (ROOT / "events" / "http" / "ebay-account-deletion-check.json").write_text(json.dumps(check, indent=2) + "\n")
+
+
 def main():
     whatsapp_samples()
     privacy_samples()
+    marketplace_samples()
     OUT.mkdir(parents=True, exist_ok=True)
     for name, event_id, kind, created, obj, api_version in SAMPLES:
         body = stripe_event(event_id, kind, created, obj, api_version)

@@ -76,7 +76,7 @@ def main():
     base = a.url.rstrip("/")
 
     print("\n== marketplace connections for merchant-demo-1 (merchant API, its key)")
-    consent(base, "amazon", {"marketplace": "amazon", "sites": ["A1PA6795UKMFR9"]},
+    consent(base, "amazon", {"marketplace": "amazon", "sites": ["A1PA6795UKMFR9"], "account": "A3DEMOSELLER01"},
             {"spapi_oauth_code": "local-demo-code", "selling_partner_id": "A3DEMOSELLER01"})
     consent(base, "ebay", {"marketplace": "ebay"}, {"code": "local-demo-code"})
     status, made = call("POST", f"{base}/connections",

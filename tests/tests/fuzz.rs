@@ -254,3 +254,67 @@ fn api_gateway_events_of_any_shape_become_a_response() {
     });
     tried.report("API Gateway events (lambda_http conversion)");
 }
+
+/// Marketplace order bodies: the platforms' own (Amazon's 2026-01-01 examples and sandbox answers, bol's
+/// captured bodies, eBay's deletion vector) and this repository's, mutated, through every parser and
+/// normaliser the poller and the eBay endpoint run.
+fn marketplace_seeds() -> &'static [Vec<u8>] {
+    static S: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    S.get_or_init(|| {
+        let f = nex_tests::fixtures_dir();
+        let mut s = files(&format!("{f}/amazon_sp_api/orders_2026-01-01"), "json");
+        s.retain(|b| b.len() < 20_000);
+        for b in files(&format!("{f}/amazon_sp_api/orders_2026-01-01/sandbox"), "json") {
+            let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+            s.push(v["response"].to_string().into_bytes());
+        }
+        s.extend(files(&format!("{f}/bol"), "json").into_iter().filter(|b| b.len() < 20_000));
+        s.extend(files(&format!("{f}/ebay/account_deletion"), "json"));
+        s.push(br#"{"orders":[{"orderId":"05-1","creationDate":"2026-11-30T10:00:00.000Z","orderFulfillmentStatus":"FULFILLED","buyer":{"username":"u"},"lineItems":[{"lineItemId":"1","quantity":4294967295}]}],"total":1}"#.to_vec());
+        s.push(br#"{"orderId":"B1","orderPlacedDateTime":"2026-11-30T10:00:00+01:00","orderItems":[{"quantity":4294967295,"quantityShipped":4294967295,"unitPrice":1e308}]}"#.to_vec());
+        s.push(br#"{"metadata":{"topic":"MARKETPLACE_ACCOUNT_DELETION"},"notification":{"notificationId":"n","data":{"username":"u"}}}"#.to_vec());
+        s
+    })
+}
+
+#[test]
+fn marketplace_bodies_and_ebay_notices_never_panic() {
+    use nex_shared::domain::orders::{amazon, bol, ebay, ebay_deletion};
+    use p256::ecdsa::SigningKey;
+    let seeds = marketplace_seeds();
+    assert!(!seeds.is_empty());
+    let tried = Tried::default();
+    let key = *SigningKey::from_slice(&[11u8; 32]).unwrap().verifying_key();
+    bolero::check!().with_type::<(Case, bool)>().with_iterations(inputs()).for_each(|(case, as_header)| {
+        let body = mutate(seeds, case);
+        if let Ok(p) = serde_json::from_slice::<amazon::SearchOrders>(&body) {
+            p.orders.iter().for_each(|o| drop(amazon::normalise(o)));
+            let _ = (p.next_token(), p.last_updated_before());
+        }
+        if let Ok(p) = serde_json::from_slice::<ebay::OrderPage>(&body) {
+            p.orders.iter().for_each(|o| drop(ebay::normalise(o)));
+        }
+        if let Ok(o) = serde_json::from_slice::<bol::ApiOrder>(&body) {
+            if let Ok(mut n) = bol::normalise(&o) {
+                n.order.bound();
+            }
+        }
+        if let Ok(l) = serde_json::from_slice::<bol::ReducedOrders>(&body) {
+            l.orders.iter().for_each(|o| {
+                let _ = o.changed_at();
+            });
+        }
+        let text = String::from_utf8_lossy(&body);
+        let header = if *as_header { Some(text.as_ref()) } else { None };
+        if let Ok(h) = ebay_deletion::parse_header(header) {
+            let _ = ebay_deletion::verify(&key, &h, &body);
+        }
+        let _ = ebay_deletion::compact(&body);
+        let _ = serde_json::from_slice::<ebay_deletion::Notification>(&body);
+        let _ = ebay_deletion::public_key(&text);
+        let _ = Envelope::<nex_shared::domain::messages::PollJob>::decode(&text);
+        let _ = nex_shared::domain::messages::OrderEventRef::parse(&text);
+        tried.one();
+    });
+    tried.report("marketplace bodies and eBay notices");
+}

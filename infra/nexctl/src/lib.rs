@@ -357,6 +357,38 @@ impl Ops {
         Ok(audit::verify(&all, head.as_ref().map(|(n, h)| (*n, h.as_str()))))
     }
 
+    fn connections(&self) -> Result<nex_shared::adapters::dynamo_connections::DynamoConnections, OpsError> {
+        let table = self.stack.required("CONNECTIONS_TABLE")?;
+        Ok(nex_shared::adapters::dynamo_connections::DynamoConnections::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk),
+            table,
+        ))
+    }
+
+    /// Every marketplace connection (or one merchant's) and its health: status, watermark, last success,
+    /// last error class, backoff. Never credentials.
+    pub async fn connections_list(
+        &self, merchant: Option<&str>,
+    ) -> Result<Vec<nex_shared::domain::orders::connection::Connection>, OpsError> {
+        let c = self.connections()?;
+        let mut list = match merchant {
+            Some(m) => c.for_merchant(m).await?,
+            None => c.all().await?,
+        };
+        list.sort_by(|a, b| {
+            (&a.merchant, a.marketplace.as_str(), &a.id).cmp(&(&b.merchant, b.marketplace.as_str(), &b.id))
+        });
+        Ok(list)
+    }
+
+    /// Pauses or resumes a connection (an operator's action, audited).
+    pub async fn connection_pause(&self, id: &str, paused: bool) -> Result<bool, OpsError> {
+        let changed = self.connections()?.set_paused(id, None, paused).await?;
+        let action = if paused { "connection.paused" } else { "connection.resumed" };
+        self.record(action, None, serde_json::json!({ "connection": id, "changed": changed })).await?;
+        Ok(changed)
+    }
+
     /// Marks a merchant's contract as ended; the next sweep deletes its order metadata.
     pub async fn terminate_merchant(&self, merchant: &str, at: DateTime<Utc>) -> Result<bool, OpsError> {
         let new = self.merchants.mark_terminated(merchant, at).await?;

@@ -48,6 +48,9 @@ enum Cmd {
     /// Merchants' contracts.
     #[command(subcommand)]
     Merchant(MerchantCmd),
+    /// Marketplace connections: their health, pause and resume.
+    #[command(subcommand)]
+    Connections(ConnectionsCmd),
     /// The suite's functions (from the registry) and whether this stack's variables configure each.
     Functions,
 }
@@ -142,6 +145,19 @@ enum DlqCmd {
         #[arg(long)]
         max: Option<usize>,
     },
+}
+
+#[derive(Subcommand)]
+enum ConnectionsCmd {
+    /// Every connection (or one merchant's) with its health.
+    List {
+        #[arg(long)]
+        merchant: Option<String>,
+    },
+    /// Stops polling a connection until it is resumed.
+    Pause { id: String },
+    /// Polls a paused connection again (a backoff in force still applies).
+    Resume { id: String },
 }
 
 #[derive(Subcommand)]
@@ -447,6 +463,75 @@ async fn run(cli: Cli) -> Result<i32, OpsError> {
             } else {
                 println!("moved {moved} message(s) back to their queue");
             }
+        }
+        Cmd::Connections(ConnectionsCmd::List { merchant }) => {
+            let list = ops.connections_list(merchant.as_deref()).await?;
+            let t = |v: Option<DateTime<Utc>>| {
+                v.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
+            };
+            if json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "id": c.id, "merchant": c.merchant, "marketplace": c.marketplace, "account": c.account,
+                            "status": c.status.as_str(), "watermark": c.watermark, "last_success": c.last_success,
+                            "last_error": c.last_error, "failures": c.failures, "throttle_until": c.throttle_until,
+                        })
+                    })
+                    .collect();
+                print_json(&rows);
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.id.clone(),
+                            c.merchant.clone(),
+                            c.marketplace.to_string(),
+                            c.status.as_str().to_owned(),
+                            t(c.watermark),
+                            t(c.last_success),
+                            c.last_error.clone().unwrap_or_else(|| "-".into()),
+                            c.failures.to_string(),
+                            t(c.throttle_until),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(
+                        &[
+                            "id",
+                            "merchant",
+                            "marketplace",
+                            "status",
+                            "watermark (UTC)",
+                            "last success",
+                            "last error",
+                            "failures",
+                            "backoff until"
+                        ],
+                        rows
+                    )
+                );
+            }
+        }
+        Cmd::Connections(ConnectionsCmd::Pause { id }) => {
+            let changed = ops.connection_pause(&id, true).await?;
+            println!(
+                "{}",
+                if changed { format!("{id} paused") } else { format!("{id}: no active connection with this id") }
+            );
+            return Ok(if changed { 0 } else { 1 });
+        }
+        Cmd::Connections(ConnectionsCmd::Resume { id }) => {
+            let changed = ops.connection_pause(&id, false).await?;
+            println!(
+                "{}",
+                if changed { format!("{id} resumed") } else { format!("{id}: no paused connection with this id") }
+            );
+            return Ok(if changed { 0 } else { 1 });
         }
         Cmd::Merchant(MerchantCmd::Terminate { merchant, at }) => {
             let at = at.unwrap_or_else(Utc::now);

@@ -305,6 +305,9 @@ pub struct StateBinding {
     pub merchant: String,
     pub marketplace: Marketplace,
     pub sites: Vec<String>,
+    /// The account the merchant says it is connecting (Amazon's selling partner id): the callback must
+    /// bring that one, so a consent link sent to another seller connects nothing.
+    pub account: Option<String>,
 }
 
 impl DynamoConnections {
@@ -320,6 +323,7 @@ impl DynamoConnections {
             .item("merchant", s(&binding.merchant))
             .item("marketplace", s(binding.marketplace.as_str()))
             .item("sites", s(serde_json::to_string(&binding.sites).unwrap_or_default()))
+            .item("account", s(binding.account.clone().unwrap_or_default()))
             .item("expires_at", n(expires_at.timestamp()))
             .condition_expression("attribute_not_exists(pk)")
             .send()
@@ -348,6 +352,7 @@ impl DynamoConnections {
                     merchant: text(&a, "merchant")?,
                     marketplace: Marketplace::parse(&text(&a, "marketplace")?)?,
                     sites: json(&a, "sites").unwrap_or_default(),
+                    account: text(&a, "account").filter(|a| !a.is_empty()),
                 })
             })),
             Err(e) if is_condition_failed(&e) => Ok(None),
@@ -415,7 +420,8 @@ impl DynamoConnections {
         req = if paused {
             req.update_expression("SET #status = :to REMOVE poll_shard")
         } else {
-            req.update_expression("SET #status = :to, poll_shard = :shard REMOVE throttle_until")
+            // A backoff in force stays: resuming does not skip a 429's wait.
+            req.update_expression("SET #status = :to, poll_shard = :shard")
                 .expression_attribute_values(":shard", s(poll_shard(id).to_string()))
         };
         req = match merchant {
@@ -438,7 +444,13 @@ impl DynamoConnections {
             Ok(()) => Ok(()),
             Err(e) if e.operation == "PutItem(connection)" => {
                 let res = update(&self.client, &self.table, s(format!("conn#{}", c.id)), s(SK))
-                    .update_expression("SET #status = :active, poll_shard = :shard, failures = :zero REMOVE throttle_until, last_error")
+                    .update_expression(
+                        "SET #status = :active, poll_shard = :shard, failures = :zero, sites = :sites, secret_id = :secret \
+                         REMOVE throttle_until, last_error, #cursor",
+                    )
+                    .expression_attribute_names("#cursor", "cursor")
+                    .expression_attribute_values(":sites", s(serde_json::to_string(&c.sites).unwrap_or_default()))
+                    .expression_attribute_values(":secret", s(&c.secret_id))
                     .condition_expression("attribute_exists(pk) AND merchant = :m")
                     .expression_attribute_names("#status", "status")
                     .expression_attribute_values(":active", s(ConnectionStatus::Active.as_str()))

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Delete, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
@@ -94,6 +94,9 @@ impl DynamoOrders {
             ("updated_ms".into(), n(version)),
             ("order".into(), s(serde_json::to_string(order).map_err(invalid)?)),
         ]);
+        if w.buyer_held {
+            item.insert("buyer_held".into(), AttributeValue::Bool(true));
+        }
         if let Some(t) = order.shipped_at {
             item.insert("shipped_at".into(), s(t.to_rfc3339()));
         }
@@ -201,7 +204,7 @@ impl OrderStore for DynamoOrders {
             let mut request = Some(
                 KeysAndAttributes::builder()
                     .set_keys(Some(keys))
-                    .projection_expression("sk, updated_ms, shipped_at")
+                    .projection_expression("sk, updated_ms, shipped_at, buyer_held")
                     .consistent_read(true)
                     .build()
                     .map_err(invalid)?,
@@ -222,7 +225,8 @@ impl OrderStore for DynamoOrders {
                     } else if let Some(updated_at) = num(&item, "updated_ms").and_then(DateTime::from_timestamp_millis)
                     {
                         let shipped_at = time_attr(&item, "shipped_at");
-                        out.insert(sk, StoredVersion { updated_at, shipped_at, buyer: false });
+                        let held = item.get("buyer_held").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+                        out.insert(sk, StoredVersion { updated_at, shipped_at, buyer: false, buyer_removed: held });
                     }
                 }
                 request = res.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty());
@@ -242,6 +246,7 @@ impl OrderStore for DynamoOrders {
         }
         for (sk, v) in &mut out {
             v.buyer = buyers.contains(sk);
+            v.buyer_removed = v.buyer_removed && !v.buyer;
         }
         Ok(out)
     }

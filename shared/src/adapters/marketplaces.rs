@@ -20,7 +20,7 @@ pub fn http_client() -> reqwest::Client {
         .timeout(std::time::Duration::from_secs(20))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap_or_default()
+        .expect("a TLS client with timeouts builds (rustls needs no system state)")
 }
 
 /// An app's own credentials at a marketplace (the suite's, not a merchant's).
@@ -66,11 +66,65 @@ async fn call<T: serde::de::DeserializeOwned>(
     if !(200..300).contains(&status) {
         return Err(refusal(status, &headers));
     }
-    let bytes = res.bytes().await.map_err(|e| transport(&e))?;
+    let bytes = capped(res).await?;
     // bol answers an empty list as `{}`; an empty body is an empty object too.
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
     let parsed = serde_json::from_slice(bytes).map_err(|_| SourceError::Permanent("undocumented body"))?;
     Ok((parsed, headers))
+}
+
+/// The largest answer read from a platform: a page of 100 orders is well under 1 MB.
+pub const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
+/// The body, read a chunk at a time and refused past [`MAX_ANSWER_BYTES`] (a hostile or broken answer
+/// must not exhaust the function's memory).
+async fn capped(mut res: reqwest::Response) -> Result<Vec<u8>, SourceError> {
+    if res.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+        return Err(SourceError::Permanent("answer too large"));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| transport(&e))? {
+        if out.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(SourceError::Permanent("answer too large"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A page's orders one at a time: an order that is not in the documented shape is counted and skipped,
+/// and holds up neither its page nor the connection.
+#[derive(Deserialize)]
+struct Lenient {
+    #[serde(default)]
+    orders: Vec<serde_json::Value>,
+}
+
+/// The page without its orders (its paging fields), and its orders typed one by one.
+fn split<P: serde::de::DeserializeOwned, T: serde::de::DeserializeOwned>(
+    mut raw: serde_json::Value, invalid: &mut u32,
+) -> Result<(P, Vec<T>, usize), SourceError> {
+    let orders = match raw.as_object_mut().and_then(|o| o.remove("orders")) {
+        Some(serde_json::Value::Array(a)) => a,
+        Some(serde_json::Value::Null) | None => Vec::new(),
+        Some(_) => return Err(SourceError::Permanent("undocumented body")),
+    };
+    let n = orders.len();
+    let page = serde_json::from_value(raw).map_err(|_| SourceError::Permanent("undocumented body"))?;
+    Ok((page, each(orders, invalid), n))
+}
+
+fn each<T: serde::de::DeserializeOwned>(orders: Vec<serde_json::Value>, invalid: &mut u32) -> Vec<T> {
+    orders
+        .into_iter()
+        .filter_map(|o| match serde_json::from_value(o) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                *invalid += 1;
+                None
+            }
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -179,9 +233,10 @@ impl OrderSource for AmazonSource {
             .get(with_query(format!("{}/orders/2026-01-01/orders", base(&self.api_url)), &query))
             .header("x-amz-access-token", token.expose_secret())
             .header("accept", "application/json");
-        let (page, _headers): (amazon::SearchOrders, _) = call(req).await?;
+        let (raw, _headers): (serde_json::Value, _) = call(req).await?;
         let mut invalid = 0;
-        let orders = page.orders.iter().filter_map(|o| normalised(amazon::normalise(o), &mut invalid)).collect();
+        let (page, typed, _): (amazon::SearchOrders, Vec<amazon::ApiOrder>, _) = split(raw, &mut invalid)?;
+        let orders = typed.iter().filter_map(|o| normalised(amazon::normalise(o), &mut invalid)).collect();
         Ok(Listing {
             orders,
             invalid,
@@ -256,10 +311,10 @@ impl OrderSource for EbaySource {
             .get(with_query(format!("{}/sell/fulfillment/v1/order", base(&self.api_url)), &query))
             .bearer_auth(token.expose_secret())
             .header("accept", "application/json");
-        let (page, _): (ebay::OrderPage, _) = call(req).await?;
+        let (raw, _): (serde_json::Value, _) = call(req).await?;
         let mut invalid = 0;
-        let n = page.orders.len();
-        let orders = page.orders.iter().filter_map(|o| normalised(ebay::normalise(o), &mut invalid)).collect();
+        let (page, typed, n): (ebay::OrderPage, Vec<ebay::ApiOrder>, _) = split(raw, &mut invalid)?;
+        let orders = typed.iter().filter_map(|o| normalised(ebay::normalise(o), &mut invalid)).collect();
         let total = page.total.unwrap_or(0) as usize;
         let next = (n > 0 && offset + n < total)
             .then(|| (offset + n).saturating_sub(EBAY_OVERLAP).max(offset + 1).to_string());
@@ -314,7 +369,9 @@ impl BolSource {
         let gap = (cursor.to - cursor.from).num_minutes() + 1;
         let mut q =
             vec![("fulfilment-method", "ALL".to_owned()), ("status", "ALL".to_owned()), ("page", page.to_string())];
-        if gap < BOL_MAX_INTERVAL && day.is_none() {
+        // The interval counts back from the call, so it is only used for a window read in one call; a window
+        // of more pages is paged by day (an absolute key), which a later job can resume without a gap.
+        if gap < BOL_MAX_INTERVAL && day.is_none() && page == 1 {
             q.push(("change-interval-minute", gap.max(1).to_string()));
             (q, None, page)
         } else {
@@ -356,11 +413,11 @@ impl OrderSource for BolSource {
             .get(with_query(format!("{}/retailer/orders", base(&self.api_url)), &query))
             .bearer_auth(token.expose_secret())
             .header("accept", &self.orders_media_type);
-        let (list, headers): (bol::ReducedOrders, _) = call(req).await?;
+        let (lenient, headers): (Lenient, _) = call(req).await?;
         let mut invalid = 0;
-        let n = list.orders.len();
-        let orders = list
-            .orders
+        let n = lenient.orders.len();
+        let listed: Vec<bol::ReducedOrder> = each(lenient.orders, &mut invalid);
+        let orders = listed
             .iter()
             .filter_map(|o| {
                 match o.order_id.as_deref().map(str::trim).filter(|id| {
@@ -383,7 +440,8 @@ impl OrderSource for BolSource {
         let next = if n >= BOL_PAGE {
             Some(match day {
                 Some(d) => format!("d={d};p={}", page + 1),
-                None => format!("p={}", page + 1),
+                // A full first page of the interval: the window is read again by day, from its first day.
+                None => format!("d={};p=1", cursor.from.date_naive()),
             })
         } else {
             // The day is done: the next day of the fallback, until the window's last.

@@ -601,6 +601,7 @@ pub struct StoredOrder {
     pub stamp: Option<retention::Stamp>,
     pub subject: Option<String>,
     pub buyer: Option<(crate::domain::orders::Buyer, retention::Stamp)>,
+    pub buyer_held: bool,
 }
 
 /// The orders table in memory: `(merchant, sort key)` -> order; events in the order they were written.
@@ -630,6 +631,7 @@ impl crate::ports::OrderStore for MemoryOrders {
                         updated_at: o.order.updated_at,
                         shipped_at: o.order.shipped_at,
                         buyer: o.buyer.is_some(),
+                        buyer_removed: o.buyer_held && o.buyer.is_none(),
                     },
                 ))
             })
@@ -644,7 +646,7 @@ impl crate::ports::OrderStore for MemoryOrders {
         let mut orders = self.orders.lock().unwrap();
         let key = (w.merchant.to_owned(), w.order.sort_key());
         let old = orders.get(&key);
-        if old.is_some_and(|o| o.order.updated_at >= w.order.updated_at) {
+        if old.is_some_and(|o| o.order.updated_at.timestamp_millis() >= w.order.updated_at.timestamp_millis()) {
             return Ok(false);
         }
         let buyer = match (&w.buyer, old.and_then(|o| o.buyer.clone())) {
@@ -654,7 +656,10 @@ impl crate::ports::OrderStore for MemoryOrders {
             (BuyerWrite::Keep, old) => old,
         };
         let subject = w.stamp.as_ref().and(w.subject.clone());
-        orders.insert(key, StoredOrder { order: w.order.clone(), stamp: w.stamp.clone(), subject, buyer });
+        orders.insert(
+            key,
+            StoredOrder { order: w.order.clone(), stamp: w.stamp.clone(), subject, buyer, buyer_held: w.buyer_held },
+        );
         self.events.lock().unwrap().push(w.event_id.clone());
         self.writes.fetch_add(1, Ordering::SeqCst);
         Ok(true)

@@ -225,14 +225,7 @@ impl HttpFunction for MerchantApi {
                     Ok(false) => http::refuse(404, "no_such_connection_in_that_state"),
                     Err(e) => http::unavailable(&e),
                 },
-                Route::Remove(id) => match self.connections.remove(&id, Some(&merchant)).await {
-                    Ok(Some(secret)) => match self.secrets.delete(&secret).await {
-                        Ok(()) => http::json(200, serde_json::json!({ "id": id, "status": "removed" })),
-                        Err(e) => http::unavailable(&e),
-                    },
-                    Ok(None) => http::refuse(404, "no_such_connection"),
-                    Err(e) => http::unavailable(&e),
-                },
+                Route::Remove(id) => self.remove(&merchant, &id).await,
             }
         }
         .instrument(span)
@@ -301,6 +294,9 @@ struct StartBody {
     marketplace: String,
     #[serde(default)]
     sites: Vec<String>,
+    /// Amazon: the selling partner id being connected (the callback must bring the same).
+    #[serde(default)]
+    account: Option<String>,
     #[serde(default)]
     client_id: Option<String>,
     #[serde(default)]
@@ -381,6 +377,9 @@ impl MerchantApi {
         if marketplace == Marketplace::Amazon && b.sites.is_empty() {
             return http::refuse(422, "amazon_needs_sites");
         }
+        if marketplace == Marketplace::Amazon && !b.account.as_deref().is_some_and(connections::is_account) {
+            return http::refuse(422, "amazon_needs_account");
+        }
         let clients = match self.clients().await {
             Ok(c) => c,
             Err(e) => return http::unavailable(&e),
@@ -411,7 +410,7 @@ impl MerchantApi {
             return self.connected(merchant, marketplace, &id, b.sites, creds, now).await;
         }
         let (state, hash) = connections::new_state();
-        let binding = StateBinding { merchant: merchant.to_owned(), marketplace, sites: b.sites };
+        let binding = StateBinding { merchant: merchant.to_owned(), marketplace, sites: b.sites, account: b.account };
         let expires = connections::state_expires(now);
         if let Err(e) = self.connections.put_state(&hash, &binding, expires).await {
             return http::unavailable(&e);
@@ -456,6 +455,27 @@ impl MerchantApi {
         }
     }
 
+    /// Removes a connection of `merchant`'s: its secret first (a failure leaves the connection to remove
+    /// again, never a secret without its connection), then its record. Its orders keep their deadlines.
+    async fn remove(&self, merchant: &str, id: &str) -> Response {
+        use crate::ports::ConnectionStore;
+        let c = match self.connections.get(id).await {
+            Ok(Some(c)) if c.merchant == merchant => c,
+            Ok(_) => return http::refuse(404, "no_such_connection"),
+            Err(e) => return http::unavailable(&e),
+        };
+        if let Err(e) = self.secrets.delete(&c.secret_id).await {
+            if e.retryable {
+                return http::unavailable(&e);
+            }
+            // Already gone (a removal that stopped halfway): the record goes now.
+        }
+        match self.connections.remove(id, Some(merchant)).await {
+            Ok(_) => http::json(200, serde_json::json!({ "id": id, "status": "removed" })),
+            Err(e) => http::unavailable(&e),
+        }
+    }
+
     /// The marketplace's redirect after consent: the state taken once, the code exchanged, the connection made.
     async fn callback(&self, market: &str, req: &Request) -> Response {
         let q = http::query(req);
@@ -470,12 +490,16 @@ impl MerchantApi {
         let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
             return http::refuse(400, "no_authorization_code");
         };
-        if account.is_some_and(|a| !connections::is_account(a)) {
+        if market == "amazon" && !account.is_some_and(connections::is_account) {
             return http::refuse(400, "invalid_selling_partner_id");
         }
         let now = self.clock.now();
         let binding = match self.connections.take_state(&connections::state_hash(state), now).await {
-            Ok(Some(b)) if b.marketplace.as_str() == market => b,
+            Ok(Some(b))
+                if b.marketplace.as_str() == market && (b.account.is_none() || b.account.as_deref() == account) =>
+            {
+                b
+            }
             Ok(_) => return http::refuse(400, "state_unknown_used_or_expired"),
             Err(e) => return http::unavailable(&e),
         };

@@ -286,6 +286,7 @@ pub struct EbayAccountDeletion {
     pub metrics: EmfMetrics,
     pub max_body_bytes: usize,
     keys: Mutex<HashMap<String, VerifyingKey>>,
+    unknown_kids: Mutex<HashMap<String, DateTime<Utc>>>,
     app_token: Mutex<Option<(SecretString, DateTime<Utc>)>>,
 }
 
@@ -337,6 +338,7 @@ impl Function for EbayAccountDeletion {
             metrics: EmfMetrics::new("Nex", Self::NAME),
             max_body_bytes: config.max_body_bytes,
             keys: Mutex::new(HashMap::new()),
+            unknown_kids: Mutex::new(HashMap::new()),
             app_token: Mutex::new(None),
         })
     }
@@ -384,10 +386,19 @@ impl EbayAccountDeletion {
         Ok(token)
     }
 
-    /// eBay's public key `kid`, fetched once per container and kept.
+    /// eBay's public key `kid`, fetched once per container and kept. A kid eBay does not know is
+    /// remembered as unknown for ten minutes, so forged notices cannot spend eBay's key-call quota.
     async fn key(&self, kid: &str) -> Result<VerifyingKey, KeyError> {
         if let Some(k) = self.keys.lock().await.get(kid) {
             return Ok(*k);
+        }
+        let now = self.clock.now();
+        {
+            let mut unknown = self.unknown_kids.lock().await;
+            unknown.retain(|_, until| *until > now);
+            if unknown.contains_key(kid) {
+                return Err(KeyError::Unknown);
+            }
         }
         let token = self.app_token().await?;
         let res = self
@@ -399,7 +410,13 @@ impl EbayAccountDeletion {
             .map_err(|_| KeyError::Unavailable)?;
         match res.status().as_u16() {
             200 => {}
-            400 | 404 => return Err(KeyError::Unknown),
+            400 | 404 => {
+                let mut unknown = self.unknown_kids.lock().await;
+                if unknown.len() < 10_000 {
+                    unknown.insert(kid.to_owned(), now + chrono::Duration::minutes(10));
+                }
+                return Err(KeyError::Unknown);
+            }
             _ => return Err(KeyError::Unavailable),
         }
         #[derive(serde::Deserialize)]
@@ -430,12 +447,17 @@ impl EbayAccountDeletion {
             Ok(h) => h,
             Err(e) => return refused(e),
         };
+        // Everything that needs no key first: a notice that could never verify costs no call to eBay.
+        let signed = match ebay_deletion::prepare(&header, body) {
+            Ok(s) => s,
+            Err(e) => return refused(e),
+        };
         let key = match self.key(&header.kid).await {
             Ok(k) => k,
             Err(KeyError::Unknown) => return refused(Refused::BadKey),
             Err(KeyError::Unavailable) => return http::refuse(503, "temporarily_unavailable"),
         };
-        if let Err(e) = ebay_deletion::verify(&key, &header, body) {
+        if let Err(e) = signed.verify(&key) {
             return refused(e);
         }
         // Verified: only now is the body read for its content.

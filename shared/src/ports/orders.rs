@@ -17,6 +17,8 @@ pub struct StoredVersion {
     pub shipped_at: Option<DateTime<Utc>>,
     /// Whether its buyer item is stored.
     pub buyer: bool,
+    /// Whether it held buyer data that is gone now (its deadline, an erasure): never stored again.
+    pub buyer_removed: bool,
 }
 
 /// What a new version of an order does to its buyer item.
@@ -46,6 +48,8 @@ pub struct OrderWrite<'a> {
     /// The order's event id (stable per order version), so every consumer can de-duplicate.
     pub event_id: String,
     pub event_expires_at: i64,
+    /// Whether this order has (or had) a buyer item: kept on the order, so a removed buyer is known.
+    pub buyer_held: bool,
 }
 
 /// The orders table.

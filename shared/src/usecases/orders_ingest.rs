@@ -24,6 +24,9 @@ pub struct PageResult {
     pub unchanged: u32,
     /// Orders the platform should have sent buyer data for and did not.
     pub buyer_missing: u32,
+    /// Orders that could not be stored as they are (refused by the table): counted and skipped, so one
+    /// order cannot hold up its connection.
+    pub invalid: u32,
 }
 
 impl PageResult {
@@ -32,6 +35,7 @@ impl PageResult {
         self.changed += other.changed;
         self.unchanged += other.unchanged;
         self.buyer_missing += other.buyer_missing;
+        self.invalid += other.invalid;
     }
 }
 
@@ -67,24 +71,31 @@ pub async fn store_page(
         }
         let sk = n.order.sort_key();
         let old = stored.get(&sk);
-        if old.is_some_and(|o| o.updated_at >= n.order.updated_at) {
+        // Versions are compared as stored: to the millisecond.
+        if old.is_some_and(|o| o.updated_at.timestamp_millis() >= n.order.updated_at.timestamp_millis()) {
             result.unchanged += 1;
             continue;
         }
+        // First seen shipped: it shipped at the latest when the platform last changed it (an order found
+        // already shipped on a first poll or after an outage shipped then, not now).
         n.order.shipped_at = n
             .order
             .shipped_at
             .or(old.and_then(|o| o.shipped_at))
-            .or((n.order.status == Status::Shipped).then_some(now));
+            .or((n.order.status == Status::Shipped).then_some(now.min(n.order.updated_at)));
+        n.order.bound();
         let amazon = n.order.marketplace == Marketplace::Amazon;
         let shard = format!("merchant#{merchant}{sk}");
         let stamp = retention::marketplace_order_stamp(amazon, n.order.created_at, &shard)
             .ok_or_else(InfraError::deadline_out_of_range)?;
         let had_buyer = old.is_some_and(|o| o.buyer);
+        // Buyer data once removed (its deadline, an erasure) is never stored again, nor the link to them.
+        let removed = old.is_some_and(|o| o.buyer_removed);
         let live = !retention::is_past(stamp.expires_at, now);
         let buyer_stamp = retention::marketplace_buyer_stamp(amazon, n.order.created_at, n.order.shipped_at, &shard)
             .ok_or_else(InfraError::deadline_out_of_range)?;
         let buyer = match &n.buyer {
+            _ if removed => BuyerWrite::Keep,
             _ if !live || retention::is_past(buyer_stamp.expires_at, now) => {
                 if had_buyer {
                     BuyerWrite::Delete
@@ -96,7 +107,8 @@ pub async fn store_page(
             None if had_buyer => BuyerWrite::Restamp(buyer_stamp),
             None => BuyerWrite::Keep,
         };
-        let subject = live.then(|| buyer_subject(hasher, n.order.marketplace, &n)).flatten();
+        let subject = (live && !removed).then(|| buyer_subject(hasher, n.order.marketplace, &n)).flatten();
+        let buyer_held = removed || had_buyer || matches!(buyer, BuyerWrite::Put(..));
         let write = OrderWrite {
             merchant,
             order: &n.order,
@@ -105,8 +117,19 @@ pub async fn store_page(
             buyer,
             event_id: event_id(&n),
             event_expires_at,
+            buyer_held,
         };
-        if store.write(&write).await? {
+        let written = match store.write(&write).await {
+            Ok(w) => w,
+            // Refused as it is (too large, say): counted, and the rest of the page goes on.
+            Err(e) if !e.retryable => {
+                tracing::warn!(marketplace = %n.order.marketplace, error = %e, "order not stored");
+                result.invalid += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if written {
             if old.is_some() {
                 result.changed += 1;
             } else {
@@ -192,7 +215,9 @@ mod tests {
         assert_eq!((r.changed, r.buyer_missing), (1, 1));
         let stored = store.orders.lock().unwrap();
         let o = stored.values().next().unwrap();
-        assert_eq!(o.order.shipped_at, Some(later));
+        // First seen shipped a day later: it shipped at the latest at its last change.
+        assert_eq!(o.order.shipped_at, Some(Utc.with_ymd_and_hms(2026, 11, 4, 11, 0, 0).unwrap()));
+        assert!(o.order.shipped_at.unwrap() <= later);
         let (_, st) = o.buyer.as_ref().unwrap();
         // Amazon: the order's own 30 days from 2026-11-01 come before shipment + 29 days.
         assert_eq!(st.expires_at, Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap().timestamp());
@@ -219,6 +244,38 @@ mod tests {
             buyer_subject(&h, Marketplace::Ebay, &n),
             h.hash(IdentifierKind::MarketplaceBuyer, "ebay:buyer_one")
         );
+    }
+
+    #[tokio::test]
+    async fn buyer_data_once_removed_is_never_stored_again() {
+        let store = MemoryOrders::default();
+        store_page(&store, &hasher(), "m1", vec![amazon_order("UNSHIPPED", "2026-11-01T11:00:00Z", true)], now())
+            .await
+            .unwrap();
+        // An erasure (or the buyer's deadline) removes the buyer and the link to them.
+        for o in store.orders.lock().unwrap().values_mut() {
+            o.buyer = None;
+            o.subject = None;
+        }
+        let r = store_page(&store, &hasher(), "m1", vec![amazon_order("SHIPPED", "2026-11-02T11:00:00Z", true)], now())
+            .await
+            .unwrap();
+        assert_eq!(r.changed, 1, "the order itself still changes");
+        let stored = store.orders.lock().unwrap();
+        let o = stored.values().next().unwrap();
+        assert!(o.buyer.is_none() && o.subject.is_none(), "the new version brings no buyer data back");
+    }
+
+    #[tokio::test]
+    async fn an_order_first_seen_already_shipped_counts_from_its_last_change_not_from_now() {
+        let store = MemoryOrders::default();
+        let later = now() + Duration::days(6);
+        store_page(&store, &hasher(), "m1", vec![amazon_order("SHIPPED", "2026-11-02T11:00:00Z", false)], later)
+            .await
+            .unwrap();
+        let stored = store.orders.lock().unwrap();
+        let shipped = stored.values().next().unwrap().order.shipped_at.unwrap();
+        assert_eq!(shipped.to_rfc3339(), "2026-11-02T11:00:00+00:00");
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //! - One job per connection at a time: the connection is leased, and every save is conditional on the
 //!   lease, so a job that lost it (it ran past its time) cannot overwrite the next one's progress. The
 //!   lease also serialises the token refresh.
-//! - The access token is cached in the connection's secret until five minutes before it expires, so the
+//! - The access token is cached in the connection's secret until a minute before it expires, so the
 //!   next job, in any container, uses it instead of asking for another.
 //! - The listing call's budget is a token bucket kept on the connection: a job that has none left stops
 //!   and says when the next may call. A 429 stops the job until its `Retry-After` (or a jittered backoff);
@@ -25,8 +25,20 @@ use crate::usecases::orders_ingest::{store_page, PageResult};
 
 /// Time a job keeps back from its deadline to save where it stopped.
 pub const MARGIN: Duration = Duration::seconds(10);
-/// A cached access token is used until this long before it expires.
-pub const TOKEN_MARGIN: Duration = Duration::minutes(5);
+/// A cached access token is used until this long before it expires (bol's live five minutes).
+pub const TOKEN_MARGIN: Duration = Duration::seconds(60);
+
+/// A listing's orders made whole, as far as they got.
+struct Completed {
+    orders: Vec<crate::domain::orders::Normalised>,
+    invalid: u32,
+    stop: Option<Stop>,
+}
+
+enum Stop {
+    Time,
+    Refused(SourceError),
+}
 
 /// How a poll job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,14 +143,26 @@ where
             if listing.invalid > 0 {
                 self.metrics.count("OrdersInvalid", u64::from(listing.invalid), Some(("Marketplace", market)));
             }
-            let page = match self.complete(&token, &c, listing.orders).await? {
-                Ok(page) => page,
-                Err(e) => {
+            let done = self.complete(&token, &c, listing.orders, deadline).await?;
+            if done.invalid > 0 {
+                self.metrics.count("OrdersInvalid", u64::from(done.invalid), Some(("Marketplace", market)));
+            }
+            let stored = store_page(self.orders, self.hasher, &c.merchant, done.orders, self.clock.now()).await?;
+            if stored.invalid > 0 {
+                self.metrics.count("OrdersInvalid", u64::from(stored.invalid), Some(("Marketplace", market)));
+            }
+            match done.stop {
+                Some(Stop::Time) => {
+                    result.add(stored);
+                    c.cursor = Some(cursor);
+                    return self.stopped(&mut c, &lease, result, pages, "time").await;
+                }
+                Some(Stop::Refused(e)) => {
                     c.cursor = Some(cursor);
                     return self.failed(&mut c, &lease, e, jitter).await;
                 }
-            };
-            let stored = store_page(self.orders, self.hasher, &c.merchant, page, self.clock.now()).await?;
+                None => {}
+            }
             if stored.buyer_missing > 0 {
                 let n = u64::from(stored.buyer_missing);
                 self.metrics.count("OrdersWithoutBuyerData", n, None);
@@ -193,9 +217,13 @@ where
     }
 
     /// The whole orders of a listing: references are fetched only when newer than what is stored.
+    /// The whole orders of a listing: references are fetched only when newer than what is stored, until
+    /// the invocation's time nears. Returns what it has, and why it stopped early if it did (the page is
+    /// then stored as far as it got, and listed again by the next job, which fetches only what is missing).
     async fn complete(
         &self, token: &SecretString, c: &crate::domain::orders::connection::Connection, listed: Vec<Listed>,
-    ) -> Result<Result<Vec<crate::domain::orders::Normalised>, SourceError>, InfraError> {
+        deadline: DateTime<Utc>,
+    ) -> Result<Completed, InfraError> {
         let refs: Vec<String> = listed
             .iter()
             .filter_map(|l| match l {
@@ -205,23 +233,34 @@ where
             .collect();
         let stored =
             if refs.is_empty() { Default::default() } else { self.orders.versions(&c.merchant, &refs).await? };
-        let mut out = Vec::with_capacity(listed.len());
+        let mut done = Completed { orders: Vec::with_capacity(listed.len()), invalid: 0, stop: None };
         for l in listed {
             match l {
-                Listed::Full(n) => out.push(*n),
+                Listed::Full(n) => done.orders.push(*n),
                 Listed::Ref { order_id, sort_key, changed_at } => {
                     let known = stored.get(&sort_key);
-                    if known.is_some_and(|k| changed_at.is_some_and(|t| t <= k.updated_at)) {
+                    if known.is_some_and(|k| {
+                        changed_at.is_some_and(|t| t.timestamp_millis() <= k.updated_at.timestamp_millis())
+                    }) {
                         continue;
                     }
+                    if self.clock.now() + MARGIN >= deadline {
+                        done.stop = Some(Stop::Time);
+                        return Ok(done);
+                    }
                     match self.source.detail(token, c, &order_id).await {
-                        Ok(n) => out.push(n),
-                        Err(e) => return Ok(Err(e)),
+                        Ok(n) => done.orders.push(n),
+                        // One order that is not what the platform documents holds up nothing else.
+                        Err(SourceError::Permanent(_)) => done.invalid += 1,
+                        Err(e) => {
+                            done.stop = Some(Stop::Refused(e));
+                            return Ok(done);
+                        }
                     }
                 }
             }
         }
-        Ok(Ok(out))
+        Ok(done)
     }
 
     async fn stopped(

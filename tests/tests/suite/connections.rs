@@ -132,7 +132,9 @@ async fn an_amazon_consent_state_works_once_for_its_merchant_and_marketplace() {
         .mount(&server)
         .await;
     let api = api(&h, &server.uri()).await;
-    let start = serde_json::json!({"marketplace": "amazon", "sites": ["A1PA6795UKMFR9"]}).to_string();
+    let seller = format!("A{}", &uuid::Uuid::new_v4().simple().to_string()[..12].to_uppercase());
+    let start =
+        serde_json::json!({"marketplace": "amazon", "sites": ["A1PA6795UKMFR9"], "account": seller}).to_string();
     assert_eq!(
         api.handle(call("POST", "/connections", "", r#"{"marketplace":"amazon"}"#, Some(MERCHANT_KEY)), "r")
             .await
@@ -150,7 +152,12 @@ async fn an_amazon_consent_state_works_once_for_its_merchant_and_marketplace() {
     assert!(h.get(&table("ConnectionsTable"), &[("pk", &format!("state#{state}")), ("sk", "state")]).await.is_none());
     assert!(h.get(&table("ConnectionsTable"), &[("pk", &format!("state#{hash}")), ("sk", "state")]).await.is_some());
 
-    let seller = format!("A{}", &uuid::Uuid::new_v4().simple().to_string()[..12].to_uppercase());
+    // A consent link sent to another seller connects nothing: the state names the account it is for.
+    let wrong = format!("spapi_oauth_code=ANDGXVrfnPo&selling_partner_id=AOTHERSELLER&state={state}");
+    assert_eq!(api.handle(call("GET", "/connections/callback/amazon", &wrong, "", None), "r").await.status_code, 400);
+    let resp = api.handle(call("POST", "/connections", "", &start, Some(MERCHANT_KEY)), "r").await;
+    let url = body_json(&resp)["consent_url"].as_str().unwrap().to_owned();
+    let state = url.rsplit("state=").next().unwrap().to_owned();
     let q = format!("spapi_oauth_code=ANDGXVrfnPo&selling_partner_id={seller}&state={state}");
     // A spent state is refused on either callback.
     let other = format!("code=x&state={state}");
@@ -186,7 +193,12 @@ async fn an_expired_consent_state_is_refused() {
     let api = api(&h, "http://127.0.0.1:9").await;
     let connections = DynamoConnections::new(h.ddb.clone(), table("ConnectionsTable"));
     let (state, hash) = nex_shared::usecases::connections::new_state();
-    let binding = StateBinding { merchant: "merchant-demo-1".into(), marketplace: Marketplace::Amazon, sites: vec![] };
+    let binding = StateBinding {
+        merchant: "merchant-demo-1".into(),
+        marketplace: Marketplace::Amazon,
+        sites: vec![],
+        account: None,
+    };
     connections.put_state(&hash, &binding, chrono::Utc::now() - chrono::Duration::seconds(1)).await.unwrap();
     let q = format!("spapi_oauth_code=c&selling_partner_id=A1&state={state}");
     assert_eq!(api.handle(call("GET", "/connections/callback/amazon", &q, "", None), "r").await.status_code, 400);

@@ -171,3 +171,26 @@ async fn the_registry_and_the_template_name_the_same_functions_and_each_builds_f
             .unwrap_or_else(|e| panic!("{logical} builds from the template's variables: {e}"));
     }
 }
+
+#[tokio::test]
+async fn the_marketplace_sample_events_run_through_their_handlers() {
+    let h = Harness::new().await;
+    let scheduler: nex_shared::apps::orders::MarketplaceScheduler =
+        h.function("MarketplaceSchedulerFunction", &[("POLL_QUEUE_URL", &h.data_requests_url)], system()).await;
+    let event: serde_json::Value = sample("schedule/marketplace-scheduler.json");
+    let out =
+        nex_shared::function::ScheduleFunction::schedule(&scheduler, event, &invocation("sample", 60)).await.unwrap();
+    assert!(out["queued"].is_u64());
+    let poller: nex_shared::apps::orders::MarketplacePoller =
+        h.function("MarketplacePollerFunction", &[], system()).await;
+    let batch: aws_lambda_events::sqs::SqsEvent = sample("sqs/marketplace-poller-batch.json");
+    assert!(poller.handle(batch, "sample").await.batch_item_failures.is_empty(), "an unknown connection is skipped");
+    let api = h.merchant_api().await;
+    assert_eq!(api.handle(sample("http/connections-list.json"), "sample").await.status_code, 200);
+    assert_eq!(api.handle(sample("http/connection-start-amazon.json"), "sample").await.status_code, 201);
+    let ebay: nex_shared::apps::orders::EbayAccountDeletion =
+        h.function("EbayAccountDeletionFunction", &[], system()).await;
+    let resp = ebay.handle(sample("http/ebay-account-deletion-check.json"), "sample").await;
+    assert_eq!(resp.status_code, 200);
+    assert_eq!(body_json(&resp)["challengeResponse"].as_str().map(str::len), Some(64));
+}

@@ -450,3 +450,26 @@ async fn the_scheduler_queues_one_job_per_active_connection_from_the_index() {
     }
     assert!(!queued.contains(&paused.id), "a paused connection is not polled");
 }
+
+#[tokio::test]
+async fn an_order_in_an_undocumented_shape_is_skipped_and_holds_up_nothing() {
+    let s = stack().await;
+    let server = MockServer::start().await;
+    lwa(&server, 1).await;
+    let mut broken = amazon_order("302-0000009-0000001", "2026-11-30T11:00:00Z");
+    broken["orderItems"][0]["quantityOrdered"] = serde_json::json!(-1.5);
+    Mock::given(method("GET"))
+        .and(path("/orders/2026-01-01/orders"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "orders": [broken, amazon_order("302-0000009-0000002", "2026-11-30T11:00:00Z"), {"orderId": "x#y"}],
+            "lastUpdatedBefore": "2026-12-01T11:58:00Z"
+        })))
+        .mount(&server)
+        .await;
+    let c = s.connect(Marketplace::Amazon, refresh("Atzr|seller-1"), None).await;
+    let poller = s.poller(&server.uri()).await;
+    let out = poller.poll(&c.id, deadline()).await.unwrap();
+    assert!(matches!(out, PollOutcome::Done { result, .. } if result.new == 1), "{out:?}");
+    let stored = s.connections.get(&c.id).await.unwrap().unwrap();
+    assert!(stored.watermark.is_some() && stored.last_error.is_none(), "the window is in");
+}

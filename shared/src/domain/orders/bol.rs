@@ -116,9 +116,10 @@ fn euros(n: Option<&serde_json::Number>) -> Option<Money> {
 
 /// The order's status from its items' quantities: bol has no order-level status.
 pub fn status(items: &[OrderItem]) -> Status {
-    let ordered: u32 = items.iter().map(|i| i.quantity.unwrap_or(0)).sum();
-    let cancelled: u32 = items.iter().map(|i| i.quantity_cancelled.unwrap_or(0)).sum();
-    let shipped: u32 = items.iter().map(|i| i.quantity_shipped.unwrap_or(0)).sum();
+    // Summed wide: hostile quantities cannot overflow.
+    let ordered: u64 = items.iter().map(|i| u64::from(i.quantity.unwrap_or(0))).sum();
+    let cancelled: u64 = items.iter().map(|i| u64::from(i.quantity_cancelled.unwrap_or(0))).sum();
+    let shipped: u64 = items.iter().map(|i| u64::from(i.quantity_shipped.unwrap_or(0))).sum();
     let to_ship = ordered.saturating_sub(cancelled);
     if ordered > 0 && to_ship == 0 {
         Status::Cancelled

@@ -114,13 +114,30 @@ pub fn public_key(pem: &str) -> Result<VerifyingKey, Refused> {
     VerifyingKey::from_public_key_der(&der).map_err(|_| Refused::BadKey)
 }
 
-/// Verifies `body` against the header's signature with `key`.
-pub fn verify(key: &VerifyingKey, header: &SignatureHeader, body: &[u8]) -> Result<(), Refused> {
+/// What a notice is checked against once its key is known: its compact message and its signature. Made
+/// before any key is fetched, so a notice that could never verify costs no call to eBay.
+pub struct Signed {
+    message: Vec<u8>,
+    signature: Signature,
+}
+
+/// Decodes what can be checked without the key: a well-formed body and a DER signature.
+pub fn prepare(header: &SignatureHeader, body: &[u8]) -> Result<Signed, Refused> {
     let message = compact(body).ok_or(Refused::BadBody)?;
     let der = STANDARD.decode(header.signature.trim()).map_err(|_| Refused::BadHeader)?;
     let signature = Signature::from_der(&der).map_err(|_| Refused::Mismatch)?;
-    let digest = Sha1::digest(&message);
-    key.verify_prehash(&digest, &signature).map_err(|_| Refused::Mismatch)
+    Ok(Signed { message, signature })
+}
+
+impl Signed {
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), Refused> {
+        key.verify_prehash(&Sha1::digest(&self.message), &self.signature).map_err(|_| Refused::Mismatch)
+    }
+}
+
+/// Verifies `body` against the header's signature with `key`.
+pub fn verify(key: &VerifyingKey, header: &SignatureHeader, body: &[u8]) -> Result<(), Refused> {
+    prepare(header, body)?.verify(key)
 }
 
 /// A verified notification, as far as this suite reads it.

@@ -133,7 +133,38 @@ pub struct Order {
     pub lines: Vec<Line>,
 }
 
+/// The most lines an order keeps, and the longest text of a line: an order stays far below DynamoDB's
+/// 400 KB item limit whatever the platform sends.
+pub const MAX_LINES: usize = 500;
+pub const MAX_TEXT: usize = 200;
+
+fn clip(s: &mut Option<String>) {
+    if let Some(t) = s {
+        if t.chars().count() > MAX_TEXT {
+            *t = t.chars().take(MAX_TEXT).collect();
+        }
+    }
+}
+
 impl Order {
+    /// Bounds the order's size: at most [`MAX_LINES`] lines, texts of at most [`MAX_TEXT`] characters.
+    pub fn bound(&mut self) {
+        self.lines.truncate(MAX_LINES);
+        for l in &mut self.lines {
+            clip(&mut l.title);
+            clip(&mut l.sku);
+            clip(&mut l.product_id);
+            if l.line_id.chars().count() > MAX_TEXT {
+                l.line_id = l.line_id.chars().take(MAX_TEXT).collect();
+            }
+        }
+        clip(&mut self.site);
+        clip(&mut self.fulfilled_by);
+        if self.platform_status.chars().count() > MAX_TEXT {
+            self.platform_status = self.platform_status.chars().take(MAX_TEXT).collect();
+        }
+    }
+
     /// The order's sort key in the orders table: `order#<marketplace>#<order id>`.
     pub fn sort_key(&self) -> String {
         format!("order#{}#{}", self.marketplace, self.order_id)
