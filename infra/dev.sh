@@ -28,6 +28,7 @@ provision "$STATE/manifest.json" --param "WhatsAppApiBaseUrl=$local_url/_local/g
   --param "AmazonLwaUrl=$local_url/_local/amazon" --param "AmazonSpApiUrl=$local_url/_local/amazon" \
   --param "AmazonConsentUrl=$local_url/_local/amazon" --param "EbayAuthUrl=$local_url/_local/ebay" \
   --param "EbayApiUrl=$local_url/_local/ebay" --param "EbayConsentUrl=$local_url/_local/ebay" \
+  --param "EbayIdentityUrl=$local_url/_local/ebay" \
   --param "BolLoginUrl=$local_url/_local/bol" --param "BolApiUrl=$local_url/_local/bol" \
   --param "EbayDeletionEndpointUrl=$local_url/webhooks/ebay/account-deletion"
 

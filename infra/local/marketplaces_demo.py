@@ -78,7 +78,7 @@ def main():
     print("\n== marketplace connections for merchant-demo-1 (merchant API, its key)")
     consent(base, "amazon", {"marketplace": "amazon", "sites": ["A1PA6795UKMFR9"], "account": "A3DEMOSELLER01"},
             {"spapi_oauth_code": "local-demo-code", "selling_partner_id": "A3DEMOSELLER01"})
-    consent(base, "ebay", {"marketplace": "ebay"}, {"code": "local-demo-code"})
+    consent(base, "ebay", {"marketplace": "ebay", "account": "demo_ebay_seller"}, {"code": "local-demo-code"})
     status, made = call("POST", f"{base}/connections",
                         {"marketplace": "bol", "client_id": "local-demo-bol-client", "client_secret": "local-demo"}, KEY)
     print(f"  bol: client credentials checked at bol -> {status} connection {made.get('id')}")

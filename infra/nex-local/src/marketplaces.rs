@@ -96,6 +96,10 @@ pub fn answer(method: &str, path: &str, q: &str, headers: &[(String, String)], n
                 200,
                 serde_json::json!({"access_token": "v^1.1#local-demo", "refresh_token": "v^1.1#local-refresh", "expires_in": 7200, "token_type": "User Access Token"}),
             ),
+            ("GET", "/commerce/identity/v1/user/") => json(
+                200,
+                serde_json::json!({"userId": "local-demo-user", "username": "demo_ebay_seller", "accountType": "BUSINESS"}),
+            ),
             ("GET", "/sell/fulfillment/v1/order") if !has(headers, "authorization") => {
                 json(401, serde_json::json!({"errors": [{"errorId": 1001}]}))
             }

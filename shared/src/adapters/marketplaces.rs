@@ -233,7 +233,7 @@ impl OrderSource for AmazonSource {
             .get(with_query(format!("{}/orders/2026-01-01/orders", base(&self.api_url)), &query))
             .header("x-amz-access-token", token.expose_secret())
             .header("accept", "application/json");
-        let (raw, _headers): (serde_json::Value, _) = call(req).await?;
+        let (raw, headers): (serde_json::Value, _) = call(req).await?;
         let mut invalid = 0;
         let (page, typed, _): (amazon::SearchOrders, Vec<amazon::ApiOrder>, _) = split(raw, &mut invalid)?;
         let orders = typed.iter().filter_map(|o| normalised(amazon::normalise(o), &mut invalid)).collect();
@@ -243,6 +243,7 @@ impl OrderSource for AmazonSource {
             next: page.next_token().map(str::to_owned),
             window_to: page.last_updated_before(),
             pause: None,
+            rate: headers.get("x-amzn-ratelimit-limit").and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok()),
         })
     }
 
@@ -318,7 +319,7 @@ impl OrderSource for EbaySource {
         let total = page.total.unwrap_or(0) as usize;
         let next = (n > 0 && offset + n < total)
             .then(|| (offset + n).saturating_sub(EBAY_OVERLAP).max(offset + 1).to_string());
-        Ok(Listing { orders, invalid, next, window_to: Some(cursor.to), pause: None })
+        Ok(Listing { orders, invalid, next, window_to: Some(cursor.to), pause: None, rate: None })
     }
 
     async fn detail(&self, _t: &SecretString, _c: &Connection, _id: &str) -> Result<Normalised, SourceError> {
@@ -450,7 +451,7 @@ impl OrderSource for BolSource {
         let remaining = headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
         let reset = headers.get("x-ratelimit-reset").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
         let pause = (remaining == Some(0)).then(|| reset.unwrap_or(60));
-        Ok(Listing { orders, invalid, next, window_to: Some(cursor.to), pause })
+        Ok(Listing { orders, invalid, next, window_to: Some(cursor.to), pause, rate: None })
     }
 
     async fn detail(&self, token: &SecretString, _c: &Connection, order_id: &str) -> Result<Normalised, SourceError> {
@@ -466,9 +467,15 @@ impl OrderSource for BolSource {
 
 /// Exchanges an OAuth authorization code for a refresh token (the connection's lasting credential).
 async fn exchange(req: reqwest::RequestBuilder) -> Result<SecretString, SourceError> {
+    exchange_both(req).await.map(|(refresh, _)| refresh)
+}
+
+/// The refresh token and the first access token of an authorization-code grant.
+async fn exchange_both(req: reqwest::RequestBuilder) -> Result<(SecretString, Option<SecretString>), SourceError> {
     #[derive(Deserialize)]
     struct Answer {
         refresh_token: Option<String>,
+        access_token: Option<String>,
     }
     let res = req.send().await.map_err(|e| transport(&e))?;
     let status = res.status().as_u16();
@@ -479,7 +486,12 @@ async fn exchange(req: reqwest::RequestBuilder) -> Result<SecretString, SourceEr
         return Err(refusal(status, res.headers()));
     }
     let a: Answer = res.json().await.map_err(|_| SourceError::Permanent("undocumented token answer"))?;
-    a.refresh_token.filter(|t| !t.is_empty()).map(SecretString::from).ok_or(SourceError::Permanent("no refresh token"))
+    let refresh = a
+        .refresh_token
+        .filter(|t| !t.is_empty())
+        .map(SecretString::from)
+        .ok_or(SourceError::Permanent("no refresh token"))?;
+    Ok((refresh, a.access_token.filter(|t| !t.is_empty()).map(SecretString::from)))
 }
 
 impl AmazonSource {
@@ -504,6 +516,37 @@ impl AmazonSource {
 }
 
 impl EbaySource {
+    /// eBay's authorization-code grant, then whose account it is (the Identity API's `getUser`, with the
+    /// grant's access token): the refresh token and the account's username.
+    pub async fn connect(
+        &self, code: &str, ru_name: &str, identity_url: &str,
+    ) -> Result<(SecretString, String), SourceError> {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("grant_type", "authorization_code"), ("code", code), ("redirect_uri", ru_name)])
+            .finish();
+        let (refresh, access) = exchange_both(
+            self.http
+                .post(format!("{}/identity/v1/oauth2/token", base(&self.auth_url)))
+                .basic_auth(&self.app.client_id, Some(self.app.client_secret.expose_secret()))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body),
+        )
+        .await?;
+        let access = access.ok_or(SourceError::Permanent("no access token"))?;
+        #[derive(Deserialize)]
+        struct User {
+            username: Option<String>,
+        }
+        let req = self
+            .http
+            .get(format!("{}/commerce/identity/v1/user/", base(identity_url)))
+            .bearer_auth(access.expose_secret())
+            .header("accept", "application/json");
+        let (user, _): (User, _) = call(req).await?;
+        let username = user.username.filter(|u| !u.is_empty()).ok_or(SourceError::Permanent("no username"))?;
+        Ok((refresh, username))
+    }
+
     /// eBay's authorization-code grant: the code, for the app's RuName (its registered redirect).
     pub async fn exchange(&self, code: &str, ru_name: &str) -> Result<SecretString, SourceError> {
         let body = form_urlencoded::Serializer::new(String::new())
@@ -539,6 +582,28 @@ mod tests {
         let resumed = Cursor { position: Some("d=2026-12-01;p=3".into()), ..long };
         let (_, day, page) = BolSource::query(&resumed);
         assert_eq!((day.map(|d| d.to_string()), page), (Some("2026-12-01".into()), 3));
+    }
+
+    #[test]
+    fn windows_start_at_the_watermark_and_end_before_the_platforms_lag() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        let w = now - Duration::minutes(7);
+        let http = http_client();
+        let app = AppCredentials { client_id: "c".into(), client_secret: SecretString::from("s".to_owned()) };
+        let amazon =
+            AmazonSource { http: http.clone(), lwa_url: String::new(), api_url: String::new(), app: app.clone() };
+        let c = amazon.window(Some(w), now, now);
+        // lastUpdatedAfter is the watermark itself: an order updated at the edge is in this window too.
+        assert_eq!((c.from, c.to), (w, now - Duration::minutes(2)));
+        let ebay = EbaySource { http, auth_url: String::new(), api_url: String::new(), app };
+        let c = ebay.window(Some(w), now, now);
+        assert_eq!(
+            (c.from, c.to),
+            (w - Duration::minutes(2), now - Duration::minutes(2)),
+            "eBay: 2 minutes of overlap"
+        );
+        let first = amazon.window(None, now, now);
+        assert_eq!(first.from, now - FIRST_LOOKBACK);
     }
 
     #[test]

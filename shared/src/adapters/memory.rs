@@ -684,6 +684,8 @@ type Leased = (crate::domain::orders::connection::Connection, Option<(String, Da
 #[derive(Debug, Default)]
 pub struct MemoryConnections {
     pub connections: Mutex<HashMap<String, Leased>>,
+    /// The next save that gives the lease back fails, as a job cut off right before it would.
+    pub fail_release: AtomicBool,
 }
 
 impl MemoryConnections {
@@ -717,6 +719,9 @@ impl crate::ports::ConnectionStore for MemoryConnections {
     async fn save(
         &self, connection: &crate::domain::orders::connection::Connection, lease: &str, release: bool,
     ) -> Result<bool, InfraError> {
+        if release && self.fail_release.swap(false, Ordering::SeqCst) {
+            return Err(injected("dynamodb", "UpdateItem(connection)"));
+        }
         let mut all = self.connections.lock().unwrap();
         let Some((c, held)) = all.get_mut(&connection.id) else { return Ok(false) };
         if held.as_ref().map(|(l, _)| l.as_str()) != Some(lease) {

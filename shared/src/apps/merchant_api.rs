@@ -74,6 +74,7 @@ pub struct MarketplaceSettings {
     pub amazon_application_id: String,
     pub ebay_consent_url: String,
     pub ebay_ru_name: String,
+    pub ebay_identity_url: String,
 }
 
 struct Clients {
@@ -101,6 +102,7 @@ config! {
         amazon_application_id: String = "AMAZON_APPLICATION_ID",
         ebay_consent_url: String = "EBAY_CONSENT_URL",
         ebay_ru_name: String = "EBAY_RU_NAME",
+        ebay_identity_url: String = "EBAY_IDENTITY_URL",
     }
 }
 
@@ -150,6 +152,7 @@ impl Function for MerchantApi {
                 amazon_application_id: config.amazon_application_id,
                 ebay_consent_url: config.ebay_consent_url,
                 ebay_ru_name: config.ebay_ru_name,
+                ebay_identity_url: config.ebay_identity_url,
             },
             clients: tokio::sync::OnceCell::new(),
             sm: aws.secrets_manager(),
@@ -377,8 +380,12 @@ impl MerchantApi {
         if marketplace == Marketplace::Amazon && b.sites.is_empty() {
             return http::refuse(422, "amazon_needs_sites");
         }
-        if marketplace == Marketplace::Amazon && !b.account.as_deref().is_some_and(connections::is_account) {
-            return http::refuse(422, "amazon_needs_account");
+        // The account being connected: its callback must bring that one, so a consent link sent to
+        // another seller connects nothing (Amazon: the selling partner id; eBay: the username).
+        if matches!(marketplace, Marketplace::Amazon | Marketplace::Ebay)
+            && !b.account.as_deref().is_some_and(connections::is_account)
+        {
+            return http::refuse(422, "account_required");
         }
         let clients = match self.clients().await {
             Ok(c) => c,
@@ -496,7 +503,7 @@ impl MerchantApi {
         let now = self.clock.now();
         let binding = match self.connections.take_state(&connections::state_hash(state), now).await {
             Ok(Some(b))
-                if b.marketplace.as_str() == market && (b.account.is_none() || b.account.as_deref() == account) =>
+                if b.marketplace.as_str() == market && (market != "amazon" || b.account.as_deref() == account) =>
             {
                 b
             }
@@ -507,17 +514,27 @@ impl MerchantApi {
             Ok(c) => c,
             Err(e) => return http::unavailable(&e),
         };
-        let refresh = match binding.marketplace {
-            Marketplace::Amazon => clients.amazon.exchange(code).await,
-            _ => clients.ebay.exchange(code, &self.marketplaces.ebay_ru_name).await,
+        let got = match binding.marketplace {
+            Marketplace::Amazon => {
+                clients.amazon.exchange(code).await.map(|r| (r, account.unwrap_or_default().to_owned()))
+            }
+            // eBay's callback names no account: the Identity API says whose it is.
+            _ => {
+                let m = &self.marketplaces;
+                clients.ebay.connect(code, &m.ebay_ru_name, &m.ebay_identity_url).await
+            }
         };
-        let refresh = match refresh {
+        let (refresh, account) = match got {
             Ok(r) => r,
             Err(SourceError::Unauthorized) => return http::refuse(400, "authorization_code_refused"),
             Err(_) => return http::refuse(503, "marketplace_unavailable"),
         };
-        // eBay's callback names no account: the connection is the merchant's eBay account.
-        let account = account.unwrap_or("ebay-account").to_owned();
+        if binding.account.as_deref().is_some_and(|a| !a.eq_ignore_ascii_case(&account))
+            || !connections::is_account(&account)
+        {
+            tracing::warn!(merchant = %binding.merchant, marketplace = %binding.marketplace, "consent for another account than declared");
+            return http::refuse(400, "not_the_declared_account");
+        }
         let creds = Credentials { refresh_token: Some(refresh), ..Credentials::default() };
         self.connected(&binding.merchant, binding.marketplace, &account, binding.sites, creds, now).await
     }

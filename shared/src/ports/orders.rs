@@ -182,6 +182,9 @@ pub struct Listing {
     /// Seconds the platform's limit headers say to wait before the next call (bol's
     /// `X-RateLimit-Remaining: 0` with its `X-RateLimit-Reset`).
     pub pause: Option<u64>,
+    /// The rate the platform says applies, in requests per second (Amazon's `x-amzn-RateLimit-Limit`):
+    /// the bucket refills no faster than that when it is below the published budget.
+    pub rate: Option<f64>,
 }
 
 /// A marketplace's orders API, for one connection at a time.

@@ -108,13 +108,14 @@ where
         };
         let mut cursor = c.cursor.clone().unwrap_or_else(|| self.source.window(c.watermark, c.created_at, now));
         let (mut result, mut pages) = (PageResult::default(), 0u32);
+        let mut budget = self.source.budget();
         loop {
             let now = self.clock.now();
             if now + MARGIN >= deadline {
                 c.cursor = Some(cursor);
                 return self.stopped(&mut c, &lease, result, pages, "time").await;
             }
-            match self.source.budget().take(c.bucket, now) {
+            match budget.take(c.bucket, now) {
                 Ok(b) => c.bucket = Some(b),
                 Err(until) => {
                     c.cursor = Some(cursor);
@@ -140,6 +141,9 @@ where
                     return self.failed(&mut c, &lease, e, jitter).await;
                 }
             };
+            if let Some(r) = listing.rate.filter(|r| r.is_finite() && *r > 0.0) {
+                budget.rate = budget.rate.min(r);
+            }
             if listing.invalid > 0 {
                 self.metrics.count("OrdersInvalid", u64::from(listing.invalid), Some(("Marketplace", market)));
             }
@@ -331,7 +335,7 @@ mod tests {
     }
 
     fn page(orders: Vec<Listed>, next: Option<&str>) -> Result<Listing, SourceError> {
-        Ok(Listing { orders, invalid: 0, next: next.map(str::to_owned), window_to: None, pause: None })
+        Ok(Listing { orders, invalid: 0, next: next.map(str::to_owned), window_to: None, pause: None, rate: None })
     }
 
     /// A platform that answers from a script, and remembers what it was asked.
@@ -472,6 +476,59 @@ mod tests {
         assert_eq!(s.asked.lock().unwrap().last().unwrap(), &("t1".into(), Some("p2".into())));
         assert_eq!(w.orders.events.lock().unwrap().len(), 2, "each order once");
         assert_eq!(w.connections.get_now("c1").watermark, Some(t0() - Duration::minutes(2)), "the first window's end");
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_storing_the_last_page_and_moving_the_watermark_loses_and_doubles_nothing() {
+        let w = World::new();
+        let s = Script::default();
+        s.tokens.lock().unwrap().push_back(token("t1", t0() + Duration::hours(1)));
+        s.lists.lock().unwrap().extend([
+            page(vec![order("1-1", "2026-11-30T11:00:00Z")], Some("p2")),
+            page(vec![order("1-2", "2026-11-30T12:00:00Z")], None),
+        ]);
+        // Both pages stored, then the job dies before the watermark is saved.
+        w.connections.fail_release.store(true, std::sync::atomic::Ordering::SeqCst);
+        let p = Poller {
+            connections: &w.connections,
+            credentials: &w.credentials,
+            orders: &w.orders,
+            source: &s,
+            hasher: &w.hasher,
+            metrics: &w.metrics,
+            clock: &w.clock,
+        };
+        assert!(p.poll("c1", t0() + Duration::minutes(5), 0.5).await.is_err());
+        assert_eq!(w.orders.events.lock().unwrap().len(), 2);
+        let c = w.connections.get_now("c1");
+        assert_eq!(c.watermark, None, "the watermark did not move");
+        // Its lease lapses; the next job resumes at the last page and finds it stored.
+        w.clock.set(t0() + Duration::minutes(6));
+        s.lists.lock().unwrap().push_back(page(vec![order("1-2", "2026-11-30T12:00:00Z")], None));
+        let out = w.poll(&s).await;
+        assert!(matches!(out, PollOutcome::Done { result, .. } if result.unchanged == 1 && result.new == 0), "{out:?}");
+        assert_eq!(s.asked.lock().unwrap().last().unwrap().1.as_deref(), Some("p2"));
+        assert_eq!(w.orders.events.lock().unwrap().len(), 2, "nothing doubled");
+        assert!(w.connections.get_now("c1").watermark.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_order_updated_exactly_at_the_windows_edge_is_in_the_next_window_and_stored_once() {
+        let w = World::new();
+        let s = Script::default();
+        s.tokens.lock().unwrap().push_back(token("t1", t0() + Duration::hours(1)));
+        let edge = (t0() - Duration::minutes(2)).to_rfc3339();
+        // Updated at the first window's end: the first window may or may not return it, the next one
+        // starts at that instant (inclusive), so it is seen in either, and stored once.
+        s.lists.lock().unwrap().push_back(page(vec![order("1-1", &edge)], None));
+        w.poll(&s).await;
+        let first = w.connections.get_now("c1").watermark.unwrap();
+        assert_eq!(first.to_rfc3339(), edge);
+        w.clock.set(t0() + Duration::minutes(10));
+        s.lists.lock().unwrap().push_back(page(vec![order("1-1", &edge)], None));
+        let out = w.poll(&s).await;
+        assert!(matches!(out, PollOutcome::Done { result, .. } if result.unchanged == 1), "{out:?}");
+        assert_eq!(w.orders.events.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

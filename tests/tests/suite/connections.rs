@@ -203,3 +203,50 @@ async fn an_expired_consent_state_is_refused() {
     let q = format!("spapi_oauth_code=c&selling_partner_id=A1&state={state}");
     assert_eq!(api.handle(call("GET", "/connections/callback/amazon", &q, "", None), "r").await.status_code, 400);
 }
+
+#[tokio::test]
+async fn an_ebay_consent_connects_the_account_ebay_says_it_was_and_only_the_declared_one() {
+    let h = Harness::new().await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/identity/v1/oauth2/token"))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "access_token": "v^1.1#user", "refresh_token": "v^1.1#refresh", "expires_in": 7200, "refresh_token_expires_in": 47304000
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/commerce/identity/v1/user/"))
+        .and(wiremock::matchers::header("authorization", "Bearer v^1.1#user"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"userId": "u-1", "username": "real_seller"})),
+        )
+        .mount(&server)
+        .await;
+    let api = h
+        .function::<MerchantApi>(
+            "ConsentApiFunction",
+            &[("EBAY_AUTH_URL", &server.uri()), ("EBAY_IDENTITY_URL", &server.uri())],
+            system(),
+        )
+        .await;
+    let start = |account: &str| serde_json::json!({"marketplace": "ebay", "account": account}).to_string();
+    let state = |resp: &aws_lambda_events::apigw::ApiGatewayV2httpResponse| {
+        body_json(resp)["consent_url"].as_str().unwrap().rsplit("state=").next().unwrap().to_owned()
+    };
+    // Declared for another account than the one that consented: nothing is connected.
+    let other =
+        api.handle(call("POST", "/connections", "", &start("someone_else"), Some(OTHER_MERCHANT_KEY)), "r").await;
+    let q = format!("code=v%5E1.1&state={}", state(&other));
+    assert_eq!(api.handle(call("GET", "/connections/callback/ebay", &q, "", None), "r").await.status_code, 400);
+    let theirs = body_json(&api.handle(call("GET", "/connections", "", "", Some(OTHER_MERCHANT_KEY)), "r").await);
+    assert!(!theirs.to_string().contains("real_seller"));
+    // Declared right: connected under the account eBay names.
+    let mine = api.handle(call("POST", "/connections", "", &start("real_seller"), Some(MERCHANT_KEY)), "r").await;
+    let q = format!("code=v%5E1.1&state={}", state(&mine));
+    let resp = api.handle(call("GET", "/connections/callback/ebay", &q, "", None), "r").await;
+    assert_eq!(resp.status_code, 201, "{:?}", resp.body);
+    let listed = body_json(&api.handle(call("GET", "/connections", "", "", Some(MERCHANT_KEY)), "r").await);
+    assert!(listed["connections"].as_array().unwrap().iter().any(|c| c["account"] == "real_seller"));
+}

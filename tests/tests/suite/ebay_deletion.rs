@@ -211,3 +211,37 @@ async fn ebays_own_test_vector_is_accepted_and_its_tampered_message_refused() {
 #[test]
 #[ignore = "eBay's own vector needs ../shared/fixtures"]
 fn conformance_tests_skipped() {}
+
+/// A merchant's own data request about an eBay buyer sees only the orders held for that merchant, though
+/// the same buyer bought from another merchant too.
+#[tokio::test]
+async fn a_merchants_data_request_sees_only_its_own_orders_of_a_shared_buyer() {
+    let h = Harness::new().await;
+    let username = format!("shared_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let hasher = SubjectHasher::new(&SecretString::from(PEPPER.to_owned()));
+    let orders = DynamoOrders::new(h.ddb.clone(), table("OrdersTable"));
+    let page: ebay::OrderPage = serde_json::from_str(&ebay_page(&username)).unwrap();
+    for m in ["merchant-demo-1", "merchant-demo-2"] {
+        store_page(&orders, &hasher, m, vec![ebay::normalise(&page.orders[0]).unwrap()], Utc::now()).await.unwrap();
+    }
+    let api = h
+        .function::<nex_shared::apps::merchant_api::MerchantApi>(
+            "ConsentApiFunction",
+            &[("DATA_REQUESTS_QUEUE_URL", &h.data_requests_url)],
+            system(),
+        )
+        .await;
+    let body = serde_json::json!({"kind": "export", "marketplace_buyer": format!("ebay:{username}")}).to_string();
+    let headers = vec![("authorization".to_owned(), format!("Bearer {MERCHANT_KEY}"))];
+    let open = nex_local::events::http_v2("POST", "/data-requests", "", &headers, body.as_bytes(), "r");
+    let resp = api.handle(open, "r").await;
+    assert_eq!(resp.status_code, 202, "{:?}", resp.body);
+    let id = body_json(&resp)["id"].as_str().unwrap().to_owned();
+    let worker = h.stack_dsr_worker().await;
+    assert_eq!(h.drain_requests(&worker).await.failed, 0);
+    let show = nex_local::events::http_v2("GET", &format!("/data-requests/{id}"), "", &headers, b"", "r");
+    let shown = body_json(&api.handle(show, "r").await);
+    assert_eq!(shown["result"]["items"], 2, "{shown}");
+    assert_eq!(shown["result"]["by_kind"]["order_buyer"], 1, "{shown}");
+    assert_eq!(shown["result"]["by_kind"]["marketplace_order"], 1, "{shown}");
+}
