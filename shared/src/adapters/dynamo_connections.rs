@@ -438,7 +438,8 @@ impl DynamoConnections {
     }
 
     /// Stores a connection made again (new credentials for the same account): active and polled again from
-    /// its watermark. Creates it if it is new.
+    /// its watermark. Creates it if it is new. A job still running on the old credentials loses its lease,
+    /// so it can neither mark the fresh connection refused nor save over it.
     pub async fn connect(&self, c: &Connection) -> Result<(), InfraError> {
         match self.create(c).await {
             Ok(()) => Ok(()),
@@ -446,7 +447,7 @@ impl DynamoConnections {
                 let res = update(&self.client, &self.table, s(format!("conn#{}", c.id)), s(SK))
                     .update_expression(
                         "SET #status = :active, poll_shard = :shard, failures = :zero, sites = :sites, secret_id = :secret \
-                         REMOVE throttle_until, last_error, #cursor",
+                         REMOVE throttle_until, last_error, #cursor, lease, lease_until",
                     )
                     .expression_attribute_names("#cursor", "cursor")
                     .expression_attribute_values(":sites", s(serde_json::to_string(&c.sites).unwrap_or_default()))

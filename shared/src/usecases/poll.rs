@@ -14,7 +14,7 @@
 //!   again, and the versions make storing them again a no-op.
 
 use chrono::{DateTime, Duration, Utc};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::orders::connection::{backoff, ConnectionStatus};
 use crate::domain::subject::SubjectHasher;
@@ -211,16 +211,25 @@ where
     ) -> Result<Result<SecretString, SourceError>, InfraError> {
         match self.source.token(credentials).await {
             Ok(t) => {
-                credentials.access_token = Some(t.token.clone());
-                credentials.access_expires_at = Some(t.expires_at);
-                self.credentials.save(secret_id, credentials).await?;
+                // Kept only if the connection's credentials are still the ones this token came from: a
+                // merchant who connected again meanwhile must not get the old refresh token back.
+                let current = self.credentials.load(secret_id).await?;
+                let same = |a: &Option<SecretString>, b: &Option<SecretString>| {
+                    a.as_ref().map(ExposeSecret::expose_secret) == b.as_ref().map(ExposeSecret::expose_secret)
+                };
+                if same(&current.refresh_token, &credentials.refresh_token)
+                    && same(&current.client_secret, &credentials.client_secret)
+                {
+                    credentials.access_token = Some(t.token.clone());
+                    credentials.access_expires_at = Some(t.expires_at);
+                    self.credentials.save(secret_id, credentials).await?;
+                }
                 Ok(Ok(t.token))
             }
             Err(e) => Ok(Err(e)),
         }
     }
 
-    /// The whole orders of a listing: references are fetched only when newer than what is stored.
     /// The whole orders of a listing: references are fetched only when newer than what is stored, until
     /// the invocation's time nears. Returns what it has, and why it stopped early if it did (the page is
     /// then stored as far as it got, and listed again by the next job, which fetches only what is missing).
@@ -314,7 +323,6 @@ mod tests {
     use std::sync::Mutex;
 
     use chrono::TimeZone;
-    use secrecy::ExposeSecret;
 
     use super::*;
     use crate::adapters::memory::{FixedClock, MemoryConnections, MemoryCredentials, MemoryMetrics, MemoryOrders};
@@ -567,6 +575,21 @@ mod tests {
         assert_eq!(asked[2].1.as_deref(), Some("p2"), "the same page with the new token");
         let kept = w.credentials.secrets.lock().unwrap()["s1"].clone();
         assert_eq!(kept.access_token.unwrap().expose_secret(), "new", "kept for the next job");
+    }
+
+    #[tokio::test]
+    async fn a_reconnect_during_a_run_keeps_the_new_credentials() {
+        let w = World::new();
+        let fresh =
+            Credentials { refresh_token: Some(SecretString::from("new-grant".to_owned())), ..Credentials::default() };
+        *w.credentials.reconnect_after_first_load.lock().unwrap() = Some(fresh);
+        let s = Script::default();
+        s.tokens.lock().unwrap().push_back(token("t-old-grant", t0() + Duration::hours(1)));
+        s.lists.lock().unwrap().push_back(page(vec![], None));
+        assert!(matches!(w.poll(&s).await, PollOutcome::Done { .. }));
+        let kept = w.credentials.secrets.lock().unwrap()["s1"].clone();
+        assert_eq!(kept.refresh_token.unwrap().expose_secret(), "new-grant", "the old grant is not written back");
+        assert!(kept.access_token.is_none());
     }
 
     #[tokio::test]

@@ -250,3 +250,30 @@ async fn an_ebay_consent_connects_the_account_ebay_says_it_was_and_only_the_decl
     let listed = body_json(&api.handle(call("GET", "/connections", "", "", Some(MERCHANT_KEY)), "r").await);
     assert!(listed["connections"].as_array().unwrap().iter().any(|c| c["account"] == "real_seller"));
 }
+
+#[tokio::test]
+async fn connecting_an_account_again_replaces_its_credentials_and_takes_the_lease_from_a_running_job() {
+    use nex_shared::adapters::dynamo_connections::DynamoConnections;
+    use nex_shared::ports::ConnectionStore;
+    let h = Harness::new().await;
+    let server = MockServer::start().await;
+    bol_login(&server, true).await;
+    let api = api(&h, &server.uri()).await;
+    let client_id = format!("bol-{}", uuid::Uuid::new_v4().simple());
+    let body = |secret: &str| {
+        serde_json::json!({"marketplace": "bol", "client_id": client_id, "client_secret": secret}).to_string()
+    };
+    let first = body_json(&api.handle(call("POST", "/connections", "", &body("one"), Some(MERCHANT_KEY)), "r").await);
+    let id = first["id"].as_str().unwrap().to_owned();
+    // A job holds the lease when the merchant connects again.
+    let connections = DynamoConnections::new(h.ddb.clone(), table("ConnectionsTable"));
+    let now = chrono::Utc::now();
+    let leased = connections.lease(&id, "old-job", now, now + chrono::Duration::minutes(2)).await.unwrap().unwrap();
+    let again = body_json(&api.handle(call("POST", "/connections", "", &body("two"), Some(MERCHANT_KEY)), "r").await);
+    assert_eq!(again["id"], id.as_str(), "the same account is the same connection");
+    assert!(!connections.save(&leased, "old-job", true).await.unwrap(), "the old job can no longer save");
+    let item = h.get(&table("ConnectionsTable"), &[("pk", &format!("conn#{id}")), ("sk", "conn")]).await.unwrap();
+    let secrets = SecretsCredentials::new(h.aws.secrets_manager());
+    let creds = secrets.load(item["secret_id"].as_s().unwrap()).await.unwrap();
+    assert_eq!(creds.client_secret.unwrap().expose_secret(), "two");
+}
