@@ -44,6 +44,7 @@ fn refusal(status: u16, headers: &reqwest::header::HeaderMap) -> SourceError {
         429 => SourceError::RateLimited { retry_after: retry_after(headers) },
         401 | 403 => SourceError::Unauthorized,
         408 | 500..=599 => SourceError::Transient("server error"),
+        404 => SourceError::Permanent(NOT_FOUND),
         _ => SourceError::Permanent("refused request"),
     }
 }
@@ -72,6 +73,9 @@ async fn call<T: serde::de::DeserializeOwned>(
     let parsed = serde_json::from_slice(bytes).map_err(|_| SourceError::Permanent("undocumented body"))?;
     Ok((parsed, headers))
 }
+
+/// The class of a 404: the one permanent refusal that is about one order, not about the request.
+pub const NOT_FOUND: &str = "not found";
 
 /// The largest answer read from a platform: a page of 100 orders is well under 1 MB.
 pub const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
@@ -145,7 +149,8 @@ async fn token_call(req: reqwest::RequestBuilder, default_life: i64) -> Result<A
     if !(200..300).contains(&status) {
         return Err(refusal(status, res.headers()));
     }
-    let t: TokenAnswer = res.json().await.map_err(|_| SourceError::Permanent("undocumented token answer"))?;
+    let t: TokenAnswer =
+        serde_json::from_slice(&capped(res).await?).map_err(|_| SourceError::Permanent("undocumented token answer"))?;
     let life = t.expires_in.unwrap_or(default_life).clamp(60, 86_400);
     Ok(AccessToken { token: SecretString::from(t.access_token), expires_at: Utc::now() + Duration::seconds(life) })
 }
@@ -235,7 +240,10 @@ impl OrderSource for AmazonSource {
             .header("accept", "application/json");
         let (raw, headers): (serde_json::Value, _) = call(req).await?;
         let mut invalid = 0;
-        let (page, typed, _): (amazon::SearchOrders, Vec<amazon::ApiOrder>, _) = split(raw, &mut invalid)?;
+        let (page, typed, n): (amazon::SearchOrders, Vec<amazon::ApiOrder>, _) = split(raw, &mut invalid)?;
+        if n > 0 && typed.is_empty() {
+            return Err(SourceError::Permanent("no order of the page in the documented shape"));
+        }
         let orders = typed.iter().filter_map(|o| normalised(amazon::normalise(o), &mut invalid)).collect();
         Ok(Listing {
             orders,
@@ -265,6 +273,9 @@ pub struct EbaySource {
 
 /// The scope the poller asks for: reading orders, nothing else.
 pub const EBAY_SCOPE: &str = "https://api.ebay.com/oauth/api_scope/sell.fulfillment.readonly";
+/// What a merchant consents to: reading orders, and who the account is (`getUser`, to bind the
+/// connection to the account the merchant declared).
+pub const EBAY_CONSENT_SCOPES: &str = "https://api.ebay.com/oauth/api_scope/sell.fulfillment.readonly https://api.ebay.com/oauth/api_scope/commerce.identity.readonly";
 /// eBay's largest page (more fails rather than clamps).
 pub const EBAY_LIMIT: usize = 200;
 /// Orders re-read at each page boundary: the set moves while it is paged (an order modified meanwhile
@@ -315,6 +326,9 @@ impl OrderSource for EbaySource {
         let (raw, _): (serde_json::Value, _) = call(req).await?;
         let mut invalid = 0;
         let (page, typed, n): (ebay::OrderPage, Vec<ebay::ApiOrder>, _) = split(raw, &mut invalid)?;
+        if n > 0 && typed.is_empty() {
+            return Err(SourceError::Permanent("no order of the page in the documented shape"));
+        }
         let orders = typed.iter().filter_map(|o| normalised(ebay::normalise(o), &mut invalid)).collect();
         let total = page.total.unwrap_or(0) as usize;
         let next = (n > 0 && offset + n < total)
@@ -365,9 +379,11 @@ impl BolSource {
     /// The list query for a window: `change-interval-minute` while the gap is short enough, else the
     /// day-by-day `latest-change-date` fallback; always `status=ALL` so shipped and cancelled changes
     /// are seen too.
-    pub fn query(cursor: &Cursor) -> (Vec<(&'static str, String)>, Option<chrono::NaiveDate>, u32) {
+    pub fn query(cursor: &Cursor, now: DateTime<Utc>) -> (Vec<(&'static str, String)>, Option<chrono::NaiveDate>, u32) {
         let (day, page) = bol_position(cursor.position.as_deref());
-        let gap = (cursor.to - cursor.from).num_minutes() + 1;
+        // Counted back from the call itself: a first call deferred (a 429, an empty budget) still reaches
+        // back to the window's start.
+        let gap = (now.max(cursor.to) - cursor.from).num_minutes() + 1;
         let mut q =
             vec![("fulfilment-method", "ALL".to_owned()), ("status", "ALL".to_owned()), ("page", page.to_string())];
         // The interval counts back from the call, so it is only used for a window read in one call; a window
@@ -408,7 +424,7 @@ impl OrderSource for BolSource {
     }
 
     async fn list(&self, token: &SecretString, _c: &Connection, cursor: &Cursor) -> Result<Listing, SourceError> {
-        let (query, day, page) = Self::query(cursor);
+        let (query, day, page) = Self::query(cursor, Utc::now());
         let req = self
             .http
             .get(with_query(format!("{}/retailer/orders", base(&self.api_url)), &query))
@@ -451,6 +467,9 @@ impl OrderSource for BolSource {
         let remaining = headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
         let reset = headers.get("x-ratelimit-reset").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
         let pause = (remaining == Some(0)).then(|| reset.unwrap_or(60));
+        if n > 0 && invalid as usize == n {
+            return Err(SourceError::Permanent("no order of the page in the documented shape"));
+        }
         Ok(Listing { orders, invalid, next, window_to: Some(cursor.to), pause, rate: None })
     }
 
@@ -485,7 +504,8 @@ async fn exchange_both(req: reqwest::RequestBuilder) -> Result<(SecretString, Op
     if !(200..300).contains(&status) {
         return Err(refusal(status, res.headers()));
     }
-    let a: Answer = res.json().await.map_err(|_| SourceError::Permanent("undocumented token answer"))?;
+    let a: Answer =
+        serde_json::from_slice(&capped(res).await?).map_err(|_| SourceError::Permanent("undocumented token answer"))?;
     let refresh = a
         .refresh_token
         .filter(|t| !t.is_empty())
@@ -520,7 +540,7 @@ impl EbaySource {
     /// grant's access token): the refresh token and the account's username.
     pub async fn connect(
         &self, code: &str, ru_name: &str, identity_url: &str,
-    ) -> Result<(SecretString, String), SourceError> {
+    ) -> Result<(SecretString, String, String), SourceError> {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs([("grant_type", "authorization_code"), ("code", code), ("redirect_uri", ru_name)])
             .finish();
@@ -534,8 +554,10 @@ impl EbaySource {
         .await?;
         let access = access.ok_or(SourceError::Permanent("no access token"))?;
         #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
         struct User {
             username: Option<String>,
+            user_id: Option<String>,
         }
         let req = self
             .http
@@ -544,7 +566,8 @@ impl EbaySource {
             .header("accept", "application/json");
         let (user, _): (User, _) = call(req).await?;
         let username = user.username.filter(|u| !u.is_empty()).ok_or(SourceError::Permanent("no username"))?;
-        Ok((refresh, username))
+        let user_id = user.user_id.filter(|u| !u.is_empty()).unwrap_or_else(|| username.clone());
+        Ok((refresh, username, user_id))
     }
 
     /// eBay's authorization-code grant: the code, for the app's RuName (its registered redirect).
@@ -572,15 +595,20 @@ mod tests {
     fn bol_asks_for_the_interval_while_polled_often_and_falls_back_to_days_after_a_gap() {
         let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
         let short = Cursor { from: now - Duration::minutes(14), to: now, position: None };
-        let (q, day, _) = BolSource::query(&short);
+        let (q, day, _) = BolSource::query(&short, now);
         assert_eq!(day, None);
         assert!(q.contains(&("change-interval-minute", "15".into())) && q.contains(&("status", "ALL".into())));
         let long = Cursor { from: now - Duration::hours(30), to: now, position: None };
-        let (q, day, page) = BolSource::query(&long);
+        let (q, day, page) = BolSource::query(&long, now);
         assert_eq!((day.map(|d| d.to_string()), page), (Some("2026-11-30".into()), 1));
         assert!(q.contains(&("latest-change-date", "2026-11-30".into())) && q.contains(&("status", "ALL".into())));
+        // A first call deferred past the window's end (a 429, an empty budget) still reaches its start.
+        let deferred = Cursor { from: now - Duration::minutes(14), to: now - Duration::minutes(10), position: None };
+        let (q, day, _) = BolSource::query(&deferred, now);
+        assert_eq!(day, None);
+        assert!(q.contains(&("change-interval-minute", "15".into())), "{q:?}");
         let resumed = Cursor { position: Some("d=2026-12-01;p=3".into()), ..long };
-        let (_, day, page) = BolSource::query(&resumed);
+        let (_, day, page) = BolSource::query(&resumed, now);
         assert_eq!((day.map(|d| d.to_string()), page), (Some("2026-12-01".into()), 3));
     }
 

@@ -414,7 +414,7 @@ impl MerchantApi {
                 Err(SourceError::Unauthorized) => return http::refuse(422, "bol_refused_the_credentials"),
                 Err(_) => return http::refuse(503, "marketplace_unavailable"),
             }
-            return self.connected(merchant, marketplace, &id, b.sites, creds, now).await;
+            return self.connected(merchant, marketplace, &id, &id, b.sites, creds).await;
         }
         let (state, hash) = connections::new_state();
         let binding = StateBinding { merchant: merchant.to_owned(), marketplace, sites: b.sites, account: b.account };
@@ -427,10 +427,12 @@ impl MerchantApi {
     }
 
     async fn connected(
-        &self, merchant: &str, marketplace: Marketplace, account: &str, sites: Vec<String>, creds: Credentials,
-        now: chrono::DateTime<chrono::Utc>,
+        &self, merchant: &str, marketplace: Marketplace, account: &str, key: &str, sites: Vec<String>,
+        creds: Credentials,
     ) -> Response {
-        let id = connections::connection_id(merchant, marketplace, account);
+        let now = self.clock.now();
+        // The account's stable id (eBay's userId: usernames can change) names the connection.
+        let id = connections::connection_id(merchant, marketplace, key);
         let name = format!("{}{id}", self.marketplaces.secret_prefix);
         let secret_id = match self.secrets.put(&name, &creds).await {
             Ok(s) => s,
@@ -472,10 +474,10 @@ impl MerchantApi {
             Err(e) => return http::unavailable(&e),
         };
         if let Err(e) = self.secrets.delete(&c.secret_id).await {
-            if e.retryable {
+            // Already gone (a removal that stopped halfway): the record goes now. Anything else keeps both.
+            if !e.is_not_found() {
                 return http::unavailable(&e);
             }
-            // Already gone (a removal that stopped halfway): the record goes now.
         }
         match self.connections.remove(id, Some(merchant)).await {
             Ok(_) => http::json(200, serde_json::json!({ "id": id, "status": "removed" })),
@@ -502,11 +504,7 @@ impl MerchantApi {
         }
         let now = self.clock.now();
         let binding = match self.connections.take_state(&connections::state_hash(state), now).await {
-            Ok(Some(b))
-                if b.marketplace.as_str() == market && (market != "amazon" || b.account.as_deref() == account) =>
-            {
-                b
-            }
+            Ok(Some(b)) if b.marketplace.as_str() == market => b,
             Ok(_) => return http::refuse(400, "state_unknown_used_or_expired"),
             Err(e) => return http::unavailable(&e),
         };
@@ -514,9 +512,17 @@ impl MerchantApi {
             Ok(c) => c,
             Err(e) => return http::unavailable(&e),
         };
+        // Amazon names the account in the callback: checked before the code is spent at LWA.
+        if binding.marketplace == Marketplace::Amazon
+            && !binding.account.as_deref().zip(account).is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
+        {
+            tracing::warn!(merchant = %binding.merchant, marketplace = %binding.marketplace, "consent for another account than declared");
+            return http::refuse(400, "not_the_declared_account");
+        }
         let got = match binding.marketplace {
             Marketplace::Amazon => {
-                clients.amazon.exchange(code).await.map(|r| (r, account.unwrap_or_default().to_owned()))
+                let a = account.unwrap_or_default().to_owned();
+                clients.amazon.exchange(code).await.map(|r| (r, a.clone(), a))
             }
             // eBay's callback names no account: the Identity API says whose it is.
             _ => {
@@ -524,7 +530,7 @@ impl MerchantApi {
                 clients.ebay.connect(code, &m.ebay_ru_name, &m.ebay_identity_url).await
             }
         };
-        let (refresh, account) = match got {
+        let (refresh, account, key) = match got {
             Ok(r) => r,
             Err(SourceError::Unauthorized) => return http::refuse(400, "authorization_code_refused"),
             Err(_) => return http::refuse(503, "marketplace_unavailable"),
@@ -536,6 +542,6 @@ impl MerchantApi {
             return http::refuse(400, "not_the_declared_account");
         }
         let creds = Credentials { refresh_token: Some(refresh), ..Credentials::default() };
-        self.connected(&binding.merchant, binding.marketplace, &account, binding.sites, creds, now).await
+        self.connected(&binding.merchant, binding.marketplace, &account, &key, binding.sites, creds).await
     }
 }

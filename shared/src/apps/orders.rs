@@ -287,6 +287,9 @@ pub struct EbayAccountDeletion {
     pub max_body_bytes: usize,
     keys: Mutex<HashMap<String, VerifyingKey>>,
     unknown_kids: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// When this container last asked eBay for keys: at most five a minute, so forged notices with ever
+    /// new key ids cannot spend eBay's quota (a real notice refused by it is retried by eBay).
+    fetches: Mutex<std::collections::VecDeque<DateTime<Utc>>>,
     app_token: Mutex<Option<(SecretString, DateTime<Utc>)>>,
 }
 
@@ -339,6 +342,7 @@ impl Function for EbayAccountDeletion {
             max_body_bytes: config.max_body_bytes,
             keys: Mutex::new(HashMap::new()),
             unknown_kids: Mutex::new(HashMap::new()),
+            fetches: Mutex::new(std::collections::VecDeque::new()),
             app_token: Mutex::new(None),
         })
     }
@@ -379,7 +383,11 @@ impl EbayAccountDeletion {
             access_token: String,
             expires_in: Option<i64>,
         }
-        let t: T = res.json().await.map_err(|_| KeyError::Unavailable)?;
+        let body = res.bytes().await.map_err(|_| KeyError::Unavailable)?;
+        if body.len() > 64 * 1024 {
+            return Err(KeyError::Unavailable);
+        }
+        let t: T = serde_json::from_slice(&body).map_err(|_| KeyError::Unavailable)?;
         let token = SecretString::from(t.access_token);
         *cached =
             Some((token.clone(), now + chrono::Duration::seconds(t.expires_in.unwrap_or(7200).clamp(60, 86_400))));
@@ -399,6 +407,16 @@ impl EbayAccountDeletion {
             if unknown.contains_key(kid) {
                 return Err(KeyError::Unknown);
             }
+        }
+        {
+            let mut fetches = self.fetches.lock().await;
+            while fetches.front().is_some_and(|t| now - *t >= chrono::Duration::minutes(1)) {
+                fetches.pop_front();
+            }
+            if fetches.len() >= 5 {
+                return Err(KeyError::Unavailable);
+            }
+            fetches.push_back(now);
         }
         let token = self.app_token().await?;
         let res = self
@@ -423,7 +441,11 @@ impl EbayAccountDeletion {
         struct K {
             key: String,
         }
-        let k: K = res.json().await.map_err(|_| KeyError::Unavailable)?;
+        let body = res.bytes().await.map_err(|_| KeyError::Unavailable)?;
+        if body.len() > 64 * 1024 {
+            return Err(KeyError::Unavailable);
+        }
+        let k: K = serde_json::from_slice(&body).map_err(|_| KeyError::Unavailable)?;
         let key = ebay_deletion::public_key(&k.key).map_err(|_| KeyError::Unavailable)?;
         let mut keys = self.keys.lock().await;
         if keys.len() > 64 {

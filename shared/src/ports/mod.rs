@@ -22,6 +22,17 @@ pub struct InfraError {
 }
 
 impl InfraError {
+    /// The service refused the request as it is (DynamoDB's `ValidationException`: an item too large, an
+    /// attribute it cannot store): the same request will never pass.
+    pub fn is_validation(&self) -> bool {
+        !self.retryable && self.source.as_ref().is_some_and(|s| format!("{s:?}").contains("ValidationException"))
+    }
+
+    /// The thing asked for does not exist (`ResourceNotFoundException`).
+    pub fn is_not_found(&self) -> bool {
+        self.source.as_ref().is_some_and(|s| format!("{s:?}").contains("ResourceNotFoundException"))
+    }
+
     /// A retention deadline beyond the date range (only for absurd anchors): never retryable.
     pub fn deadline_out_of_range() -> Self {
         Self {

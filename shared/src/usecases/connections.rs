@@ -34,9 +34,10 @@ pub fn connection_id(merchant: &str, marketplace: Marketplace, account: &str) ->
     hex::encode(&Sha256::digest(format!("{merchant}\n{marketplace}\n{account}"))[..12])
 }
 
-/// An account, site or client id as the marketplaces issue them: 1-128 of letters, digits, `.-_:`.
+/// An account, site or client id as the marketplaces issue them: 1-128 of letters, digits, `.-_:*`
+/// (eBay usernames may hold `*`).
 pub fn is_account(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b))
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:*".contains(&b))
 }
 
 /// Where the merchant's browser goes to consent.
@@ -67,7 +68,7 @@ pub fn consent_url(s: &ConsentSettings, marketplace: Marketplace, state: &str) -
                 ("client_id", &s.ebay_client_id),
                 ("redirect_uri", &s.ebay_ru_name),
                 ("response_type", "code"),
-                ("scope", crate::adapters::marketplaces::EBAY_SCOPE),
+                ("scope", crate::adapters::marketplaces::EBAY_CONSENT_SCOPES),
                 ("state", state),
             ])
         )),

@@ -121,8 +121,9 @@ pub async fn store_page(
         };
         let written = match store.write(&write).await {
             Ok(w) => w,
-            // Refused as it is (too large, say): counted, and the rest of the page goes on.
-            Err(e) if !e.retryable => {
+            // Refused as it is (too large, say): counted, and the rest of the page goes on. Any other
+            // failure (access, a missing table) stops the page unmoved.
+            Err(e) if e.is_validation() => {
                 tracing::warn!(marketplace = %n.order.marketplace, error = %e, "order not stored");
                 result.invalid += 1;
                 continue;

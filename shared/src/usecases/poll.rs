@@ -4,7 +4,7 @@
 //! - One job per connection at a time: the connection is leased, and every save is conditional on the
 //!   lease, so a job that lost it (it ran past its time) cannot overwrite the next one's progress. The
 //!   lease also serialises the token refresh.
-//! - The access token is cached in the connection's secret until a minute before it expires, so the
+//! - The access token is cached in the connection's secret until 130 s before it expires, so the
 //!   next job, in any container, uses it instead of asking for another.
 //! - The listing call's budget is a token bucket kept on the connection: a job that has none left stops
 //!   and says when the next may call. A 429 stops the job until its `Retry-After` (or a jittered backoff);
@@ -25,8 +25,9 @@ use crate::usecases::orders_ingest::{store_page, PageResult};
 
 /// Time a job keeps back from its deadline to save where it stopped.
 pub const MARGIN: Duration = Duration::seconds(10);
-/// A cached access token is used until this long before it expires (bol's live five minutes).
-pub const TOKEN_MARGIN: Duration = Duration::seconds(60);
+/// A cached access token is used until this long before it expires: longer than a job runs (120 s), so a
+/// token does not expire mid-job (bol's live five minutes, so each is still used about three).
+pub const TOKEN_MARGIN: Duration = Duration::seconds(130);
 
 /// A listing's orders made whole, as far as they got.
 struct Completed {
@@ -145,14 +146,17 @@ where
                 budget.rate = budget.rate.min(r);
             }
             if listing.invalid > 0 {
+                self.metrics.count("OrdersInvalid", u64::from(listing.invalid), None);
                 self.metrics.count("OrdersInvalid", u64::from(listing.invalid), Some(("Marketplace", market)));
             }
             let done = self.complete(&token, &c, listing.orders, deadline).await?;
             if done.invalid > 0 {
+                self.metrics.count("OrdersInvalid", u64::from(done.invalid), None);
                 self.metrics.count("OrdersInvalid", u64::from(done.invalid), Some(("Marketplace", market)));
             }
             let stored = store_page(self.orders, self.hasher, &c.merchant, done.orders, self.clock.now()).await?;
             if stored.invalid > 0 {
+                self.metrics.count("OrdersInvalid", u64::from(stored.invalid), None);
                 self.metrics.count("OrdersInvalid", u64::from(stored.invalid), Some(("Marketplace", market)));
             }
             match done.stop {
@@ -160,6 +164,18 @@ where
                     result.add(stored);
                     c.cursor = Some(cursor);
                     return self.stopped(&mut c, &lease, result, pages, "time").await;
+                }
+                // A detail call refused the token: one new one, and the page again (what is stored is skipped).
+                Some(Stop::Refused(SourceError::Unauthorized)) if !fresh => {
+                    result.add(stored);
+                    fresh = true;
+                    match self.refresh(&mut credentials, &c.secret_id).await? {
+                        Ok(t) => {
+                            token = t;
+                            continue;
+                        }
+                        Err(e) => return self.failed(&mut c, &lease, e, jitter).await,
+                    }
                 }
                 Some(Stop::Refused(e)) => {
                     c.cursor = Some(cursor);
@@ -263,8 +279,13 @@ where
                     }
                     match self.source.detail(token, c, &order_id).await {
                         Ok(n) => done.orders.push(n),
-                        // One order that is not what the platform documents holds up nothing else.
-                        Err(SourceError::Permanent(_)) => done.invalid += 1,
+                        // One order that is gone (404) or not what the platform documents holds up nothing
+                        // else; any other refusal stops the page unmoved.
+                        Err(SourceError::Permanent(why))
+                            if why == crate::adapters::marketplaces::NOT_FOUND || why == "order not normalisable" =>
+                        {
+                            done.invalid += 1
+                        }
                         Err(e) => {
                             done.stop = Some(Stop::Refused(e));
                             return Ok(done);

@@ -220,7 +220,9 @@ async fn a_merchants_data_request_sees_only_its_own_orders_of_a_shared_buyer() {
     let username = format!("shared_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let hasher = SubjectHasher::new(&SecretString::from(PEPPER.to_owned()));
     let orders = DynamoOrders::new(h.ddb.clone(), table("OrdersTable"));
-    let page: ebay::OrderPage = serde_json::from_str(&ebay_page(&username)).unwrap();
+    // An order id of this run's own: the merchants are the seeded ones, shared by every run.
+    let own = ebay_page(&username).replace("05-00001-00001", &format!("05-{}", &username[7..17]));
+    let page: ebay::OrderPage = serde_json::from_str(&own).unwrap();
     for m in ["merchant-demo-1", "merchant-demo-2"] {
         store_page(&orders, &hasher, m, vec![ebay::normalise(&page.orders[0]).unwrap()], Utc::now()).await.unwrap();
     }
@@ -244,4 +246,24 @@ async fn a_merchants_data_request_sees_only_its_own_orders_of_a_shared_buyer() {
     assert_eq!(shown["result"]["items"], 2, "{shown}");
     assert_eq!(shown["result"]["by_kind"]["order_buyer"], 1, "{shown}");
     assert_eq!(shown["result"]["by_kind"]["marketplace_order"], 1, "{shown}");
+}
+
+/// Forged notices naming ever new key ids cost eBay at most five key calls a minute per container.
+#[tokio::test]
+async fn forged_notices_with_new_key_ids_cannot_spend_ebays_key_quota() {
+    let h = Harness::new().await;
+    let key = SigningKey::from_slice(&[6u8; 32]).unwrap();
+    let ebay = ebay_stand_in(KID, &pem(&key)).await;
+    let app = endpoint(&h, &ebay.uri()).await;
+    let body = notice("anyone");
+    let mut answers = Vec::new();
+    for i in 0..8 {
+        let kid = format!("forged-{i}");
+        answers.push(app.handle(post(&body, Some(&sign(&key, &kid, &body))), "r").await.status_code);
+    }
+    assert_eq!(answers, [412, 412, 412, 412, 412, 503, 503, 503]);
+    let asked = ebay.received_requests().await.unwrap();
+    let key_calls = asked.iter().filter(|r| r.url.path().starts_with("/commerce/notification/v1/public_key/")).count();
+    assert_eq!(key_calls, 5);
+    assert_eq!(h.depth(&h.data_requests_url).await, 0);
 }
