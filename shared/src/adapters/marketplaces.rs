@@ -461,8 +461,10 @@ impl OrderSource for BolSource {
                 None => format!("d={};p=1", cursor.from.date_naive()),
             })
         } else {
-            // The day is done: the next day of the fallback, until the window's last.
-            day.filter(|d| *d < cursor.to.date_naive()).and_then(|d| d.succ_opt()).map(|d| format!("d={d};p=1"))
+            // The day is done: the next day of the fallback, until the day after the window's last in UTC
+            // (bol's dates may be Amsterdam's, an hour or two ahead of UTC).
+            let last = cursor.to.date_naive().succ_opt().unwrap_or(cursor.to.date_naive());
+            day.filter(|d| *d < last).and_then(|d| d.succ_opt()).map(|d| format!("d={d};p=1"))
         };
         let remaining = headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
         let reset = headers.get("x-ratelimit-reset").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
