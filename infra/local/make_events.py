@@ -193,6 +193,13 @@ def sqs(records):
     } for i, body in enumerate(records, start=1)]}
 
 
+def scheduled(id_, time, rule):
+    """An EventBridge scheduled event of the rule `rule`."""
+    return {"version": "0", "id": id_, "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": time, "region": "us-east-1",
+            "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{rule}"], "detail": {}}
+
+
 def envelope_of(kind, id_, payload):
     return {"type": kind, "version": 1, "id": id_, "occurred_at": "2025-11-24T16:00:00Z", "trace_id": "sample",
             "payload": payload}
@@ -241,11 +248,8 @@ def privacy_samples():
     """The retention sweep's triggers (EventBridge schedule, continuation message), a data-requests batch, and
     the merchant API's data-request routes."""
     (ROOT / "events" / "schedule").mkdir(parents=True, exist_ok=True)
-    (ROOT / "events" / "schedule" / "retention-sweep.json").write_text(json.dumps({
-        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
-        "source": "aws.events", "account": "123456789012", "time": "2025-11-24T03:00:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/nex-RetentionSweepFunctionDaily"], "detail": {},
-    }, indent=2) + "\n")
+    (ROOT / "events" / "schedule" / "retention-sweep.json").write_text(json.dumps(scheduled(
+        "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "2025-11-24T03:00:00Z", "nex-RetentionSweepFunctionDaily"), indent=2) + "\n")
     cont = envelope_of("sweep.continue", "sweep-1764000000", {"started_at": "2025-11-24T03:00:00Z"})
     (ROOT / "events" / "sqs" / "retention-sweep-continue.json").write_text(json.dumps(sqs([cont]), indent=2) + "\n")
     dsr = envelope_of("dsr.requested", "api-sample-1", {
@@ -265,11 +269,9 @@ def privacy_samples():
 def marketplace_samples():
     """The marketplace scheduler's schedule, a poll batch, the merchant API's connection routes, and eBay's
     account-deletion endpoint check (the signed notice is made by the tests, with their own key)."""
-    (ROOT / "events" / "schedule" / "marketplace-scheduler.json").write_text(json.dumps({
-        "version": "0", "id": "0b5e2c1e-7d0c-4c5e-9b9a-1f3c2d4e5f60", "detail-type": "Scheduled Event",
-        "source": "aws.events", "account": "123456789012", "time": "2025-11-24T03:05:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/nex-MarketplaceSchedulerFunctionPoll"], "detail": {},
-    }, indent=2) + "\n")
+    (ROOT / "events" / "schedule" / "marketplace-scheduler.json").write_text(json.dumps(scheduled(
+        "0b5e2c1e-7d0c-4c5e-9b9a-1f3c2d4e5f60", "2025-11-24T03:05:00Z", "nex-MarketplaceSchedulerFunctionPoll"),
+        indent=2) + "\n")
     job = envelope_of("orders.poll", "poll:sample-connection:1764000300", {"connection": "0123456789abcdef01234567"})
     (ROOT / "events" / "sqs" / "marketplace-poller-batch.json").write_text(json.dumps(sqs([job]), indent=2) + "\n")
     auth = {"content-type": "application/json", "authorization": "Bearer local-dev-merchant-api-key"}

@@ -18,7 +18,7 @@ use nex_shared::adapters::dynamo_connections::{DynamoConnections, SecretsCredent
 use nex_shared::apps::orders::{MarketplacePoller, MarketplaceScheduler};
 use nex_shared::domain::envelope::Envelope;
 use nex_shared::domain::messages::PollJob;
-use nex_shared::domain::orders::connection::{Connection, ConnectionStatus};
+use nex_shared::domain::orders::connection::Connection;
 use nex_shared::domain::orders::{amazon, bol, ebay, Marketplace};
 use nex_shared::ports::Credentials;
 use nex_tests::*;
@@ -146,23 +146,15 @@ async fn connection(connections: &DynamoConnections, secrets: &SecretsCredential
         ..Credentials::default()
     };
     let secret_id = secrets.create(&format!("nex-local/connections/{id}"), &creds).await.unwrap();
-    let c = Connection {
+    let c = Connection::new(
         id,
-        merchant: format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-        marketplace: Marketplace::Amazon,
-        account: "A3BENCH".into(),
-        sites: vec![site.to_owned()],
-        status: ConnectionStatus::Active,
+        format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        Marketplace::Amazon,
+        "A3BENCH".into(),
+        vec![site.to_owned()],
         secret_id,
-        created_at: Utc::now() - Duration::hours(1),
-        watermark: None,
-        cursor: None,
-        bucket: None,
-        throttle_until: None,
-        last_success: None,
-        last_error: None,
-        failures: 0,
-    };
+        Utc::now() - Duration::hours(1),
+    );
     connections.create(&c).await.unwrap();
     c
 }

@@ -30,6 +30,20 @@ pub struct AppCredentials {
     pub client_secret: SecretString,
 }
 
+impl AppCredentials {
+    /// From an app secret's JSON (`client_id`, `client_secret`, anything else ignored); `None` if it is
+    /// not that.
+    pub fn parse(value: &SecretString) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct App {
+            client_id: String,
+            client_secret: String,
+        }
+        let app: App = serde_json::from_str(value.expose_secret()).ok()?;
+        Some(AppCredentials { client_id: app.client_id, client_secret: SecretString::from(app.client_secret) })
+    }
+}
+
 fn base(url: &str) -> String {
     url.trim_end_matches('/').to_owned()
 }
@@ -96,15 +110,8 @@ async fn capped(mut res: reqwest::Response) -> Result<Vec<u8>, SourceError> {
     Ok(out)
 }
 
-/// A page's orders one at a time: an order that is not in the documented shape is counted and skipped,
-/// and holds up neither its page nor the connection.
-#[derive(Deserialize)]
-struct Lenient {
-    #[serde(default)]
-    orders: Vec<serde_json::Value>,
-}
-
-/// The page without its orders (its paging fields), and its orders typed one by one.
+/// The page without its orders (its paging fields), and its orders typed one by one: an order that is not
+/// in the documented shape is counted and skipped, and holds up neither its page nor the connection.
 fn split<P: serde::de::DeserializeOwned, T: serde::de::DeserializeOwned>(
     mut raw: serde_json::Value, invalid: &mut u32,
 ) -> Result<(P, Vec<T>, usize), SourceError> {
@@ -430,27 +437,20 @@ impl OrderSource for BolSource {
             .get(with_query(format!("{}/retailer/orders", base(&self.api_url)), &query))
             .bearer_auth(token.expose_secret())
             .header("accept", &self.orders_media_type);
-        let (lenient, headers): (Lenient, _) = call(req).await?;
+        let (raw, headers): (serde_json::Value, _) = call(req).await?;
         let mut invalid = 0;
-        let n = lenient.orders.len();
-        let listed: Vec<bol::ReducedOrder> = each(lenient.orders, &mut invalid);
+        let (_, listed, n): (serde::de::IgnoredAny, Vec<bol::ReducedOrder>, _) = split(raw, &mut invalid)?;
         let orders = listed
             .iter()
-            .filter_map(|o| {
-                match o.order_id.as_deref().map(str::trim).filter(|id| {
-                    !id.is_empty()
-                        && id.len() <= 64
-                        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                }) {
-                    Some(id) => Some(Listed::Ref {
-                        order_id: id.to_owned(),
-                        sort_key: format!("order#{}#{id}", Marketplace::Bol),
-                        changed_at: o.changed_at(),
-                    }),
-                    None => {
-                        invalid += 1;
-                        None
-                    }
+            .filter_map(|o| match crate::domain::orders::order_id(Marketplace::Bol, o.order_id.as_deref()) {
+                Ok(id) => Some(Listed::Ref {
+                    sort_key: format!("order#{}#{id}", Marketplace::Bol),
+                    order_id: id,
+                    changed_at: o.changed_at(),
+                }),
+                Err(_) => {
+                    invalid += 1;
+                    None
                 }
             })
             .collect();

@@ -36,7 +36,7 @@ use crate::usecases::{merchant_api, opt_in};
 
 use crate::adapters::dynamo_connections::{DynamoConnections, SecretsCredentials, StateBinding};
 use crate::adapters::marketplaces::{http_client, AmazonSource, AppCredentials, BolSource, EbaySource};
-use crate::domain::orders::connection::{Connection, ConnectionStatus};
+use crate::domain::orders::connection::Connection;
 use crate::domain::orders::Marketplace;
 use crate::ports::{Credentials, OrderSource, SourceError};
 use crate::usecases::connections;
@@ -316,22 +316,11 @@ impl MerchantApi {
                     secrets::fetch(&self.sm, &m.ebay_app_secret_id)
                 )?;
                 let app = |v: &secrecy::SecretString| {
-                    #[derive(serde::Deserialize)]
-                    struct App {
-                        client_id: String,
-                        client_secret: String,
-                    }
-                    let a: App = serde_json::from_str(secrecy::ExposeSecret::expose_secret(v)).map_err(|_| {
-                        crate::ports::InfraError {
-                            service: "secretsmanager",
-                            operation: "GetSecretValue(app)",
-                            retryable: false,
-                            source: Some("an app secret is not its JSON".into()),
-                        }
-                    })?;
-                    Ok::<_, crate::ports::InfraError>(AppCredentials {
-                        client_id: a.client_id,
-                        client_secret: secrecy::SecretString::from(a.client_secret),
+                    AppCredentials::parse(v).ok_or_else(|| crate::ports::InfraError {
+                        service: "secretsmanager",
+                        operation: "GetSecretValue(app)",
+                        retryable: false,
+                        source: Some("an app secret is not its JSON".into()),
                     })
                 };
                 let (amazon, ebay) = (app(&amazon)?, app(&ebay)?);
@@ -438,23 +427,8 @@ impl MerchantApi {
             Ok(s) => s,
             Err(e) => return http::unavailable(&e),
         };
-        let c = Connection {
-            id: id.clone(),
-            merchant: merchant.to_owned(),
-            marketplace,
-            account: account.to_owned(),
-            sites,
-            status: ConnectionStatus::Active,
-            secret_id,
-            created_at: now,
-            watermark: None,
-            cursor: None,
-            bucket: None,
-            throttle_until: None,
-            last_success: None,
-            last_error: None,
-            failures: 0,
-        };
+        let c =
+            Connection::new(id.clone(), merchant.to_owned(), marketplace, account.to_owned(), sites, secret_id, now);
         match self.connections.connect(&c).await {
             Ok(()) => {
                 tracing::info!(merchant = %merchant, marketplace = %marketplace, connection = %id, "connected");

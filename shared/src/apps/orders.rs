@@ -35,14 +35,8 @@ use crate::usecases::poll::{PollOutcome, Poller};
 
 /// An app's client id and secret, from its secret's JSON (`client_id`, `client_secret`).
 fn app_credentials(value: &SecretString, name: &str) -> Result<AppCredentials, InitError> {
-    #[derive(serde::Deserialize)]
-    struct App {
-        client_id: String,
-        client_secret: String,
-    }
-    let app: App = serde_json::from_str(value.expose_secret())
-        .map_err(|_| InitError::Unusable(format!("{name}: not a JSON object with client_id and client_secret")))?;
-    Ok(AppCredentials { client_id: app.client_id, client_secret: SecretString::from(app.client_secret) })
+    AppCredentials::parse(value)
+        .ok_or_else(|| InitError::Unusable(format!("{name}: not a JSON object with client_id and client_secret")))
 }
 
 /// A random number in `[0, 1)` for backoff jitter.
@@ -226,8 +220,10 @@ impl Function for MarketplacePoller {
 impl MarketplacePoller {
     /// Polls one connection with its marketplace's source.
     pub async fn poll(&self, id: &str, deadline: DateTime<Utc>) -> Result<PollOutcome, InfraError> {
-        let Some(c) = self.connections.get(id).await? else {
-            return Ok(PollOutcome::Skipped("absent"));
+        // The lease's answer is the connection: no read before it.
+        let Some((c, lease)) = crate::usecases::poll::lease(&self.connections, &*self.clock, id, deadline).await?
+        else {
+            return Ok(PollOutcome::Skipped("leased_or_absent"));
         };
         macro_rules! with {
             ($source:expr) => {
@@ -240,7 +236,7 @@ impl MarketplacePoller {
                     metrics: &self.metrics,
                     clock: &*self.clock,
                 }
-                .poll(id, deadline, jitter())
+                .poll_leased(c, lease, deadline, jitter())
                 .await
             };
         }
@@ -348,6 +344,15 @@ impl Function for EbayAccountDeletion {
     }
 }
 
+/// An eBay answer of at most 64 KB (a token or a key is a few hundred bytes), parsed.
+async fn small_json<T: serde::de::DeserializeOwned>(res: reqwest::Response) -> Result<T, KeyError> {
+    let body = res.bytes().await.map_err(|_| KeyError::Unavailable)?;
+    if body.len() > 64 * 1024 {
+        return Err(KeyError::Unavailable);
+    }
+    serde_json::from_slice(&body).map_err(|_| KeyError::Unavailable)
+}
+
 /// Why a key could not be had: eBay does not know it (the notice is not eBay's), or eBay could not be asked.
 enum KeyError {
     Unknown,
@@ -359,8 +364,7 @@ impl EbayAccountDeletion {
     async fn app_token(&self) -> Result<SecretString, KeyError> {
         let mut cached = self.app_token.lock().await;
         let now = self.clock.now();
-        if let Some((t, exp)) = cached.as_ref().filter(|(_, exp)| *exp - chrono::Duration::minutes(1) > now) {
-            let _ = exp;
+        if let Some((t, _)) = cached.as_ref().filter(|(_, exp)| *exp - chrono::Duration::minutes(1) > now) {
             return Ok(t.clone());
         }
         let body = form_urlencoded::Serializer::new(String::new())
@@ -383,11 +387,7 @@ impl EbayAccountDeletion {
             access_token: String,
             expires_in: Option<i64>,
         }
-        let body = res.bytes().await.map_err(|_| KeyError::Unavailable)?;
-        if body.len() > 64 * 1024 {
-            return Err(KeyError::Unavailable);
-        }
-        let t: T = serde_json::from_slice(&body).map_err(|_| KeyError::Unavailable)?;
+        let t: T = small_json(res).await?;
         let token = SecretString::from(t.access_token);
         *cached =
             Some((token.clone(), now + chrono::Duration::seconds(t.expires_in.unwrap_or(7200).clamp(60, 86_400))));
@@ -441,11 +441,7 @@ impl EbayAccountDeletion {
         struct K {
             key: String,
         }
-        let body = res.bytes().await.map_err(|_| KeyError::Unavailable)?;
-        if body.len() > 64 * 1024 {
-            return Err(KeyError::Unavailable);
-        }
-        let k: K = serde_json::from_slice(&body).map_err(|_| KeyError::Unavailable)?;
+        let k: K = small_json(res).await?;
         let key = ebay_deletion::public_key(&k.key).map_err(|_| KeyError::Unavailable)?;
         let mut keys = self.keys.lock().await;
         if keys.len() > 64 {

@@ -16,7 +16,7 @@
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::domain::orders::connection::{backoff, ConnectionStatus};
+use crate::domain::orders::connection::{backoff, Connection, ConnectionStatus};
 use crate::domain::subject::SubjectHasher;
 use crate::ports::{
     Clock, ConnectionStore, CredentialStore, InfraError, Listed, Metrics, OrderSource, OrderStore, SourceError,
@@ -56,6 +56,15 @@ pub enum PollOutcome {
     Failed(&'static str),
 }
 
+/// Takes connection `id`'s lease for a job that ends at `deadline`: the connection as stored and the lease,
+/// or `None` when it is absent or another job holds it.
+pub async fn lease(
+    connections: &impl ConnectionStore, clock: &dyn Clock, id: &str, deadline: DateTime<Utc>,
+) -> Result<Option<(Connection, String)>, InfraError> {
+    let lease = uuid::Uuid::new_v4().simple().to_string();
+    Ok(connections.lease(id, &lease, clock.now(), deadline + MARGIN).await?.map(|c| (c, lease)))
+}
+
 pub struct Poller<'a, C, K, O, S, M> {
     pub connections: &'a C,
     pub credentials: &'a K,
@@ -77,11 +86,18 @@ where
     /// Polls connection `id` until its window is in or `deadline` (the invocation's) nears.
     /// `jitter` in `[0, 1)` spreads the backoffs.
     pub async fn poll(&self, id: &str, deadline: DateTime<Utc>, jitter: f64) -> Result<PollOutcome, InfraError> {
+        match lease(self.connections, self.clock, id, deadline).await? {
+            Some((c, lease)) => self.poll_leased(c, lease, deadline, jitter).await,
+            None => Ok(PollOutcome::Skipped("leased_or_absent")),
+        }
+    }
+
+    /// [`Poller::poll`] of a connection whose lease the caller took with [`lease`] (the caller needs the
+    /// connection first to pick its marketplace's source).
+    pub async fn poll_leased(
+        &self, mut c: Connection, lease: String, deadline: DateTime<Utc>, jitter: f64,
+    ) -> Result<PollOutcome, InfraError> {
         let now = self.clock.now();
-        let lease = uuid::Uuid::new_v4().simple().to_string();
-        let Some(mut c) = self.connections.lease(id, &lease, now, deadline + MARGIN).await? else {
-            return Ok(PollOutcome::Skipped("leased_or_absent"));
-        };
         if c.status != ConnectionStatus::Active {
             self.connections.save(&c, &lease, true).await?;
             return Ok(PollOutcome::Skipped("not_active"));
@@ -145,20 +161,11 @@ where
             if let Some(r) = listing.rate.filter(|r| r.is_finite() && *r > 0.0) {
                 budget.rate = budget.rate.min(r);
             }
-            if listing.invalid > 0 {
-                self.metrics.count("OrdersInvalid", u64::from(listing.invalid), None);
-                self.metrics.count("OrdersInvalid", u64::from(listing.invalid), Some(("Marketplace", market)));
-            }
             let done = self.complete(&token, &c, listing.orders, deadline).await?;
-            if done.invalid > 0 {
-                self.metrics.count("OrdersInvalid", u64::from(done.invalid), None);
-                self.metrics.count("OrdersInvalid", u64::from(done.invalid), Some(("Marketplace", market)));
-            }
             let stored = store_page(self.orders, self.hasher, &c.merchant, done.orders, self.clock.now()).await?;
-            if stored.invalid > 0 {
-                self.metrics.count("OrdersInvalid", u64::from(stored.invalid), None);
-                self.metrics.count("OrdersInvalid", u64::from(stored.invalid), Some(("Marketplace", market)));
-            }
+            // Not readable from the listing, from its detail, or not storable: one count for the page.
+            let invalid = listing.invalid + done.invalid + stored.invalid;
+            self.total_and("OrdersInvalid", u64::from(invalid), ("Marketplace", market));
             match done.stop {
                 Some(Stop::Time) => {
                     result.add(stored);
@@ -184,10 +191,12 @@ where
                 None => {}
             }
             if stored.buyer_missing > 0 {
-                let n = u64::from(stored.buyer_missing);
-                self.metrics.count("OrdersWithoutBuyerData", n, None);
                 let who = format!("{}/{market}", c.merchant);
-                self.metrics.count("OrdersWithoutBuyerData", n, Some(("MerchantMarketplace", &who)));
+                self.total_and(
+                    "OrdersWithoutBuyerData",
+                    u64::from(stored.buyer_missing),
+                    ("MerchantMarketplace", &who),
+                );
             }
             result.add(stored);
             pages += 1;
@@ -221,6 +230,15 @@ where
         }
     }
 
+    /// Counts `n` (when there is any) once in total, which the alarm watches, and once by `dimension`,
+    /// which says where.
+    fn total_and(&self, name: &'static str, n: u64, dimension: (&'static str, &str)) {
+        if n > 0 {
+            self.metrics.count(name, n, None);
+            self.metrics.count(name, n, Some(dimension));
+        }
+    }
+
     /// A new access token, kept in the connection's secret. The inner error is the platform's refusal.
     async fn refresh(
         &self, credentials: &mut crate::ports::Credentials, secret_id: &str,
@@ -250,8 +268,7 @@ where
     /// the invocation's time nears. Returns what it has, and why it stopped early if it did (the page is
     /// then stored as far as it got, and listed again by the next job, which fetches only what is missing).
     async fn complete(
-        &self, token: &SecretString, c: &crate::domain::orders::connection::Connection, listed: Vec<Listed>,
-        deadline: DateTime<Utc>,
+        &self, token: &SecretString, c: &Connection, listed: Vec<Listed>, deadline: DateTime<Utc>,
     ) -> Result<Completed, InfraError> {
         let refs: Vec<String> = listed
             .iter()
@@ -298,15 +315,14 @@ where
     }
 
     async fn stopped(
-        &self, c: &mut crate::domain::orders::connection::Connection, lease: &str, result: PageResult, pages: u32,
-        why: &'static str,
+        &self, c: &mut Connection, lease: &str, result: PageResult, pages: u32, why: &'static str,
     ) -> Result<PollOutcome, InfraError> {
         self.connections.save(c, lease, true).await?;
         Ok(PollOutcome::Stopped { result, pages, why })
     }
 
     async fn failed(
-        &self, c: &mut crate::domain::orders::connection::Connection, lease: &str, e: SourceError, jitter: f64,
+        &self, c: &mut Connection, lease: &str, e: SourceError, jitter: f64,
     ) -> Result<PollOutcome, InfraError> {
         let now = self.clock.now();
         let market = c.marketplace.as_str();
@@ -315,8 +331,7 @@ where
         let outcome = match e {
             SourceError::Unauthorized => {
                 c.status = ConnectionStatus::NeedsReauthorization;
-                self.metrics.count("ConnectionsNeedingReauthorization", 1, None);
-                self.metrics.count("ConnectionsNeedingReauthorization", 1, Some(("Marketplace", market)));
+                self.total_and("ConnectionsNeedingReauthorization", 1, ("Marketplace", market));
                 PollOutcome::NeedsReauthorization
             }
             SourceError::RateLimited { retry_after } => {
@@ -402,23 +417,15 @@ mod tests {
     }
 
     fn connection() -> Connection {
-        Connection {
-            id: "c1".into(),
-            merchant: "m1".into(),
-            marketplace: Marketplace::Amazon,
-            account: "A1".into(),
-            sites: vec!["A1PA6795UKMFR9".into()],
-            status: ConnectionStatus::Active,
-            secret_id: "s1".into(),
-            created_at: t0() - Duration::days(1),
-            watermark: None,
-            cursor: None,
-            bucket: None,
-            throttle_until: None,
-            last_success: None,
-            last_error: None,
-            failures: 0,
-        }
+        Connection::new(
+            "c1".into(),
+            "m1".into(),
+            Marketplace::Amazon,
+            "A1".into(),
+            vec!["A1PA6795UKMFR9".into()],
+            "s1".into(),
+            t0() - Duration::days(1),
+        )
     }
 
     struct World {
@@ -447,6 +454,9 @@ mod tests {
             }
         }
         async fn poll(&self, source: &Script) -> PollOutcome {
+            self.try_poll(source).await.unwrap()
+        }
+        async fn try_poll(&self, source: &Script) -> Result<PollOutcome, InfraError> {
             let p = Poller {
                 connections: &self.connections,
                 credentials: &self.credentials,
@@ -456,7 +466,7 @@ mod tests {
                 metrics: &self.metrics,
                 clock: &self.clock,
             };
-            p.poll("c1", self.clock.now() + Duration::minutes(5), 0.5).await.unwrap()
+            p.poll("c1", self.clock.now() + Duration::minutes(5), 0.5).await
         }
     }
 
@@ -518,16 +528,7 @@ mod tests {
         ]);
         // Both pages stored, then the job dies before the watermark is saved.
         w.connections.fail_release.store(true, std::sync::atomic::Ordering::SeqCst);
-        let p = Poller {
-            connections: &w.connections,
-            credentials: &w.credentials,
-            orders: &w.orders,
-            source: &s,
-            hasher: &w.hasher,
-            metrics: &w.metrics,
-            clock: &w.clock,
-        };
-        assert!(p.poll("c1", t0() + Duration::minutes(5), 0.5).await.is_err());
+        assert!(w.try_poll(&s).await.is_err());
         assert_eq!(w.orders.events.lock().unwrap().len(), 2);
         let c = w.connections.get_now("c1");
         assert_eq!(c.watermark, None, "the watermark did not move");

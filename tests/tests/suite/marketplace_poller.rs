@@ -38,23 +38,15 @@ impl Stack {
     ) -> Connection {
         let id = fresh();
         let secret_id = self.credentials.create(&format!("nex-local/connections/{id}"), &credentials).await.unwrap();
-        let c = Connection {
-            id: id.clone(),
-            merchant: format!("m-{id}"),
+        let c = Connection::new(
+            id.clone(),
+            format!("m-{id}"),
             marketplace,
-            account: "A3SELLER".into(),
-            sites: vec!["A1PA6795UKMFR9".into()],
-            status: ConnectionStatus::Active,
+            "A3SELLER".into(),
+            vec!["A1PA6795UKMFR9".into()],
             secret_id,
-            created_at: Utc::now() - Duration::hours(1),
-            watermark: None,
-            cursor: None,
-            bucket: None,
-            throttle_until: None,
-            last_success: None,
-            last_error: None,
-            failures: 0,
-        };
+            Utc::now() - Duration::hours(1),
+        );
         self.connections.create(&c).await.unwrap();
         if let Some(age) = watermark_age {
             let lease = fresh();

@@ -97,6 +97,32 @@ pub struct Connection {
     pub failures: u32,
 }
 
+impl Connection {
+    /// A connection just made: active, never polled yet.
+    pub fn new(
+        id: String, merchant: String, marketplace: Marketplace, account: String, sites: Vec<String>, secret_id: String,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            merchant,
+            marketplace,
+            account,
+            sites,
+            status: ConnectionStatus::Active,
+            secret_id,
+            created_at,
+            watermark: None,
+            cursor: None,
+            bucket: None,
+            throttle_until: None,
+            last_success: None,
+            last_error: None,
+            failures: 0,
+        }
+    }
+}
+
 /// Shards of the index of pollable connections: the fan-out reads them in parallel.
 pub const POLL_SHARDS: u32 = 8;
 

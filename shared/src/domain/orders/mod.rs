@@ -256,7 +256,7 @@ fn text(s: Option<&str>) -> Option<String> {
 
 /// An order id as the platforms' ids look: 1-64 characters of letters, digits, `-` and `_`. It becomes
 /// part of a key, so anything else is refused.
-fn order_id(marketplace: Marketplace, s: Option<&str>) -> Result<String, Invalid> {
+pub fn order_id(marketplace: Marketplace, s: Option<&str>) -> Result<String, Invalid> {
     let id = s.map(str::trim).unwrap_or_default();
     let ok =
         !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
