@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::adapters::aws::Aws;
-use crate::apps::{merchant_api, messaging, orders, payments, privacy};
+use crate::apps::{merchant_api, messaging, orders, payments, privacy, webhooks};
 use crate::config::{ConfigError, InitError};
 use crate::function::{BoxFuture, Function, Http, Invocation, Kind, Schedule, Sqs, Trigger};
 use crate::ports::SharedClock;
@@ -25,6 +25,9 @@ pub const FUNCTIONS: &[Entry] = &[
     Entry::of::<Schedule<orders::MarketplaceScheduler>>(),
     Entry::of::<Sqs<orders::MarketplacePoller>>(),
     Entry::of::<Http<orders::EbayAccountDeletion>>(),
+    Entry::of::<Sqs<webhooks::WebhookDispatcher>>(),
+    Entry::of::<Sqs<webhooks::WebhookSender>>(),
+    Entry::of::<Schedule<webhooks::WebhookScheduler>>(),
 ];
 
 /// A built function, handed events as JSON the way Lambda hands them.

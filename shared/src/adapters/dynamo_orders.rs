@@ -4,7 +4,8 @@
 //!   version), `shipped_at`, `status`, `merchant`, `subject`, and the deadline (`expires_at`, `due_bucket`,
 //!   `due_action` = anonymise).
 //! - `buyer#<marketplace>#<id>`: `buyer` (JSON), `merchant`, `subject` and its own deadline (delete).
-//! - `event#<marketplace>#<id>#<version>`: `merchant`, `order_sk`, `event_id`; no personal data, kept as
+//! - `event#<marketplace>#<id>#<version>`: `merchant`, `order_sk`, `event_id`, `event_type`
+//!   (`order.created` for an order's first stored version, else `order.updated`), `version`; no personal data, kept as
 //!   long as an idempotency record. Its insert is the order's event: the table's stream (keys only) and
 //!   OrderEventsPipe hand it to the order events queue.
 //!
@@ -163,6 +164,8 @@ impl DynamoOrders {
             ("merchant".into(), s(w.merchant)),
             ("order_sk".into(), s(&sk)),
             ("event_id".into(), s(&w.event_id)),
+            ("event_type".into(), s(if w.first { "order.created" } else { "order.updated" })),
+            ("version".into(), n(version)),
             ("expires_at".into(), n(w.event_expires_at)),
         ]);
         let put = Put::builder().table_name(&self.table).set_item(Some(event)).build().map_err(invalid)?;
@@ -284,5 +287,32 @@ impl OrderStore for DynamoOrders {
             .and_then(|b| text(&b, "buyer"))
             .and_then(|j| serde_json::from_str::<Buyer>(&j).ok());
         Ok(Some((order, buyer)))
+    }
+}
+
+/// An order event item, as the forwarder reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderEvent {
+    pub merchant: String,
+    pub order_sk: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// The order version's time (epoch milliseconds).
+    pub version: i64,
+}
+
+impl DynamoOrders {
+    /// The event item `pk` / `sk` (`None` once it has expired or never existed).
+    pub async fn event(&self, pk: &str, sk: &str) -> Result<Option<OrderEvent>, InfraError> {
+        let item = super::dynamo_attrs::get_item(&self.client, &self.table, pk.to_owned(), sk, true).await?;
+        Ok(item.and_then(|i| {
+            Some(OrderEvent {
+                merchant: text(&i, "merchant")?,
+                order_sk: text(&i, "order_sk")?,
+                event_id: text(&i, "event_id")?,
+                event_type: text(&i, "event_type").unwrap_or_else(|| "order.updated".into()),
+                version: num(&i, "version").or_else(|| sk.rsplit('#').next()?.parse().ok())?,
+            })
+        }))
     }
 }

@@ -13,6 +13,7 @@ pub mod dynamo_merchants;
 pub mod dynamo_orders;
 pub mod dynamo_payments;
 pub mod dynamo_requests;
+pub mod dynamo_webhooks;
 pub mod emf;
 pub mod marketplaces;
 /// In-memory fakes for use-case tests: built only for tests (`cfg(test)`, or the `fakes` feature the test
@@ -24,4 +25,5 @@ pub mod s3_objects;
 pub mod secrets;
 pub mod sqs_batch;
 pub mod sqs_queue;
+pub mod webhook_delivery;
 pub mod whatsapp_cloud;

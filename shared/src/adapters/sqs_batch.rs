@@ -76,6 +76,34 @@ where
     response
 }
 
+/// [`process`] with every record of the batch handled side by side: for consumers whose records wait on
+/// outside systems (a webhook attempt may take its full 15 s), so one slow record delays no other.
+pub async fn process_concurrently<F, Fut>(event: SqsEvent, handle: F) -> SqsBatchResponse
+where
+    F: Fn(SqsMessage) -> Fut,
+    Fut: Future<Output = Result<(), Failure>>,
+{
+    let runs = event.records.into_iter().map(|record| {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("record", message_id = %message_id);
+        let fut = handle(record).instrument(span.clone());
+        async move {
+            let result = fut.await;
+            if let Err(e) = &result {
+                span.in_scope(|| error!(error_type = e.error_type, error = %e, "record failed; left for redelivery"));
+            }
+            (message_id, result.is_ok())
+        }
+    });
+    let mut response = SqsBatchResponse::default();
+    for (message_id, ok) in futures_util::future::join_all(runs).await {
+        if !ok {
+            response.batch_item_failures.push(failure(message_id));
+        }
+    }
+    response
+}
+
 /// The entry of `batchItemFailures` that leaves the record `message_id` for redelivery.
 pub fn failure(message_id: String) -> BatchItemFailure {
     let mut f = BatchItemFailure::default();

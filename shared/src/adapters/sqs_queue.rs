@@ -34,6 +34,11 @@ impl SqsQueue {
     /// Sends `bodies` ten at a time, sending again what a batch leaves failed (a few times, then an error:
     /// a caller that fans out is itself retried, and its messages are idempotent).
     pub async fn send_batch(&self, bodies: &[String]) -> Result<(), InfraError> {
+        self.send_batch_delayed(bodies, 0).await
+    }
+
+    /// [`Self::send_batch`], each message visible only after `delay_secs` (SQS's limit: 900).
+    pub async fn send_batch_delayed(&self, bodies: &[String], delay_secs: i32) -> Result<(), InfraError> {
         use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
         for chunk in bodies.chunks(10) {
             let mut pending: Vec<(String, &String)> =
@@ -48,7 +53,11 @@ impl SqsQueue {
                 let entries = pending
                     .iter()
                     .map(|(id, body)| {
-                        SendMessageBatchRequestEntry::builder().id(id).message_body(body.as_str()).build()
+                        SendMessageBatchRequestEntry::builder()
+                            .id(id)
+                            .message_body(body.as_str())
+                            .set_delay_seconds((delay_secs > 0).then_some(delay_secs.min(900)))
+                            .build()
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| InfraError {

@@ -56,6 +56,8 @@ pub struct MerchantApi {
     pub secrets: SecretsCredentials,
     sm: aws_sdk_secretsmanager::Client,
     pub marketplaces: MarketplaceSettings,
+    /// The webhook endpoint routes.
+    pub endpoints: crate::apps::webhooks::EndpointRoutes,
     /// The marketplace clients, built on the first connection route (their app secrets are fetched then, not
     /// at every cold start).
     clients: tokio::sync::OnceCell<Clients>,
@@ -103,6 +105,10 @@ config! {
         ebay_consent_url: String = "EBAY_CONSENT_URL",
         ebay_ru_name: String = "EBAY_RU_NAME",
         ebay_identity_url: String = "EBAY_IDENTITY_URL",
+        webhooks_table: String = "WEBHOOKS_TABLE",
+        webhook_secret_prefix: String = "WEBHOOK_SECRET_PREFIX",
+        deliveries_queue_url: String = "DELIVERIES_QUEUE_URL",
+        allow_loopback: bool = "WEBHOOK_ALLOW_LOOPBACK" or false,
     }
 }
 
@@ -133,7 +139,7 @@ impl Function for MerchantApi {
         let ddb = aws.dynamodb();
         Ok(Self {
             hasher: SubjectHasher::new(&pepper),
-            clock,
+            clock: clock.clone(),
             ledger: DynamoLedger::new(ddb.clone(), config.messaging_table.clone()),
             keys: DynamoMerchants::new(ddb.clone(), config.messaging_table),
             requests: DynamoDataRequests::new(ddb, config.data_requests_table),
@@ -154,6 +160,15 @@ impl Function for MerchantApi {
                 ebay_ru_name: config.ebay_ru_name,
                 ebay_identity_url: config.ebay_identity_url,
             },
+            endpoints: crate::apps::webhooks::EndpointRoutes {
+                clock: clock.clone(),
+                webhooks: crate::adapters::dynamo_webhooks::DynamoWebhooks::new(aws.dynamodb(), config.webhooks_table),
+                signing: crate::adapters::webhook_delivery::SecretsSigning::new(aws.secrets_manager()),
+                deliveries: SqsQueue::new(aws.sqs(), config.deliveries_queue_url),
+                policy: crate::domain::webhooks::AddressPolicy { allow_loopback: config.allow_loopback },
+                secret_prefix: config.webhook_secret_prefix,
+                timing: Default::default(),
+            },
             clients: tokio::sync::OnceCell::new(),
             sm: aws.secrets_manager(),
         })
@@ -173,6 +188,17 @@ impl HttpFunction for MerchantApi {
             }
             fn id_route(rest: &str) -> Option<&str> {
                 rest.strip_prefix("/connections/").filter(|id| connections::is_account(id) && id.len() == 24)
+            }
+            if crate::apps::webhooks::EndpointRoutes::owns(&path) {
+                let merchant = match merchant_api::merchant(&self.keys, http::header(&req, "authorization")).await {
+                    Ok(m) => m,
+                    Err(e) => return http::key_refused(&e),
+                };
+                let body = req.body().as_ref();
+                if body.len() > MAX_BODY {
+                    return http::refuse(413, "body_too_large");
+                }
+                return self.endpoints.handle(&merchant, req.method(), &path, &http::query(&req), body).await;
             }
             let route = match (req.method(), path.as_str()) {
                 (&::http::Method::POST, "/connections") => Route::StartConnection,

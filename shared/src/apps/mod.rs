@@ -7,3 +7,4 @@ pub mod messaging;
 pub mod orders;
 pub mod payments;
 pub mod privacy;
+pub mod webhooks;

@@ -107,6 +107,8 @@ pub struct PaymentsWorker {
     pub inbox: DynamoInbox,
     pub payments: DynamoPayments,
     pub notifications: SqsQueue,
+    /// The order events queue: payment changes, for forwarding to the merchant's endpoints.
+    pub forward: SqsQueue,
     pub metrics: EmfMetrics,
 }
 
@@ -115,6 +117,7 @@ config! {
         platform_table: String = "PLATFORM_TABLE",
         payments_table: String = "PAYMENTS_TABLE",
         notifications_queue_url: String = "NOTIFICATIONS_QUEUE_URL",
+        order_events_queue_url: String = "ORDER_EVENTS_QUEUE_URL",
     }
 }
 
@@ -130,6 +133,7 @@ impl Function for PaymentsWorker {
             inbox: DynamoInbox::new(ddb.clone(), config.platform_table),
             payments: DynamoPayments::new(ddb, config.payments_table),
             notifications: SqsQueue::new(aws.sqs(), config.notifications_queue_url),
+            forward: SqsQueue::new(aws.sqs(), config.order_events_queue_url),
             metrics: EmfMetrics::new("Nex", Self::NAME),
         })
     }
@@ -145,6 +149,7 @@ impl SqsFunction for PaymentsWorker {
             idempotency: &self.idempotency,
             payments: &self.payments,
             notifications: &self.notifications,
+            forward: Some(&self.forward),
         };
         let response = sqs_batch::process(event, |record| {
             let use_case = &use_case;

@@ -10,4 +10,5 @@ pub mod retention;
 pub mod stripe;
 pub mod subject;
 pub mod validate;
+pub mod webhooks;
 pub mod whatsapp;

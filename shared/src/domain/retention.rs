@@ -44,6 +44,9 @@ pub enum DataClass {
     AuditLogEntry,
     /// A data-subject export written to S3: only as long as the person needs to download it.
     DataExport,
+    /// A forwarded event's delivery to a merchant's endpoint and its attempts (time, status, latency,
+    /// never the body): no personal data.
+    WebhookDeliveryRecord,
 }
 
 /// How long a class is kept once its anchor is reached.
@@ -89,6 +92,9 @@ pub enum Action {
 pub enum Mechanism {
     /// DynamoDB TTL attribute, reads that filter on it, and the retention sweep as the hard backstop.
     DynamoTtlAndSweep,
+    /// DynamoDB TTL alone: for records with no personal data, where TTL's lag (up to a few days) breaks
+    /// no promise.
+    DynamoTtl,
     /// Only the sweep can do it (anonymisation, or a deadline that is not a deletion).
     Sweep,
     /// An S3 lifecycle rule on the bucket that holds the data.
@@ -232,6 +238,16 @@ pub const POLICY: &[Rule] = &[
         mechanism: Mechanism::S3Lifecycle,
         source: "issue 5: data exports expire after a few days (S3 lifecycle, and the sweep to the hour)",
     },
+    Rule {
+        class: DataClass::WebhookDeliveryRecord,
+        window: Window::Days(30),
+        anchor: Anchor::Created,
+        action: Action::Delete,
+        mechanism: Mechanism::DynamoTtl,
+        source: "issue 12 (design, like Svix's retention): a delivery stays visible and replayable 30 days \
+                 after its event or its last replay; attempts 30 days. No personal data: the body is never \
+                 stored, a replay renders it from the data as it is then",
+    },
 ];
 
 /// Number of shards a deadline day is spread over in the due-date index, so one day's writes do not all
@@ -336,6 +352,7 @@ mod tests {
         DataClass::IdempotencyRecord,
         DataClass::AuditLogEntry,
         DataClass::DataExport,
+        DataClass::WebhookDeliveryRecord,
     ];
 
     #[test]

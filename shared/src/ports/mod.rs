@@ -174,8 +174,10 @@ pub use messaging::*;
 pub use orders::*;
 pub use payments::*;
 pub use privacy::*;
+pub use webhooks::*;
 
 mod messaging;
 mod orders;
 mod payments;
 mod privacy;
+mod webhooks;

@@ -50,6 +50,8 @@ pub struct OrderWrite<'a> {
     pub event_expires_at: i64,
     /// Whether this order has (or had) a buyer item: kept on the order, so a removed buyer is known.
     pub buyer_held: bool,
+    /// The first version stored of this order (its event is `order.created`, later ones `order.updated`).
+    pub first: bool,
 }
 
 /// The orders table.

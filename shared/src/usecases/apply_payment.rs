@@ -63,6 +63,9 @@ pub struct ApplyPayment<'a, C, I, P, N> {
     pub payments: &'a P,
     /// Where order notifications (paid, payment failed, refunded) are queued for the sender.
     pub notifications: &'a N,
+    /// Where the order's payment changes are queued for forwarding to the merchant's endpoints
+    /// (`{"payment_event": {"payment_key": ..}}`; the forwarder reads the record as it is then).
+    pub forward: Option<&'a N>,
 }
 
 /// The WhatsApp notification an order in `status` gets, if the event names a merchant and a phone.
@@ -130,6 +133,12 @@ impl<C: Clock, I: IdempotencyStore, P: PaymentStore, N: Queue> ApplyPayment<'_, 
         let (Applied::Updated { status } | Applied::Unchanged { status }) = applied else {
             return Ok(());
         };
+        // An unchanged re-application forwards again too: the forwarder's deliveries are keyed by the
+        // record's version, so a second reference to the same version creates nothing.
+        if let (Some(forward), true) = (self.forward, event.merchant.is_some()) {
+            let body = serde_json::json!({ "payment_event": { "payment_key": event.payment_key } }).to_string();
+            forward.send(&body).await?;
+        }
         let Some(request) = notification(event, status) else {
             return Ok(());
         };
@@ -255,7 +264,7 @@ mod tests {
         clock: &'a FixedClock, idempotency: &'a MemoryIdempotency, payments: &'a MemoryPayments,
         notifications: &'a MemoryQueue,
     ) -> Fakes<'a> {
-        ApplyPayment { clock, idempotency, payments, notifications }
+        ApplyPayment { clock, idempotency, payments, notifications, forward: None }
     }
 
     fn now() -> DateTime<Utc> {
@@ -274,6 +283,26 @@ mod tests {
         pay.fail_writes.store(false, Ordering::SeqCst);
         assert_eq!(uc.handle(&ev, lock).await.unwrap(), Applied::Updated { status: "paid".into() });
         assert_eq!(uc.handle(&ev, lock).await.unwrap(), Applied::AlreadyDone);
+    }
+
+    #[tokio::test]
+    async fn a_merchants_payment_change_is_queued_for_forwarding_before_the_claim_completes() {
+        let (clock, idem, pay, queue) = fakes();
+        let forward = MemoryQueue::default();
+        let uc = ApplyPayment { forward: Some(&forward), ..use_case(&clock, &idem, &pay, &queue) };
+        let mut ev = event("evt_f", PaymentFact::Succeeded, now().timestamp());
+        ev.merchant = Some("m-1".into());
+        let lock = now() + Duration::seconds(30);
+        forward.fail.store(true, Ordering::SeqCst);
+        assert!(uc.handle(&ev, lock).await.is_err(), "not completed without its forwarding reference");
+        forward.fail.store(false, Ordering::SeqCst);
+        assert!(matches!(uc.handle(&ev, lock).await.unwrap(), Applied::Unchanged { .. }));
+        assert_eq!(*forward.sent.lock().unwrap(), [r#"{"payment_event":{"payment_key":"pi_1"}}"#]);
+        // Without a merchant there is no one to forward to.
+        let uc = ApplyPayment { forward: Some(&forward), ..use_case(&clock, &idem, &pay, &queue) };
+        let ev = event("evt_g", PaymentFact::Refunded { amount_refunded: 100 }, now().timestamp());
+        uc.handle(&ev, lock).await.unwrap();
+        assert_eq!(forward.sent.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

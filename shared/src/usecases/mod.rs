@@ -5,6 +5,7 @@ pub mod connections;
 pub mod consent_audit;
 pub mod conversation;
 pub mod data_requests;
+pub mod forwarding;
 pub mod inbox;
 pub mod merchant_api;
 pub mod opt_in;

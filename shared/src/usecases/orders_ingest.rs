@@ -118,6 +118,7 @@ pub async fn store_page(
             event_id: event_id(&n),
             event_expires_at,
             buyer_held,
+            first: old.is_none(),
         };
         let written = match store.write(&write).await {
             Ok(w) => w,
