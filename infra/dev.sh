@@ -20,7 +20,7 @@ cargo build --quiet -p nex-local -p nexctl --manifest-path "$ROOT/Cargo.toml"
 bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nex-local"
 nexctl="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nexctl"
 
-trap 'kill ${RUNNER_PID:-} 2>/dev/null; stop_moto; log "stopped"' EXIT
+trap 'kill ${RUNNER_PID:-} $(cat "$STATE/receiver.pid" 2>/dev/null) 2>/dev/null; stop_moto; log "stopped"' EXIT
 start_moto "$aws_port"
 # The local stack stands in for the WhatsApp Cloud API on its own port (no network here).
 local_url="http://127.0.0.1:$port"
@@ -42,10 +42,17 @@ for _ in $(seq 1 100); do
 done
 log "suite listening on http://127.0.0.1:$port (logs: infra/.local/suite.log)"
 
+"$VENV/bin/python" "$ROOT/infra/local/forwarding_demo.py" setup --manifest "$STATE/manifest.json" --url "http://127.0.0.1:$port"
+
 "$VENV/bin/python" "$ROOT/infra/local/replay.py" --manifest "$STATE/manifest.json" \
   --url "http://127.0.0.1:$port/webhooks/stripe"
 
 "$VENV/bin/python" "$ROOT/infra/local/marketplaces_demo.py" --manifest "$STATE/manifest.json" --url "http://127.0.0.1:$port"
+
+echo
+echo "== forwarding: what the demo merchant's system received"
+"$VENV/bin/python" "$ROOT/infra/local/forwarding_demo.py" report --manifest "$STATE/manifest.json" --url "http://127.0.0.1:$port"
+"$nexctl" --manifest "$STATE/manifest.json" endpoints list --merchant merchant-demo-1
 
 echo
 echo "== the operator CLI: nexctl --manifest infra/.local/manifest.json audit show / audit verify"

@@ -34,7 +34,8 @@ for want in "accepted evt_1NexDemoA01" "duplicate evt_1NexDemoA02" "signature_mi
   "challenge echoed: 1158201444" "opt-outs recorded for every merchant: 1" "refused:opted_out" \
   "nex.subject-export/1" "anonymise: 1" "order metadata left               0" "audit log verified" \
   "amazon: callback -> 201" "the same state again -> 400" "bol: client credentials checked at bol -> 201" \
-  "order events queued for forwarding: 7" "order events before 7, after 7"; do
+  "order events for forwarding: 7" "order events before 7, after 7" \
+  "url_resolves_to_a_forbidden_address" "payment.updated" "fail then ok" "verified=True signatures=1"; do
   grep -q "$want" <<<"$out" || { log "local stack smoke run: expected '$want'"; exit 1; }
 done
 log "local stack smoke run: ok"

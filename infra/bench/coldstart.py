@@ -197,6 +197,11 @@ def main():
         ("ConsentApiFunction", lambda: json.loads((ROOT / "events/http/consent-opt-in.json").read_text())),
         # Two references to ledger entries this stack never recorded and one that is not a reference.
         ("AuditAppenderFunction", lambda: json.loads((ROOT / "events/sqs/audit-appender-batch.json").read_text())),
+        # Forwarding: references to an event and a payment this stack never held (nothing to forward), a job
+        # for a delivery it never made (stale), and the minute's due-index read.
+        ("WebhookDispatcherFunction", lambda: json.loads((ROOT / "events/sqs/webhook-dispatcher-batch.json").read_text())),
+        ("WebhookSenderFunction", lambda: json.loads((ROOT / "events/sqs/webhook-sender-batch.json").read_text())),
+        ("WebhookSchedulerFunction", lambda: json.loads((ROOT / "events/schedule/webhook-scheduler.json").read_text())),
     )
     for names, make_event in functions:
         logical = next((n for n in names.split("|") if n in m["functions"]), None)

@@ -283,10 +283,36 @@ def marketplace_samples():
     (ROOT / "events" / "http" / "ebay-account-deletion-check.json").write_text(json.dumps(check, indent=2) + "\n")
 
 
+def forwarding_samples():
+    """The webhook dispatcher's batch (an order event and a payment change), a sender job, the delivery
+    scheduler's schedule, and the merchant API's endpoint routes."""
+    batch = [{"order_event": {"pk": "merchant#merchant-demo-1", "sk": "event#amazon#303-0000001-0000001#1764000000000"}},
+             {"payment_event": {"payment_key": "pi_3NexDemoOrderA"}}]
+    (ROOT / "events" / "sqs" / "webhook-dispatcher-batch.json").write_text(json.dumps(sqs(batch), indent=2) + "\n")
+    job = {"delivery": {"merchant": "merchant-demo-1", "endpoint": "ep_0123456789abcdef01234567",
+                        "event_id": "order:amazon:303-0000001-0000001:1764000000000", "step": 0}}
+    (ROOT / "events" / "sqs" / "webhook-sender-batch.json").write_text(json.dumps(sqs([job]), indent=2) + "\n")
+    (ROOT / "events" / "schedule" / "webhook-scheduler.json").write_text(json.dumps(scheduled(
+        "6f1d2c3b-4a5e-4f60-8b7c-9d0e1f2a3b4c", "2025-11-24T03:06:00Z", "nex-WebhookSchedulerFunctionDue"),
+        indent=2) + "\n")
+    auth = {"content-type": "application/json", "authorization": "Bearer local-dev-merchant-api-key"}
+    (ROOT / "events" / "http" / "endpoint-create.json").write_text(json.dumps(http(
+        "POST", "/endpoints", json.dumps({"url": "http://127.0.0.1:9/hooks/back-office",
+                                          "event_types": ["order.created", "order.updated", "payment.updated"],
+                                          "description": "ERP"}), auth), indent=2) + "\n")
+    (ROOT / "events" / "http" / "endpoints-list.json").write_text(json.dumps(http("GET", "/endpoints", None, auth), indent=2) + "\n")
+    replay = http("POST", "/endpoints/ep_0123456789abcdef01234567/replay",
+                  json.dumps({"since": "2025-11-23T00:00:00Z", "until": "2025-11-24T00:00:00Z"}), auth)
+    replay["routeKey"] = replay["requestContext"]["routeKey"] = "POST /endpoints/{id}/replay"
+    replay["pathParameters"] = {"id": "ep_0123456789abcdef01234567"}
+    (ROOT / "events" / "http" / "endpoint-replay.json").write_text(json.dumps(replay, indent=2) + "\n")
+
+
 def main():
     whatsapp_samples()
     privacy_samples()
     marketplace_samples()
+    forwarding_samples()
     OUT.mkdir(parents=True, exist_ok=True)
     for name, event_id, kind, created, obj, api_version in SAMPLES:
         body = stripe_event(event_id, kind, created, obj, api_version)

@@ -90,10 +90,7 @@ def main():
         print(f"  {c['marketplace']:<7} {c['status']:<7} watermark {c['watermark']}  last error {c['last_error']}")
     print(f"  stored for {MERCHANT}: {first['order']} orders (no buyer data in them), {first['buyer']} buyers apart, "
           f"{first['event']} order events")
-    time.sleep(1.5)
-    url = m["queues"]["OrderEventsQueue"]["url"]
-    depth = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
-    print(f"  order events queued for forwarding: {depth['ApproximateNumberOfMessages']}")
+    print(f"  order events for forwarding: {first['event']}")
     sample = ddb.get_item(TableName=orders, Key={"pk": {"S": f"merchant#{MERCHANT}"}, "sk": {"S": "order#amazon#303-0000002-0000002"}})["Item"]
     o = json.loads(sample["order"]["S"])
     print(f"  normalised: amazon 303-0000002-0000002 status={o['status']} ({o['platform_status']}) "

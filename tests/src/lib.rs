@@ -107,13 +107,18 @@ pub fn table(logical: &str) -> String {
     manifest()["tables"][logical].as_str().expect("table in manifest").to_owned()
 }
 
-/// Counts every AWS request (each attempt) made through the clients it is attached to.
+/// Counts every AWS request (each attempt) made through the clients it is attached to, and apart the
+/// operations (an operation the SDK retries is one operation, several attempts).
 #[derive(Debug, Clone, Default)]
-pub struct RequestCounter(Arc<AtomicUsize>);
+pub struct RequestCounter(Arc<AtomicUsize>, Arc<AtomicUsize>);
 
 impl RequestCounter {
     pub fn get(&self) -> usize {
         self.0.load(Ordering::SeqCst)
+    }
+    /// Operations, each counted once however often the SDK retried it (throttling, a conflict).
+    pub fn operations(&self) -> usize {
+        self.1.load(Ordering::SeqCst)
     }
 }
 
@@ -125,6 +130,14 @@ impl Intercept for RequestCounter {
         &self, _ctx: &BeforeTransmitInterceptorContextRef<'_>, _rc: &RuntimeComponents, _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn read_before_execution(
+        &self,
+        _ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.1.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -224,6 +237,7 @@ impl Harness {
             pipes,
         };
         h.requests.0.store(0, Ordering::SeqCst);
+        h.requests.1.store(0, Ordering::SeqCst);
         h
     }
 
@@ -240,6 +254,7 @@ impl Harness {
         let config = F::config(&env).expect("the template sets every variable");
         let app = F::build(&self.aws, config, clock).await.expect("init");
         self.requests.0.store(0, Ordering::SeqCst);
+        self.requests.1.store(0, Ordering::SeqCst);
         app
     }
 
@@ -910,4 +925,132 @@ pub fn capture_logs() {
         std::env::set_var("RUST_LOG", "info,nex_shared=debug,stripe_webhook=debug,payments_worker=debug");
         nex_shared::telemetry::init_with_writer(|| Capture);
     });
+}
+
+/// The local merchant endpoint (`infra/local/receiver.py`): verifies every delivery with the reference
+/// `standardwebhooks` verifier from PyPI and answers as told. One process per test binary.
+pub struct Receiver {
+    pub base: String,
+    client: reqwest::Client,
+}
+
+impl Receiver {
+    /// The running receiver (started on first use; it exits with the test binary).
+    pub async fn get() -> &'static Receiver {
+        static R: tokio::sync::OnceCell<Receiver> = tokio::sync::OnceCell::const_new();
+        R.get_or_init(|| async {
+            let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
+            let port_file = std::env::temp_dir().join(format!("nex-receiver-{}", uuid::Uuid::new_v4().simple()));
+            // Not waited on: it lives as long as this test binary and exits when it does (--parent-pid).
+            #[allow(clippy::zombie_processes)]
+            let _child = std::process::Command::new(format!("{root}/infra/.venv/bin/python"))
+                .arg(format!("{root}/infra/local/receiver.py"))
+                .arg("--port-file")
+                .arg(&port_file)
+                .arg("--parent-pid")
+                .arg(std::process::id().to_string())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("infra/.venv/bin/python runs infra/local/receiver.py (infra/test.sh installs it)");
+            let mut port = String::new();
+            for _ in 0..200 {
+                if let Ok(p) = std::fs::read_to_string(&port_file) {
+                    port = p;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert!(!port.is_empty(), "the receiver started");
+            Receiver { base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new() }
+        })
+        .await
+    }
+
+    /// A new hook's URL, verifying with `secrets` and answering `answers` then `default`.
+    pub async fn hook(&self, secrets: &[&str], answers: &[&str], default: &str) -> (String, String) {
+        let name = uuid::Uuid::new_v4().simple().to_string();
+        self.set(&name, secrets, answers, default).await;
+        (name.clone(), format!("{}/hooks/{name}", self.base))
+    }
+
+    pub async fn set(&self, name: &str, secrets: &[&str], answers: &[&str], default: &str) {
+        let body = serde_json::json!({ "secrets": secrets, "answers": answers, "default": default });
+        let r = self.client.put(format!("{}/_control/{name}", self.base)).json(&body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+    }
+
+    /// What the hook received, in order.
+    pub async fn received(&self, name: &str) -> Vec<Value> {
+        let r: Value =
+            self.client.get(format!("{}/_control/{name}", self.base)).send().await.unwrap().json().await.unwrap();
+        r["received"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// One test's forwarding stack: fresh copies of the webhooks table, the deliveries queue and the orders
+/// table (with its pipe to a fresh order events queue), and the functions built on them.
+pub struct ForwardingStack {
+    pub webhooks: String,
+    pub deliveries_url: String,
+    pub deliveries_arn: String,
+    pub orders: OrdersStack,
+}
+
+impl Harness {
+    pub async fn forwarding(&self) -> ForwardingStack {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let webhooks = copy_table(&self.ddb, "WebhooksTable", &id).await;
+        let (deliveries_url, deliveries_arn, _) =
+            fresh_pair(&self.sqs, "DeliveriesQueue", &format!("t-{id}-dlv")).await;
+        let orders = self.orders().await;
+        ForwardingStack { webhooks, deliveries_url, deliveries_arn, orders }
+    }
+}
+
+impl ForwardingStack {
+    pub fn overrides(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("WEBHOOKS_TABLE", self.webhooks.clone()),
+            ("DELIVERIES_QUEUE_URL", self.deliveries_url.clone()),
+            ("ORDERS_TABLE", self.orders.table.clone()),
+        ]
+    }
+
+    async fn build<F: Function>(&self, h: &Harness, logical: &str, extra: &[(&str, &str)], clock: SharedClock) -> F {
+        let mut o: Vec<(&str, String)> = self.overrides();
+        o.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        let o: Vec<(&str, &str)> = o.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        h.function(logical, &o, clock).await
+    }
+
+    pub async fn merchant_api(&self, h: &Harness, clock: SharedClock) -> nex_shared::apps::merchant_api::MerchantApi {
+        self.build(h, "ConsentApiFunction", &[], clock).await
+    }
+    pub async fn dispatcher(&self, h: &Harness, clock: SharedClock) -> nex_shared::apps::webhooks::WebhookDispatcher {
+        self.build(h, "WebhookDispatcherFunction", &[], clock).await
+    }
+    pub async fn sender(
+        &self, h: &Harness, extra: &[(&str, &str)], clock: SharedClock,
+    ) -> nex_shared::apps::webhooks::WebhookSender {
+        self.build(h, "WebhookSenderFunction", extra, clock).await
+    }
+    pub async fn scheduler(&self, h: &Harness, clock: SharedClock) -> nex_shared::apps::webhooks::WebhookScheduler {
+        self.build(h, "WebhookSchedulerFunction", &[], clock).await
+    }
+
+    /// Runs the orders pipe, then the dispatcher over the order events queue until it is empty.
+    pub async fn dispatch(
+        &self, h: &Harness, d: &nex_shared::apps::webhooks::WebhookDispatcher,
+    ) -> nex_local::sqs::Round {
+        self.orders.pipe.pump().await.expect("orders pipe");
+        h.drain_queue(&self.orders.events_url, "arn:aws:sqs:us-east-1:123456789012:order-events", 1, |e| {
+            d.handle(e, "t")
+        })
+        .await
+    }
+
+    /// The sender over the deliveries queue until it is empty (visible jobs only).
+    pub async fn send(&self, h: &Harness, s: &nex_shared::apps::webhooks::WebhookSender) -> nex_local::sqs::Round {
+        h.drain_queue(&self.deliveries_url, &self.deliveries_arn, 1, |e| s.handle(e, "t")).await
+    }
 }

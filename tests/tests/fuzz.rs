@@ -184,6 +184,12 @@ fn queue_messages_and_merchant_api_bodies_never_panic() {
             let _ = runtime().block_on(nex_shared::usecases::opt_in::record(&ledger, &hasher, "m", &opt_in, now));
         }
         let _ = serde_json::from_slice::<nex_shared::usecases::data_requests::Intake>(&body);
+        // Forwarding: delivery jobs, and a merchant's endpoint URL, secrets and a receiver's Retry-After.
+        let _ = nex_shared::ports::DeliveryRef::parse(&text);
+        let policy = nex_shared::domain::webhooks::AddressPolicy { allow_loopback: body.len() % 2 == 0 };
+        let _ = policy.check_url(&text);
+        let _ = nex_shared::domain::webhooks::key_of(&text);
+        let _ = nex_shared::domain::webhooks::parse_retry_after(&text);
         tried.one();
     });
     tried.report("queue envelopes and merchant API bodies");

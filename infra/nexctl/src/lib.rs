@@ -365,6 +365,32 @@ impl Ops {
         ))
     }
 
+    fn webhooks(&self) -> Result<nex_shared::adapters::dynamo_webhooks::DynamoWebhooks, OpsError> {
+        let table = self.stack.required("WEBHOOKS_TABLE")?;
+        Ok(nex_shared::adapters::dynamo_webhooks::DynamoWebhooks::new(aws_sdk_dynamodb::Client::new(&self.sdk), table))
+    }
+
+    /// A merchant's webhook endpoints with their health (never their secrets).
+    pub async fn endpoints_list(&self, merchant: &str) -> Result<Vec<nex_shared::ports::Endpoint>, OpsError> {
+        use nex_shared::ports::WebhookStore;
+        Ok(self.webhooks()?.endpoints(merchant).await?)
+    }
+
+    /// An endpoint's recent attempts (newest first) and its deliveries that are not succeeded.
+    pub async fn endpoint_activity(
+        &self, merchant: &str, endpoint: &str, limit: usize,
+    ) -> Result<(Vec<nex_shared::ports::Attempt>, Vec<nex_shared::ports::Delivery>), OpsError> {
+        let w = self.webhooks()?;
+        let attempts = w.attempts(merchant, endpoint, limit).await?;
+        let open = w
+            .deliveries(merchant, endpoint, 10_000)
+            .await?
+            .into_iter()
+            .filter(|d| d.state != nex_shared::ports::DeliveryState::Succeeded)
+            .collect();
+        Ok((attempts, open))
+    }
+
     /// Every marketplace connection (or one merchant's) and its health: status, watermark, last success,
     /// last error class, backoff. Never credentials.
     pub async fn connections_list(

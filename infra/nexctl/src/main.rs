@@ -51,6 +51,9 @@ enum Cmd {
     /// Marketplace connections: their health, pause and resume.
     #[command(subcommand)]
     Connections(ConnectionsCmd),
+    /// Merchants' webhook endpoints: their health, recent attempts and open deliveries.
+    #[command(subcommand)]
+    Endpoints(EndpointsCmd),
     /// The suite's functions (from the registry) and whether this stack's variables configure each.
     Functions,
 }
@@ -158,6 +161,23 @@ enum ConnectionsCmd {
     Pause { id: String },
     /// Polls a paused connection again (a backoff in force still applies).
     Resume { id: String },
+}
+
+#[derive(Subcommand)]
+enum EndpointsCmd {
+    /// A merchant's endpoints and their health.
+    List {
+        #[arg(long)]
+        merchant: String,
+    },
+    /// An endpoint's recent attempts and its pending or failed deliveries.
+    Attempts {
+        #[arg(long)]
+        merchant: String,
+        id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -515,6 +535,75 @@ async fn run(cli: Cli) -> Result<i32, OpsError> {
                         rows
                     )
                 );
+            }
+        }
+        Cmd::Endpoints(EndpointsCmd::List { merchant }) => {
+            let list = ops.endpoints_list(&merchant).await?;
+            let t = |v: Option<i64>| {
+                v.and_then(|s| DateTime::from_timestamp(s, 0))
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_else(|| "-".into())
+            };
+            if json {
+                print_json(&list);
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.id.clone(),
+                            e.url.clone(),
+                            e.event_types.join(","),
+                            if e.enabled {
+                                "enabled".into()
+                            } else {
+                                format!("disabled ({})", e.disabled_reason.as_deref().unwrap_or("-"))
+                            },
+                            t(e.failing_since),
+                            t(e.last_success_at),
+                            t(e.paused_until),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(&["id", "url", "events", "status", "failing since", "last success", "paused until"], rows)
+                );
+            }
+        }
+        Cmd::Endpoints(EndpointsCmd::Attempts { merchant, id, limit }) => {
+            let (attempts, open) = ops.endpoint_activity(&merchant, &id, limit).await?;
+            if json {
+                print_json(&serde_json::json!({ "attempts": attempts, "open_deliveries": open }));
+            } else {
+                let rows = attempts
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            DateTime::from_timestamp_millis(a.at_ms)
+                                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                                .unwrap_or_default(),
+                            a.event_id.clone(),
+                            format!("{}.{}", a.round, a.n),
+                            a.status.map_or_else(|| "-".into(), |s| s.to_string()),
+                            a.error.clone().unwrap_or_else(|| "-".into()),
+                            format!("{} ms", a.latency_ms),
+                        ]
+                    })
+                    .collect();
+                println!("{}", table(&["at (UTC)", "event", "round.attempt", "status", "error", "latency"], rows));
+                let rows = open
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.event_id.clone(),
+                            d.state.as_str().to_owned(),
+                            d.attempts.to_string(),
+                            d.last_error.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                println!("{}", table(&["open delivery", "state", "attempts", "last error"], rows));
             }
         }
         Cmd::Connections(ConnectionsCmd::Pause { id }) => {

@@ -194,3 +194,30 @@ async fn the_marketplace_sample_events_run_through_their_handlers() {
     assert_eq!(resp.status_code, 200);
     assert_eq!(body_json(&resp)["challengeResponse"].as_str().map(str::len), Some(64));
 }
+
+#[tokio::test]
+async fn the_forwarding_sample_events_run_through_their_handlers() {
+    let h = Harness::new().await;
+    let f = h.forwarding().await;
+    // The order event names an event item this stack never wrote, the payment one a record it never held:
+    // nothing to forward, nothing failed.
+    let dispatcher = f.dispatcher(&h, system()).await;
+    let batch: aws_lambda_events::sqs::SqsEvent = sample("sqs/webhook-dispatcher-batch.json");
+    assert!(dispatcher.handle(batch, "sample").await.batch_item_failures.is_empty());
+    let sender = f.sender(&h, &[], system()).await;
+    let batch: aws_lambda_events::sqs::SqsEvent = sample("sqs/webhook-sender-batch.json");
+    assert!(sender.handle(batch, "sample").await.batch_item_failures.is_empty(), "an unknown delivery is stale");
+    let scheduler = f.scheduler(&h, system()).await;
+    let out = scheduler
+        .handle(sample("schedule/webhook-scheduler.json"), "sample", chrono::Utc::now() + chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(out["queued"], 0);
+    let api = f.merchant_api(&h, system()).await;
+    let created = api.handle(sample("http/endpoint-create.json"), "sample").await;
+    assert_eq!(created.status_code, 201, "{:?}", body_json(&created));
+    let listed = body_json(&api.handle(sample("http/endpoints-list.json"), "sample").await);
+    assert_eq!(listed["endpoints"].as_array().map(Vec::len), Some(1));
+    let replay = api.handle(sample("http/endpoint-replay.json"), "sample").await;
+    assert_eq!(replay.status_code, 404, "the sample names an endpoint this stack never registered");
+}

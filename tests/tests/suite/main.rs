@@ -7,6 +7,7 @@ mod connections;
 mod data_requests;
 mod ebay_deletion;
 mod faults;
+mod forwarding;
 mod local_stack;
 mod marketplace_poller;
 mod merchant_api;
