@@ -9,6 +9,11 @@ ensure_venv
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/infra/requirements-deploy.txt"
 export PATH="$VENV/bin:$PATH"
 cd "$ROOT"
+# Loopback webhook endpoints are for the local stack only: in Lambda they would reach the Runtime API.
+if grep -q 'AllowLoopbackEndpoints=\\\?"\?true' infra/samconfig.toml || [[ "$*" == *AllowLoopbackEndpoints=true* ]]; then
+  log "refusing to deploy with AllowLoopbackEndpoints=true (local stack only)"
+  exit 1
+fi
 sam validate --lint --config-file infra/samconfig.toml
 sam build --config-file infra/samconfig.toml
 [[ "${1:-}" == "--build" ]] && exit 0

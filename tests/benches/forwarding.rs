@@ -173,7 +173,14 @@ async fn main() {
     let retry_attempt = fail_count.get() - before;
     let retry_schedule = schedule_count.get();
 
-    // 3: the local stack's loops running; orders stored one at a time.
+    // 3: the local stack's loops running on a fresh stack (nothing queued before), orders stored one at a time.
+    let f = h.forwarding().await;
+    let api = f.merchant_api(&h, system()).await;
+    let resp =
+        api.handle(nex_local::events::http_v2("POST", "/endpoints", "", &headers, body.as_bytes(), "b"), "b").await;
+    assert_eq!(resp.status_code, 201);
+    let (dispatcher, _) = build::<WebhookDispatcher>(&h, &f, "WebhookDispatcherFunction", &[], system()).await;
+    let (sender, _) = build::<WebhookSender>(&h, &f, "WebhookSenderFunction", &[], system()).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let pipe_loop = {
         let stop = stop.clone();

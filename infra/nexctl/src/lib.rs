@@ -382,12 +382,11 @@ impl Ops {
     ) -> Result<(Vec<nex_shared::ports::Attempt>, Vec<nex_shared::ports::Delivery>), OpsError> {
         let w = self.webhooks()?;
         let attempts = w.attempts(merchant, endpoint, limit).await?;
+        use nex_shared::ports::DeliveryState;
         let open = w
-            .deliveries(merchant, endpoint, 10_000)
+            .deliveries_where(merchant, endpoint, &[DeliveryState::Pending, DeliveryState::Failed], None, 1000)
             .await?
-            .into_iter()
-            .filter(|d| d.state != nex_shared::ports::DeliveryState::Succeeded)
-            .collect();
+            .0;
         Ok((attempts, open))
     }
 

@@ -82,24 +82,25 @@ impl DynamoWebhooks {
         }
     }
 
-    /// Replaces the merchant's editable fields (URL, types, description, enabled) of an existing endpoint;
-    /// re-enabling clears its failure history. `false` if it does not exist.
-    pub async fn update_endpoint(&self, e: &Endpoint) -> Result<bool, InfraError> {
+    /// Writes the merchant's editable fields (URL, types, description, enabled) of an endpoint that is still
+    /// enabled or disabled as `was_enabled` says (so a 410 or a 5-day disable made meanwhile is not undone
+    /// from a stale read). Re-enabling (`was_enabled` false, `e.enabled` true) clears its failure history;
+    /// any other change leaves the health fields alone. `false` if it is gone or changed meanwhile.
+    pub async fn update_endpoint(&self, e: &Endpoint, was_enabled: bool) -> Result<bool, InfraError> {
         let mut req = update(&self.client, &self.table, s(pk(&e.merchant)), s(endpoint_sk(&e.id)))
-            .condition_expression("attribute_exists(sk)")
+            .condition_expression("attribute_exists(sk) AND enabled = :was")
+            .expression_attribute_values(":was", AttributeValue::Bool(was_enabled))
             .expression_attribute_values(":url", s(&e.url))
             .expression_attribute_values(
                 ":types",
                 AttributeValue::L(e.event_types.iter().map(|t| s(t.as_str())).collect()),
             )
             .expression_attribute_values(":d", s(&e.description))
-            .expression_attribute_values(":en", AttributeValue::Bool(e.enabled))
-            .expression_attribute_values(":sv", n(i64::from(e.secret_version)));
-        let mut set =
-            "SET #url = :url, event_types = :types, description = :d, enabled = :en, secret_version = :sv".to_owned();
-        if e.enabled {
+            .expression_attribute_values(":en", AttributeValue::Bool(e.enabled));
+        let mut set = "SET #url = :url, event_types = :types, description = :d, enabled = :en".to_owned();
+        if e.enabled && !was_enabled {
             set.push_str(" REMOVE disabled_reason, failing_since, paused_until");
-        } else {
+        } else if !e.enabled {
             set.push_str(", disabled_reason = :why");
             req = req.expression_attribute_values(":why", s(e.disabled_reason.as_deref().unwrap_or("merchant")));
         }
@@ -107,6 +108,20 @@ impl DynamoWebhooks {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failed(&e) => Ok(false),
             Err(e) => Err(infra_error("dynamodb", "UpdateItem(endpoint)", e)),
+        }
+    }
+
+    /// One more secret version (after a rotation), so every sender reloads the keys.
+    pub async fn bump_secret_version(&self, merchant: &str, id: &str) -> Result<bool, InfraError> {
+        let req = update(&self.client, &self.table, s(pk(merchant)), s(endpoint_sk(id)))
+            .update_expression("SET secret_version = if_not_exists(secret_version, :zero) + :one")
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1));
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(infra_error("dynamodb", "UpdateItem(secret version)", e)),
         }
     }
 
@@ -150,8 +165,55 @@ impl DynamoWebhooks {
 
     /// An endpoint's deliveries (any state), at most `limit`.
     pub async fn deliveries(&self, merchant: &str, endpoint: &str, limit: usize) -> Result<Vec<Delivery>, InfraError> {
-        let items = self.query_prefix(merchant, &format!("delivery#{endpoint}#"), false, limit).await?;
-        items.into_iter().map(from_item).collect()
+        Ok(self.deliveries_where(merchant, endpoint, &[], None, limit).await?.0)
+    }
+
+    /// An endpoint's deliveries in `states` (all if empty) whose event was created in `created_ms` (both
+    /// ends included), read to the end of the endpoint's deliveries, at most `limit`; `true` if more match.
+    pub async fn deliveries_where(
+        &self, merchant: &str, endpoint: &str, states: &[DeliveryState], created_ms: Option<(i64, i64)>, limit: usize,
+    ) -> Result<(Vec<Delivery>, bool), InfraError> {
+        let mut filters = Vec::new();
+        let mut values =
+            vec![(":pk".to_owned(), s(pk(merchant))), (":p".to_owned(), s(format!("delivery#{endpoint}#")))];
+        if !states.is_empty() {
+            let names: Vec<String> = (0..states.len()).map(|i| format!(":s{i}")).collect();
+            filters.push(format!("#state IN ({})", names.join(", ")));
+            values.extend(names.into_iter().zip(states.iter().map(|st| s(st.as_str()))));
+        }
+        if let Some((a, b)) = created_ms {
+            filters.push("created_ms BETWEEN :a AND :b".to_owned());
+            values.push((":a".into(), n(a)));
+            values.push((":b".into(), n(b)));
+        }
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let mut q = query(&self.client, &self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .consistent_read(true)
+                .set_exclusive_start_key(start);
+            if !filters.is_empty() {
+                q = q.filter_expression(filters.join(" AND "));
+                if !states.is_empty() {
+                    q = q.expression_attribute_names("#state", "state");
+                }
+            }
+            for (k, v) in &values {
+                q = q.expression_attribute_values(k, v.clone());
+            }
+            let page = q.send().await.map_err(|e| infra_error("dynamodb", "Query(deliveries)", e))?;
+            for item in page.items.unwrap_or_default() {
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                out.push(from_item(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok((out, false));
+            }
+        }
     }
 
     /// An endpoint's most recent attempts, newest first.
@@ -205,8 +267,10 @@ impl WebhookStore for DynamoWebhooks {
 
     async fn claim(&self, d: &Delivery, due_at: i64) -> Result<bool, InfraError> {
         let req = update(&self.client, &self.table, s(pk(&d.merchant)), s(delivery_sk(&d.endpoint, &d.event_id)))
-            .update_expression("SET #step = :next, due_at = :due")
+            .update_expression("SET #step = :next, due_at = :due, stuck = if_not_exists(stuck, :zero) + :one")
             .condition_expression("#step = :step AND #state = :pending")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
             .expression_attribute_names("#step", "step")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":step", n(d.step as i64))
@@ -228,6 +292,7 @@ impl WebhookStore for DynamoWebhooks {
             "#step = :next",
             "last_status = :ls",
             "last_error = :le",
+            "stuck = :zero",
         ];
         let mut req = update(&self.client, &self.table, s(pk(&d.merchant)), s(delivery_sk(&d.endpoint, &d.event_id)))
             .condition_expression("#step = :step")
@@ -236,6 +301,7 @@ impl WebhookStore for DynamoWebhooks {
             .expression_attribute_values(":st", s(t.state.as_str()))
             .expression_attribute_values(":a", n(i64::from(t.attempts)))
             .expression_attribute_values(":na", n(t.next_at))
+            .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":step", n(d.step as i64))
             .expression_attribute_values(":next", n(d.step as i64 + 1))
             .expression_attribute_values(":ls", opt_n(t.last_status.map(i64::from)))
@@ -275,7 +341,7 @@ impl WebhookStore for DynamoWebhooks {
         let req = update(&self.client, &self.table, s(pk(&d.merchant)), s(delivery_sk(&d.endpoint, &d.event_id)))
             .update_expression(
                 "SET #state = :pending, round = round + :one, attempts = :zero, #step = #step + :one, \
-                 next_at = :now, due_at = :due, due_shard = :shard, expires_at = :exp REMOVE last_error",
+                 next_at = :now, due_at = :due, due_shard = :shard, expires_at = :exp, stuck = :zero REMOVE last_error",
             )
             .condition_expression("#step = :step AND #state <> :pending")
             .expression_attribute_names("#step", "step")
@@ -298,7 +364,10 @@ impl WebhookStore for DynamoWebhooks {
 
     async fn due(&self, now: i64, limit: usize) -> Result<Vec<DeliveryRef>, InfraError> {
         let mut out = Vec::new();
+        // Each shard its share, so one busy shard never starves the others.
+        let per_shard = limit.div_ceil(DUE_SHARDS as usize);
         for shard in 0..DUE_SHARDS {
+            let limit = out.len() + per_shard;
             let mut start = None;
             loop {
                 let page = query(&self.client, &self.table)
@@ -306,6 +375,7 @@ impl WebhookStore for DynamoWebhooks {
                     .key_condition_expression("due_shard = :sh AND due_at <= :now")
                     .expression_attribute_values(":sh", s(format!("due#{shard}")))
                     .expression_attribute_values(":now", n(now))
+                    .limit((limit - out.len()).clamp(1, 1000) as i32)
                     .set_exclusive_start_key(start)
                     .send()
                     .await
@@ -322,11 +392,8 @@ impl WebhookStore for DynamoWebhooks {
                     break;
                 }
             }
-            if out.len() >= limit {
-                break;
-            }
+            out.truncate(limit);
         }
-        out.truncate(limit);
         Ok(out)
     }
 
@@ -368,9 +435,4 @@ impl WebhookStore for DynamoWebhooks {
             Err(err) => Err(infra_error("dynamodb", "UpdateItem(endpoint health)", err)),
         }
     }
-}
-
-/// Whether a delivery is failed (for replays by range).
-pub fn is_failed(d: &Delivery) -> bool {
-    d.state == DeliveryState::Failed
 }

@@ -37,7 +37,11 @@ struct KeyJson {
 /// A signing key and when it stops signing (`None`: the current one).
 type Key = (Vec<u8>, Option<i64>);
 /// Keys by secret id and version.
-type KeyCache = HashMap<(String, u32), Vec<Key>>;
+type KeyCache = HashMap<(String, u32), (Instant, Vec<Key>)>;
+
+/// How long a container keeps an endpoint's keys before reading them again (a rotation is seen at once
+/// through the endpoint's version; this bounds anything else).
+const KEY_CACHE_SECS: u64 = 300;
 
 /// The endpoints' signing secrets, one Secrets Manager secret per endpoint (`<stack>/webhooks/<id>`),
 /// cached per container by id and version (a rotation bumps the version, so it is seen at once).
@@ -70,13 +74,18 @@ impl SecretsSigning {
         Ok(out.arn.unwrap_or_else(|| name.to_owned()))
     }
 
-    /// Makes `secret` the current key; the current one keeps signing until `previous_until`.
-    pub async fn rotate(&self, secret_id: &str, secret: &str, previous_until: i64) -> Result<(), InfraError> {
+    /// Makes `secret` the current key; the current one keeps signing until `previous_until`, and earlier
+    /// ones still in their own overlap keep theirs.
+    pub async fn rotate(&self, secret_id: &str, secret: &str, now: i64, previous_until: i64) -> Result<(), InfraError> {
         let raw = super::secrets::fetch(&self.client, secret_id).await?;
         let old: SecretJson = serde_json::from_str(raw.expose_secret()).unwrap_or_default();
         let mut secrets = vec![KeyJson { secret: secret.to_owned(), until: None }];
-        if let Some(current) = old.secrets.into_iter().find(|k| k.until.is_none()) {
-            secrets.push(KeyJson { secret: current.secret, until: Some(previous_until) });
+        for k in old.secrets {
+            match k.until {
+                None => secrets.push(KeyJson { secret: k.secret, until: Some(previous_until) }),
+                Some(u) if u > now => secrets.push(k),
+                Some(_) => {}
+            }
         }
         self.client
             .put_secret_value()
@@ -107,7 +116,13 @@ impl SecretsSigning {
 impl SigningSecrets for SecretsSigning {
     async fn keys(&self, endpoint: &Endpoint, now: i64) -> Result<Vec<Vec<u8>>, InfraError> {
         let cache_key = (endpoint.secret_id.clone(), endpoint.secret_version);
-        let cached = self.cache.lock().ok().and_then(|c| c.get(&cache_key).cloned());
+        let cached = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&cache_key).cloned())
+            .filter(|(at, _)| at.elapsed() < Duration::from_secs(KEY_CACHE_SECS))
+            .map(|(_, keys)| keys);
         let keys = match cached {
             Some(k) => k,
             None => {
@@ -121,7 +136,7 @@ impl SigningSecrets for SecretsSigning {
                 let keys: Vec<_> =
                     j.secrets.iter().filter_map(|k| webhooks::key_of(&k.secret).map(|key| (key, k.until))).collect();
                 if let Ok(mut c) = self.cache.lock() {
-                    c.insert(cache_key, keys.clone());
+                    c.insert(cache_key, (Instant::now(), keys.clone()));
                 }
                 keys
             }

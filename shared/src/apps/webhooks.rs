@@ -253,7 +253,7 @@ impl ScheduleFunction for WebhookScheduler {
         let span = tracing::info_span!("webhook_scheduler", request_id = %invocation.request_id);
         async {
             let queued =
-                forwarding::queue_due(&self.webhooks, &self.deliveries, &self.timing, self.clock.now(), 5000).await?;
+                forwarding::queue_due(&self.webhooks, &self.deliveries, &self.timing, self.clock.now(), 2000).await?;
             Ok(serde_json::json!({ "queued": queued }))
         }
         .instrument(span)
@@ -286,7 +286,7 @@ pub struct EndpointRoutes {
 /// At most this many endpoints per merchant.
 pub const MAX_ENDPOINTS: usize = 20;
 /// At most this many deliveries replayed by one call (the answer says if more are left).
-pub const MAX_REPLAY: usize = 1000;
+pub const MAX_REPLAY: usize = 500;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -394,13 +394,18 @@ impl EndpointRoutes {
                 http::refuse(404, "no_such_endpoint")
             }
             (&Method::GET, ["endpoints", id, "deliveries"]) => {
-                let failed_only = query.first("state") == Some("failed");
-                match self.webhooks.deliveries(merchant, id, 500).await {
-                    Ok(list) => http::json(
+                use crate::ports::DeliveryState;
+                let states: &[DeliveryState] = match query.first("state") {
+                    None => &[],
+                    Some("failed") => &[DeliveryState::Failed],
+                    Some("pending") => &[DeliveryState::Pending],
+                    Some("succeeded") => &[DeliveryState::Succeeded],
+                    Some(_) => return http::refuse(400, "state_must_be_failed_pending_or_succeeded"),
+                };
+                match self.webhooks.deliveries_where(merchant, id, states, None, 500).await {
+                    Ok((list, more)) => http::json(
                         200,
-                        serde_json::json!({ "deliveries": list.iter()
-                            .filter(|d| !failed_only || crate::adapters::dynamo_webhooks::is_failed(d))
-                            .map(shown_delivery).collect::<Vec<_>>() }),
+                        serde_json::json!({ "deliveries": list.iter().map(shown_delivery).collect::<Vec<_>>(), "more": more }),
                     ),
                     Err(e) => http::unavailable(&e),
                 }
@@ -483,8 +488,11 @@ impl EndpointRoutes {
             }
             Ok(false) => http::refuse(409, "endpoint_id_taken"),
             Err(e) => {
-                // No endpoint names the secret: remove it rather than leave it orphaned.
-                let _ = self.signing.delete(&secret_id).await;
+                // The write may have been applied with only its answer lost: the secret goes only if no
+                // endpoint names it.
+                if let Ok(None) = crate::ports::WebhookStore::endpoint(&self.webhooks, merchant, &id).await {
+                    let _ = self.signing.delete(&secret_id).await;
+                }
                 http::unavailable(&e)
             }
         }
@@ -522,6 +530,7 @@ impl EndpointRoutes {
             Ok(e) => e,
             Err(r) => return r,
         };
+        let was_enabled = e.enabled;
         if let Some(url) = b.url {
             e.url = match self.checked_url(&url).await {
                 Ok(u) => u,
@@ -550,9 +559,10 @@ impl EndpointRoutes {
                 }
             }
         }
-        match self.webhooks.update_endpoint(&e).await {
+        match self.webhooks.update_endpoint(&e, was_enabled).await {
             Ok(true) => http::json(200, shown(&e)),
-            Ok(false) => http::refuse(404, "no_such_endpoint"),
+            // Gone, or disabled (410, 5 days of failure) since it was read: the merchant reads it again.
+            Ok(false) => http::refuse(409, "endpoint_changed_read_it_again"),
             Err(err) => http::unavailable(&err),
         }
     }
@@ -572,17 +582,17 @@ impl EndpointRoutes {
     }
 
     async fn rotate(&self, merchant: &str, id: &str) -> crate::function::Response {
-        let mut e = match self.owned(merchant, id).await {
+        let e = match self.owned(merchant, id).await {
             Ok(e) => e,
             Err(r) => return r,
         };
         let secret = crate::domain::webhooks::new_secret();
-        let until = self.clock.now().timestamp() + crate::domain::webhooks::ROTATION_OVERLAP_SECS;
-        if let Err(err) = self.signing.rotate(&e.secret_id, &secret, until).await {
+        let now = self.clock.now().timestamp();
+        let until = now + crate::domain::webhooks::ROTATION_OVERLAP_SECS;
+        if let Err(err) = self.signing.rotate(&e.secret_id, &secret, now, until).await {
             return crate::http::unavailable(&err);
         }
-        e.secret_version += 1;
-        match self.webhooks.update_endpoint(&e).await {
+        match self.webhooks.bump_secret_version(merchant, id).await {
             Ok(true) => crate::http::json(
                 200,
                 serde_json::json!({
@@ -611,28 +621,23 @@ impl EndpointRoutes {
         if !e.enabled {
             return http::refuse(409, "endpoint_disabled");
         }
-        let list = match self.webhooks.deliveries(merchant, id, 20_000).await {
+        use crate::ports::DeliveryState;
+        let states: &[DeliveryState] = if b.include_succeeded {
+            &[DeliveryState::Failed, DeliveryState::Succeeded]
+        } else {
+            &[DeliveryState::Failed]
+        };
+        let range = Some((b.since.timestamp_millis(), b.until.timestamp_millis()));
+        let (chosen, more) = match self.webhooks.deliveries_where(merchant, id, states, range, MAX_REPLAY).await {
             Ok(l) => l,
             Err(err) => return http::unavailable(&err),
         };
-        let (since, until) = (b.since.timestamp_millis(), b.until.timestamp_millis());
-        let chosen: Vec<_> = list
-            .iter()
-            .filter(|d| d.created_ms >= since && d.created_ms <= until)
-            .filter(|d| {
-                d.state == crate::ports::DeliveryState::Failed
-                    || (b.include_succeeded && d.state == crate::ports::DeliveryState::Succeeded)
-            })
-            .collect();
-        let mut replayed = 0;
-        for d in chosen.iter().take(MAX_REPLAY) {
-            match forwarding::replay(&self.webhooks, &self.deliveries, &self.timing, d, self.clock.now()).await {
-                Ok(true) => replayed += 1,
-                Ok(false) => {}
-                Err(err) => return http::unavailable(&err),
-            }
+        let batch: Vec<_> = chosen.iter().collect();
+        // `more`: call again for the rest (the ones replayed now are pending, so not chosen again).
+        match forwarding::replay(&self.webhooks, &self.deliveries, &self.timing, &batch, self.clock.now()).await {
+            Ok(replayed) => http::json(202, serde_json::json!({ "replayed": replayed, "more": more })),
+            Err(err) => http::unavailable(&err),
         }
-        http::json(202, serde_json::json!({ "replayed": replayed, "more": chosen.len() > MAX_REPLAY }))
     }
 
     async fn replay_event(&self, merchant: &str, event_id: &str) -> crate::function::Response {
@@ -653,9 +658,9 @@ impl EndpointRoutes {
             if !e.enabled {
                 continue;
             }
-            match forwarding::replay(&self.webhooks, &self.deliveries, &self.timing, &d, self.clock.now()).await {
-                Ok(true) => replayed.push(e.id.clone()),
-                Ok(false) => {}
+            match forwarding::replay(&self.webhooks, &self.deliveries, &self.timing, &[&d], self.clock.now()).await {
+                Ok(1) => replayed.push(e.id.clone()),
+                Ok(_) => {}
                 Err(err) => return http::unavailable(&err),
             }
         }

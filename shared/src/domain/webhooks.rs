@@ -132,6 +132,8 @@ pub enum UrlRefused {
     Unresolvable,
     #[error("the URL is longer than 2048 characters")]
     TooLong,
+    #[error("the port must be 443 or 1024 and above")]
+    Port,
 }
 
 impl UrlRefused {
@@ -144,6 +146,7 @@ impl UrlRefused {
             UrlRefused::ForbiddenAddress => "url_resolves_to_a_forbidden_address",
             UrlRefused::Unresolvable => "url_host_does_not_resolve",
             UrlRefused::TooLong => "url_too_long",
+            UrlRefused::Port => "url_port_not_allowed",
         }
     }
 }
@@ -192,6 +195,12 @@ impl AddressPolicy {
                 return Err(UrlRefused::ForbiddenAddress);
             }
         }
+        // 443, or an unprivileged port: the well-known services below 1024 (SMTP, SSH, ...) are never
+        // called, so the sender is no port scanner for them.
+        let port = url.port_or_known_default().unwrap_or(0);
+        if port != 443 && port < 1024 && !(self.allow_loopback && loopback_host) {
+            return Err(UrlRefused::Port);
+        }
         Ok(url)
     }
 }
@@ -219,6 +228,7 @@ fn is_public_v4(a: Ipv4Addr) -> bool {
         || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10 shared address space
         || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24 protocol assignments
         || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15 benchmarking
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99) // 192.88.99.0/24 6to4 relay anycast
         || o[0] >= 240) // 240.0.0.0/4 reserved
 }
 
@@ -227,21 +237,14 @@ fn is_public_v6(a: Ipv6Addr) -> bool {
         return is_public_v4(v4);
     }
     let s = a.segments();
-    // 64:ff9b::/96 (NAT64) and ::a.b.c.d (IPv4-compatible) carry an IPv4 address.
-    if (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0]) || (s[0..6] == [0; 6] && a.segments()[6] != 0) {
-        let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-        return is_public_v4(v4);
-    }
-    !(a.is_loopback()
-        || a.is_unspecified()
-        || a.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00 // fc00::/7 unique local (AWS's IMDS fd00:ec2::254)
-        || (s[0] & 0xffc0) == 0xfe80 // fe80::/10 link-local
-        || (s[0] & 0xffc0) == 0xfec0 // fec0::/10 site-local
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x2001 && s[1] < 0x0200) // 2001::/23 protocol assignments (Teredo, ...)
-        || s[0] == 0x2002 // 6to4 embeds an IPv4 address
-        || s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // 100::/64 discard
+    // Only global unicast (2000::/3) is called at all, so unique-local (fc00::/7, AWS's IMDS at
+    // fd00:ec2::254), link-local, site-local, multicast, loopback, the unspecified address, the IPv4-compatible
+    // and translated forms (::a.b.c.d, ::ffff:0:a.b.c.d) and local-use NAT64 (64:ff9b:1::/48) are refused.
+    (s[0] & 0xe000) == 0x2000
+        && !(s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        && !(s[0] == 0x3fff && s[1] < 0x1000) // 3fff::/20 documentation
+        && !(s[0] == 0x2001 && s[1] < 0x0200) // 2001::/23 protocol assignments (Teredo, ORCHID, ...)
+        && s[0] != 0x2002 // 6to4 embeds an IPv4 address
 }
 
 #[cfg(test)]
@@ -328,6 +331,13 @@ mod tests {
             "::127.0.0.1",
             "2002:a00:1::",
             "ff02::1",
+            "::0.0.1.2",
+            "::ffff:0:a00:1",
+            "64:ff9b:1::a00:1",
+            "64:ff9b::a00:1",
+            "100::1",
+            "192.88.99.1",
+            "3fff::1",
         ];
         for ip in refused {
             assert!(!is_public(ip.parse().unwrap()), "{ip} must be refused");
@@ -349,6 +359,8 @@ mod tests {
         assert_eq!(prod.check_url("https://127.0.0.1:8443/"), Err(UrlRefused::ForbiddenAddress));
         assert_eq!(prod.check_url("https://0x7f000001/"), Err(UrlRefused::ForbiddenAddress), "hex IPv4");
         assert_eq!(prod.check_url("ftp://shop.example/"), Err(UrlRefused::NotHttps));
+        assert_eq!(prod.check_url("https://shop.example:25/"), Err(UrlRefused::Port));
+        assert!(prod.check_url("https://shop.example:8443/hooks").is_ok());
         assert_eq!(prod.check_url("not a url"), Err(UrlRefused::Malformed));
         assert!(local.check_url("http://127.0.0.1:9000/hook").is_ok());
         assert_eq!(local.check_url("http://10.0.0.1/hook"), Err(UrlRefused::NotHttps));

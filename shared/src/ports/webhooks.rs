@@ -97,6 +97,10 @@ pub struct Delivery {
     pub step: u64,
     /// When the next attempt is due (epoch seconds).
     pub next_at: i64,
+    /// Claims in a row that never moved the delivery on (an attempt cut off, a store or secret that keeps
+    /// failing): counted so such a delivery ends as failed instead of looping unseen. Reset by every move.
+    #[serde(default)]
+    pub stuck: u32,
     #[serde(default)]
     pub last_status: Option<u16>,
     #[serde(default)]

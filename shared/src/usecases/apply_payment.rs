@@ -135,7 +135,9 @@ impl<C: Clock, I: IdempotencyStore, P: PaymentStore, N: Queue> ApplyPayment<'_, 
         };
         // An unchanged re-application forwards again too: the forwarder's deliveries are keyed by the
         // record's version, so a second reference to the same version creates nothing.
-        if let (Some(forward), true) = (self.forward, event.merchant.is_some()) {
+        // Only the platform's own payments: a connected account's event names whatever merchant its own
+        // metadata says, which is no ground to send a signed event to that merchant.
+        if let (Some(forward), true) = (self.forward, event.merchant.is_some() && event.connected_account.is_none()) {
             let body = serde_json::json!({ "payment_event": { "payment_key": event.payment_key } }).to_string();
             forward.send(&body).await?;
         }
@@ -251,6 +253,7 @@ mod tests {
             subject: None,
             merchant: None,
             notify_to: None,
+            connected_account: None,
         }
     }
 
@@ -301,6 +304,12 @@ mod tests {
         // Without a merchant there is no one to forward to.
         let uc = ApplyPayment { forward: Some(&forward), ..use_case(&clock, &idem, &pay, &queue) };
         let ev = event("evt_g", PaymentFact::Refunded { amount_refunded: 100 }, now().timestamp());
+        uc.handle(&ev, lock).await.unwrap();
+        assert_eq!(forward.sent.lock().unwrap().len(), 1);
+        // Nor for a connected account's event, whatever merchant its metadata names.
+        let mut ev = event("evt_h", PaymentFact::Succeeded, now().timestamp());
+        ev.merchant = Some("m-1".into());
+        ev.connected_account = Some("acct_1".into());
         uc.handle(&ev, lock).await.unwrap();
         assert_eq!(forward.sent.lock().unwrap().len(), 1);
     }

@@ -25,6 +25,9 @@ use crate::ports::{
     Outgoing, Sender, SigningSecrets, Source, Transition, WebhookStore,
 };
 
+/// Claims in a row without an outcome after which a delivery is kept as failed (`internal_error`).
+pub const MAX_STUCK: u32 = 5;
+
 /// How the forwarder holds its waits.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -34,7 +37,7 @@ pub struct Timing {
     pub backstop: i64,
     /// How long a claim holds a delivery (more than the attempt's 15 s and the records around it).
     pub lease: i64,
-    /// How long an endpoint that timed out or refused connections is left alone.
+    /// How long an endpoint is left alone after it did not answer, or took over 10 s to.
     pub pause_after_no_answer: i64,
 }
 
@@ -80,6 +83,7 @@ pub async fn dispatch<S: WebhookStore, Q: DeliveryQueue>(
             attempts: 0,
             step: 0,
             next_at: now.timestamp(),
+            stuck: 0,
             last_status: None,
             last_error: (!e.enabled).then(|| "endpoint_disabled".to_owned()),
             expires_at: delivery_expiry(now),
@@ -164,7 +168,12 @@ where
         if !self.store.claim(&d, t + self.timing.lease + self.timing.backstop).await? {
             return Ok(Done::Stale);
         }
-        let d = Delivery { step: d.step + 1, ..d };
+        let d = Delivery { step: d.step + 1, stuck: d.stuck + 1, ..d };
+        if d.stuck > MAX_STUCK {
+            // Claimed again and again with nothing recorded: kept as failed (replayable), and counted.
+            self.metrics.count("WebhookDeliveriesExhausted", 1, None);
+            return self.fail(&d, d.attempts, d.last_status, "internal_error").await;
+        }
         let endpoint = self.store.endpoint(&d.merchant, &d.endpoint).await?;
         let Some(mut endpoint) = endpoint.filter(|e| e.enabled) else {
             return self.fail(&d, d.attempts, None, "endpoint_disabled").await;
@@ -183,7 +192,12 @@ where
             "data": data,
         }))
         .unwrap_or_default();
-        let keys = self.secrets.keys(&endpoint, t).await?;
+        let keys = match self.secrets.keys(&endpoint, t).await {
+            Ok(k) => k,
+            // No key can sign (the secret is gone or unreadable as it is): kept as failed, not retried blind.
+            Err(e) if !e.retryable => return self.fail(&d, d.attempts, None, "no_signing_key").await,
+            Err(e) => return Err(e),
+        };
         let answer = self.http.send(&Outgoing { url: &endpoint.url, id: &d.event_id, body: &body, keys: &keys }).await;
         let n = d.attempts + 1;
         self.store
@@ -294,7 +308,8 @@ where
         match verdict {
             Verdict::Delivered => {
                 e.failing_since = None;
-                e.paused_until = None;
+                // A receiver that answers, but only after 10 s, is given a breather all the same.
+                e.paused_until = (answer.latency_ms > 10_000).then_some(t + self.timing.pause_after_no_answer);
                 // At most one write a minute for a healthy endpoint.
                 if e.last_success_at.is_none_or(|s| t - s >= 60) {
                     e.last_success_at = Some(t);
@@ -303,9 +318,13 @@ where
             _ => {
                 e.failing_since = Some(e.failing_since.unwrap_or(t));
                 e.last_failure_at = Some(t);
+                // Its `Retry-After`; else a pause when it did not answer or took over 10 s to, so a dead or
+                // tarpitting endpoint takes one attempt per pause, not one per waiting delivery, and holds no
+                // sender capacity meanwhile. A fast failure keeps the schedule (its 5 s retry is the next).
+                let slow = answer.status.is_none() || answer.latency_ms > 10_000;
                 let pause = match verdict {
                     Verdict::Retry { retry_after: Some(r) } => Some(*r),
-                    _ if answer.status.is_none() => Some(self.timing.pause_after_no_answer),
+                    _ if slow => Some(self.timing.pause_after_no_answer),
                     _ => None,
                 };
                 e.paused_until = pause.map(|p| t + p);
@@ -329,6 +348,12 @@ where
     }
 }
 
+/// A stable spread of `0..secs` seconds for `key`, so deliveries waiting on the same moment fan out.
+pub fn spread(key: &str, secs: i64) -> i64 {
+    let h = key.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    i64::from(h) % secs.max(1)
+}
+
 /// The delivery scheduler: queues every pending delivery whose time has come in the due index, then moves
 /// its `due_at` a backstop later (if the job is lost, it comes round again). Returns how many it queued.
 pub async fn queue_due<S: WebhookStore, Q: DeliveryQueue>(
@@ -337,26 +362,30 @@ pub async fn queue_due<S: WebhookStore, Q: DeliveryQueue>(
     let t = now.timestamp();
     let due = store.due(t, limit).await?;
     queue.enqueue(&due, 0).await?;
-    for job in &due {
-        store.defer(job, t + timing.backstop).await?;
-    }
+    use futures_util::stream::{self, TryStreamExt};
+    stream::iter(due.iter().map(Ok)).try_for_each_concurrent(16, |job| store.defer(job, t + timing.backstop)).await?;
     if !due.is_empty() {
         info!(queued = due.len(), "due deliveries queued");
     }
     Ok(due.len())
 }
 
-/// Starts a new round for `d` (failed or succeeded), due now, and queues it; `false` if it is pending.
+/// Starts a new round for each of `deliveries` (failed or succeeded; pending ones are left as they are)
+/// and queues them ten a second, so a large replay reaches the endpoint as a stream, not a burst. Returns
+/// how many it started.
 pub async fn replay<S: WebhookStore, Q: DeliveryQueue>(
-    store: &S, queue: &Q, timing: &Timing, d: &Delivery, now: DateTime<Utc>,
-) -> Result<bool, InfraError> {
-    if d.state == DeliveryState::Pending {
-        return Ok(false);
-    }
+    store: &S, queue: &Q, timing: &Timing, deliveries: &[&Delivery], now: DateTime<Utc>,
+) -> Result<usize, InfraError> {
     let t = now.timestamp();
-    let Some(reopened) = store.reopen(d, t, t + timing.backstop, delivery_expiry(now)).await? else {
-        return Ok(false);
-    };
-    queue.enqueue(&[DeliveryRef::of(&reopened)], 0).await?;
-    Ok(true)
+    let mut jobs = Vec::new();
+    for d in deliveries.iter().filter(|d| d.state != DeliveryState::Pending) {
+        let delay = (jobs.len() / 10) as i64;
+        if let Some(reopened) = store.reopen(d, t + delay, t + delay + timing.backstop, delivery_expiry(now)).await? {
+            jobs.push(DeliveryRef::of(&reopened));
+        }
+    }
+    for (i, chunk) in jobs.chunks(10).enumerate() {
+        queue.enqueue(chunk, (i as i64).min(900)).await?;
+    }
+    Ok(jobs.len())
 }

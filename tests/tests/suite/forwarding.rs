@@ -120,6 +120,7 @@ async fn endpoints_are_the_merchants_own_and_hostile_addresses_are_refused() {
             r#"{"since":"2026-01-01T00:00:00Z","until":"2027-01-01T00:00:00Z"}"#,
         ),
         ("GET", format!("/endpoints/{id}/attempts"), ""),
+        ("GET", format!("/endpoints/{id}/deliveries"), ""),
     ] {
         let resp = app.handle(api(method, &path, body, OTHER_MERCHANT_KEY), "r").await;
         assert_eq!(resp.status_code, 404, "{method} {path} as another merchant");
@@ -295,6 +296,12 @@ async fn an_order_and_a_payment_reach_the_endpoint_signed_with_a_stable_id_and_a
     assert_eq!(attempts["attempts"].as_array().unwrap().len(), 3);
     assert_eq!(attempts["attempts"][0]["status"], 204);
     assert!(!attempts.to_string().contains("Erika"));
+    // Nor does anything stored for forwarding: endpoints, deliveries and attempts hold no body.
+    let items = h.ddb.scan().table_name(&f.webhooks).send().await.unwrap().items.unwrap_or_default();
+    assert!(items.len() >= 7, "an endpoint, three deliveries, three attempts");
+    let stored = format!("{items:?}");
+    assert!(!stored.contains("Erika") && !stored.contains("Hauptstr") && !stored.contains("erika@"));
+    assert!(!stored.contains("whsec_"), "no secret in the table");
 }
 
 #[tokio::test]
@@ -331,6 +338,14 @@ async fn a_rotated_secret_signs_beside_the_old_one_during_the_overlap() {
     use nex_shared::ports::SigningSecrets;
     let keys = sender.secrets.keys(&e, later.timestamp()).await.unwrap();
     assert_eq!(keys, vec![webhooks::key_of(&new).unwrap()]);
+    // A second rotation within the overlap keeps the first secret its full 24 hours too.
+    let resp = app.handle(api("POST", &format!("/endpoints/{id}/rotate-secret"), "", MERCHANT_KEY), "r").await;
+    let newest = body_json(&resp)["secret"].as_str().unwrap().to_owned();
+    let e = store.endpoint(M1, &id).await.unwrap().unwrap();
+    assert_eq!(e.secret_version, 2);
+    let keys = sender.secrets.keys(&e, Utc::now().timestamp()).await.unwrap();
+    let expect: Vec<_> = [&newest, &new, &old].iter().map(|s| webhooks::key_of(s).unwrap()).collect();
+    assert_eq!(keys, expect, "current first, then both earlier ones within their overlap");
 }
 
 #[tokio::test]
@@ -452,7 +467,9 @@ async fn the_first_retry_travels_as_a_delayed_message_and_retry_after_pauses_the
     f.send(&h, &sender).await;
     assert_eq!(r.received(&name).await.len(), 2, "no attempt while paused");
     let d2 = store.delivery(M1, &id, &format!("order:amazon:{order2}:{}", version(60))).await.unwrap().unwrap();
-    assert_eq!((d2.attempts, d2.next_at), (0, e.paused_until.unwrap()));
+    let until = e.paused_until.unwrap();
+    assert_eq!(d2.attempts, 0);
+    assert!(d2.next_at >= until && d2.next_at < until + 30, "after the pause, spread over 30 s");
 }
 
 #[tokio::test]
@@ -639,4 +656,88 @@ async fn a_dead_endpoint_does_not_hold_up_another_merchants_delivery() {
         ok[0]["ended_ms"].as_i64().unwrap() < gave_up_ms,
         "the healthy endpoint was answered while the dead one still held its attempt"
     );
+    let order2 = format!("T-{}", uuid::Uuid::new_v4().simple());
+    store_order(&f, &h, &order2, 60).await;
+    f.dispatch(&h, &dispatcher).await;
+    let round = f.send(&h, &sender).await;
+    assert_eq!(round.failed, 0);
+    assert_eq!(r.received(&slow_name).await.len(), 1, "no second 15 s attempt while it is paused");
+    let d2 = store.delivery(M1, &e.id, &format!("order:amazon:{order2}:{}", version(60))).await.unwrap().unwrap();
+    assert_eq!(d2.attempts, 0);
+    assert!(d2.next_at >= e.paused_until.unwrap(), "it waits for the pause");
+}
+
+#[tokio::test]
+async fn editing_or_rotating_a_failing_endpoint_keeps_its_failure_clock_and_a_stale_edit_never_re_enables_it() {
+    let h = Harness::new().await;
+    let f = h.forwarding().await;
+    let app = f.merchant_api(&h, system()).await;
+    let r = Receiver::get().await;
+    let (name, url) = r.hook(&[], &[], "fail").await;
+    let (id, secret) = register(&app, &url, &["order.created"]).await;
+    r.set(&name, &[&secret], &[], "fail").await;
+    store_order(&f, &h, &format!("C-{}", uuid::Uuid::new_v4().simple()), 60).await;
+    let dispatcher = f.dispatcher(&h, system()).await;
+    f.dispatch(&h, &dispatcher).await;
+    let sender = f.sender(&h, &[], system()).await;
+    f.send(&h, &sender).await;
+    let store = DynamoWebhooks::new(h.ddb.clone(), &f.webhooks);
+    let since = store.endpoint(M1, &id).await.unwrap().unwrap().failing_since;
+    assert!(since.is_some());
+    let patch = |b: &str| api("PATCH", &format!("/endpoints/{id}"), b, MERCHANT_KEY);
+    assert_eq!(app.handle(patch(r#"{"description":"renamed"}"#), "r").await.status_code, 200);
+    assert_eq!(
+        app.handle(api("POST", &format!("/endpoints/{id}/rotate-secret"), "", MERCHANT_KEY), "r").await.status_code,
+        200
+    );
+    assert_eq!(store.endpoint(M1, &id).await.unwrap().unwrap().failing_since, since, "the 5-day clock runs on");
+    // Disabled by a 410 after the merchant read it: the merchant's stale edit is refused, not applied.
+    let mut e = store.endpoint(M1, &id).await.unwrap().unwrap();
+    e.enabled = false;
+    e.disabled_reason = Some("gone_410".into());
+    store.save_health(&e).await.unwrap();
+    let mut stale = e.clone();
+    stale.enabled = true;
+    assert!(!store.update_endpoint(&stale, true).await.unwrap(), "written only if still enabled as read");
+    assert!(!store.endpoint(M1, &id).await.unwrap().unwrap().enabled);
+    // Re-enabled on purpose, its history is cleared.
+    assert_eq!(body_json(&app.handle(patch(r#"{"enabled":true}"#), "r").await)["status"], "enabled");
+    assert!(store.endpoint(M1, &id).await.unwrap().unwrap().failing_since.is_none());
+}
+
+#[tokio::test]
+async fn a_lost_retry_message_is_sent_again_by_the_due_index() {
+    let h = Harness::new().await;
+    let f = h.forwarding().await;
+    let t0 = Utc::now();
+    let clock = clock_at(t0);
+    let app = f.merchant_api(&h, clock.clone()).await;
+    let r = Receiver::get().await;
+    let (name, url) = r.hook(&[], &[], "ok").await;
+    let (id, secret) = register(&app, &url, &["order.created"]).await;
+    r.set(&name, &[&secret], &["fail"], "ok").await;
+    let order_id = format!("L-{}", uuid::Uuid::new_v4().simple());
+    store_order(&f, &h, &order_id, 60).await;
+    let dispatcher = f.dispatcher(&h, clock.clone()).await;
+    f.dispatch(&h, &dispatcher).await;
+    // Production timing: the 5 s retry travels as a delayed message...
+    let sender = f.sender(&h, &[], clock.clone()).await;
+    f.send(&h, &sender).await;
+    // ...which is lost (a crash after its send was recorded, a purge, an expiry).
+    h.sqs.purge_queue().queue_url(&f.deliveries_url).send().await.unwrap();
+    let scheduler = f.scheduler(&h, clock.clone()).await;
+    let tick = |at: chrono::DateTime<Utc>| {
+        clock.set(at);
+        scheduler.handle(serde_json::json!({}), "s", Utc::now() + Duration::seconds(60))
+    };
+    assert_eq!(tick(t0 + Duration::seconds(5 + 899)).await.unwrap()["queued"], 0);
+    assert_eq!(tick(t0 + Duration::seconds(5 + 900)).await.unwrap()["queued"], 1, "15 minutes past its time");
+    f.send(&h, &sender).await;
+    let d = DynamoWebhooks::new(h.ddb.clone(), &f.webhooks)
+        .delivery(M1, &id, &format!("order:amazon:{order_id}:{}", version(60)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.state, d.attempts), (DeliveryState::Succeeded, 2));
+    assert_eq!(r.received(&name).await.len(), 2);
 }

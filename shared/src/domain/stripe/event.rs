@@ -174,6 +174,10 @@ pub struct PaymentEvent {
     /// the (encrypted) queue body only: never stored on the order, never logged.
     #[serde(default)]
     pub notify_to: Option<String>,
+    /// The connected account the event is about (Stripe Connect), if any: its metadata is that account's
+    /// to set, so it is not the storefront's word on which merchant it is for.
+    #[serde(default)]
+    pub connected_account: Option<String>,
 }
 
 /// What a verified body turned out to be.
@@ -228,6 +232,7 @@ pub fn parse(body: &[u8]) -> Result<Classified, ParseError> {
     // to a merchant's data request.
     let merchant =
         metadata_str("merchant_id").filter(|m| !m.is_empty()).or_else(|| ev.account.clone().filter(|a| !a.is_empty()));
+    let connected_account = ev.account.clone().filter(|a| !a.is_empty());
     let notify_to = obj
         .customer_details
         .as_ref()
@@ -249,6 +254,7 @@ pub fn parse(body: &[u8]) -> Result<Classified, ParseError> {
             subject: None,
             merchant,
             notify_to,
+            connected_account,
         }),
         email,
     })
