@@ -12,6 +12,9 @@
 #                              (dispatch, first attempt, failed attempt, retries), order stored -> delivered
 #                              p50/p99 with the local stack's loops (tests/benches/forwarding.rs), and
 #                              criterion's signing time per KB (shared/benches/webhook_sign.rs)
+#   infra/bench.sh insights   8. ad insights: rows parsed per second, Graph requests and AWS writes per account per
+#                              run (first, unchanged, 3 days restated), 200 accounts under one app-wide rate
+#                              limit with 10 pullers (tests/benches/insights.rs)
 #   infra/bench.sh fuzz     5. every parser of outside input fuzzed from the platforms' payloads (tests/tests/fuzz.rs):
 #                              inputs tried and panics per target (NEX_FUZZ_INPUTS, 100,000 by default)
 #   infra/bench.sh sweep    3. the retention sweep on 100,000 items with 1% due: items read per item deleted,
@@ -37,13 +40,13 @@ if [[ "${1:-}" == "forwarding" ]]; then
     | grep -E "^webhook_sign/|time:|thrpt:" || true
 fi
 
-if [[ "${1:-}" == "optin" || "${1:-}" == "sweep" || "${1:-}" == "orders" || "${1:-}" == "forwarding" ]]; then
+if [[ "${1:-}" == "optin" || "${1:-}" == "sweep" || "${1:-}" == "orders" || "${1:-}" == "forwarding" || "${1:-}" == "insights" ]]; then
   bench=$([[ "$1" == "optin" ]] && echo optin_load || echo "$1")
   trap stop_moto EXIT
   start_moto "$(free_port)"
   provision "$STATE/bench-manifest.json" >/dev/null
   # The orders bench is I/O against the emulator and stand-ins: built without LTO (minutes less to build).
-  profile=$([[ "$bench" == "orders" || "$bench" == "forwarding" ]] && echo "--profile fuzz" || echo "")
+  profile=$([[ "$bench" == "orders" || "$bench" == "forwarding" || "$bench" == "insights" ]] && echo "--profile fuzz" || echo "")
   NEX_STACK_MANIFEST="$STATE/bench-manifest.json" cargo bench $profile --manifest-path "$ROOT/Cargo.toml" -p tests --bench "$bench" \
     2>&1 | grep -v '^{'
   exit 0
@@ -56,7 +59,7 @@ cargo bench --manifest-path "$ROOT/Cargo.toml" -p shared --bench stripe_verify -
 log "release build of the functions"
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p stripe-webhook -p payments-worker -p whatsapp-webhook \
   -p messaging-worker -p notifications-sender -p merchant-api -p retention-sweep -p data-requests-worker -p audit-appender \
-  -p marketplace-scheduler -p marketplace-poller -p ebay-account-deletion -p webhook-dispatcher -p webhook-sender -p webhook-scheduler
+  -p marketplace-scheduler -p marketplace-poller -p ebay-account-deletion -p webhook-dispatcher -p webhook-sender -p webhook-scheduler -p insights-scheduler -p insights-puller
 
 trap stop_moto EXIT
 start_moto "$(free_port)"

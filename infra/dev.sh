@@ -30,7 +30,8 @@ provision "$STATE/manifest.json" --param "WhatsAppApiBaseUrl=$local_url/_local/g
   --param "EbayApiUrl=$local_url/_local/ebay" --param "EbayConsentUrl=$local_url/_local/ebay" \
   --param "EbayIdentityUrl=$local_url/_local/ebay" \
   --param "BolLoginUrl=$local_url/_local/bol" --param "BolApiUrl=$local_url/_local/bol" \
-  --param "EbayDeletionEndpointUrl=$local_url/webhooks/ebay/account-deletion"
+  --param "EbayDeletionEndpointUrl=$local_url/webhooks/ebay/account-deletion" \
+  --param "GraphApiBaseUrl=$local_url/_local/meta"
 
 "$bin" --manifest "$STATE/manifest.json" --port "$port" --reap-every-secs 10 --ttl-lag-secs 30 \
   >"$STATE/suite.log" 2>&1 &
@@ -48,6 +49,11 @@ log "suite listening on http://127.0.0.1:$port (logs: infra/.local/suite.log)"
   --url "http://127.0.0.1:$port/webhooks/stripe"
 
 "$VENV/bin/python" "$ROOT/infra/local/marketplaces_demo.py" --manifest "$STATE/manifest.json" --url "http://127.0.0.1:$port"
+
+"$nexctl" --manifest "$STATE/manifest.json" insights add-account act_1234567890
+"$VENV/bin/python" "$ROOT/infra/local/insights_demo.py" --manifest "$STATE/manifest.json" --url "http://127.0.0.1:$port"
+"$nexctl" --manifest "$STATE/manifest.json" insights campaigns
+"$nexctl" --manifest "$STATE/manifest.json" insights accounts
 
 echo
 echo "== forwarding: what the demo merchant's system received"

@@ -35,7 +35,8 @@ for want in "accepted evt_1NexDemoA01" "duplicate evt_1NexDemoA02" "signature_mi
   "nex.subject-export/1" "anonymise: 1" "order metadata left               0" "audit log verified" \
   "amazon: callback -> 201" "the same state again -> 400" "bol: client credentials checked at bol -> 201" \
   "order events for forwarding: 7" "order events before 7, after 7" \
-  "url_resolves_to_a_forbidden_address" "payment.updated" "fail then ok" "verified=True signatures=1"; do
+  "url_resolves_to_a_forbidden_address" "payment.updated" "fail then ok" "verified=True signatures=1" \
+  "only its own" "rollups of 3 days changed" "(unmapped, account 1234567890)"; do
   grep -q "$want" <<<"$out" || { log "local stack smoke run: expected '$want'"; exit 1; }
 done
 log "local stack smoke run: ok"

@@ -202,6 +202,9 @@ def main():
         ("WebhookDispatcherFunction", lambda: json.loads((ROOT / "events/sqs/webhook-dispatcher-batch.json").read_text())),
         ("WebhookSenderFunction", lambda: json.loads((ROOT / "events/sqs/webhook-sender-batch.json").read_text())),
         ("WebhookSchedulerFunction", lambda: json.loads((ROOT / "events/schedule/webhook-scheduler.json").read_text())),
+        # Insights: the schedule over an empty account list, and a pull of an account this stack never added.
+        ("InsightsSchedulerFunction", lambda: json.loads((ROOT / "events/schedule/insights-scheduler.json").read_text())),
+        ("InsightsPullerFunction", lambda: {"Records": json.loads((ROOT / "events/sqs/insights-puller-batch.json").read_text())["Records"][:1]}),
     )
     for names, make_event in functions:
         logical = next((n for n in names.split("|") if n in m["functions"]), None)

@@ -308,8 +308,26 @@ def forwarding_samples():
     (ROOT / "events" / "http" / "endpoint-replay.json").write_text(json.dumps(replay, indent=2) + "\n")
 
 
+def insights_samples():
+    """The insights scheduler's schedule, a puller batch (a pull and a campaign mapping), and the merchant
+    API's ad performance routes."""
+    (ROOT / "events" / "schedule" / "insights-scheduler.json").write_text(json.dumps(scheduled(
+        "7a2b3c4d-5e6f-4a70-8b9c-0d1e2f3a4b5c", "2025-11-24T06:00:00Z", "nex-InsightsSchedulerFunctionPull"),
+        indent=2) + "\n")
+    batch = [{"insights_pull": {"account_id": "1234567890"}},
+             {"campaign_mapped": {"campaign_id": "23850000000000001", "account_id": "1234567890", "retailer": "merchant-demo-1"}}]
+    (ROOT / "events" / "sqs" / "insights-puller-batch.json").write_text(json.dumps(sqs(batch), indent=2) + "\n")
+    auth = {"content-type": "application/json", "authorization": "Bearer local-dev-merchant-api-key"}
+    (ROOT / "events" / "http" / "ad-performance.json").write_text(json.dumps(http(
+        "GET", "/ad-performance", None, auth, "since=2025-11-01&until=2025-11-24"), indent=2) + "\n")
+    (ROOT / "events" / "http" / "ad-campaign-claim.json").write_text(json.dumps(http(
+        "POST", "/ad-campaigns", json.dumps({"campaign_id": "23850000000000077", "account_id": "1234567890"}), auth),
+        indent=2) + "\n")
+
+
 def main():
     whatsapp_samples()
+    insights_samples()
     privacy_samples()
     marketplace_samples()
     forwarding_samples()

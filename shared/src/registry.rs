@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::adapters::aws::Aws;
-use crate::apps::{merchant_api, messaging, orders, payments, privacy, webhooks};
+use crate::apps::{insights, merchant_api, messaging, orders, payments, privacy, webhooks};
 use crate::config::{ConfigError, InitError};
 use crate::function::{BoxFuture, Function, Http, Invocation, Kind, Schedule, Sqs, Trigger};
 use crate::ports::SharedClock;
@@ -28,6 +28,8 @@ pub const FUNCTIONS: &[Entry] = &[
     Entry::of::<Sqs<webhooks::WebhookDispatcher>>(),
     Entry::of::<Sqs<webhooks::WebhookSender>>(),
     Entry::of::<Schedule<webhooks::WebhookScheduler>>(),
+    Entry::of::<Schedule<insights::InsightsScheduler>>(),
+    Entry::of::<Sqs<insights::InsightsPuller>>(),
 ];
 
 /// A built function, handed events as JSON the way Lambda hands them.

@@ -1054,3 +1054,10 @@ impl ForwardingStack {
         h.drain_queue(&self.deliveries_url, &self.deliveries_arn, 1, |e| s.handle(e, "t")).await
     }
 }
+
+impl Harness {
+    /// A fresh copy of the insights table (its `by_retailer` index included).
+    pub async fn insights_table(&self) -> String {
+        copy_table(&self.ddb, "InsightsTable", &uuid::Uuid::new_v4().simple().to_string()).await
+    }
+}

@@ -324,3 +324,46 @@ fn marketplace_bodies_and_ebay_notices_never_panic() {
     });
     tried.report("marketplace bodies and eBay notices");
 }
+
+/// Meta's own insights example and error body when the fixtures are beside the repository, this
+/// repository's answers in their shapes, and the usage headers.
+fn graph_seeds() -> &'static [Vec<u8>] {
+    static S: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    S.get_or_init(|| {
+        let f = nex_tests::fixtures_dir();
+        let mut s = files(&format!("{f}/meta_marketing/meta_docs"), "json");
+        s.retain(|b| b.len() < 20_000);
+        s.push(br#"{"data":[{"account_id":"1","campaign_id":"23850000000000001","campaign_name":"W","date_start":"2026-11-20","date_stop":"2026-11-20","impressions":"361324","clicks":"12","spend":"5339.5","account_currency":"EUR"}],"paging":{"cursors":{"before":"MAZDZD","after":"MAZDZD"},"next":"https://graph.facebook.com/v27.0/act_1/insights?after=MAZDZD"}}"#.to_vec());
+        s.push(br#"{"id":"6077000000001","async_status":"Job Running","async_percent_completion":42}"#.to_vec());
+        s.push(br#"{"report_run_id":"6077000000001"}"#.to_vec());
+        s.push(br#"{"123":[{"type":"ads_insights","call_count":97,"total_cputime":20,"total_time":30,"estimated_time_to_regain_access":7}]}"#.to_vec());
+        s.push(br#"{"app_id_util_pct":12,"acc_id_util_pct":97,"reset_time_duration":600}"#.to_vec());
+        s.push(br#"{"insights_pull":{"account_id":"1234567890"}}"#.to_vec());
+        s.push(br#"{"campaign_mapped":{"campaign_id":"1","account_id":"2","retailer":"m"}}"#.to_vec());
+        s
+    })
+}
+
+#[test]
+fn graph_answers_usage_headers_and_insights_messages_never_panic() {
+    use nex_shared::domain::insights;
+    let seeds = graph_seeds();
+    let tried = Tried::default();
+    bolero::check!().with_type::<Case>().with_iterations(inputs()).for_each(|case| {
+        let body = mutate(seeds, case);
+        if let Some(p) = insights::parse_page(&body, "1", "EUR") {
+            let mut r = insights::Rollup::default();
+            p.rows.iter().for_each(|row| r.add(row));
+            let _ = (r.ctr(), r.cpc());
+        }
+        let _ = insights::parse_error(&body);
+        let _ = insights::parse_job(&body);
+        let text = String::from_utf8_lossy(&body);
+        let u = insights::usage(Some(&text), Some(&text), Some(&text));
+        let _ = (insights::pace(&u), insights::slow_down_ms(&u));
+        let _ = insights::api_version_major(&text);
+        let _ = nex_shared::apps::insights::InsightsMessage::parse(&text);
+        tried.one();
+    });
+    tried.report("Graph answers, usage headers and insights messages");
+}

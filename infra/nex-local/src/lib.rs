@@ -5,6 +5,7 @@ pub mod events;
 pub mod faults;
 pub mod manifest;
 pub mod marketplaces;
+pub mod meta_insights;
 pub mod pipes;
 pub mod sqs;
 pub mod ttl;

@@ -188,6 +188,13 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
         let out = Response::builder().status(a.status).header("content-type", a.content_type);
         return Ok(out.body(Full::new(Bytes::from(a.body))).unwrap_or_else(|_| text(500, "{}")));
     }
+    if let Some(a) = nex_local::meta_insights::answer(&method, &path, &query, &headers, &body) {
+        let mut out = Response::builder().status(a.status).header("content-type", a.content_type);
+        for (k, v) in nex_local::meta_insights::USAGE_HEADERS {
+            out = out.header(k, v);
+        }
+        return Ok(out.body(Full::new(Bytes::from(a.body))).unwrap_or_else(|_| text(500, "{}")));
+    }
     if method == "POST" {
         if path.starts_with("/_local/graph/") {
             return Ok(fake_cloud_api(&body));

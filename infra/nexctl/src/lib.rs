@@ -365,6 +365,76 @@ impl Ops {
         ))
     }
 
+    fn insights(&self) -> Result<nex_shared::adapters::dynamo_insights::DynamoInsights, OpsError> {
+        let table = self.stack.required("INSIGHTS_TABLE")?;
+        Ok(nex_shared::adapters::dynamo_insights::DynamoInsights::new(aws_sdk_dynamodb::Client::new(&self.sdk), table))
+    }
+
+    /// The ad accounts the platform pulls, with their state.
+    pub async fn insights_accounts(&self) -> Result<Vec<nex_shared::adapters::dynamo_insights::AdAccount>, OpsError> {
+        Ok(self.insights()?.accounts().await?)
+    }
+
+    /// Adds an ad account (its currency and time zone are read from Meta on its first pull). Audited.
+    pub async fn insights_add_account(&self, id: &str) -> Result<bool, OpsError> {
+        let a = nex_shared::adapters::dynamo_insights::AdAccount {
+            id: id.trim_start_matches("act_").to_owned(),
+            currency: String::new(),
+            offset_hours: 0.0,
+            timezone_name: String::new(),
+            status: "active".into(),
+            throttle_until: None,
+            lease_until: None,
+            pending: vec![],
+            job: None,
+            last_success_at: None,
+            last_error: None,
+        };
+        let added = self.insights()?.add_account(&a).await?;
+        self.record("insights.account_added", None, serde_json::json!({ "account": a.id, "added": added })).await?;
+        Ok(added)
+    }
+
+    /// Pulls a stopped account again (after its token was fixed). Audited.
+    pub async fn insights_resume(&self, id: &str) -> Result<bool, OpsError> {
+        let store = self.insights()?;
+        let Some(mut a) = store.account(id).await? else { return Ok(false) };
+        a.status = "active".into();
+        a.throttle_until = None;
+        a.last_error = None;
+        store.save_account(&a).await?;
+        self.record("insights.account_resumed", None, serde_json::json!({ "account": id })).await?;
+        Ok(true)
+    }
+
+    /// Maps a campaign to a retailer (an operator's word; its stored rows and rollups follow). Audited.
+    pub async fn insights_map(&self, campaign: &str, account: &str, retailer: &str) -> Result<usize, OpsError> {
+        let moved = nex_shared::usecases::insights::map_campaign(
+            &self.insights()?,
+            campaign,
+            account,
+            retailer,
+            "operator",
+            chrono::Utc::now(),
+        )
+        .await?;
+        self.record(
+            "insights.campaign_mapped",
+            None,
+            serde_json::json!({ "campaign": campaign, "account": account, "retailer": retailer, "rows": moved }),
+        )
+        .await?;
+        Ok(moved)
+    }
+
+    /// Campaigns seen in pulls without a mapping, and every mapping.
+    pub async fn insights_campaigns(
+        &self,
+    ) -> Result<(Vec<(String, String)>, std::collections::HashMap<String, String>), OpsError> {
+        let store = self.insights()?;
+        Ok((store.unmapped().await?, store.mappings().await?))
+    }
+
     fn webhooks(&self) -> Result<nex_shared::adapters::dynamo_webhooks::DynamoWebhooks, OpsError> {
         let table = self.stack.required("WEBHOOKS_TABLE")?;
         Ok(nex_shared::adapters::dynamo_webhooks::DynamoWebhooks::new(aws_sdk_dynamodb::Client::new(&self.sdk), table))

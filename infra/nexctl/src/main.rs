@@ -51,6 +51,9 @@ enum Cmd {
     /// Marketplace connections: their health, pause and resume.
     #[command(subcommand)]
     Connections(ConnectionsCmd),
+    /// Meta ad insights: ad accounts, campaign mappings.
+    #[command(subcommand)]
+    Insights(InsightsCmd),
     /// Merchants' webhook endpoints: their health, recent attempts and open deliveries.
     #[command(subcommand)]
     Endpoints(EndpointsCmd),
@@ -161,6 +164,26 @@ enum ConnectionsCmd {
     Pause { id: String },
     /// Polls a paused connection again (a backoff in force still applies).
     Resume { id: String },
+}
+
+#[derive(Subcommand)]
+enum InsightsCmd {
+    /// The ad accounts pulled, with their state (active, token_error), throttle and last outcome.
+    Accounts,
+    /// Adds an ad account (`act_<id>` or `<id>`).
+    AddAccount { id: String },
+    /// Pulls a stopped account again (after its token was replaced).
+    Resume { id: String },
+    /// Maps a campaign to the retailer it was created for (its rows and rollups follow).
+    Map {
+        campaign: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        retailer: String,
+    },
+    /// Every campaign mapping, and the campaigns seen without one.
+    Campaigns,
 }
 
 #[derive(Subcommand)]
@@ -535,6 +558,79 @@ async fn run(cli: Cli) -> Result<i32, OpsError> {
                         rows
                     )
                 );
+            }
+        }
+        Cmd::Insights(InsightsCmd::Accounts) => {
+            let list = ops.insights_accounts().await?;
+            if json {
+                print_json(&list);
+            } else {
+                let t = |v: Option<i64>| {
+                    v.and_then(|s| DateTime::from_timestamp(s, 0))
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_else(|| "-".into())
+                };
+                let rows = list
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            a.id.clone(),
+                            a.status.clone(),
+                            if a.currency.is_empty() { "-".into() } else { a.currency.clone() },
+                            format!(
+                                "{} ({:+})",
+                                if a.timezone_name.is_empty() { "-" } else { &a.timezone_name },
+                                a.offset_hours
+                            ),
+                            t(a.last_success_at),
+                            t(a.throttle_until),
+                            a.pending.len().to_string(),
+                            a.job.as_ref().map_or_else(|| "-".into(), |j| j.0.clone()),
+                            a.last_error.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(
+                        &[
+                            "account",
+                            "status",
+                            "currency",
+                            "time zone",
+                            "last success",
+                            "throttled until",
+                            "ranges left",
+                            "report run",
+                            "last error"
+                        ],
+                        rows
+                    )
+                );
+            }
+        }
+        Cmd::Insights(InsightsCmd::AddAccount { id }) => {
+            let added = ops.insights_add_account(&id).await?;
+            println!("{}", if added { format!("{id} added") } else { format!("{id} was there already") });
+        }
+        Cmd::Insights(InsightsCmd::Resume { id }) => {
+            let done = ops.insights_resume(&id).await?;
+            println!("{}", if done { format!("{id} resumed") } else { format!("{id}: no such account") });
+            return Ok(if done { 0 } else { 1 });
+        }
+        Cmd::Insights(InsightsCmd::Map { campaign, account, retailer }) => {
+            let moved = ops.insights_map(&campaign, &account, &retailer).await?;
+            println!("{campaign} mapped to {retailer}; {moved} stored row(s) re-attributed");
+        }
+        Cmd::Insights(InsightsCmd::Campaigns) => {
+            let (unmapped, mapped) = ops.insights_campaigns().await?;
+            if json {
+                print_json(&serde_json::json!({ "mapped": mapped, "unmapped": unmapped }));
+            } else {
+                let mut rows: Vec<Vec<String>> = mapped.iter().map(|(c, r)| vec![c.clone(), r.clone()]).collect();
+                rows.sort();
+                rows.extend(unmapped.iter().map(|(c, a)| vec![c.clone(), format!("(unmapped, account {a})")]));
+                println!("{}", table(&["campaign", "retailer"], rows));
             }
         }
         Cmd::Endpoints(EndpointsCmd::List { merchant }) => {

@@ -8,6 +8,7 @@ pub mod dynamo_connections;
 pub mod dynamo_conversations;
 pub mod dynamo_data;
 pub mod dynamo_idempotency;
+pub mod dynamo_insights;
 pub mod dynamo_ledger;
 pub mod dynamo_merchants;
 pub mod dynamo_orders;
@@ -20,6 +21,7 @@ pub mod marketplaces;
 /// crate turns on); no function references them, so no Lambda binary links them.
 #[cfg(any(test, feature = "fakes"))]
 pub mod memory;
+pub mod meta_graph;
 pub mod privacy;
 pub mod s3_objects;
 pub mod secrets;

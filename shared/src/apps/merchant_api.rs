@@ -58,6 +58,8 @@ pub struct MerchantApi {
     pub marketplaces: MarketplaceSettings,
     /// The webhook endpoint routes.
     pub endpoints: crate::apps::webhooks::EndpointRoutes,
+    /// The ad performance routes.
+    pub ads: crate::apps::insights::AdRoutes,
     /// The marketplace clients, built on the first connection route (their app secrets are fetched then, not
     /// at every cold start).
     clients: tokio::sync::OnceCell<Clients>,
@@ -109,6 +111,7 @@ config! {
         webhook_secret_prefix: String = "WEBHOOK_SECRET_PREFIX",
         deliveries_queue_url: String = "DELIVERIES_QUEUE_URL",
         allow_loopback: bool = "WEBHOOK_ALLOW_LOOPBACK" or false,
+        insights_table: String = "INSIGHTS_TABLE",
     }
 }
 
@@ -169,6 +172,10 @@ impl Function for MerchantApi {
                 secret_prefix: config.webhook_secret_prefix,
                 timing: Default::default(),
             },
+            ads: crate::apps::insights::AdRoutes {
+                clock: clock.clone(),
+                store: crate::adapters::dynamo_insights::DynamoInsights::new(aws.dynamodb(), config.insights_table),
+            },
             clients: tokio::sync::OnceCell::new(),
             sm: aws.secrets_manager(),
         })
@@ -188,6 +195,17 @@ impl HttpFunction for MerchantApi {
             }
             fn id_route(rest: &str) -> Option<&str> {
                 rest.strip_prefix("/connections/").filter(|id| connections::is_account(id) && id.len() == 24)
+            }
+            if crate::apps::insights::AdRoutes::owns(&path) {
+                let merchant = match merchant_api::merchant(&self.keys, http::header(&req, "authorization")).await {
+                    Ok(m) => m,
+                    Err(e) => return http::key_refused(&e),
+                };
+                let body = req.body().as_ref();
+                if body.len() > MAX_BODY {
+                    return http::refuse(413, "body_too_large");
+                }
+                return self.ads.handle(&merchant, req.method(), &path, &http::query(&req), body).await;
             }
             if crate::apps::webhooks::EndpointRoutes::owns(&path) {
                 let merchant = match merchant_api::merchant(&self.keys, http::header(&req, "authorization")).await {

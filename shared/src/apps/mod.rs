@@ -2,6 +2,7 @@
 //! `template.yaml` sets), how it is built from the AWS clients, and its trigger's handler, which hands the
 //! event to a use case. The [`crate::registry`] lists them.
 
+pub mod insights;
 pub mod merchant_api;
 pub mod messaging;
 pub mod orders;

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod data_inventory;
 pub mod envelope;
+pub mod insights;
 pub mod messages;
 pub mod orders;
 pub mod payment;

@@ -47,6 +47,9 @@ pub enum DataClass {
     /// A forwarded event's delivery to a merchant's endpoint and its attempts (time, status, latency,
     /// never the body): no personal data.
     WebhookDeliveryRecord,
+    /// Ad performance: campaign-level daily aggregates from Meta, their retailer mapping and rollups. No
+    /// personal data.
+    AdPerformanceRecord,
 }
 
 /// How long a class is kept once its anchor is reached.
@@ -248,6 +251,15 @@ pub const POLICY: &[Rule] = &[
                  after its event or its last replay; attempts 30 days. No personal data: the body is never \
                  stored, a replay renders it from the data as it is then",
     },
+    Rule {
+        class: DataClass::AdPerformanceRecord,
+        window: Window::Months(37),
+        anchor: Anchor::Created,
+        action: Action::Delete,
+        mechanism: Mechanism::DynamoTtl,
+        source: "issue 13 (design): as long as Meta itself answers insights (37 months); aggregates only, \
+                 no personal data",
+    },
 ];
 
 /// Number of shards a deadline day is spread over in the due-date index, so one day's writes do not all
@@ -353,6 +365,7 @@ mod tests {
         DataClass::AuditLogEntry,
         DataClass::DataExport,
         DataClass::WebhookDeliveryRecord,
+        DataClass::AdPerformanceRecord,
     ];
 
     #[test]

@@ -7,6 +7,7 @@ pub mod conversation;
 pub mod data_requests;
 pub mod forwarding;
 pub mod inbox;
+pub mod insights;
 pub mod merchant_api;
 pub mod opt_in;
 pub mod orders_ingest;

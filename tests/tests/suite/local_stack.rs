@@ -221,3 +221,42 @@ async fn the_forwarding_sample_events_run_through_their_handlers() {
     let replay = api.handle(sample("http/endpoint-replay.json"), "sample").await;
     assert_eq!(replay.status_code, 404, "the sample names an endpoint this stack never registered");
 }
+
+#[tokio::test]
+async fn the_insights_sample_events_run_through_their_handlers() {
+    let h = Harness::new().await;
+    let table = h.insights_table().await;
+    let scheduler: nex_shared::apps::insights::InsightsScheduler = h
+        .function(
+            "InsightsSchedulerFunction",
+            &[("INSIGHTS_TABLE", &table), ("INSIGHTS_QUEUE_URL", &h.data_requests_url)],
+            system(),
+        )
+        .await;
+    let out = scheduler
+        .handle(
+            sample("schedule/insights-scheduler.json"),
+            "sample",
+            chrono::Utc::now() + chrono::Duration::seconds(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["queued"], 0, "no ad account registered in a fresh table");
+    assert!(out["version_days_left"].as_i64().unwrap() > 45, "the configured version is not near its end");
+    let puller: nex_shared::apps::insights::InsightsPuller =
+        h.function("InsightsPullerFunction", &[("INSIGHTS_TABLE", &table)], system()).await;
+    let batch: aws_lambda_events::sqs::SqsEvent = sample("sqs/insights-puller-batch.json");
+    assert!(
+        puller.handle(batch, "sample").await.batch_item_failures.is_empty(),
+        "an unknown account is skipped; the mapping is kept"
+    );
+    let api: MerchantApi = h.function("ConsentApiFunction", &[("INSIGHTS_TABLE", &table)], system()).await;
+    let perf = api.handle(sample("http/ad-performance.json"), "sample").await;
+    assert_eq!(perf.status_code, 200);
+    assert_eq!(api.handle(sample("http/ad-campaign-claim.json"), "sample").await.status_code, 201);
+    // The version in the template is checked at init: an expired one refuses to start.
+    let mut env = env_of("InsightsPullerFunction");
+    env.insert("META_API_VERSION".into(), "v24.0".into());
+    let old = nex_shared::apps::insights::InsightsPuller::config(&env).unwrap();
+    assert!(nex_shared::apps::insights::InsightsPuller::build(&h.aws, old, system()).await.is_err());
+}

@@ -8,6 +8,7 @@ mod data_requests;
 mod ebay_deletion;
 mod faults;
 mod forwarding;
+mod insights;
 mod local_stack;
 mod marketplace_poller;
 mod merchant_api;

@@ -1,0 +1,385 @@
+//! Meta ad insights against the emulator and a Graph API stand-in (wiremock) serving Meta's documented
+//! shapes: cursor paging, the async report lifecycle (running, completed, failed), throttling headers and
+//! errors, token expiry, restated values on a re-pull; the time zone boundary; retailers reading their own.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use nex_shared::adapters::dynamo_insights::{AdAccount, DynamoInsights};
+use nex_shared::apps::insights::InsightsPuller;
+use nex_shared::usecases::insights::{map_campaign, Outcome};
+use nex_tests::*;
+use wiremock::matchers::{method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const ACCOUNT: &str = "1110001";
+const C_A: &str = "23850000000000011";
+const C_B: &str = "23850000000000012";
+
+fn day(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+fn row(campaign: &str, d: NaiveDate, impressions: u64, spend: &str) -> serde_json::Value {
+    serde_json::json!({"account_id": ACCOUNT, "campaign_id": campaign, "campaign_name": format!("Campaign {campaign}"),
+        "date_start": d.to_string(), "date_stop": d.to_string(), "impressions": impressions.to_string(),
+        "clicks": (impressions / 100).to_string(), "spend": spend, "account_currency": "EUR"})
+}
+
+/// Days `since..=until`, two campaigns a day.
+fn rows(since: NaiveDate, until: NaiveDate, restated_from: Option<NaiveDate>) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut d = since;
+    while d <= until {
+        let bump = restated_from.is_some_and(|r| d >= r);
+        out.push(row(C_A, d, if bump { 1500 } else { 1000 }, if bump { "12.50" } else { "10.00" }));
+        out.push(row(C_B, d, 2000, "20.00"));
+        d += Duration::days(1);
+    }
+    out
+}
+
+struct Stack {
+    store: DynamoInsights,
+    puller: InsightsPuller,
+    graph: MockServer,
+    table: String,
+}
+
+async fn stack(h: &Harness) -> Stack {
+    let graph = MockServer::start().await;
+    let table = h.insights_table().await;
+    let puller: InsightsPuller = h
+        .function(
+            "InsightsPullerFunction",
+            &[("INSIGHTS_TABLE", &table), ("GRAPH_API_BASE_URL", &graph.uri()), ("INSIGHTS_PACE", "false")],
+            system(),
+        )
+        .await;
+    let store = DynamoInsights::new(h.ddb.clone(), &table);
+    let account = AdAccount {
+        id: ACCOUNT.into(),
+        currency: "EUR".into(),
+        offset_hours: 1.0,
+        timezone_name: "Europe/Amsterdam".into(),
+        status: "active".into(),
+        throttle_until: None,
+        lease_until: None,
+        pending: vec![],
+        job: None,
+        last_success_at: None,
+        last_error: None,
+    };
+    assert!(store.add_account(&account).await.unwrap());
+    Stack { store, puller, graph, table }
+}
+
+/// The insights of `since..=until` in two pages (the second behind `paging.next`).
+async fn serve_pages(s: &Stack, since: NaiveDate, until: NaiveDate, restated_from: Option<NaiveDate>) {
+    s.graph.reset().await;
+    let all = rows(since, until, restated_from);
+    let (first, second) = all.split_at(all.len() / 2);
+    let next = format!("{}/v27.0/act_{ACCOUNT}/insights?after=MjQZD", s.graph.uri());
+    Mock::given(method("GET"))
+        .and(path(format!("/v27.0/act_{ACCOUNT}/insights")))
+        .and(query_param_is_missing("after"))
+        .and(query_param("level", "campaign"))
+        .and(query_param("time_increment", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "data": first, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}, "next": next}})))
+        .mount(&s.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v27.0/act_{ACCOUNT}/insights")))
+        .and(query_param("after", "MjQZD"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "data": second, "paging": {"cursors": {"before": "MjQZD", "after": "NDgZD"}}})))
+        .mount(&s.graph)
+        .await;
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+async fn pull(s: &Stack, now: DateTime<Utc>) -> nex_shared::usecases::insights::Pulled {
+    let uc = nex_shared::usecases::insights::Puller {
+        store: &s.store,
+        graph: &s.puller.graph,
+        metrics: &s.puller.metrics,
+        settings: s.puller.settings,
+    };
+    uc.pull(ACCOUNT, now, Utc::now() + Duration::minutes(5)).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_pull_pages_to_the_end_an_unchanged_rerun_writes_nothing_and_restated_days_replace_their_values() {
+    let h = Harness::new().await;
+    let s = stack(&h).await;
+    let now = at("2026-11-30T12:00:00Z");
+    map_campaign(&s.store, C_A, ACCOUNT, "merchant-demo-1", "test", now).await.unwrap();
+    let (since, until) = (day("2026-11-03"), day("2026-11-30"));
+    serve_pages(&s, since, until, None).await;
+    let p = pull(&s, now).await;
+    assert_eq!(p.outcome, Outcome::Done);
+    assert_eq!((p.rows_read, p.rows_written, p.graph_calls), (56, 56, 2), "28 days x 2 campaigns, two pages");
+    assert_eq!(p.rollups, 28, "one rollup per day of the mapped campaign");
+    assert_eq!(p.unmapped, 1, "the unmapped campaign is counted, and its rows kept");
+    assert_eq!(s.store.unmapped().await.unwrap(), vec![(C_B.to_owned(), ACCOUNT.to_owned())]);
+    let roll = s.store.rollups("merchant-demo-1", day("2026-11-28"), day("2026-11-28")).await.unwrap();
+    assert_eq!(roll.len(), 1);
+    assert_eq!((roll[0].2.impressions, roll[0].2.spend.to_string()), (1000, "10".to_owned()));
+
+    // The same days again: nothing written, no rollup recomputed.
+    let again = pull(&s, now).await;
+    assert_eq!((again.rows_read, again.rows_written, again.rollups), (56, 0, 0));
+
+    // Meta restates the last three days: those replace the old values, and their rollups follow.
+    serve_pages(&s, since, until, Some(day("2026-11-28"))).await;
+    let restated = pull(&s, now).await;
+    assert_eq!((restated.rows_written, restated.rollups), (3, 3));
+    let roll = s.store.rollups("merchant-demo-1", day("2026-11-28"), day("2026-11-30")).await.unwrap();
+    assert!(roll.iter().all(|(_, _, r)| r.impressions == 1500 && r.spend.to_string() == "12.5"), "{roll:?}");
+    let old = s.store.rollups("merchant-demo-1", day("2026-11-27"), day("2026-11-27")).await.unwrap();
+    assert_eq!(old[0].2.impressions, 1000, "a day outside the restatement is untouched");
+    assert_eq!(s.store.rows(ACCOUNT, since, until).await.unwrap().len(), 56, "a day is never counted twice");
+}
+
+#[tokio::test]
+async fn the_window_is_the_accounts_own_dates_across_midnight() {
+    let h = Harness::new().await;
+    let s = stack(&h).await;
+    // 23:30 UTC on the 30th is 00:30 on the 1st in the account's time zone (+1).
+    let now = at("2026-11-30T23:30:00Z");
+    serve_pages(&s, day("2026-11-04"), day("2026-12-01"), None).await;
+    let p = pull(&s, now).await;
+    assert_eq!(p.outcome, Outcome::Done);
+    let asked = s.graph.received_requests().await.unwrap();
+    let q = asked[0].url.query_pairs().find(|(k, _)| k == "time_range").map(|(_, v)| v.into_owned()).unwrap();
+    assert_eq!(q, r#"{"since":"2026-11-04","until":"2026-12-01"}"#);
+    let stored = s.store.rows(ACCOUNT, day("2026-12-01"), day("2026-12-01")).await.unwrap();
+    assert_eq!(stored.len(), 2, "Meta's account-local day is stored as that day");
+}
+
+#[tokio::test]
+async fn too_much_data_goes_to_an_async_run_that_is_polled_to_completion_and_a_failed_run_is_retried() {
+    let h = Harness::new().await;
+    let mut s = stack(&h).await;
+    s.puller.settings.restatement_days = 1;
+    let now = at("2026-11-30T12:00:00Z");
+    let d = day("2026-11-30");
+    Mock::given(method("GET"))
+        .and(path(format!("/v27.0/act_{ACCOUNT}/insights")))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({"error": {
+            "message": "Please reduce the amount of data you're asking for, then retry your request",
+            "type": "OAuthException", "code": 100, "error_subcode": 1487534, "fbtrace_id": "x"}})))
+        .mount(&s.graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v27.0/act_{ACCOUNT}/insights")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"report_run_id": "6077000000001"})))
+        .mount(&s.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v27.0/6077000000001"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "6077000000001", "async_status": "Job Running", "async_percent_completion": 42})))
+        .up_to_n_times(1)
+        .mount(&s.graph)
+        .await;
+    let p = pull(&s, now).await;
+    assert!(matches!(p.outcome, Outcome::Later { .. }), "{p:?}");
+    let acc = s.store.account(ACCOUNT).await.unwrap().unwrap();
+    assert_eq!(acc.job.as_ref().map(|j| j.0.as_str()), Some("6077000000001"), "the run is kept on the account");
+    assert!(acc.lease_until.is_none(), "and the account released");
+
+    Mock::given(method("GET"))
+        .and(path("/v27.0/6077000000001"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "6077000000001", "async_status": "Job Completed", "async_percent_completion": 100})))
+        .mount(&s.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v27.0/6077000000001/insights"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"data": rows(d, d, None), "paging": {"cursors": {}}})),
+        )
+        .mount(&s.graph)
+        .await;
+    let p = pull(&s, now).await;
+    assert_eq!((p.outcome, p.rows_written), (Outcome::Done, 2));
+    assert!(s.store.account(ACCOUNT).await.unwrap().unwrap().job.is_none());
+
+    // A run Meta fails: the day stays pending, and the next run tries it again.
+    s.graph.reset().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v27.0/act_{ACCOUNT}/insights")))
+        .respond_with(ResponseTemplate::new(500).set_body_json(serde_json::json!({"error": {
+            "message": "Please reduce the amount of data", "code": 100, "error_subcode": 1504018}})))
+        .mount(&s.graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v27.0/act_{ACCOUNT}/insights")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"report_run_id": "6077000000002"})))
+        .mount(&s.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v27.0/6077000000002"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "6077000000002", "async_status": "Job Failed", "async_percent_completion": 0,
+            "error_code": 2, "error_subcode": 2490547, "error_message": "Report failed"})))
+        .mount(&s.graph)
+        .await;
+    let p = pull(&s, now).await;
+    assert!(matches!(p.outcome, Outcome::Failed { .. }), "{p:?}");
+    let acc = s.store.account(ACCOUNT).await.unwrap().unwrap();
+    assert_eq!((acc.pending.clone(), acc.job.clone()), (vec![(d, d)], None), "kept for the next run, not lost");
+    assert!(acc.last_error.is_some());
+}
+
+#[tokio::test]
+async fn throttling_pauses_the_account_before_the_limit_and_a_token_error_stops_it() {
+    let h = Harness::new().await;
+    let s = stack(&h).await;
+    let now = at("2026-11-30T12:00:00Z");
+    // Usage at 97%: the page is stored, then the account waits Meta's estimate (7 minutes).
+    let d = day("2026-11-30");
+    Mock::given(method("GET"))
+        .and(path(format!("/v27.0/act_{ACCOUNT}/insights")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("x-business-use-case-usage", r#"{"999":[{"type":"ads_insights","call_count":97,"total_cputime":20,"total_time":30,"estimated_time_to_regain_access":7}]}"#)
+                .insert_header("x-fb-ads-insights-throttle", r#"{"app_id_util_pct":12,"acc_id_util_pct":97}"#)
+                .set_body_json(serde_json::json!({"data": rows(d, d, None), "paging": {"cursors": {}, "next": format!("{}/v27.0/act_{ACCOUNT}/insights?after=x", s.graph.uri())}})),
+        )
+        .up_to_n_times(1)
+        .mount(&s.graph)
+        .await;
+    let p = pull(&s, now).await;
+    assert_eq!(p.outcome, Outcome::Later { until: now.timestamp() + 420 });
+    assert_eq!(s.store.account(ACCOUNT).await.unwrap().unwrap().throttle_until, Some(now.timestamp() + 420));
+    let calls = s.graph.received_requests().await.unwrap().len();
+    let again = pull(&s, now + Duration::minutes(1)).await;
+    assert!(matches!(again.outcome, Outcome::Later { .. }));
+    assert_eq!(s.graph.received_requests().await.unwrap().len(), calls, "no call while it waits");
+
+    // After the wait, Meta's rate-limit error (17/2446079) with no estimate: five minutes.
+    s.graph.reset().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v27.0/act_{ACCOUNT}/insights")))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({"error": {
+            "message": "User request limit reached", "type": "OAuthException", "code": 17, "error_subcode": 2446079}})))
+        .up_to_n_times(1)
+        .mount(&s.graph)
+        .await;
+    let later = now + Duration::minutes(8);
+    let p = pull(&s, later).await;
+    assert_eq!(p.outcome, Outcome::Later { until: later.timestamp() + 300 });
+
+    // An app-wide limit (4) pauses every account.
+    s.graph.reset().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v27.0/act_{ACCOUNT}/insights")))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({"error": {
+            "message": "Application request limit reached", "code": 4}})))
+        .up_to_n_times(1)
+        .mount(&s.graph)
+        .await;
+    let later = later + Duration::minutes(6);
+    pull(&s, later).await;
+    assert_eq!(s.store.app_throttle().await.unwrap(), Some(later.timestamp() + 300));
+
+    // The token is refused: this account stops, and says so.
+    s.graph.reset().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v27.0/act_{ACCOUNT}/insights")))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({"error": {
+            "message": "Error validating access token: Session has expired", "type": "OAuthException", "code": 190, "error_subcode": 463}})))
+        .mount(&s.graph)
+        .await;
+    let later = later + Duration::minutes(6);
+    assert_eq!(pull(&s, later).await.outcome, Outcome::TokenError);
+    let acc = s.store.account(ACCOUNT).await.unwrap().unwrap();
+    assert_eq!(acc.status, "token_error");
+    let calls = s.graph.received_requests().await.unwrap().len();
+    assert_eq!(pull(&s, later + Duration::hours(1)).await.outcome, Outcome::TokenError);
+    assert_eq!(s.graph.received_requests().await.unwrap().len(), calls, "stopped until resumed");
+    assert!(logs().contains("Meta refused the token"));
+}
+
+#[tokio::test]
+async fn a_retailer_reads_its_own_performance_as_json_and_csv_and_claims_only_new_campaigns() {
+    let h = Harness::new().await;
+    let s = stack(&h).await;
+    let now = at("2026-11-30T12:00:00Z");
+    map_campaign(&s.store, C_A, ACCOUNT, "merchant-demo-1", "test", now).await.unwrap();
+    serve_pages(&s, day("2026-11-03"), day("2026-11-30"), None).await;
+    pull(&s, now).await;
+    // The platform maps the second campaign to the other retailer (a queue message): its rows follow.
+    let moved = map_campaign(&s.store, C_B, ACCOUNT, "merchant-demo-2", "queue", now).await.unwrap();
+    assert_eq!(moved, 28);
+    assert!(s.store.unmapped().await.unwrap().is_empty());
+
+    let api: MerchantApi = h.function("ConsentApiFunction", &[("INSIGHTS_TABLE", &s.table)], system()).await;
+    let get = |q: &str, key: &str| {
+        nex_local::events::http_v2(
+            "GET",
+            "/ad-performance",
+            q,
+            &[("authorization".into(), format!("Bearer {key}"))],
+            b"",
+            "r",
+        )
+    };
+    let mine = body_json(&api.handle(get("since=2026-11-20&until=2026-11-21", MERCHANT_KEY), "r").await);
+    assert_eq!(mine["days"].as_array().unwrap().len(), 2);
+    assert_eq!(mine["days"][0]["ctr"], "1", "10 clicks of 1000 impressions: 1%");
+    assert_eq!(mine["days"][0]["cpc"], "1", "10.00 over 10 clicks");
+    let camps = mine["campaigns"].as_array().unwrap();
+    assert!(camps.len() == 2 && camps.iter().all(|c| c["campaign_id"] == C_A), "only its own campaign");
+    let theirs = body_json(&api.handle(get("since=2026-11-20&until=2026-11-21", OTHER_MERCHANT_KEY), "r").await);
+    assert!(theirs["campaigns"].as_array().unwrap().iter().all(|c| c["campaign_id"] == C_B));
+    assert_eq!(theirs["days"][0]["spend"], "20");
+    let csv = api.handle(get("since=2026-11-20&until=2026-11-20&format=csv", MERCHANT_KEY), "r").await;
+    let text = match csv.body {
+        Some(aws_lambda_events::encodings::Body::Text(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    assert!(text.starts_with("date,account_id,campaign_id,campaign_name,impressions,clicks,spend,currency,ctr,cpc\n"));
+    assert!(text.contains(&format!("2026-11-20,{ACCOUNT},{C_A},\"Campaign {C_A}\",1000,10,10,EUR,1,1")), "{text}");
+    assert!(!text.contains(C_B));
+    assert_eq!(api.handle(get("since=2026-11-21&until=2026-11-20", MERCHANT_KEY), "r").await.status_code, 422);
+    assert_eq!(api.handle(get("since=yesterday", MERCHANT_KEY), "r").await.status_code, 400);
+
+    // Claims: a campaign already running (seen unmapped) or mapped is not anyone's to take.
+    let claim = |c: &str, key: &str| {
+        let body = serde_json::json!({"campaign_id": c, "account_id": ACCOUNT}).to_string();
+        nex_local::events::http_v2(
+            "POST",
+            "/ad-campaigns",
+            "",
+            &[("content-type".into(), "application/json".into()), ("authorization".into(), format!("Bearer {key}"))],
+            body.as_bytes(),
+            "r",
+        )
+    };
+    assert_eq!(api.handle(claim(C_B, MERCHANT_KEY), "r").await.status_code, 409, "mapped to the other retailer");
+    s.store.note_unmapped(&[("23850000000000099".into(), ACCOUNT.into())], now.timestamp()).await.unwrap();
+    assert_eq!(api.handle(claim("23850000000000099", MERCHANT_KEY), "r").await.status_code, 409, "has history");
+    assert_eq!(api.handle(claim("23850000000000077", MERCHANT_KEY), "r").await.status_code, 201, "a new campaign");
+    assert_eq!(api.handle(claim("23850000000000077", OTHER_MERCHANT_KEY), "r").await.status_code, 409);
+    let listed = body_json(
+        &api.handle(
+            nex_local::events::http_v2(
+                "GET",
+                "/ad-campaigns",
+                "",
+                &[("authorization".into(), format!("Bearer {MERCHANT_KEY}"))],
+                b"",
+                "r",
+            ),
+            "r",
+        )
+        .await,
+    );
+    assert_eq!(listed["campaigns"], serde_json::json!([C_A, "23850000000000077"]));
+}
