@@ -83,6 +83,24 @@ async fn store(h: &Harness, f: &ForwardingStack, ids: &[String]) {
     }
 }
 
+/// Replays the orders pipe and runs the dispatcher until `expected` events were dispatched (the emulator's
+/// stream can hand a fresh write over on a later read).
+async fn dispatch_all(h: &Harness, f: &ForwardingStack, d: &WebhookDispatcher, expected: usize) {
+    let mut seen = 0;
+    for _ in 0..20 {
+        f.orders.pipe.pump().await.unwrap();
+        seen += h
+            .drain_queue(&f.orders.events_url, "arn:aws:sqs:us-east-1:123456789012:ev", 1, |e| d.handle(e, "b"))
+            .await
+            .received;
+        if seen >= expected {
+            return;
+        }
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+    eprintln!("only {seen} of {expected} events reached the dispatcher");
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -115,9 +133,7 @@ async fn main() {
     let (sender, send_count) = build::<WebhookSender>(&h, &f, "WebhookSenderFunction", &[], system()).await;
     let ids: Vec<String> = (0..n).map(|i| format!("B1-{i:06}")).collect();
     store(&h, &f, &ids).await;
-    f.orders.pipe.pump().await.unwrap();
-    h.drain_queue(&f.orders.events_url, "arn:aws:sqs:us-east-1:123456789012:ev", 1, |e| dispatcher.handle(e, "b"))
-        .await;
+    dispatch_all(&h, &f, &dispatcher, n).await;
     let dispatch_requests = dispatch_count.get();
     let started = Instant::now();
     h.drain_queue(&f.deliveries_url, &f.deliveries_arn, 30, |e| sender.handle(e, "b")).await;
@@ -130,9 +146,7 @@ async fn main() {
     let m = 50;
     let short_ids: Vec<String> = (0..m).map(|i| format!("B4-{i:06}")).collect();
     store(&h, &f, &short_ids).await;
-    f.orders.pipe.pump().await.unwrap();
-    h.drain_queue(&f.orders.events_url, "arn:aws:sqs:us-east-1:123456789012:ev", 1, |e| dispatcher.handle(e, "b"))
-        .await;
+    dispatch_all(&h, &f, &dispatcher, m).await;
     recorder.failing.store(true, std::sync::atomic::Ordering::SeqCst);
     let before = send_count.get();
     h.drain_queue(&f.deliveries_url, &f.deliveries_arn, 30, |e| sender.handle(e, "b")).await;
@@ -159,9 +173,7 @@ async fn main() {
         build::<WebhookScheduler>(&h, &f, "WebhookSchedulerFunction", &[], clock.clone()).await;
     let retry_ids: Vec<String> = (0..m).map(|i| format!("B2-{i:06}")).collect();
     store(&h, &f, &retry_ids).await;
-    f.orders.pipe.pump().await.unwrap();
-    h.drain_queue(&f.orders.events_url, "arn:aws:sqs:us-east-1:123456789012:ev", 1, |e| dispatcher2.handle(e, "b"))
-        .await;
+    dispatch_all(&h, &f, &dispatcher2, m).await;
     recorder.failing.store(true, std::sync::atomic::Ordering::SeqCst);
     h.drain_queue(&f.deliveries_url, &f.deliveries_arn, 30, |e| sender2.handle(e, "b")).await;
     recorder.failing.store(false, std::sync::atomic::Ordering::SeqCst);

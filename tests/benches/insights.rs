@@ -108,6 +108,9 @@ fn account(id: &str) -> AdAccount {
         job: None,
         last_success_at: None,
         last_error: None,
+        pulled_through: None,
+        head_failures: 0,
+        info_at: Some(Utc::now().timestamp() + 86_400),
     }
 }
 

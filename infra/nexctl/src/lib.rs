@@ -389,6 +389,9 @@ impl Ops {
             job: None,
             last_success_at: None,
             last_error: None,
+            pulled_through: None,
+            head_failures: 0,
+            info_at: None,
         };
         let added = self.insights()?.add_account(&a).await?;
         self.record("insights.account_added", None, serde_json::json!({ "account": a.id, "added": added })).await?;
@@ -402,7 +405,9 @@ impl Ops {
         a.status = "active".into();
         a.throttle_until = None;
         a.last_error = None;
-        store.save_account(&a).await?;
+        a.lease_until = None;
+        a.head_failures = 0;
+        store.save_account(&a, None).await?;
         self.record("insights.account_resumed", None, serde_json::json!({ "account": id })).await?;
         Ok(true)
     }
@@ -427,12 +432,16 @@ impl Ops {
         Ok(moved)
     }
 
-    /// Campaigns seen in pulls without a mapping, and every mapping.
+    /// Campaigns seen in pulls without a mapping, every mapping, and retailers' pending requests.
+    #[allow(clippy::type_complexity)]
     pub async fn insights_campaigns(
         &self,
-    ) -> Result<(Vec<(String, String)>, std::collections::HashMap<String, String>), OpsError> {
+    ) -> Result<
+        (Vec<(String, String)>, std::collections::HashMap<String, String>, Vec<(String, String, String, i64)>),
+        OpsError,
+    > {
         let store = self.insights()?;
-        Ok((store.unmapped().await?, store.mappings().await?))
+        Ok((store.unmapped().await?, store.mappings().await?, store.mapping_requests().await?))
     }
 
     fn webhooks(&self) -> Result<nex_shared::adapters::dynamo_webhooks::DynamoWebhooks, OpsError> {

@@ -623,13 +623,16 @@ async fn run(cli: Cli) -> Result<i32, OpsError> {
             println!("{campaign} mapped to {retailer}; {moved} stored row(s) re-attributed");
         }
         Cmd::Insights(InsightsCmd::Campaigns) => {
-            let (unmapped, mapped) = ops.insights_campaigns().await?;
+            let (unmapped, mapped, requests) = ops.insights_campaigns().await?;
             if json {
-                print_json(&serde_json::json!({ "mapped": mapped, "unmapped": unmapped }));
+                print_json(&serde_json::json!({ "mapped": mapped, "unmapped": unmapped, "requested": requests }));
             } else {
                 let mut rows: Vec<Vec<String>> = mapped.iter().map(|(c, r)| vec![c.clone(), r.clone()]).collect();
                 rows.sort();
                 rows.extend(unmapped.iter().map(|(c, a)| vec![c.clone(), format!("(unmapped, account {a})")]));
+                rows.extend(requests.iter().filter(|(c, ..)| !mapped.contains_key(c)).map(|(c, a, r, _)| {
+                    vec![c.clone(), format!("(requested by {r}, account {a}: nexctl insights map)")]
+                }));
                 println!("{}", table(&["campaign", "retailer"], rows));
             }
         }

@@ -54,6 +54,17 @@ pub struct AdAccount {
     pub last_success_at: Option<i64>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The last day pulled to the end of a window (so a stopped account's missed days are pulled later).
+    #[serde(default)]
+    pub pulled_through: Option<NaiveDate>,
+    /// Failures in a row of the range (or report run) at the head: at 3 it goes to the back, at 6 it is
+    /// dropped (and counted), so no range blocks the account.
+    #[serde(default)]
+    pub head_failures: u32,
+    /// When the currency and time zone were last read from Meta (they are read again daily: daylight
+    /// saving moves the offset).
+    #[serde(default)]
+    pub info_at: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,32 +194,138 @@ impl DynamoInsights {
         }
     }
 
-    /// Takes the account for one pull until `until` if nobody holds it (one request in flight per account).
-    pub async fn lease(&self, id: &str, now: i64, until: i64) -> Result<bool, InfraError> {
+    /// Takes the account for one pull until `until` if nobody holds it (one request in flight per account);
+    /// the account as it is once taken (so the pull works on the state no other pull can change now).
+    pub async fn lease(&self, id: &str, now: i64, until: i64) -> Result<Option<AdAccount>, InfraError> {
         let req = update(&self.client, &self.table, s("accounts"), s(format!("account#{id}")))
             .update_expression("SET lease_until = :u")
             .condition_expression("attribute_exists(sk) AND (attribute_not_exists(lease_until) OR lease_until = :null OR lease_until < :now)")
             .expression_attribute_values(":u", n(until))
             .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":null", AttributeValue::Null(true));
+            .expression_attribute_values(":null", AttributeValue::Null(true))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
         match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
+            Ok(out) => out.attributes.map(|i| serde_dynamo::from_item(i).map_err(codec)).transpose(),
+            Err(e) if is_condition_failed(&e) => Ok(None),
             Err(e) => Err(infra_error("dynamodb", "UpdateItem(account lease)", e)),
         }
     }
 
-    /// Saves the account's pull state (the lease is whatever `a.lease_until` says: `None` releases it).
-    pub async fn save_account(&self, a: &AdAccount) -> Result<(), InfraError> {
+    /// Saves the account's pull state. `held`: the lease this pull holds; the write happens only while it
+    /// still does (a pull whose lease lapsed writes nothing over a newer pull's state). `false` if not.
+    pub async fn save_account(&self, a: &AdAccount, held: Option<i64>) -> Result<bool, InfraError> {
         let mut item: Item = serde_dynamo::to_item(a).map_err(codec)?;
         item.insert("pk".into(), s("accounts"));
         item.insert("sk".into(), s(format!("account#{}", a.id)));
-        put(&self.client, &self.table)
+        let mut req = put(&self.client, &self.table).set_item(Some(item));
+        if let Some(l) = held {
+            req = req.condition_expression("lease_until = :l").expression_attribute_values(":l", n(l));
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(infra_error("dynamodb", "PutItem(account)", e)),
+        }
+    }
+
+    /// Marks retailers' days whose rows are about to change, before the rows are written: a pull cut off
+    /// after its writes leaves the marks, and the next pull recomputes those rollups.
+    pub async fn mark_dirty(&self, days: &[(String, NaiveDate)], at: i64) -> Result<(), InfraError> {
+        let items = days
+            .iter()
+            .map(|(r, d)| {
+                HashMap::from([
+                    ("pk".into(), s("dirty")),
+                    ("sk".into(), s(format!("{r}#{d}"))),
+                    ("retailer".into(), s(r)),
+                    ("date".into(), s(d.to_string())),
+                    ("marked_at".into(), n(at)),
+                ])
+            })
+            .collect();
+        self.batch_put(items).await
+    }
+
+    /// Every marked day: (retailer, date, when marked).
+    pub async fn dirty(&self) -> Result<Vec<(String, NaiveDate, i64)>, InfraError> {
+        let items = self.all("dirty", None, None).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| Some((text(i, "retailer")?, text(i, "date")?.parse().ok()?, num(i, "marked_at")?)))
+            .collect())
+    }
+
+    /// Clears a mark, only if it was not marked again since `at`.
+    pub async fn clear_dirty(&self, retailer: &str, date: NaiveDate, at: i64) -> Result<(), InfraError> {
+        let req = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s("dirty"))
+            .key("sk", s(format!("{retailer}#{date}")))
+            .condition_expression("marked_at = :a")
+            .expression_attribute_values(":a", n(at));
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(infra_error("dynamodb", "DeleteItem(dirty)", e)),
+        }
+    }
+
+    /// A retailer's request to have a campaign mapped to it: pending until the platform or an operator
+    /// maps it (a request gives no access to anything). `false` if this retailer asked already.
+    pub async fn request_mapping(
+        &self, campaign: &str, account: &str, retailer: &str, at: i64,
+    ) -> Result<bool, InfraError> {
+        let item: Item = HashMap::from([
+            ("pk".into(), s("claims")),
+            ("sk".into(), s(format!("campaign#{campaign}#{retailer}"))),
+            ("campaign_id".into(), s(campaign)),
+            ("account_id".into(), s(account)),
+            ("retailer".into(), s(retailer)),
+            ("requested_at".into(), n(at)),
+            ("expires_at".into(), n(at + 90 * 86400)),
+        ]);
+        match put(&self.client, &self.table)
             .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk)")
             .send()
             .await
-            .map(|_| ())
-            .map_err(|e| infra_error("dynamodb", "PutItem(account)", e))
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(infra_error("dynamodb", "PutItem(claim)", e)),
+        }
+    }
+
+    /// Pending mapping requests: (campaign, account, retailer, requested at).
+    pub async fn mapping_requests(&self) -> Result<Vec<(String, String, String, i64)>, InfraError> {
+        let items = self.all("claims", None, None).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| {
+                Some((text(i, "campaign_id")?, text(i, "account_id")?, text(i, "retailer")?, num(i, "requested_at")?))
+            })
+            .collect())
+    }
+
+    /// Sets only the retailer of stored rows (their values stay whatever the latest pull wrote).
+    pub async fn set_row_retailer(&self, r: &Row, retailer: &str) -> Result<(), InfraError> {
+        let req = update(
+            &self.client,
+            &self.table,
+            s(format!("account#{}", r.account_id)),
+            s(row_sk(r.date, &r.campaign_id)),
+        )
+        .update_expression("SET retailer = :r, retailer_sk = :k")
+        .condition_expression("attribute_exists(sk)")
+        .expression_attribute_values(":r", s(retailer))
+        .expression_attribute_values(":k", s(format!("{}#{}#{}", r.date, r.account_id, r.campaign_id)));
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(infra_error("dynamodb", "UpdateItem(row retailer)", e)),
+        }
     }
 
     /// The stored rows of an account between two days (both included).
@@ -288,6 +405,11 @@ impl DynamoInsights {
         let mut req = put(&self.client, &self.table).set_item(Some(item));
         if only_if_new {
             req = req.condition_expression("attribute_not_exists(sk)");
+        } else {
+            // Mappings arrive in any order: the newest word stands.
+            req = req
+                .condition_expression("attribute_not_exists(sk) OR mapped_at <= :at")
+                .expression_attribute_values(":at", n(at));
         }
         match req.send().await {
             Ok(_) => Ok(true),
@@ -368,13 +490,16 @@ impl DynamoInsights {
     }
 
     /// Replaces a retailer's rollups of `date` (one per currency; currencies with no rows left are removed).
+    /// Writes nothing when they are as stored; `true` if anything changed.
     pub async fn put_rollups(
         &self, retailer: &str, date: NaiveDate, rollups: &HashMap<String, Rollup>, expires_at: i64,
-    ) -> Result<(), InfraError> {
+    ) -> Result<bool, InfraError> {
         let pk = format!("retailer#{retailer}");
         let existing = self.all(&pk, Some(format!("day#{date}#")), Some(format!("day#{date}#~"))).await?;
-        for item in existing {
-            if let Some(currency) = text(&item, "currency").filter(|c| !rollups.contains_key(c)) {
+        let mut stored: HashMap<String, Rollup> = HashMap::new();
+        for item in &existing {
+            let Some(currency) = text(item, "currency") else { continue };
+            if !rollups.contains_key(&currency) {
                 self.client
                     .delete_item()
                     .table_name(&self.table)
@@ -383,16 +508,27 @@ impl DynamoInsights {
                     .send()
                     .await
                     .map_err(|e| infra_error("dynamodb", "DeleteItem(rollup)", e))?;
+                stored.insert(currency, Rollup::default());
+                continue;
             }
+            let r = Rollup {
+                impressions: num(item, "impressions").unwrap_or(0).max(0) as u64,
+                clicks: num(item, "clicks").unwrap_or(0).max(0) as u64,
+                spend: text(item, "spend").and_then(|v| v.parse().ok()).unwrap_or_default(),
+                campaigns: num(item, "campaigns").unwrap_or(0).max(0) as u32,
+            };
+            stored.insert(currency, r);
         }
-        let items = rollups
+        let changed: Vec<(&String, &Rollup)> = rollups.iter().filter(|(c, r)| stored.get(*c) != Some(*r)).collect();
+        let removed = existing.len() > rollups.iter().filter(|(c, _)| stored.contains_key(*c)).count();
+        let items = changed
             .iter()
             .map(|(currency, r)| {
                 let mut item: Item = HashMap::from([
                     ("pk".into(), s(&pk)),
                     ("sk".into(), s(format!("day#{date}#{currency}"))),
                     ("date".into(), s(date.to_string())),
-                    ("currency".into(), s(currency)),
+                    ("currency".into(), s(currency.as_str())),
                     ("impressions".into(), n(r.impressions as i64)),
                     ("clicks".into(), n(r.clicks as i64)),
                     ("spend".into(), s(r.spend.to_string())),
@@ -408,7 +544,9 @@ impl DynamoInsights {
                 item
             })
             .collect();
-        self.batch_put(items).await
+        let any = !changed.is_empty() || removed;
+        self.batch_put(items).await?;
+        Ok(any)
     }
 
     /// A retailer's rollups between two days: (date, currency, rollup).

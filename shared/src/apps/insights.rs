@@ -117,6 +117,14 @@ impl ScheduleFunction for InsightsScheduler {
             if stopped > 0 {
                 self.metrics.count("InsightsAccountsStopped", stopped as u64, None);
             }
+            // Active, but no complete pull for two days (or never, two days after it was added).
+            let stale = accounts
+                .iter()
+                .filter(|a| a.status == "active" && a.last_success_at.is_some_and(|s| now.timestamp() - s > 2 * 86_400))
+                .count();
+            if stale > 0 {
+                self.metrics.count("InsightsAccountsStale", stale as u64, None);
+            }
             self.queue.send_batch(&active).await?;
             info!(queued = active.len(), stopped, days_left, "insights pulls queued");
             Ok(serde_json::json!({ "queued": active.len(), "stopped": stopped, "version_days_left": days_left }))
@@ -223,8 +231,9 @@ impl SqsFunction for InsightsPuller {
 /// - `GET /ad-performance?since=YYYY-MM-DD&until=YYYY-MM-DD[&format=csv]`: the retailer's daily rollups
 ///   (impressions, clicks, spend, CTR, CPC per currency) and per-campaign rows; CSV for spreadsheets;
 /// - `GET /ad-campaigns`: the campaigns mapped to the retailer;
-/// - `POST /ad-campaigns` (`{"campaign_id", "account_id"}`): maps a new campaign (one no pull has seen yet,
-///   and no retailer has) to the retailer, as the campaign is created for it.
+/// - `POST /ad-campaigns` (`{"campaign_id", "account_id"}`): asks for a campaign to be mapped to the
+///   retailer. A request, not a mapping: it gives access to nothing until the platform's campaign tooling
+///   or an operator maps the campaign (nobody can take another retailer's campaign by naming its id).
 pub struct AdRoutes {
     pub clock: SharedClock,
     pub store: DynamoInsights,
@@ -256,15 +265,25 @@ impl AdRoutes {
         use ::http::Method;
         match (method, path) {
             (&Method::GET, "/ad-performance") => self.performance(merchant, query).await,
-            (&Method::GET, "/ad-campaigns") => match self.store.mappings().await {
-                Ok(m) => {
-                    let mut mine: Vec<&String> =
-                        m.iter().filter(|(_, r)| r.as_str() == merchant).map(|(c, _)| c).collect();
-                    mine.sort();
-                    http::json(200, serde_json::json!({ "campaigns": mine }))
+            (&Method::GET, "/ad-campaigns") => {
+                match tokio::try_join!(self.store.mappings(), self.store.mapping_requests()) {
+                    Ok((m, requests)) => {
+                        let mut mine: Vec<&String> =
+                            m.iter().filter(|(_, r)| r.as_str() == merchant).map(|(c, _)| c).collect();
+                        mine.sort();
+                        let mut asked: Vec<&String> = requests
+                            .iter()
+                            .filter(|(c, _, r, _)| {
+                                r.as_str() == merchant && m.get(c).map(String::as_str) != Some(merchant)
+                            })
+                            .map(|(c, ..)| c)
+                            .collect();
+                        asked.sort();
+                        http::json(200, serde_json::json!({ "campaigns": mine, "requested": asked }))
+                    }
+                    Err(e) => http::unavailable(&e),
                 }
-                Err(e) => http::unavailable(&e),
-            },
+            }
             (&Method::POST, "/ad-campaigns") => self.claim(merchant, body).await,
             _ => http::refuse(405, "method_not_allowed"),
         }
@@ -279,16 +298,15 @@ impl AdRoutes {
         if !id_ok(&b.campaign_id) || !id_ok(&b.account_id) {
             return http::refuse(422, "ids_are_metas_numeric_ids");
         }
-        // A campaign with history is not claimed by whoever asks first: an operator maps it.
-        match self.store.seen_unmapped(&b.campaign_id).await {
-            Ok(true) => return http::refuse(409, "campaign_already_running_ask_an_operator"),
-            Ok(false) => {}
-            Err(e) => return http::unavailable(&e),
-        }
+        // Recorded for the platform (or an operator) to confirm; the same answer whatever the campaign's
+        // state, so the route tells nobody which ids exist or whose they are.
         let now = self.clock.now().timestamp();
-        match self.store.set_mapping(&b.campaign_id, &b.account_id, merchant, "merchant_api", now, true).await {
-            Ok(true) => http::json(201, serde_json::json!({ "campaign_id": b.campaign_id, "retailer": merchant })),
-            Ok(false) => http::refuse(409, "campaign_already_mapped"),
+        match self.store.request_mapping(&b.campaign_id, &b.account_id, merchant, now).await {
+            Ok(_) => http::json(
+                202,
+                serde_json::json!({ "campaign_id": b.campaign_id, "status": "requested",
+                    "note": "mapped once the platform confirms the campaign was created for you" }),
+            ),
             Err(e) => http::unavailable(&e),
         }
     }
@@ -322,13 +340,13 @@ impl AdRoutes {
                 out.push_str(&format!(
                     "{},{},{},{},{},{},{},{},{},{}\n",
                     r.date,
-                    r.account_id,
-                    r.campaign_id,
+                    csv_field(&r.account_id),
+                    csv_field(&r.campaign_id),
                     csv_field(&r.campaign_name),
                     r.impressions,
                     r.clicks,
                     insights::dec(r.spend),
-                    r.currency,
+                    csv_field(&r.currency),
                     one.ctr().map(insights::dec).unwrap_or_default(),
                     one.cpc().map(insights::dec).unwrap_or_default(),
                 ));

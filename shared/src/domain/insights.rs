@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 /// The oldest Marketing API version the suite runs on (v24.0 expired 2026-11-10; v27.0 is current).
 pub const MIN_API_VERSION: u32 = 27;
 
+/// The longest wait any answer can impose (an absurd estimate is not a year's pause).
+pub const MAX_WAIT_SECS: i64 = 3600;
+
+/// Counts above this are refused (no campaign has a quadrillion impressions a day; stored as i64).
+const MAX_COUNT: u64 = 1_000_000_000_000_000;
+
 /// The fields every pull asks for.
 pub const FIELDS: &str =
     "account_id,campaign_id,campaign_name,impressions,clicks,spend,date_start,date_stop,account_currency";
@@ -79,6 +85,7 @@ fn count(v: Option<&serde_json::Value>, name: &'static str) -> Result<u64, RowEr
         Some(serde_json::Value::Number(n)) => n.as_u64().ok_or(RowError::NotANumber(name)),
         Some(_) => Err(RowError::NotANumber(name)),
     }
+    .and_then(|c: u64| if c > MAX_COUNT { Err(RowError::NotANumber(name)) } else { Ok(c) })
 }
 
 fn money(v: Option<&serde_json::Value>) -> Result<Decimal, RowError> {
@@ -181,10 +188,11 @@ pub fn parse_error(body: &[u8]) -> Option<GraphError> {
 pub fn classify(code: i64, subcode: Option<i64>) -> ErrorClass {
     match (code, subcode) {
         (190, _) | (102, _) => ErrorClass::Token,
-        (4, Some(1504022 | 1504039)) | (17, _) | (613, _) | (80000..=80099, _) | (32, _) => {
+        (4, Some(1504022 | 1504039)) | (613, _) | (80000..=80099, _) | (32, _) => {
             ErrorClass::Throttled { app_wide: false, regain_secs: None }
         }
-        (4, _) => ErrorClass::Throttled { app_wide: true, regain_secs: None },
+        // 4: the app's limit; 17: the (one, shared) system user's. Either stops every account.
+        (4 | 17, _) => ErrorClass::Throttled { app_wide: true, regain_secs: None },
         (100, Some(1487534 | 1504018)) | (2, Some(1504038)) => ErrorClass::ReduceData,
         (1 | 2, _) | (-2, _) => ErrorClass::Transient,
         _ => ErrorClass::Other,
@@ -217,7 +225,7 @@ pub fn usage(buc: Option<&str>, account: Option<&str>, insights: Option<&str>) -
                 }
                 let minutes = pct(e, "estimated_time_to_regain_access");
                 if minutes > 0.0 {
-                    let secs = (minutes * 60.0) as i64;
+                    let secs = ((minutes * 60.0) as i64).min(MAX_WAIT_SECS);
                     u.regain_secs = Some(u.regain_secs.map_or(secs, |r| r.max(secs)));
                 }
             }
@@ -225,7 +233,7 @@ pub fn usage(buc: Option<&str>, account: Option<&str>, insights: Option<&str>) -
     }
     if let Some(v) = parse(account) {
         u.max_pct = u.max_pct.max(pct(&v, "acc_id_util_pct"));
-        let reset = pct(&v, "reset_time_duration") as i64;
+        let reset = (pct(&v, "reset_time_duration") as i64).min(MAX_WAIT_SECS);
         if u.max_pct >= 100.0 && reset > 0 {
             u.regain_secs = Some(u.regain_secs.map_or(reset, |r| r.max(reset)));
         }
@@ -241,7 +249,7 @@ pub fn usage(buc: Option<&str>, account: Option<&str>, insights: Option<&str>) -
 /// stop before the limit, not at it. Below, [`slow_down_ms`] spaces the calls.
 pub fn pace(u: &Usage) -> Option<i64> {
     if u.max_pct >= 95.0 {
-        return Some(u.regain_secs.unwrap_or(60).max(60));
+        return Some(u.regain_secs.unwrap_or(60).clamp(60, MAX_WAIT_SECS));
     }
     None
 }
@@ -382,7 +390,7 @@ mod tests {
     #[test]
     fn metas_codes_are_classified_as_documented() {
         assert_eq!(classify(190, Some(460)), ErrorClass::Token);
-        assert!(matches!(classify(17, Some(2446079)), ErrorClass::Throttled { app_wide: false, .. }));
+        assert!(matches!(classify(17, Some(2446079)), ErrorClass::Throttled { app_wide: true, .. }));
         assert!(matches!(classify(613, Some(1487742)), ErrorClass::Throttled { .. }));
         assert!(matches!(classify(80004, None), ErrorClass::Throttled { .. }));
         assert!(matches!(classify(4, Some(1504022)), ErrorClass::Throttled { app_wide: false, .. }));

@@ -82,35 +82,63 @@ enum Step {
     Stop(Outcome),
 }
 
+/// Days per planned range: a cut-off or a failure costs at most this much work again.
+const CHUNK_DAYS: i64 = 7;
+/// Pages per range before the answer is judged to loop.
+const MAX_PAGES: usize = 200;
+/// How far back a stopped account catches up.
+const MAX_CATCH_UP_DAYS: i64 = 90;
+/// Time kept for the rollups and the account's save before the invocation's end.
+const RESERVE_SECS: i64 = 30;
+
+/// Plans a run: the trailing window (and any days since the last complete pull, up to 90 back), in
+/// ranges of a week.
+pub fn plan(today: NaiveDate, restatement_days: u32, pulled_through: Option<NaiveDate>) -> Vec<(NaiveDate, NaiveDate)> {
+    let (mut since, until) = insights::window(today, restatement_days);
+    if let Some(p) = pulled_through {
+        since = since.min(p + chrono::Duration::days(1)).max(today - chrono::Duration::days(MAX_CATCH_UP_DAYS));
+    }
+    let mut out = Vec::new();
+    let mut a = since;
+    while a <= until {
+        let b = (a + chrono::Duration::days(CHUNK_DAYS - 1)).min(until);
+        out.push((a, b));
+        a = b + chrono::Duration::days(1);
+    }
+    out
+}
+
 impl<M: Metrics> Puller<'_, M> {
     /// Pulls `account` until done, throttled, or `deadline` is near (`now` is the injected clock's time).
     pub async fn pull(&self, account: &str, now: DateTime<Utc>, deadline: DateTime<Utc>) -> Result<Pulled, InfraError> {
         let mut out = Pulled::default();
         let t = now.timestamp();
-        let Some(mut acc) = self.store.account(account).await? else {
+        let Some(seen) = self.store.account(account).await? else {
             out.outcome = Outcome::Skipped;
             return Ok(out);
         };
-        if acc.status != "active" {
-            out.outcome = if acc.status == "token_error" { Outcome::TokenError } else { Outcome::Skipped };
+        if seen.status != "active" {
+            out.outcome = if seen.status == "token_error" { Outcome::TokenError } else { Outcome::Skipped };
             return Ok(out);
         }
         let app = self.store.app_throttle().await?.filter(|u| *u > t);
-        if let Some(until) = app.or(acc.throttle_until.filter(|u| *u > t)) {
+        if let Some(until) = app.or(seen.throttle_until.filter(|u| *u > t)) {
             out.outcome = Outcome::Later { until };
             return Ok(out);
         }
-        if !self.store.lease(account, t, t + self.settings.lease_secs).await? {
+        let lease = t + self.settings.lease_secs;
+        // The state as taken with the lease: no other pull changes it while it is held.
+        let Some(mut acc) = self.store.lease(account, t, lease).await? else {
             out.outcome = Outcome::Busy;
             return Ok(out);
-        }
+        };
         let result = self.run(&mut acc, now, deadline, &mut out).await;
         acc.lease_until = None;
         let outcome = match result {
             Ok(o) => o,
             Err(e) => {
                 acc.last_error = Some("storage".into());
-                self.store.save_account(&acc).await?;
+                self.store.save_account(&acc, Some(lease)).await?;
                 return Err(e);
             }
         };
@@ -122,7 +150,9 @@ impl<M: Metrics> Puller<'_, M> {
             Outcome::Failed { why } => acc.last_error = Some(why.clone()),
             _ => {}
         }
-        self.store.save_account(&acc).await?;
+        if !self.store.save_account(&acc, Some(lease)).await? {
+            warn!(account = %account, "the pull outlived its lease; its state is not written over a newer pull's");
+        }
         out.outcome = outcome;
         Ok(out)
     }
@@ -131,68 +161,104 @@ impl<M: Metrics> Puller<'_, M> {
         &self, acc: &mut AdAccount, now: DateTime<Utc>, deadline: DateTime<Utc>, out: &mut Pulled,
     ) -> Result<Outcome, InfraError> {
         let t = now.timestamp();
-        if acc.currency.is_empty() {
+        if acc.currency.is_empty() || acc.info_at.is_none_or(|i| t - i > 86_400) {
             out.graph_calls += 1;
             match self.graph.account(&acc.id).await {
                 Ok((info, _)) => {
                     acc.currency = info.currency;
                     acc.offset_hours = info.offset_hours;
                     acc.timezone_name = info.timezone_name;
+                    acc.info_at = Some(t);
                 }
-                Err(f) => return self.failed(acc, f, None, t).await,
+                Err(f) if acc.currency.is_empty() => return self.failed(acc, f, t).await,
+                Err(_) => {} // yesterday's offset will do for this run
             }
         }
         if acc.pending.is_empty() && acc.job.is_none() {
             let today = insights::account_today(now, acc.offset_hours);
-            acc.pending = vec![insights::window(today, self.settings.restatement_days)];
+            acc.pending = plan(today, self.settings.restatement_days, acc.pulled_through);
         }
         let mappings = self.store.mappings().await?;
-        let mut dirty: HashSet<(String, NaiveDate)> = HashSet::new();
         let mut unmapped: HashSet<String> = HashSet::new();
         let result = loop {
-            if deadline - chrono::Utc::now() < chrono::Duration::seconds(20) {
-                break Outcome::Later { until: t };
+            if deadline - chrono::Utc::now() < chrono::Duration::seconds(RESERVE_SECS) {
+                break Outcome::Later { until: t + 1 };
             }
-            if let Some((run_id, since, until, started)) = acc.job.clone() {
-                match self
-                    .poll_job(acc, &run_id, since, until, started, t, &mappings, &mut dirty, &mut unmapped, out)
-                    .await?
-                {
-                    Step::Continue | Step::Replanned => continue,
-                    Step::Stop(o) => break o,
-                }
+            if let Some(until) = self.store.app_throttle().await?.filter(|u| *u > t) {
+                break Outcome::Later { until };
             }
-            let Some((since, until)) = acc.pending.first().copied() else { break Outcome::Done };
-            if (until - since).num_days() + 1 > self.settings.sync_max_days {
-                match self.start_job(acc, since, until, t, out).await? {
-                    Step::Continue | Step::Replanned => continue,
-                    Step::Stop(o) => break o,
+            let step = if let Some((run_id, since, until, started)) = acc.job.clone() {
+                self.poll_job(acc, &run_id, since, until, started, t, &mappings, &mut unmapped, deadline, out).await?
+            } else {
+                let Some((since, until)) = acc.pending.first().copied() else { break Outcome::Done };
+                if (until - since).num_days() + 1 > self.settings.sync_max_days {
+                    self.start_job(acc, since, until, t, out).await?
+                } else {
+                    match self.pull_sync(acc, since, until, t, &mappings, &mut unmapped, deadline, out).await? {
+                        Step::Continue => {
+                            acc.pending.remove(0);
+                            acc.pulled_through = acc.pulled_through.max(Some(until));
+                            acc.head_failures = 0;
+                            Step::Replanned
+                        }
+                        other => other,
+                    }
                 }
-            }
-            match self.pull_sync(acc, since, until, t, &mappings, &mut dirty, &mut unmapped, out).await? {
-                Step::Continue => {
-                    acc.pending.remove(0);
+            };
+            match step {
+                Step::Continue | Step::Replanned => {}
+                Step::Stop(o @ Outcome::Failed { .. }) => {
+                    self.head_failed(acc);
+                    break o;
                 }
-                Step::Replanned => {}
                 Step::Stop(o) => break o,
             }
         };
-        self.finish(&dirty, &unmapped, acc, now, out).await?;
+        self.finish(&unmapped, acc, now, out).await?;
         Ok(result)
     }
 
-    /// Rollups of the retailers' changed days, and the unmapped campaigns noted.
+    /// The head range (or report run) failed again: after 3 failures in a row it goes to the back, after 6
+    /// it is dropped and counted, so no range Meta keeps refusing blocks the account's other days.
+    fn head_failed(&self, acc: &mut AdAccount) {
+        acc.head_failures += 1;
+        if acc.head_failures < 3 {
+            return;
+        }
+        if let Some((_, since, until, _)) = acc.job.take() {
+            acc.pending.insert(0, (since, until));
+        }
+        if acc.head_failures >= 6 {
+            if !acc.pending.is_empty() {
+                let (since, until) = acc.pending.remove(0);
+                warn!(account = %acc.id, %since, %until, "a range Meta kept refusing is dropped for this run");
+                self.metrics.count("InsightsRangesDropped", 1, None);
+            }
+            acc.head_failures = 0;
+        } else if !acc.pending.is_empty() {
+            let head = acc.pending.remove(0);
+            acc.pending.push(head);
+        }
+    }
+
+    /// Rollups of every marked day (this pull's and any a cut-off pull left), and the unmapped campaigns
+    /// noted. A mark is cleared only when it is older than a minute, so the retailer index (eventually
+    /// consistent) has every row it marked by the time the last recompute reads it.
     async fn finish(
-        &self, dirty: &HashSet<(String, NaiveDate)>, unmapped: &HashSet<String>, acc: &AdAccount, now: DateTime<Utc>,
-        out: &mut Pulled,
+        &self, unmapped: &HashSet<String>, acc: &AdAccount, now: DateTime<Utc>, out: &mut Pulled,
     ) -> Result<(), InfraError> {
-        for (retailer, date) in dirty {
-            recompute(self.store, retailer, *date, now).await?;
-            out.rollups += 1;
+        let t = now.timestamp();
+        for (retailer, date, marked_at) in self.store.dirty().await? {
+            if recompute(self.store, &retailer, date, now).await? {
+                out.rollups += 1;
+            }
+            if marked_at < t - 60 {
+                self.store.clear_dirty(&retailer, date, marked_at).await?;
+            }
         }
         if !unmapped.is_empty() {
             let list: Vec<_> = unmapped.iter().map(|c| (c.clone(), acc.id.clone())).collect();
-            self.store.note_unmapped(&list, now.timestamp()).await?;
+            self.store.note_unmapped(&list, t).await?;
             out.unmapped = list.len();
             self.metrics.count("UnmappedCampaigns", list.len() as u64, None);
         }
@@ -202,22 +268,30 @@ impl<M: Metrics> Puller<'_, M> {
     #[allow(clippy::too_many_arguments)]
     async fn pull_sync(
         &self, acc: &mut AdAccount, since: NaiveDate, until: NaiveDate, t: i64, mappings: &HashMap<String, String>,
-        dirty: &mut HashSet<(String, NaiveDate)>, unmapped: &mut HashSet<String>, out: &mut Pulled,
+        unmapped: &mut HashSet<String>, deadline: DateTime<Utc>, out: &mut Pulled,
     ) -> Result<Step, InfraError> {
         let stored = self.stored(&acc.id, since, until).await?;
+        let mut seen: HashSet<(NaiveDate, String)> = HashSet::new();
         let mut next: Option<String> = None;
-        loop {
+        for _ in 0..MAX_PAGES {
+            if deadline - chrono::Utc::now() < chrono::Duration::seconds(RESERVE_SECS) {
+                // The range is pulled again from its start next time (its writes so far are idempotent).
+                return Ok(Step::Stop(Outcome::Later { until: t + 1 }));
+            }
             out.graph_calls += 1;
             let answer = self.graph.insights(&acc.id, &acc.currency, since, until, next.as_deref()).await;
             match answer {
                 Ok((page, usage)) => {
+                    if page.next.is_some() && page.next == next {
+                        return Ok(Step::Stop(Outcome::Failed { why: "paging_loop".into() }));
+                    }
                     next = page.next.clone();
-                    self.upsert(page, &stored, mappings, dirty, unmapped, t, out).await?;
+                    self.upsert(page, &acc.id, (since, until), &stored, &mut seen, mappings, unmapped, t, out).await?;
                     if let Some(stop) = self.pace(acc, &usage, t).await? {
-                        // Resume this range from its start (upserts are idempotent).
                         return Ok(Step::Stop(stop));
                     }
                     if next.is_none() {
+                        self.vanished(&stored, &seen, t, out).await?;
                         return Ok(Step::Continue);
                     }
                 }
@@ -236,9 +310,38 @@ impl<M: Metrics> Puller<'_, M> {
                         },
                     };
                 }
-                Err(f) => return Ok(Step::Stop(self.failed(acc, f, Some((since, until)), t).await?)),
+                Err(f) => return Ok(Step::Stop(self.failed(acc, f, t).await?)),
             }
         }
+        Ok(Step::Stop(Outcome::Failed { why: "too_many_pages".into() }))
+    }
+
+    /// Rows stored for the range that a complete answer no longer has (Meta omits days without delivery):
+    /// restated to zero, so their rollups follow.
+    async fn vanished(
+        &self, stored: &HashMap<(NaiveDate, String), StoredRow>, seen: &HashSet<(NaiveDate, String)>, t: i64,
+        out: &mut Pulled,
+    ) -> Result<(), InfraError> {
+        let zeroed: Vec<(Row, Option<String>)> = stored
+            .iter()
+            .filter(|(k, r)| {
+                !seen.contains(*k) && (r.row.impressions > 0 || r.row.clicks > 0 || !r.row.spend.is_zero())
+            })
+            .map(|(_, r)| {
+                (
+                    Row { impressions: 0, clicks: 0, spend: rust_decimal::Decimal::ZERO, ..r.row.clone() },
+                    r.retailer.clone(),
+                )
+            })
+            .collect();
+        if zeroed.is_empty() {
+            return Ok(());
+        }
+        let dirty: Vec<_> = zeroed.iter().filter_map(|(r, m)| Some((m.clone()?, r.date))).collect();
+        self.store.mark_dirty(&dirty, t).await?;
+        out.rows_written += zeroed.len();
+        let now = DateTime::from_timestamp(t, 0).unwrap_or_else(Utc::now);
+        self.store.put_rows(&zeroed, expiry(now)).await
     }
 
     async fn start_job(
@@ -252,21 +355,15 @@ impl<M: Metrics> Puller<'_, M> {
                 info!(account = %acc.id, %since, %until, "async report run started");
                 Ok(Step::Continue)
             }
-            Err(f) => Ok(Step::Stop(self.failed(acc, f, None, t).await?)),
+            Err(f) => Ok(Step::Stop(self.failed(acc, f, t).await?)),
         }
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn poll_job(
         &self, acc: &mut AdAccount, run_id: &str, since: NaiveDate, until: NaiveDate, started: i64, t: i64,
-        mappings: &HashMap<String, String>, dirty: &mut HashSet<(String, NaiveDate)>, unmapped: &mut HashSet<String>,
-        out: &mut Pulled,
+        mappings: &HashMap<String, String>, unmapped: &mut HashSet<String>, deadline: DateTime<Utc>, out: &mut Pulled,
     ) -> Result<Step, InfraError> {
-        out.graph_calls += 1;
-        let state = match self.graph.job(run_id).await {
-            Ok((s, _)) => s,
-            Err(f) => return Ok(Step::Stop(self.failed(acc, f, None, t).await?)),
-        };
         let give_up = |acc: &mut AdAccount| {
             acc.job = None;
             match insights::split(since, until) {
@@ -277,39 +374,55 @@ impl<M: Metrics> Puller<'_, M> {
                 None => acc.pending.insert(0, (since, until)),
             }
         };
+        if t - started > self.settings.job_timeout_secs {
+            warn!(account = %acc.id, "async report run never finished; given up");
+            give_up(acc);
+            return Ok(Step::Replanned);
+        }
+        out.graph_calls += 1;
+        let state = match self.graph.job(run_id).await {
+            Ok((s, _)) => s,
+            Err(f) => return Ok(Step::Stop(self.failed(acc, f, t).await?)),
+        };
         match state {
             JobState::Completed => {
                 let stored = self.stored(&acc.id, since, until).await?;
+                let mut seen = HashSet::new();
                 let mut next: Option<String> = None;
-                loop {
+                for _ in 0..MAX_PAGES {
+                    if deadline - chrono::Utc::now() < chrono::Duration::seconds(RESERVE_SECS) {
+                        return Ok(Step::Stop(Outcome::Later { until: t + 1 }));
+                    }
                     out.graph_calls += 1;
                     match self.graph.job_rows(run_id, &acc.id, &acc.currency, next.as_deref()).await {
                         Ok((page, _)) => {
+                            if page.next.is_some() && page.next == next {
+                                return Ok(Step::Stop(Outcome::Failed { why: "paging_loop".into() }));
+                            }
                             next = page.next.clone();
-                            self.upsert(page, &stored, mappings, dirty, unmapped, t, out).await?;
+                            self.upsert(page, &acc.id, (since, until), &stored, &mut seen, mappings, unmapped, t, out)
+                                .await?;
                             if next.is_none() {
-                                break;
+                                self.vanished(&stored, &seen, t, out).await?;
+                                acc.job = None;
+                                acc.head_failures = 0;
+                                acc.pulled_through = acc.pulled_through.max(Some(until));
+                                return Ok(Step::Continue);
                             }
                         }
-                        Err(f) => return Ok(Step::Stop(self.failed(acc, f, None, t).await?)),
+                        Err(f) => return Ok(Step::Stop(self.failed(acc, f, t).await?)),
                     }
                 }
-                acc.job = None;
-                Ok(Step::Continue)
+                Ok(Step::Stop(Outcome::Failed { why: "too_many_pages".into() }))
             }
             JobState::Failed | JobState::Skipped => {
                 warn!(account = %acc.id, %since, %until, state = ?state, "async report run did not complete; its range is split and pulled again");
                 give_up(acc);
                 if (until - since).num_days() < 1 {
-                    // A single day that Meta will not report: tried again at the next run.
+                    // A single day that Meta will not report: tried again (up to the head's limit).
                     return Ok(Step::Stop(Outcome::Failed { why: "report_run_failed".into() }));
                 }
-                Ok(Step::Continue)
-            }
-            JobState::Running { .. } if t - started > self.settings.job_timeout_secs => {
-                warn!(account = %acc.id, "async report run never finished; given up");
-                give_up(acc);
-                Ok(Step::Continue)
+                Ok(Step::Replanned)
             }
             JobState::Running { .. } => Ok(Step::Stop(Outcome::Later { until: t + 30 })),
         }
@@ -327,16 +440,28 @@ impl<M: Metrics> Puller<'_, M> {
             .collect())
     }
 
+    /// Writes the page's new and restated rows (the retailers' days marked first), skips unchanged ones,
+    /// and refuses rows of another account or outside the range asked for.
     #[allow(clippy::too_many_arguments)]
     async fn upsert(
-        &self, page: Page, stored: &HashMap<(NaiveDate, String), StoredRow>, mappings: &HashMap<String, String>,
-        dirty: &mut HashSet<(String, NaiveDate)>, unmapped: &mut HashSet<String>, t: i64, out: &mut Pulled,
+        &self, page: Page, account: &str, (since, until): (NaiveDate, NaiveDate),
+        stored: &HashMap<(NaiveDate, String), StoredRow>, seen: &mut HashSet<(NaiveDate, String)>,
+        mappings: &HashMap<String, String>, unmapped: &mut HashSet<String>, t: i64, out: &mut Pulled,
     ) -> Result<(), InfraError> {
         out.rows_read += page.rows.len();
         out.rows_refused += page.refused.len();
         let now = DateTime::from_timestamp(t, 0).unwrap_or_else(Utc::now);
         let mut writes: Vec<(Row, Option<String>)> = Vec::new();
+        let mut dirty: HashSet<(String, NaiveDate)> = HashSet::new();
         for row in page.rows {
+            if row.account_id != account || row.date < since || row.date > until {
+                out.rows_refused += 1;
+                continue;
+            }
+            // A row seen twice in one answer counts once.
+            if !seen.insert((row.date, row.campaign_id.clone())) {
+                continue;
+            }
             let retailer = mappings.get(&row.campaign_id).cloned();
             if retailer.is_none() {
                 unmapped.insert(row.campaign_id.clone());
@@ -354,18 +479,21 @@ impl<M: Metrics> Puller<'_, M> {
             writes.push((row, retailer));
         }
         out.rows_written += writes.len();
+        let dirty: Vec<_> = dirty.into_iter().collect();
+        self.store.mark_dirty(&dirty, t).await?;
         self.store.put_rows(&writes, expiry(now)).await
     }
 
     /// Throttling from the answer's usage: `Some` when the pull must stop now.
     async fn pace(&self, acc: &mut AdAccount, usage: &Usage, t: i64) -> Result<Option<Outcome>, InfraError> {
         if let Some(wait) = insights::pace(usage) {
-            acc.throttle_until = Some(t + wait);
+            let until = t.saturating_add(wait);
+            acc.throttle_until = Some(until);
             if usage.app_pct >= 95.0 {
-                self.store.set_app_throttle(t + wait).await?;
+                self.store.set_app_throttle(until).await?;
             }
             self.metrics.count("InsightsThrottled", 1, None);
-            return Ok(Some(Outcome::Later { until: t + wait }));
+            return Ok(Some(Outcome::Later { until }));
         }
         let ms = insights::slow_down_ms(usage);
         if self.settings.pace && ms > 0 {
@@ -375,19 +503,18 @@ impl<M: Metrics> Puller<'_, M> {
     }
 
     /// A failed call: throttled, token, or a failure kept for the next run.
-    async fn failed(
-        &self, acc: &mut AdAccount, f: Failure, _range: Option<(NaiveDate, NaiveDate)>, t: i64,
-    ) -> Result<Outcome, InfraError> {
+    async fn failed(&self, acc: &mut AdAccount, f: Failure, t: i64) -> Result<Outcome, InfraError> {
         Ok(match f {
             Failure::Graph(e, usage) => match e.class {
                 ErrorClass::Throttled { app_wide, regain_secs } => {
-                    let wait = regain_secs.or(usage.regain_secs).unwrap_or(300).max(60);
-                    acc.throttle_until = Some(t + wait);
+                    let wait = regain_secs.or(usage.regain_secs).unwrap_or(300).clamp(60, insights::MAX_WAIT_SECS);
+                    let until = t.saturating_add(wait);
+                    acc.throttle_until = Some(until);
                     if app_wide {
-                        self.store.set_app_throttle(t + wait).await?;
+                        self.store.set_app_throttle(until).await?;
                     }
                     self.metrics.count("InsightsThrottled", 1, None);
-                    Outcome::Later { until: t + wait }
+                    Outcome::Later { until }
                 }
                 ErrorClass::Token => {
                     acc.status = "token_error".into();
@@ -404,10 +531,11 @@ impl<M: Metrics> Puller<'_, M> {
     }
 }
 
-/// Recomputes a retailer's rollups of one day from its rows (all accounts, per currency).
+/// Recomputes a retailer's rollups of one day from its rows (all accounts, per currency); `true` if they
+/// changed (an unchanged day costs no write).
 pub async fn recompute(
     store: &DynamoInsights, retailer: &str, date: NaiveDate, now: DateTime<Utc>,
-) -> Result<(), InfraError> {
+) -> Result<bool, InfraError> {
     let rows = store.retailer_rows(retailer, date, date).await?;
     let mut by_currency: HashMap<String, Rollup> = HashMap::new();
     for r in rows.iter().filter(|r| r.date == date) {
@@ -416,32 +544,63 @@ pub async fn recompute(
     store.put_rollups(retailer, date, &by_currency, expiry(now)).await
 }
 
-/// Maps `campaign` to `retailer` and re-attributes its stored rows (their rollups, old and new, follow).
+/// Maps `campaign` to `retailer` (the newest mapping wins, whatever order they arrive in) and
+/// re-attributes its stored rows: only their retailer changes, their values stay the latest pull's. The
+/// days of the old and the new retailer are marked, then recomputed.
 pub async fn map_campaign(
     store: &DynamoInsights, campaign: &str, account: &str, retailer: &str, source: &str, now: DateTime<Utc>,
 ) -> Result<usize, InfraError> {
-    store.set_mapping(campaign, account, retailer, source, now.timestamp(), false).await?;
+    if !store.set_mapping(campaign, account, retailer, source, now.timestamp(), false).await? {
+        return Ok(0); // a newer mapping stands
+    }
     let since = now.date_naive() - chrono::Duration::days(1200);
     let until = now.date_naive() + chrono::Duration::days(2);
-    let rows: Vec<StoredRow> =
-        store.rows(account, since, until).await?.into_iter().filter(|r| r.row.campaign_id == campaign).collect();
+    let rows: Vec<StoredRow> = store
+        .rows(account, since, until)
+        .await?
+        .into_iter()
+        .filter(|r| r.row.campaign_id == campaign && r.retailer.as_deref() != Some(retailer))
+        .collect();
     let mut dirty = HashSet::new();
-    let mut writes = Vec::new();
-    for r in rows {
-        if r.retailer.as_deref() == Some(retailer) {
-            continue;
-        }
+    for r in &rows {
         if let Some(prev) = &r.retailer {
             dirty.insert((prev.clone(), r.row.date));
         }
         dirty.insert((retailer.to_owned(), r.row.date));
-        writes.push((r.row, Some(retailer.to_owned())));
     }
-    let n = writes.len();
-    store.put_rows(&writes, expiry(now)).await?;
+    let marks: Vec<_> = dirty.iter().cloned().collect();
+    store.mark_dirty(&marks, now.timestamp()).await?;
+    for r in &rows {
+        store.set_row_retailer(&r.row, retailer).await?;
+    }
     for (m, d) in &dirty {
         recompute(store, m, *d, now).await?;
     }
     store.forget_unmapped(campaign).await?;
-    Ok(n)
+    Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_run_is_the_window_in_weeks_and_catches_up_what_a_stopped_account_missed() {
+        let p = plan(d("2026-12-01"), 28, Some(d("2026-11-30")));
+        assert_eq!(p.first(), Some(&(d("2026-11-04"), d("2026-11-10"))));
+        assert_eq!(p.last(), Some(&(d("2026-11-25"), d("2026-12-01"))));
+        assert_eq!(p.len(), 4);
+        // Stopped since early October: from the day after, not just the last 28 days.
+        let p = plan(d("2026-12-01"), 28, Some(d("2026-10-10")));
+        assert_eq!(p.first().unwrap().0, d("2026-10-11"));
+        // But never more than 90 days back.
+        let p = plan(d("2026-12-01"), 28, Some(d("2025-01-01")));
+        assert_eq!(p.first().unwrap().0, d("2026-09-02"));
+        let days: i64 = p.iter().map(|(a, b)| (*b - *a).num_days() + 1).sum();
+        assert_eq!(days, 91, "each day once");
+    }
 }

@@ -7,7 +7,7 @@ use nex_shared::adapters::dynamo_insights::{AdAccount, DynamoInsights};
 use nex_shared::apps::insights::InsightsPuller;
 use nex_shared::usecases::insights::{map_campaign, Outcome};
 use nex_tests::*;
-use wiremock::matchers::{method, path, query_param, query_param_is_missing};
+use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const ACCOUNT: &str = "1110001";
@@ -67,33 +67,59 @@ async fn stack(h: &Harness) -> Stack {
         job: None,
         last_success_at: None,
         last_error: None,
+        pulled_through: None,
+        head_failures: 0,
+        info_at: Some(Utc::now().timestamp() + 86_400 * 365),
     };
     assert!(store.add_account(&account).await.unwrap());
     Stack { store, puller, graph, table }
 }
 
-/// The insights of `since..=until` in two pages (the second behind `paging.next`).
-async fn serve_pages(s: &Stack, since: NaiveDate, until: NaiveDate, restated_from: Option<NaiveDate>) {
+/// Answers the range asked for (`time_range`) in two pages, the second behind `paging.next` (which
+/// carries the range on, as Meta's does); days without delivery in `gone` are left out.
+struct Pages {
+    base: String,
+    restated_from: Option<NaiveDate>,
+    gone: Vec<NaiveDate>,
+}
+
+impl wiremock::Respond for Pages {
+    fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+        let q: std::collections::HashMap<String, String> = req.url.query_pairs().into_owned().collect();
+        let tr: serde_json::Value = serde_json::from_str(&q["time_range"]).unwrap();
+        let (since, until) = (day(tr["since"].as_str().unwrap()), day(tr["until"].as_str().unwrap()));
+        let all: Vec<_> = rows(since, until, self.restated_from)
+            .into_iter()
+            .filter(|r| !self.gone.iter().any(|g| r["date_start"] == g.to_string().as_str()))
+            .collect();
+        let (first, second) = all.split_at(all.len() / 2);
+        if q.contains_key("after") {
+            return ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "data": second, "paging": {"cursors": {"before": "MjQZD", "after": "NDgZD"}}}));
+        }
+        let range: String = form_urlencoded::byte_serialize(q["time_range"].as_bytes()).collect();
+        let next = format!(
+            "{}/v27.0/act_{ACCOUNT}/insights?level=campaign&time_increment=1&after=MjQZD&time_range={range}",
+            self.base
+        );
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "data": first, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}, "next": next}}))
+    }
+}
+
+async fn serve_pages_without(s: &Stack, restated_from: Option<NaiveDate>, gone: Vec<NaiveDate>) {
     s.graph.reset().await;
-    let all = rows(since, until, restated_from);
-    let (first, second) = all.split_at(all.len() / 2);
-    let next = format!("{}/v27.0/act_{ACCOUNT}/insights?after=MjQZD", s.graph.uri());
     Mock::given(method("GET"))
         .and(path(format!("/v27.0/act_{ACCOUNT}/insights")))
-        .and(query_param_is_missing("after"))
         .and(query_param("level", "campaign"))
         .and(query_param("time_increment", "1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "data": first, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}, "next": next}})))
+        .respond_with(Pages { base: s.graph.uri(), restated_from, gone })
         .mount(&s.graph)
         .await;
-    Mock::given(method("GET"))
-        .and(path(format!("/v27.0/act_{ACCOUNT}/insights")))
-        .and(query_param("after", "MjQZD"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "data": second, "paging": {"cursors": {"before": "MjQZD", "after": "NDgZD"}}})))
-        .mount(&s.graph)
-        .await;
+}
+
+async fn serve_pages(s: &Stack, restated_from: Option<NaiveDate>) {
+    serve_pages_without(s, restated_from, vec![]).await;
 }
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -117,10 +143,14 @@ async fn a_pull_pages_to_the_end_an_unchanged_rerun_writes_nothing_and_restated_
     let now = at("2026-11-30T12:00:00Z");
     map_campaign(&s.store, C_A, ACCOUNT, "merchant-demo-1", "test", now).await.unwrap();
     let (since, until) = (day("2026-11-03"), day("2026-11-30"));
-    serve_pages(&s, since, until, None).await;
+    serve_pages(&s, None).await;
     let p = pull(&s, now).await;
     assert_eq!(p.outcome, Outcome::Done);
-    assert_eq!((p.rows_read, p.rows_written, p.graph_calls), (56, 56, 2), "28 days x 2 campaigns, two pages");
+    assert_eq!(
+        (p.rows_read, p.rows_written, p.graph_calls),
+        (56, 56, 8),
+        "28 days x 2 campaigns: 4 weeks, two pages each"
+    );
     assert_eq!(p.rollups, 28, "one rollup per day of the mapped campaign");
     assert_eq!(p.unmapped, 1, "the unmapped campaign is counted, and its rows kept");
     assert_eq!(s.store.unmapped().await.unwrap(), vec![(C_B.to_owned(), ACCOUNT.to_owned())]);
@@ -133,7 +163,7 @@ async fn a_pull_pages_to_the_end_an_unchanged_rerun_writes_nothing_and_restated_
     assert_eq!((again.rows_read, again.rows_written, again.rollups), (56, 0, 0));
 
     // Meta restates the last three days: those replace the old values, and their rollups follow.
-    serve_pages(&s, since, until, Some(day("2026-11-28"))).await;
+    serve_pages(&s, Some(day("2026-11-28"))).await;
     let restated = pull(&s, now).await;
     assert_eq!((restated.rows_written, restated.rollups), (3, 3));
     let roll = s.store.rollups("merchant-demo-1", day("2026-11-28"), day("2026-11-30")).await.unwrap();
@@ -141,6 +171,15 @@ async fn a_pull_pages_to_the_end_an_unchanged_rerun_writes_nothing_and_restated_
     let old = s.store.rollups("merchant-demo-1", day("2026-11-27"), day("2026-11-27")).await.unwrap();
     assert_eq!(old[0].2.impressions, 1000, "a day outside the restatement is untouched");
     assert_eq!(s.store.rows(ACCOUNT, since, until).await.unwrap().len(), 56, "a day is never counted twice");
+
+    // A day Meta no longer reports (restated to no delivery): its rows and rollup go to zero.
+    serve_pages_without(&s, Some(day("2026-11-28")), vec![day("2026-11-29")]).await;
+    let p = pull(&s, now).await;
+    assert_eq!(p.rows_written, 2, "both campaigns of the day that vanished");
+    let roll = s.store.rollups("merchant-demo-1", day("2026-11-29"), day("2026-11-29")).await.unwrap();
+    assert!(roll.is_empty() || roll[0].2.impressions == 0, "{roll:?}");
+    let z = s.store.rows(ACCOUNT, day("2026-11-29"), day("2026-11-29")).await.unwrap();
+    assert!(z.iter().all(|r| r.row.impressions == 0 && r.row.spend.is_zero()));
 }
 
 #[tokio::test]
@@ -149,12 +188,14 @@ async fn the_window_is_the_accounts_own_dates_across_midnight() {
     let s = stack(&h).await;
     // 23:30 UTC on the 30th is 00:30 on the 1st in the account's time zone (+1).
     let now = at("2026-11-30T23:30:00Z");
-    serve_pages(&s, day("2026-11-04"), day("2026-12-01"), None).await;
+    serve_pages(&s, None).await;
     let p = pull(&s, now).await;
     assert_eq!(p.outcome, Outcome::Done);
     let asked = s.graph.received_requests().await.unwrap();
-    let q = asked[0].url.query_pairs().find(|(k, _)| k == "time_range").map(|(_, v)| v.into_owned()).unwrap();
-    assert_eq!(q, r#"{"since":"2026-11-04","until":"2026-12-01"}"#);
+    let range =
+        |i: usize| asked[i].url.query_pairs().find(|(k, _)| k == "time_range").map(|(_, v)| v.into_owned()).unwrap();
+    assert_eq!(range(0), r#"{"since":"2026-11-04","until":"2026-11-10"}"#, "in weeks, from the 28th day back");
+    assert_eq!(range(asked.len() - 1), r#"{"since":"2026-11-25","until":"2026-12-01"}"#, "to the account's today");
     let stored = s.store.rows(ACCOUNT, day("2026-12-01"), day("2026-12-01")).await.unwrap();
     assert_eq!(stored.len(), 2, "Meta's account-local day is stored as that day");
 }
@@ -312,7 +353,7 @@ async fn a_retailer_reads_its_own_performance_as_json_and_csv_and_claims_only_ne
     let s = stack(&h).await;
     let now = at("2026-11-30T12:00:00Z");
     map_campaign(&s.store, C_A, ACCOUNT, "merchant-demo-1", "test", now).await.unwrap();
-    serve_pages(&s, day("2026-11-03"), day("2026-11-30"), None).await;
+    serve_pages(&s, None).await;
     pull(&s, now).await;
     // The platform maps the second campaign to the other retailer (a queue message): its rows follow.
     let moved = map_campaign(&s.store, C_B, ACCOUNT, "merchant-demo-2", "queue", now).await.unwrap();
@@ -345,41 +386,38 @@ async fn a_retailer_reads_its_own_performance_as_json_and_csv_and_claims_only_ne
         other => panic!("{other:?}"),
     };
     assert!(text.starts_with("date,account_id,campaign_id,campaign_name,impressions,clicks,spend,currency,ctr,cpc\n"));
-    assert!(text.contains(&format!("2026-11-20,{ACCOUNT},{C_A},\"Campaign {C_A}\",1000,10,10,EUR,1,1")), "{text}");
+    assert!(
+        text.contains(&format!("2026-11-20,\"{ACCOUNT}\",\"{C_A}\",\"Campaign {C_A}\",1000,10,10,\"EUR\",1,1")),
+        "{text}"
+    );
     assert!(!text.contains(C_B));
     assert_eq!(api.handle(get("since=2026-11-21&until=2026-11-20", MERCHANT_KEY), "r").await.status_code, 422);
     assert_eq!(api.handle(get("since=yesterday", MERCHANT_KEY), "r").await.status_code, 400);
 
-    // Claims: a campaign already running (seen unmapped) or mapped is not anyone's to take.
+    // A retailer's request for a campaign maps nothing: another retailer's campaign stays theirs, and no
+    // answer says whose a campaign is.
     let claim = |c: &str, key: &str| {
         let body = serde_json::json!({"campaign_id": c, "account_id": ACCOUNT}).to_string();
+        let headers =
+            [("content-type".into(), "application/json".into()), ("authorization".into(), format!("Bearer {key}"))];
+        nex_local::events::http_v2("POST", "/ad-campaigns", "", &headers, body.as_bytes(), "r")
+    };
+    assert_eq!(api.handle(claim(C_B, MERCHANT_KEY), "r").await.status_code, 202);
+    assert_eq!(api.handle(claim("23850000000000077", MERCHANT_KEY), "r").await.status_code, 202);
+    let list = |key: &str| {
         nex_local::events::http_v2(
-            "POST",
+            "GET",
             "/ad-campaigns",
             "",
-            &[("content-type".into(), "application/json".into()), ("authorization".into(), format!("Bearer {key}"))],
-            body.as_bytes(),
+            &[("authorization".into(), format!("Bearer {key}"))],
+            b"",
             "r",
         )
     };
-    assert_eq!(api.handle(claim(C_B, MERCHANT_KEY), "r").await.status_code, 409, "mapped to the other retailer");
-    s.store.note_unmapped(&[("23850000000000099".into(), ACCOUNT.into())], now.timestamp()).await.unwrap();
-    assert_eq!(api.handle(claim("23850000000000099", MERCHANT_KEY), "r").await.status_code, 409, "has history");
-    assert_eq!(api.handle(claim("23850000000000077", MERCHANT_KEY), "r").await.status_code, 201, "a new campaign");
-    assert_eq!(api.handle(claim("23850000000000077", OTHER_MERCHANT_KEY), "r").await.status_code, 409);
-    let listed = body_json(
-        &api.handle(
-            nex_local::events::http_v2(
-                "GET",
-                "/ad-campaigns",
-                "",
-                &[("authorization".into(), format!("Bearer {MERCHANT_KEY}"))],
-                b"",
-                "r",
-            ),
-            "r",
-        )
-        .await,
-    );
-    assert_eq!(listed["campaigns"], serde_json::json!([C_A, "23850000000000077"]));
+    let listed = body_json(&api.handle(list(MERCHANT_KEY), "r").await);
+    assert_eq!(listed["campaigns"], serde_json::json!([C_A]));
+    assert_eq!(listed["requested"], serde_json::json!([C_B, "23850000000000077"]));
+    let theirs = body_json(&api.handle(get("since=2026-11-20&until=2026-11-21", OTHER_MERCHANT_KEY), "r").await);
+    assert!(theirs["campaigns"].as_array().unwrap().iter().all(|c| c["campaign_id"] == C_B), "still theirs");
+    assert_eq!(body_json(&api.handle(list(OTHER_MERCHANT_KEY), "r").await)["campaigns"], serde_json::json!([C_B]));
 }
