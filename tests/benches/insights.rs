@@ -97,20 +97,10 @@ impl Respond for Pages {
 
 fn account(id: &str) -> AdAccount {
     AdAccount {
-        id: id.into(),
         currency: "EUR".into(),
-        offset_hours: 0.0,
         timezone_name: "UTC".into(),
-        status: "active".into(),
-        throttle_until: None,
-        lease_until: None,
-        pending: vec![],
-        job: None,
-        last_success_at: None,
-        last_error: None,
-        pulled_through: None,
-        head_failures: 0,
         info_at: Some(Utc::now().timestamp() + 86_400),
+        ..AdAccount::new(id)
     }
 }
 

@@ -377,22 +377,7 @@ impl Ops {
 
     /// Adds an ad account (its currency and time zone are read from Meta on its first pull). Audited.
     pub async fn insights_add_account(&self, id: &str) -> Result<bool, OpsError> {
-        let a = nex_shared::adapters::dynamo_insights::AdAccount {
-            id: id.trim_start_matches("act_").to_owned(),
-            currency: String::new(),
-            offset_hours: 0.0,
-            timezone_name: String::new(),
-            status: "active".into(),
-            throttle_until: None,
-            lease_until: None,
-            pending: vec![],
-            job: None,
-            last_success_at: None,
-            last_error: None,
-            pulled_through: None,
-            head_failures: 0,
-            info_at: None,
-        };
+        let a = nex_shared::adapters::dynamo_insights::AdAccount::new(id);
         let added = self.insights()?.add_account(&a).await?;
         self.record("insights.account_added", None, serde_json::json!({ "account": a.id, "added": added })).await?;
         Ok(added)

@@ -62,6 +62,17 @@ pub fn put(client: &Client, table: &str) -> aws_sdk_dynamodb::operation::put_ite
     client.put_item().table_name(table)
 }
 
+/// Puts `item` unless an item with its key exists: `true` if written, `false` if one was there.
+pub async fn put_if_absent(
+    client: &Client, table: &str, item: Item, operation: &'static str,
+) -> Result<bool, InfraError> {
+    match put(client, table).set_item(Some(item)).condition_expression("attribute_not_exists(sk)").send().await {
+        Ok(_) => Ok(true),
+        Err(e) if super::aws::is_condition_failed(&e) => Ok(false),
+        Err(e) => Err(infra_error("dynamodb", operation, e)),
+    }
+}
+
 /// A Query of `table`.
 pub fn query(client: &Client, table: &str) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
     client.query().table_name(table)

@@ -22,7 +22,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::aws::{infra_error, is_condition_failed};
-use super::dynamo_attrs::{get, n, num, put, query, s, text, update, Item};
+use super::dynamo_attrs::{get, n, num, put, put_if_absent, query, s, text, update, Item};
 use crate::domain::insights::{Rollup, Row};
 use crate::ports::InfraError;
 
@@ -65,6 +65,28 @@ pub struct AdAccount {
     /// saving moves the offset).
     #[serde(default)]
     pub info_at: Option<i64>,
+}
+
+impl AdAccount {
+    /// A new active account (its currency and time zone are read from Meta on its first pull).
+    pub fn new(id: &str) -> Self {
+        Self {
+            id: id.trim_start_matches("act_").to_owned(),
+            currency: String::new(),
+            offset_hours: 0.0,
+            timezone_name: String::new(),
+            status: "active".into(),
+            throttle_until: None,
+            lease_until: None,
+            pending: vec![],
+            job: None,
+            last_success_at: None,
+            last_error: None,
+            pulled_through: None,
+            head_failures: 0,
+            info_at: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -182,16 +204,7 @@ impl DynamoInsights {
         let mut item: Item = serde_dynamo::to_item(a).map_err(codec)?;
         item.insert("pk".into(), s("accounts"));
         item.insert("sk".into(), s(format!("account#{}", a.id)));
-        match put(&self.client, &self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(sk)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(infra_error("dynamodb", "PutItem(account)", e)),
-        }
+        put_if_absent(&self.client, &self.table, item, "PutItem(account)").await
     }
 
     /// Takes the account for one pull until `until` if nobody holds it (one request in flight per account);
@@ -286,16 +299,7 @@ impl DynamoInsights {
             ("requested_at".into(), n(at)),
             ("expires_at".into(), n(at + 90 * 86400)),
         ]);
-        match put(&self.client, &self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(sk)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(infra_error("dynamodb", "PutItem(claim)", e)),
-        }
+        put_if_absent(&self.client, &self.table, item, "PutItem(claim)").await
     }
 
     /// Pending mapping requests: (campaign, account, retailer, requested at).

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 
 use super::aws::{infra_error, is_condition_failed};
-use super::dynamo_attrs::{get, n, num, put, query, s, text, update, Item};
+use super::dynamo_attrs::{get, n, num, put, put_if_absent, query, s, text, update, Item};
 use crate::ports::{Attempt, Delivery, DeliveryRef, DeliveryState, Endpoint, InfraError, Transition, WebhookStore};
 
 /// Shards of the due index, so one minute's deliveries do not all land on one partition.
@@ -70,16 +70,7 @@ impl DynamoWebhooks {
     /// Registers a new endpoint (`false` if its id is taken).
     pub async fn put_endpoint(&self, e: &Endpoint) -> Result<bool, InfraError> {
         let item = to_item(e, pk(&e.merchant), endpoint_sk(&e.id))?;
-        match put(&self.client, &self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(sk)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(infra_error("dynamodb", "PutItem(endpoint)", e)),
-        }
+        put_if_absent(&self.client, &self.table, item, "PutItem(endpoint)").await
     }
 
     /// Writes the merchant's editable fields (URL, types, description, enabled) of an endpoint that is still
@@ -244,16 +235,7 @@ impl WebhookStore for DynamoWebhooks {
             item.insert("due_shard".into(), s(shard(&d.event_id)));
             item.insert("due_at".into(), n(due));
         }
-        match put(&self.client, &self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(sk)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(infra_error("dynamodb", "PutItem(delivery)", e)),
-        }
+        put_if_absent(&self.client, &self.table, item, "PutItem(delivery)").await
     }
 
     async fn delivery(&self, merchant: &str, endpoint: &str, event_id: &str) -> Result<Option<Delivery>, InfraError> {

@@ -196,7 +196,8 @@ impl HttpFunction for MerchantApi {
             fn id_route(rest: &str) -> Option<&str> {
                 rest.strip_prefix("/connections/").filter(|id| connections::is_account(id) && id.len() == 24)
             }
-            if crate::apps::insights::AdRoutes::owns(&path) {
+            let ads = crate::apps::insights::AdRoutes::owns(&path);
+            if ads || crate::apps::webhooks::EndpointRoutes::owns(&path) {
                 let merchant = match merchant_api::merchant(&self.keys, http::header(&req, "authorization")).await {
                     Ok(m) => m,
                     Err(e) => return http::key_refused(&e),
@@ -205,18 +206,12 @@ impl HttpFunction for MerchantApi {
                 if body.len() > MAX_BODY {
                     return http::refuse(413, "body_too_large");
                 }
-                return self.ads.handle(&merchant, req.method(), &path, &http::query(&req), body).await;
-            }
-            if crate::apps::webhooks::EndpointRoutes::owns(&path) {
-                let merchant = match merchant_api::merchant(&self.keys, http::header(&req, "authorization")).await {
-                    Ok(m) => m,
-                    Err(e) => return http::key_refused(&e),
+                let query = http::query(&req);
+                return if ads {
+                    self.ads.handle(&merchant, req.method(), &path, &query, body).await
+                } else {
+                    self.endpoints.handle(&merchant, req.method(), &path, &query, body).await
                 };
-                let body = req.body().as_ref();
-                if body.len() > MAX_BODY {
-                    return http::refuse(413, "body_too_large");
-                }
-                return self.endpoints.handle(&merchant, req.method(), &path, &http::query(&req), body).await;
             }
             let route = match (req.method(), path.as_str()) {
                 (&::http::Method::POST, "/connections") => Route::StartConnection,

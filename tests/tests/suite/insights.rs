@@ -56,20 +56,11 @@ async fn stack(h: &Harness) -> Stack {
         .await;
     let store = DynamoInsights::new(h.ddb.clone(), &table);
     let account = AdAccount {
-        id: ACCOUNT.into(),
         currency: "EUR".into(),
         offset_hours: 1.0,
         timezone_name: "Europe/Amsterdam".into(),
-        status: "active".into(),
-        throttle_until: None,
-        lease_until: None,
-        pending: vec![],
-        job: None,
-        last_success_at: None,
-        last_error: None,
-        pulled_through: None,
-        head_failures: 0,
         info_at: Some(Utc::now().timestamp() + 86_400 * 365),
+        ..AdAccount::new(ACCOUNT)
     };
     assert!(store.add_account(&account).await.unwrap());
     Stack { store, puller, graph, table }
