@@ -45,6 +45,8 @@ pub struct Pulled {
     pub unmapped: usize,
     pub rollups: usize,
     pub graph_calls: usize,
+    /// The retailers' days this pull marked (and so recomputes).
+    pub touched: HashSet<(String, NaiveDate)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -241,14 +243,19 @@ impl<M: Metrics> Puller<'_, M> {
         }
     }
 
-    /// Rollups of every marked day (this pull's and any a cut-off pull left), and the unmapped campaigns
-    /// noted. A mark is cleared only when it is older than a minute, so the retailer index (eventually
-    /// consistent) has every row it marked by the time the last recompute reads it.
+    /// Rollups of the days this pull marked and of any mark older than a minute (left by a pull cut off,
+    /// or a pull's own, read again once the index surely has its rows), and the unmapped campaigns noted.
+    /// A mark is cleared only when it is older than a minute, so the retailer index (eventually consistent)
+    /// has every row it marked by the time the last recompute reads it. Other pulls' fresh marks are theirs.
     async fn finish(
         &self, unmapped: &HashSet<String>, acc: &AdAccount, now: DateTime<Utc>, out: &mut Pulled,
     ) -> Result<(), InfraError> {
         let t = now.timestamp();
         for (retailer, date, marked_at) in self.store.dirty().await? {
+            let old = marked_at < t - 60;
+            if !old && !out.touched.contains(&(retailer.clone(), date)) {
+                continue;
+            }
             if recompute(self.store, &retailer, date, now).await? {
                 out.rollups += 1;
             }
@@ -338,6 +345,7 @@ impl<M: Metrics> Puller<'_, M> {
             return Ok(());
         }
         let dirty: Vec<_> = zeroed.iter().filter_map(|(r, m)| Some((m.clone()?, r.date))).collect();
+        out.touched.extend(dirty.iter().cloned());
         self.store.mark_dirty(&dirty, t).await?;
         out.rows_written += zeroed.len();
         let now = DateTime::from_timestamp(t, 0).unwrap_or_else(Utc::now);
@@ -480,6 +488,7 @@ impl<M: Metrics> Puller<'_, M> {
         }
         out.rows_written += writes.len();
         let dirty: Vec<_> = dirty.into_iter().collect();
+        out.touched.extend(dirty.iter().cloned());
         self.store.mark_dirty(&dirty, t).await?;
         self.store.put_rows(&writes, expiry(now)).await
     }
