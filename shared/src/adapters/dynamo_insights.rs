@@ -422,16 +422,6 @@ impl DynamoInsights {
         }
     }
 
-    /// Whether a pull has seen this campaign without a mapping (it has history: no merchant claims it).
-    pub async fn seen_unmapped(&self, campaign: &str) -> Result<bool, InfraError> {
-        let out = get(&self.client, &self.table, s("unmapped"), s(format!("campaign#{campaign}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| infra_error("dynamodb", "GetItem(unmapped)", e))?;
-        Ok(out.item.is_some())
-    }
-
     /// Records campaigns seen without a mapping (their rows are kept; they are counted and listed).
     pub async fn note_unmapped(&self, campaigns: &[(String, String)], at: i64) -> Result<(), InfraError> {
         let items = campaigns

@@ -39,8 +39,7 @@ fn delivery_sk(endpoint: &str, event_id: &str) -> String {
 }
 
 fn shard(event_id: &str) -> String {
-    let h = event_id.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    format!("due#{}", h % DUE_SHARDS)
+    format!("due#{}", crate::domain::webhooks::stable_hash(event_id) % DUE_SHARDS)
 }
 
 fn codec(operation: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> InfraError {
@@ -152,11 +151,6 @@ impl DynamoWebhooks {
                 return Ok(out);
             }
         }
-    }
-
-    /// An endpoint's deliveries (any state), at most `limit`.
-    pub async fn deliveries(&self, merchant: &str, endpoint: &str, limit: usize) -> Result<Vec<Delivery>, InfraError> {
-        Ok(self.deliveries_where(merchant, endpoint, &[], None, limit).await?.0)
     }
 
     /// An endpoint's deliveries in `states` (all if empty) whose event was created in `created_ms` (both

@@ -17,7 +17,7 @@ use crate::config;
 use crate::config::InitError;
 use crate::domain::insights;
 use crate::function::{Function, Invocation, ScheduleFunction, SqsFunction};
-use crate::ports::{Clock, InfraError, Metrics, Queue, SharedClock};
+use crate::ports::{Clock, InfraError, Metrics, SharedClock};
 use crate::usecases::insights::{map_campaign, Outcome, PullSettings, Puller};
 
 /// Queue messages of the insights queue.
@@ -380,16 +380,4 @@ impl AdRoutes {
             .collect();
         http::json(200, serde_json::json!({ "since": since, "until": until, "days": days, "campaigns": campaigns }))
     }
-}
-
-/// Queues a mapping (the platform's campaign tooling, or an operator).
-pub async fn queue_mapping(
-    queue: &impl Queue, campaign_id: &str, account_id: &str, retailer: &str,
-) -> Result<(), InfraError> {
-    let m = InsightsMessage::CampaignMapped {
-        campaign_id: campaign_id.into(),
-        account_id: account_id.into(),
-        retailer: retailer.into(),
-    };
-    queue.send(&serde_json::to_string(&m).unwrap_or_default()).await
 }

@@ -131,6 +131,10 @@ enum Route {
     ListConnections,
     Pause(String, bool),
     Remove(String),
+    /// `/ad-performance`, `/ad-campaigns`: routed on by [`crate::apps::insights::AdRoutes`].
+    Ads,
+    /// `/endpoints...`, `/events/...`: routed on by [`crate::apps::webhooks::EndpointRoutes`].
+    Endpoints,
 }
 
 impl Function for MerchantApi {
@@ -196,24 +200,10 @@ impl HttpFunction for MerchantApi {
             fn id_route(rest: &str) -> Option<&str> {
                 rest.strip_prefix("/connections/").filter(|id| connections::is_account(id) && id.len() == 24)
             }
-            let ads = crate::apps::insights::AdRoutes::owns(&path);
-            if ads || crate::apps::webhooks::EndpointRoutes::owns(&path) {
-                let merchant = match merchant_api::merchant(&self.keys, http::header(&req, "authorization")).await {
-                    Ok(m) => m,
-                    Err(e) => return http::key_refused(&e),
-                };
-                let body = req.body().as_ref();
-                if body.len() > MAX_BODY {
-                    return http::refuse(413, "body_too_large");
-                }
-                let query = http::query(&req);
-                return if ads {
-                    self.ads.handle(&merchant, req.method(), &path, &query, body).await
-                } else {
-                    self.endpoints.handle(&merchant, req.method(), &path, &query, body).await
-                };
-            }
             let route = match (req.method(), path.as_str()) {
+                // Their own tables of routes, after the key (an unknown one there is 404/405 to a merchant).
+                (_, p) if crate::apps::insights::AdRoutes::owns(p) => Route::Ads,
+                (_, p) if crate::apps::webhooks::EndpointRoutes::owns(p) => Route::Endpoints,
                 (&::http::Method::POST, "/connections") => Route::StartConnection,
                 (&::http::Method::GET, "/connections") => Route::ListConnections,
                 (&::http::Method::POST, p) if p.ends_with("/pause") && id_route(&p[..p.len() - 6]).is_some() => {
@@ -268,6 +258,10 @@ impl HttpFunction for MerchantApi {
                     Err(e) => http::unavailable(&e),
                 },
                 Route::Remove(id) => self.remove(&merchant, &id).await,
+                Route::Ads => self.ads.handle(&merchant, req.method(), &path, &http::query(&req), body).await,
+                Route::Endpoints => {
+                    self.endpoints.handle(&merchant, req.method(), &path, &http::query(&req), body).await
+                }
             }
         }
         .instrument(span)

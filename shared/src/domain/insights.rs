@@ -3,7 +3,6 @@
 //! and the per-retailer rollups.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -338,11 +337,6 @@ impl Rollup {
 /// A decimal as a JSON number string (for CSV and JSON alike).
 pub fn dec(d: Decimal) -> String {
     d.normalize().to_string()
-}
-
-/// A float view, for metrics only (never stored).
-pub fn approx(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -41,6 +41,11 @@ pub const MAX_RETRY_AFTER_SECS: i64 = 10 * 3600;
 /// The event types a merchant can subscribe to. New types are added here (and documented in the README).
 pub const EVENT_TYPES: &[&str] = &["order.created", "order.updated", "payment.updated"];
 
+/// A hash of `key` that is the same in every process and release (a due shard, a spread of waits).
+pub fn stable_hash(key: &str) -> u32 {
+    key.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+}
+
 /// Whether `t` is an event type the suite sends.
 pub fn is_event_type(t: &str) -> bool {
     EVENT_TYPES.contains(&t)

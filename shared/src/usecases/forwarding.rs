@@ -350,8 +350,7 @@ where
 
 /// A stable spread of `0..secs` seconds for `key`, so deliveries waiting on the same moment fan out.
 pub fn spread(key: &str, secs: i64) -> i64 {
-    let h = key.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    i64::from(h) % secs.max(1)
+    i64::from(webhooks::stable_hash(key)) % secs.max(1)
 }
 
 /// The delivery scheduler: queues every pending delivery whose time has come in the due index, then moves

@@ -93,6 +93,17 @@ const MAX_CATCH_UP_DAYS: i64 = 90;
 /// Time kept for the rollups and the account's save before the invocation's end.
 const RESERVE_SECS: i64 = 30;
 
+/// Puts a range's two halves (or the day itself) at the head of the ranges to pull.
+fn push_halves_front(pending: &mut Vec<(NaiveDate, NaiveDate)>, since: NaiveDate, until: NaiveDate) {
+    match insights::split(since, until) {
+        Some((a, b)) => {
+            pending.insert(0, b);
+            pending.insert(0, a);
+        }
+        None => pending.insert(0, (since, until)),
+    }
+}
+
 /// Plans a run: the trailing window (and any days since the last complete pull, up to 90 back), in
 /// ranges of a week.
 pub fn plan(today: NaiveDate, restatement_days: u32, pulled_through: Option<NaiveDate>) -> Vec<(NaiveDate, NaiveDate)> {
@@ -304,17 +315,14 @@ impl<M: Metrics> Puller<'_, M> {
                 }
                 // Meta asks for less: the range in halves, and a single day as an async report run.
                 Err(Failure::Graph(e, _)) if e.class == ErrorClass::ReduceData => {
-                    return match insights::split(since, until) {
-                        Some((a, b)) => {
-                            acc.pending.remove(0);
-                            acc.pending.insert(0, b);
-                            acc.pending.insert(0, a);
-                            Ok(Step::Replanned)
-                        }
-                        None => match self.start_job(acc, since, until, t, out).await? {
-                            Step::Continue => Ok(Step::Replanned),
-                            other => Ok(other),
-                        },
+                    if since < until {
+                        acc.pending.remove(0);
+                        push_halves_front(&mut acc.pending, since, until);
+                        return Ok(Step::Replanned);
+                    }
+                    return match self.start_job(acc, since, until, t, out).await? {
+                        Step::Continue => Ok(Step::Replanned),
+                        other => Ok(other),
                     };
                 }
                 Err(f) => return Ok(Step::Stop(self.failed(acc, f, t).await?)),
@@ -374,13 +382,7 @@ impl<M: Metrics> Puller<'_, M> {
     ) -> Result<Step, InfraError> {
         let give_up = |acc: &mut AdAccount| {
             acc.job = None;
-            match insights::split(since, until) {
-                Some((a, b)) => {
-                    acc.pending.insert(0, b);
-                    acc.pending.insert(0, a);
-                }
-                None => acc.pending.insert(0, (since, until)),
-            }
+            push_halves_front(&mut acc.pending, since, until);
         };
         if t - started > self.settings.job_timeout_secs {
             warn!(account = %acc.id, "async report run never finished; given up");
