@@ -32,7 +32,8 @@ free_port() {
 # Starts moto on 127.0.0.1:$1 in the background; sets MOTO_PID and the AWS_* variables every SDK reads.
 start_moto() {
   local port=$1
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$STATE/moto.log" 2>&1 &
+  # moto with cheap, isolated DynamoDB transactions (see infra/local/moto_server.py).
+  "$VENV/bin/python" "$ROOT/infra/local/moto_server.py" -H 127.0.0.1 -p "$port" >"$STATE/moto.log" 2>&1 &
   MOTO_PID=$!
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
   export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1

@@ -1,0 +1,136 @@
+"""moto's server (the pinned version in requirements.txt), with DynamoDB transactions that keep other
+requests' writes and cost what they touch, and a request dispatch that does not dominate its time.
+
+moto 5.2's TransactWriteItems backs up every table it touches with a deep copy and, when the transaction
+fails (a condition not met, say a duplicate delivery's), puts the whole copy back. Two consequences the
+soak benchmark found: each transaction costs time and memory in proportion to the tables' size (seconds
+and gigabytes once they hold tens of thousands of items), and a failed one silently undoes every write
+other requests made to those tables meanwhile, with their stream records: acknowledged writes lost, which
+DynamoDB never does.
+
+Here a transaction remembers the items it touches and, if it fails, restores only those and drops only
+the stream records it added; DynamoDB writes (single-item and transactional) run one at a time, so nothing
+interleaves with a transaction, as DynamoDB's serializable transactions promise.
+
+Usage: the same arguments as moto_server (infra/lib.sh starts it).
+"""
+
+import copy
+import re
+import sys
+import threading
+
+from moto.dynamodb import models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.server import main
+
+WRITES = threading.RLock()
+
+
+def _one_at_a_time(fn):
+    def run(self, *args, **kwargs):
+        with WRITES:
+            return fn(self, *args, **kwargs)
+
+    run.__name__ = fn.__name__
+    run.__doc__ = fn.__doc__
+    return run
+
+
+for _name in ("put_item", "update_item", "delete_item", "get_item"):
+    setattr(DynamoDBBackend, _name, _one_at_a_time(getattr(DynamoDBBackend, _name)))
+
+
+class _Table:
+    """What moto's transaction keeps instead of a deep copy of a table: the table itself."""
+
+    def __init__(self, table):
+        self.table = table
+
+
+class _Copy:
+    """Stands in for the `copy` module inside moto's transaction."""
+
+    @staticmethod
+    def deepcopy(x, memo=None):
+        return _Table(x) if isinstance(x, Table) else copy.deepcopy(x, memo)
+
+
+_transact = DynamoDBBackend.transact_write_items
+
+
+def _key(table, op_type, op):
+    attrs = op["Item"] if op_type == "Put" else op["Key"]
+    hash_key = DynamoType(attrs[table.hash_key_attr])
+    range_key = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+    return hash_key, range_key
+
+
+def transact_write_items(self, transact_items):
+    with WRITES:
+        before = []
+        for entry in transact_items:
+            try:
+                op_type, op = next(iter(entry.items()))
+                table = self.tables[op["TableName"]]
+                hash_key, range_key = _key(table, op_type, op)
+                before.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+            except Exception:  # a malformed entry: moto's own checks report it
+                continue
+        streams = {id(t): (t, len(t.stream_shard.items)) for t, *_ in before if t.stream_shard is not None}
+        models.copy = _Copy
+        try:
+            return _transact(self, transact_items)
+        finally:
+            models.copy = copy
+            rolled_back = False
+            for name, t in list(self.tables.items()):
+                if isinstance(t, _Table):
+                    self.tables[name] = t.table
+                    rolled_back = True
+            if rolled_back:
+                for table, hash_key, range_key, old in reversed(before):
+                    if range_key is not None:
+                        if old is None:
+                            table.items.get(hash_key, {}).pop(range_key, None)
+                        else:
+                            table.items[hash_key][range_key] = old
+                    elif old is None:
+                        table.items.pop(hash_key, None)
+                    else:
+                        table.items[hash_key] = old
+                for table, n in streams.values():
+                    del table.stream_shard.items[n:]
+
+
+transact_write_items.__doc__ = _transact.__doc__
+DynamoDBBackend.transact_write_items = transact_write_items
+
+# Which of moto's services answers a request is worked out anew for every request, under one lock, by
+# matching the host against every service's URL patterns before reading the signature: about a third of
+# the emulator's time under load. The service a signature names, with the host and the JSON target's
+# prefix, always leads to the same one, so it is remembered.
+_SIGNED_FOR = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/([^/]+)/")
+_get_application = DomainDispatcherApplication.get_application
+_APPS = {}
+
+
+def get_application(self, environ):
+    signed = _SIGNED_FOR.search(environ.get("HTTP_AUTHORIZATION", ""))
+    path = environ.get("PATH_INFO", "")
+    if not signed or path.startswith("/moto-api"):
+        return _get_application(self, environ)
+    key = (environ.get("HTTP_HOST"), signed.groups(), environ.get("HTTP_X_AMZ_TARGET", "").split(".")[0])
+    app = _APPS.get(key)
+    if app is None:
+        app = _APPS[key] = _get_application(self, environ)
+    return app
+
+
+DomainDispatcherApplication.get_application = get_application
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
