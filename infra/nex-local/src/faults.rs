@@ -7,7 +7,7 @@
 //!   failure, which is what idempotency is for.
 //!
 //! Operations are named as the SDK sends them (`x-amz-target`: `DynamoDB_20120810.PutItem`,
-//! `AmazonSQS.SendMessage`, ...; S3 is `s3`), and a plan can be limited to some of them.
+//! `AmazonSQS.SendMessage`, ...; S3 is `s3`), and a plan can be limited to some of them, or to whole services (`AmazonSQS`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -96,7 +96,9 @@ impl Layer {
     }
 
     fn pick(&self, operation: &str) -> Option<Fault> {
-        let applies = self.plan.operations.is_empty() || self.plan.operations.iter().any(|o| o == operation);
+        // An operation (`AmazonSQS.SendMessage`) or a whole service (`AmazonSQS`, `s3`).
+        let applies = self.plan.operations.is_empty()
+            || self.plan.operations.iter().any(|o| o == operation || operation.split('.').next() == Some(o.as_str()));
         if !applies || self.plan.faults.is_empty() || self.next() >= self.plan.share {
             return None;
         }

@@ -7,5 +7,6 @@ pub mod manifest;
 pub mod marketplaces;
 pub mod meta_insights;
 pub mod pipes;
+pub mod runner;
 pub mod sqs;
 pub mod ttl;
