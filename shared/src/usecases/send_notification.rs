@@ -4,7 +4,10 @@
 //! read and `domain::whatsapp::consent::decide` rules. Every refusal, ours or Meta's, is recorded with its
 //! reason next to the transcript. A request is claimed before anything is sent and completed with the
 //! returned wamid, so a redelivered SQS message never sends twice; only retryable failures (rate limits,
-//! transient errors, a broken token) release the claim for the redelivery.
+//! transient errors, a broken token) release the claim for the redelivery. A second mark, taken just
+//! before the Cloud API call and never lapsing, keeps an attempt cut off during that call (or unable to
+//! record its answer) from being sent again by the redelivery: at most once, where Meta offers no
+//! idempotency key.
 
 use chrono::{DateTime, Duration, Utc};
 use tracing::{error, info, warn};
@@ -123,7 +126,24 @@ where
                 None => return self.refuse(req, subject, key, "merchant_has_no_whatsapp_number", now).await,
             },
         };
-        match self.cloud.send(&phone_number_id, &cloud_message(req), marketing).await {
+        // Meta takes no idempotency key: once a request may have reached it, no later attempt may send it
+        // again. This mark is taken right before the call and does not lapse; an attempt that finds it
+        // taken (an earlier one was cut off during the call, or could not record Meta's answer) sends
+        // nothing and says so. Only Meta's own refusals to take the message give it back.
+        let mark = format!("{key}#meta");
+        let keep = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(19));
+        if !matches!(self.idempotency.claim(&mark, now, keep, keep).await?, Claim::Acquired) {
+            self.metrics.count("whatsapp_send_unconfirmed", 1, None);
+            warn!(request_id = %req.id, "an earlier attempt may have reached Meta unrecorded; not sent again");
+            return self.refuse(req, subject, key, "unconfirmed_earlier_attempt", now).await;
+        }
+        let sent = self.cloud.send(&phone_number_id, &cloud_message(req), marketing).await;
+        if matches!(sent, Err(SendError::Auth { .. } | SendError::RateLimited { .. } | SendError::Transient(_))) {
+            if let Err(e) = self.idempotency.release(&mark).await {
+                warn!(error = %e, "could not give back the send mark; the redelivery will not send");
+            }
+        }
+        match sent {
             Ok(wamid) => {
                 // Completed first: once Meta has the message, a redelivery must never send it again.
                 self.idempotency.complete(key, Some(&wamid)).await?;

@@ -243,6 +243,75 @@ async fn a_paid_stripe_checkout_tells_the_customer_on_whatsapp_from_the_merchant
     assert_eq!((sent["template"]["name"].as_str(), sent["to"].as_str()), (Some("payment_paid"), Some(phone.as_str())));
 }
 
+/// Meta's documented answer to a send, with an id of this test's own.
+fn accepted(wamid: &str) -> serde_json::Value {
+    serde_json::json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{ "input": "+31600000000", "wa_id": "31600000000" }],
+        "messages": [{ "id": wamid }],
+    })
+}
+
+/// Found by the soak (issue 14): an attempt cut off while the Cloud API call was under way left its claim
+/// to lapse, and the redelivery sent the message again.
+#[tokio::test]
+async fn an_attempt_cut_off_during_the_cloud_api_call_is_never_sent_again_by_the_redelivery() {
+    let h = Harness::new().await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v23.0/{PNID}/messages")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(accepted("wamid.cut"))
+                .set_delay(std::time::Duration::from_secs(2)),
+        )
+        .mount(&server)
+        .await;
+    let app = h.sender(&server.uri()).await;
+    let req = request(&phone(), "merchant-demo-1", template("order_confirmation"), true, true);
+    let uc = SendNotification {
+        hasher: &app.hasher,
+        clock: &app.clock,
+        idempotency: &app.idempotency,
+        context: &app.conversations,
+        transcripts: &app.conversations,
+        cloud: &app.cloud,
+        metrics: &app.metrics,
+    };
+    // Cut off while Meta is answering (the request has reached it), with a claim that lapses in 1 s.
+    let cut =
+        tokio::time::timeout(std::time::Duration::from_millis(800), uc.handle(&req, Utc::now() + Duration::seconds(1)));
+    assert!(cut.await.is_err(), "the attempt was cut off mid-call");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let again = uc.handle(&req, Utc::now() + Duration::seconds(30)).await.unwrap();
+    assert_eq!(again, Outcome::Refused { reason: "unconfirmed_earlier_attempt".into() });
+    assert_eq!(server.received_requests().await.unwrap().len(), 1, "Meta was called once");
+    assert!(matches!(uc.handle(&req, Utc::now() + Duration::seconds(30)).await.unwrap(), Outcome::AlreadyDone(_)));
+}
+
+#[tokio::test]
+async fn a_send_meta_refused_with_a_rate_limit_is_sent_by_the_redelivery() {
+    let h = Harness::new().await;
+    let server = MockServer::start().await;
+    let limited = serde_json::json!({ "error": { "message": "(#130429) Rate limit hit", "type": "OAuthException", "code": 130429, "fbtrace_id": "Nex" } });
+    Mock::given(method("POST"))
+        .and(path(format!("/v23.0/{PNID}/messages")))
+        .respond_with(ResponseTemplate::new(429).set_body_json(limited))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v23.0/{PNID}/messages")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(accepted("wamid.later")))
+        .mount(&server)
+        .await;
+    let app = h.sender(&server.uri()).await;
+    let req = request(&phone(), "merchant-demo-1", template("order_confirmation"), true, true);
+    assert!(matches!(send(&app, &req).await, Err(NotifyError::RetryLater(_))));
+    assert_eq!(send(&app, &req).await.unwrap(), Outcome::Sent { wamid: "wamid.later".into() });
+}
+
 /// Stripe's checkout.session.completed fixture as a merchant's Checkout sends it when it collects the
 /// phone number and tags the session with its merchant id.
 fn stripe_fixture_with_contact(phone: &str) -> String {
