@@ -1,8 +1,8 @@
 //! [`IdempotencyStore`] and [`Inbox`] on the platform bookkeeping table (`pk` string key).
 //!
 //! Claims: `pk` = `source#id`, `status` (`INPROGRESS` | `COMPLETED`), `lock_until` (epoch milliseconds,
-//! in-progress only), `expires_at` (epoch seconds, the TTL attribute), `result` (optional). No personal
-//! data: ids only.
+//! in-progress only), `owner` (a random mark of the claiming call), `expires_at` (epoch seconds, the TTL
+//! attribute), `result` (optional). No personal data: ids only.
 //!
 //! Inbox records: `pk` = `source#id`, `status` = `RECEIVED`, `body` (the message envelope, removed by
 //! its consumer once applied), `merchant` and `subject` where known, `expires_at`. The table's stream (new images) feeds the pipes that hand
@@ -37,9 +37,13 @@ impl IdempotencyStore for DynamoIdempotency {
     async fn claim(
         &self, key: &str, now: DateTime<Utc>, lock_until: DateTime<Utc>, expires_at: DateTime<Utc>,
     ) -> Result<Claim, InfraError> {
+        // This call's own mark: when the claim is applied but its answer is lost, the SDK's retry finds
+        // the record taken, and the mark says by whom (the soak found such claims read as someone else's).
+        let owner = uuid::Uuid::new_v4().simple().to_string();
         let res = put(&self.client, &self.table)
             .item("pk", s(key))
             .item("status", s(IN_PROGRESS))
+            .item("owner", s(&owner))
             .item("lock_until", n(lock_until.timestamp_millis()))
             .item("expires_at", n(expires_at.timestamp()))
             .condition_expression(
@@ -64,7 +68,11 @@ impl IdempotencyStore for DynamoIdempotency {
                 let Some(old) = old else {
                     return Ok(Claim::InProgress);
                 };
-                if old.get("status").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(COMPLETED) {
+                let status = old.get("status").and_then(|v| v.as_s().ok()).map(String::as_str);
+                if status == Some(IN_PROGRESS) && old.get("owner").and_then(|v| v.as_s().ok()) == Some(&owner) {
+                    return Ok(Claim::Acquired);
+                }
+                if status == Some(COMPLETED) {
                     let result = old.get("result").and_then(|v| v.as_s().ok()).cloned();
                     Ok(Claim::Completed(result))
                 } else {

@@ -88,3 +88,34 @@ async fn under_injected_aws_faults_no_stripe_event_is_lost_or_handed_on_twice() 
         stats.calls.load(std::sync::atomic::Ordering::Relaxed)
     );
 }
+
+/// Found by the soak (issue 14): a claim applied whose answer was lost read, on the SDK's retry, as
+/// another invocation's claim; the work waited for the lock to lapse, and a mark that never lapses (the
+/// sender's, before the Cloud API call) refused its own message for good.
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_still_its_own_on_the_sdk_retry() {
+    use nex_local::faults::Fault;
+    use nex_shared::adapters::dynamo_idempotency::DynamoIdempotency;
+    use nex_shared::ports::{Claim, IdempotencyStore};
+    let h = Harness::new().await;
+    let stats = Arc::new(Stats::default());
+    let upstream = std::env::var("AWS_ENDPOINT_URL").expect("the emulator's URL");
+    let plan = Plan {
+        faults: vec![Fault::LostAnswer],
+        operations: vec!["DynamoDB_20120810.PutItem".into()],
+        ..Plan::new(0.5, 14)
+    };
+    let proxy = faults::spawn(&upstream, plan, stats.clone()).await.unwrap();
+    let claims = DynamoIdempotency::new(Aws::new(h.sdk.clone()).with_endpoint(&proxy).dynamodb(), &h.platform);
+    let now = chrono::Utc::now();
+    let (mut acquired, mut failed) = (0, 0);
+    for i in 0..24 {
+        let key = format!("t#{}#{i}", uuid::Uuid::new_v4().simple());
+        match claims.claim(&key, now, now + chrono::Duration::seconds(30), now + chrono::Duration::days(1)).await {
+            Ok(Claim::Acquired) => acquired += 1,
+            Ok(other) => panic!("a fresh key's claim came back {other:?}"),
+            Err(_) => failed += 1, // every attempt's answer lost: the caller retries the record
+        }
+    }
+    assert!(stats.injected_total() > 0 && acquired > 0, "answers were lost ({failed} claims failed outright)");
+}
