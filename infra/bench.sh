@@ -17,6 +17,11 @@
 #                              limit with 10 pullers (tests/benches/insights.rs)
 #   infra/bench.sh fuzz     5. every parser of outside input fuzzed from the platforms' payloads (tests/tests/fuzz.rs):
 #                              inputs tried and panics per target (NEX_FUZZ_INPUTS, 100,000 by default)
+#   infra/bench.sh soak     9. the soak: 10,000 Stripe + 10,000 WhatsApp deliveries, 30% duplicates, 32 at a time,
+#                              under 10% injected AWS faults and 1% cut-off invocations, reconciled (lost, doubled,
+#                              DLQs, answer times, AWS requests per delivery), then the retention sweep under
+#                              faults (tests/src/soak.rs; NEX_SOAK_STRIPE, NEX_SOAK_WHATSAPP, NEX_SOAK_FAULTS,
+#                              NEX_SOAK_CUTS, NEX_SOAK_SEED, NEX_SOAK_SWEEP_ITEMS)
 #   infra/bench.sh sweep    3. the retention sweep on 100,000 items with 1% due: items read per item deleted,
 #                              AWS requests, wall time, and a crash-and-resume run (tests/benches/sweep.rs;
 #                              about 15 minutes, most of it the emulator's own index scans)
@@ -40,13 +45,13 @@ if [[ "${1:-}" == "forwarding" ]]; then
     | grep -E "^webhook_sign/|time:|thrpt:" || true
 fi
 
-if [[ "${1:-}" == "optin" || "${1:-}" == "sweep" || "${1:-}" == "orders" || "${1:-}" == "forwarding" || "${1:-}" == "insights" ]]; then
+if [[ "${1:-}" == "optin" || "${1:-}" == "sweep" || "${1:-}" == "orders" || "${1:-}" == "forwarding" || "${1:-}" == "insights" || "${1:-}" == "soak" ]]; then
   bench=$([[ "$1" == "optin" ]] && echo optin_load || echo "$1")
   trap stop_moto EXIT
   start_moto "$(free_port)"
   provision "$STATE/bench-manifest.json" >/dev/null
   # The orders bench is I/O against the emulator and stand-ins: built without LTO (minutes less to build).
-  profile=$([[ "$bench" == "orders" || "$bench" == "forwarding" || "$bench" == "insights" ]] && echo "--profile fuzz" || echo "")
+  profile=$([[ "$bench" == "orders" || "$bench" == "forwarding" || "$bench" == "insights" || "$bench" == "soak" ]] && echo "--profile fuzz" || echo "")
   NEX_STACK_MANIFEST="$STATE/bench-manifest.json" cargo bench $profile --manifest-path "$ROOT/Cargo.toml" -p tests --bench "$bench" \
     2>&1 | grep -v '^{'
   exit 0

@@ -16,7 +16,7 @@ aws_port=${NEX_AWS_PORT:-4566}
 ensure_rust
 ensure_venv
 log "building the suite (first build takes a few minutes)"
-cargo build --quiet -p nex-local -p nexctl --manifest-path "$ROOT/Cargo.toml"
+cargo build -p nex-local -p nexctl --manifest-path "$ROOT/Cargo.toml"
 bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nex-local"
 nexctl="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nexctl"
 

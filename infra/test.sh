@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs the pinned tools into infra/.venv, lints template.yaml, starts the AWS
 # emulator on a free loopback port, provisions it from template.yaml, runs the Rust tests against it,
-# smoke-runs the local stack (infra/dev.sh --once) on its own ports, and stops everything it started.
+# runs the quick soak on a fresh emulator, smoke-runs the local stack (infra/dev.sh --once) on its own
+# ports, and stops everything it started.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -25,6 +26,14 @@ nexctl="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nexctl"
 cargo build --quiet --manifest-path "$ROOT/Cargo.toml" -p nexctl "$@"
 env -i PATH="$PATH" HOME="$HOME" "$nexctl" --manifest "$STATE/test-manifest.json" sweep status | grep -q "swept_through" \
   || { log "nexctl --manifest did not work from a fresh shell"; exit 1; }
+stop_moto
+
+# The soak needs a stack of its own: its runner polls the stack's queues (the suite's tests use copies).
+log "soak, quick: Stripe and WhatsApp deliveries under injected AWS faults and cut-off invocations (a fresh emulator)"
+start_moto "$(free_port)"
+provision "$STATE/soak-manifest.json" >/dev/null
+NEX_STACK_MANIFEST="$STATE/soak-manifest.json" cargo test --manifest-path "$ROOT/Cargo.toml" -p tests --test soak "$@" \
+  -- --ignored --nocapture 2>&1 | grep -v '^{'
 stop_moto
 
 log "smoke run of the local stack (infra/dev.sh --once)"

@@ -25,6 +25,7 @@ use nex_shared::ports::{Clock, InfraError, SharedClock, SystemClock};
 use serde_json::Value;
 
 pub mod fuzz;
+pub mod soak;
 
 /// The wall clock, as functions are built with in Lambda.
 pub fn system() -> SharedClock {
