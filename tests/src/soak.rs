@@ -60,27 +60,19 @@ impl Config {
 
     /// `full()` with what the environment overrides (`NEX_SOAK_STRIPE`, `NEX_SOAK_WHATSAPP`,
     /// `NEX_SOAK_FAULTS`, `NEX_SOAK_CUTS`, `NEX_SOAK_SEED`, `NEX_SOAK_SWEEP_ITEMS`).
-    pub fn from_env(mut self) -> Self {
-        let var = |k: &str| std::env::var(k).ok();
-        if let Some(v) = var("NEX_SOAK_STRIPE").and_then(|v| v.parse().ok()) {
-            self.stripe = v;
+    pub fn from_env(self) -> Self {
+        fn var<T: std::str::FromStr>(k: &str, default: T) -> T {
+            std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
         }
-        if let Some(v) = var("NEX_SOAK_WHATSAPP").and_then(|v| v.parse().ok()) {
-            self.whatsapp = v;
+        Self {
+            stripe: var("NEX_SOAK_STRIPE", self.stripe),
+            whatsapp: var("NEX_SOAK_WHATSAPP", self.whatsapp),
+            faults: var("NEX_SOAK_FAULTS", self.faults),
+            cuts: var("NEX_SOAK_CUTS", self.cuts),
+            seed: var("NEX_SOAK_SEED", self.seed),
+            sweep_items: var("NEX_SOAK_SWEEP_ITEMS", self.sweep_items),
+            ..self
         }
-        if let Some(v) = var("NEX_SOAK_FAULTS").and_then(|v| v.parse().ok()) {
-            self.faults = v;
-        }
-        if let Some(v) = var("NEX_SOAK_CUTS").and_then(|v| v.parse().ok()) {
-            self.cuts = v;
-        }
-        if let Some(v) = var("NEX_SOAK_SEED").and_then(|v| v.parse().ok()) {
-            self.seed = v;
-        }
-        if let Some(v) = var("NEX_SOAK_SWEEP_ITEMS").and_then(|v| v.parse().ok()) {
-            self.sweep_items = v;
-        }
-        self
     }
 }
 

@@ -43,6 +43,13 @@ async fn meta(status: u16, body: serde_json::Value, edge: &str, times: u64) -> M
 }
 
 async fn send(app: &NotificationsSender, req: &SendRequest) -> Result<Outcome, NotifyError> {
+    send_locked_until(app, req, Utc::now() + Duration::seconds(30)).await
+}
+
+/// [`send`] with a claim that lapses at `lock_until`.
+async fn send_locked_until(
+    app: &NotificationsSender, req: &SendRequest, lock_until: chrono::DateTime<Utc>,
+) -> Result<Outcome, NotifyError> {
     let uc = SendNotification {
         hasher: &app.hasher,
         clock: &app.clock,
@@ -52,7 +59,7 @@ async fn send(app: &NotificationsSender, req: &SendRequest) -> Result<Outcome, N
         cloud: &app.cloud,
         metrics: &app.metrics,
     };
-    uc.handle(req, Utc::now() + Duration::seconds(30)).await
+    uc.handle(req, lock_until).await
 }
 
 async fn opt_in(h: &Harness, app: &NotificationsSender, to: &str, merchant: &str) {
@@ -269,24 +276,15 @@ async fn an_attempt_cut_off_during_the_cloud_api_call_is_never_sent_again_by_the
         .await;
     let app = h.sender(&server.uri()).await;
     let req = request(&phone(), "merchant-demo-1", template("order_confirmation"), true, true);
-    let uc = SendNotification {
-        hasher: &app.hasher,
-        clock: &app.clock,
-        idempotency: &app.idempotency,
-        context: &app.conversations,
-        transcripts: &app.conversations,
-        cloud: &app.cloud,
-        metrics: &app.metrics,
-    };
     // Cut off while Meta is answering (the request has reached it), with a claim that lapses in 1 s.
-    let cut =
-        tokio::time::timeout(std::time::Duration::from_millis(800), uc.handle(&req, Utc::now() + Duration::seconds(1)));
+    let lapses = Utc::now() + Duration::seconds(1);
+    let cut = tokio::time::timeout(std::time::Duration::from_millis(800), send_locked_until(&app, &req, lapses));
     assert!(cut.await.is_err(), "the attempt was cut off mid-call");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let again = uc.handle(&req, Utc::now() + Duration::seconds(30)).await.unwrap();
+    let again = send(&app, &req).await.unwrap();
     assert_eq!(again, Outcome::Refused { reason: "unconfirmed_earlier_attempt".into() });
     assert_eq!(server.received_requests().await.unwrap().len(), 1, "Meta was called once");
-    assert!(matches!(uc.handle(&req, Utc::now() + Duration::seconds(30)).await.unwrap(), Outcome::AlreadyDone(_)));
+    assert!(matches!(send(&app, &req).await.unwrap(), Outcome::AlreadyDone(_)));
 }
 
 #[tokio::test]
