@@ -91,17 +91,24 @@ impl CloudMessaging for CloudApi {
             .json(message)
             .send()
             .await
-            .map_err(|e| SendError::Transient(Box::new(e)))?;
+            // Not connected: Meta never saw it. Anything later (a timeout, a reset): it may have.
+            .map_err(|e| {
+                if e.is_connect() {
+                    SendError::Transient(Box::new(e))
+                } else {
+                    SendError::Unanswered(Box::new(e))
+                }
+            })?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| SendError::Transient(Box::new(e)))?;
+        let bytes = resp.bytes().await.map_err(|e| SendError::Unanswered(Box::new(e)))?;
         if (200..300).contains(&status) {
-            let sent: Sent = serde_json::from_slice(&bytes).map_err(|e| SendError::Transient(Box::new(e)))?;
+            let sent: Sent = serde_json::from_slice(&bytes).map_err(|e| SendError::Unanswered(Box::new(e)))?;
             return sent
                 .messages
                 .into_iter()
                 .next()
                 .map(|m| m.id)
-                .ok_or_else(|| SendError::Transient("no message id in Meta's answer".into()));
+                .ok_or_else(|| SendError::Unanswered("no message id in Meta's answer".into()));
         }
         let code = serde_json::from_slice::<ErrorBody>(&bytes).ok().map(|b| b.error.code);
         Err(classify(status, code))

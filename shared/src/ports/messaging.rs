@@ -128,9 +128,13 @@ pub enum SendError {
     /// Any other refusal of this message: record it, do not retry.
     #[error("rejected (code {code})")]
     Permanent { code: i64 },
-    /// Network failure or a 5xx: retry later.
+    /// Meta answered with a 5xx, or could not be reached at all: not sent, retry later.
     #[error("transient failure")]
     Transient(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The request went out and no usable answer came back (a timeout, a cut connection, a 2xx without
+    /// a message id): Meta may have the message, so it is not sent again.
+    #[error("no usable answer; the message may have been sent")]
+    Unanswered(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The WhatsApp Cloud API's send endpoints.

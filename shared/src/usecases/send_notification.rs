@@ -174,6 +174,12 @@ where
                 error!(code, request_id = %req.id, "WhatsApp Cloud API refused our token; every send fails until it is fixed");
                 Err(NotifyError::Auth(code))
             }
+            Err(SendError::Unanswered(e)) => {
+                // The mark stays: the redelivery finds it and sends nothing (at most once).
+                self.metrics.count("whatsapp_send_unconfirmed", 1, None);
+                warn!(request_id = %req.id, error = %e, "Meta may have the message; it is not sent again");
+                self.refuse(req, subject, key, "unconfirmed_no_answer", now).await
+            }
             Err(e @ (SendError::RateLimited { .. } | SendError::Transient(_))) => {
                 self.metrics.count("whatsapp_send_retried", 1, None);
                 warn!(request_id = %req.id, error = %e, "send deferred; the redelivery retries it");

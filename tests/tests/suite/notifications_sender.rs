@@ -287,6 +287,27 @@ async fn an_attempt_cut_off_during_the_cloud_api_call_is_never_sent_again_by_the
     assert!(matches!(send(&app, &req).await.unwrap(), Outcome::AlreadyDone(_)));
 }
 
+/// Found in review of the soak's fix: an answer that does not say whether Meta took the message (here a
+/// 2xx without a message id; a timeout alike) was retried as transient, so Meta could get it twice.
+#[tokio::test]
+async fn a_send_without_a_usable_answer_is_recorded_unconfirmed_and_never_sent_again() {
+    let h = Harness::new().await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v23.0/{PNID}/messages")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({ "messaging_product": "whatsapp", "messages": [] })),
+        )
+        .mount(&server)
+        .await;
+    let app = h.sender(&server.uri()).await;
+    let req = request(&phone(), "merchant-demo-1", template("order_confirmation"), true, true);
+    assert_eq!(send(&app, &req).await.unwrap(), Outcome::Refused { reason: "unconfirmed_no_answer".into() });
+    assert!(matches!(send(&app, &req).await.unwrap(), Outcome::AlreadyDone(_)));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1, "Meta was called once");
+}
+
 #[tokio::test]
 async fn a_send_meta_refused_with_a_rate_limit_is_sent_by_the_redelivery() {
     let h = Harness::new().await;
