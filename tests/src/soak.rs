@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::StreamExt;
-use nex_local::faults::{self, Plan};
+use nex_local::faults::{self, Plan, Rng};
 use nex_local::manifest::Manifest;
 use nex_local::runner::{self, Cuts};
 use nex_shared::domain::subject::{IdentifierKind, SubjectHasher};
@@ -73,25 +73,6 @@ impl Config {
             sweep_items: var("NEX_SOAK_SWEEP_ITEMS", self.sweep_items),
             ..self
         }
-    }
-}
-
-/// xorshift64*, seeded: a run can be repeated.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.max(1))
-    }
-    pub fn unit(&mut self) -> f64 {
-        let x = &mut self.0;
-        *x ^= *x >> 12;
-        *x ^= *x << 25;
-        *x ^= *x >> 27;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.unit() * n as f64) as usize).min(n.saturating_sub(1))
     }
 }
 

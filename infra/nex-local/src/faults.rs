@@ -19,6 +19,31 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 
+/// xorshift64*: deterministic per seed, so a run can be repeated (the faults, the runner's cut-offs and
+/// the soak's deliveries all draw from it).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    /// A number in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        let x = &mut self.0;
+        *x ^= *x >> 12;
+        *x ^= *x << 25;
+        *x ^= *x >> 27;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// An index below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.unit() * n as f64) as usize).min(n.saturating_sub(1))
+    }
+}
+
 /// What goes wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fault {
@@ -82,17 +107,12 @@ struct Layer {
     plan: Plan,
     stats: Arc<Stats>,
     client: reqwest::Client,
-    rng: Mutex<u64>,
+    rng: Mutex<Rng>,
 }
 
 impl Layer {
-    /// xorshift64*: deterministic per seed, so a run can be repeated.
     fn next(&self) -> f64 {
-        let mut x = self.rng.lock().unwrap();
-        *x ^= *x >> 12;
-        *x ^= *x << 25;
-        *x ^= *x >> 27;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.lock().unwrap().unit()
     }
 
     fn pick(&self, operation: &str) -> Option<Fault> {
@@ -238,7 +258,7 @@ pub async fn spawn(upstream: &str, plan: Plan, stats: Arc<Stats>) -> std::io::Re
     let url = format!("http://{}", listener.local_addr()?);
     let layer = Arc::new(Layer {
         upstream: upstream.trim_end_matches('/').to_owned(),
-        rng: Mutex::new(plan.seed.max(1)),
+        rng: Mutex::new(Rng::new(plan.seed)),
         plan,
         stats,
         client: reqwest::Client::builder().no_proxy().build().map_err(std::io::Error::other)?,

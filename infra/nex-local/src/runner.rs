@@ -35,7 +35,7 @@ use nex_shared::registry::{self, Handler};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::faults;
+use crate::faults::{self, Rng};
 use crate::manifest::{self, Manifest, SqsSource};
 use crate::{events, ttl};
 
@@ -167,19 +167,6 @@ struct State {
     sends: Arc<Sends>,
 }
 
-/// xorshift64*: deterministic per seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        let x = &mut self.0;
-        *x ^= *x >> 12;
-        *x ^= *x << 25;
-        *x ^= *x >> 27;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 impl State {
     /// Invokes `function` with `event` as Lambda would, with its time limit (or cuts it off).
     async fn invoke(
@@ -189,9 +176,9 @@ impl State {
         let invocation = Invocation::new(request_id, deadline);
         let cut_at = self.cuts.as_ref().and_then(|rng| {
             let mut rng = rng.lock().unwrap();
-            (rng.next() < self.cut_share).then(|| {
+            (rng.unit() < self.cut_share).then(|| {
                 let mean = function.mean_micros.load(Ordering::Relaxed).max(1_000);
-                Duration::from_micros((rng.next() * mean as f64) as u64)
+                Duration::from_micros((rng.unit() * mean as f64) as u64)
             })
         });
         self.invocations.add(&function.logical, |c| c.invoked += 1);
@@ -272,7 +259,7 @@ pub async fn start(manifest: Manifest, sdk: &aws_config::SdkConfig, opts: Option
     let state = Arc::new(State {
         manifest,
         functions,
-        cuts: opts.cuts.map(|c| Mutex::new(Rng(c.seed.max(1)))),
+        cuts: opts.cuts.map(|c| Mutex::new(Rng::new(c.seed))),
         cut_share: opts.cuts.map_or(0.0, |c| c.share),
         invocations: invocations.clone(),
         sends: sends.clone(),
