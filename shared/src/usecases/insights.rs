@@ -35,6 +35,9 @@ impl Default for PullSettings {
     }
 }
 
+/// How long past the invocation's deadline a pull's lease holds the account.
+pub const LEASE_AFTER_DEADLINE: i64 = 30;
+
 /// What one pull did.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Pulled {
@@ -139,7 +142,12 @@ impl<M: Metrics> Puller<'_, M> {
             out.outcome = Outcome::Later { until };
             return Ok(out);
         }
-        let lease = t + self.settings.lease_secs;
+        // Held while this invocation can still run (to its deadline) and a little after, never longer than
+        // the settings' lease: a pull cut off at its time limit gives the account back then, not up to
+        // 15 minutes later (the soak found redelivered pulls skipped as busy that long).
+        let lease = (t + self.settings.lease_secs)
+            .min(deadline.timestamp() + LEASE_AFTER_DEADLINE)
+            .max(t + LEASE_AFTER_DEADLINE);
         // The state as taken with the lease: no other pull changes it while it is held.
         let Some(mut acc) = self.store.lease(account, t, lease).await? else {
             out.outcome = Outcome::Busy;

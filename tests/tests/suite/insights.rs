@@ -174,6 +174,42 @@ async fn a_pull_pages_to_the_end_an_unchanged_rerun_writes_nothing_and_restated_
 }
 
 #[tokio::test]
+async fn a_pull_cut_off_at_its_time_limit_holds_the_account_only_until_shortly_after_its_deadline() {
+    let h = Harness::new().await;
+    let s = stack(&h).await;
+    // Meta answers slower than the invocation lives: it is cut off mid-call.
+    Mock::given(method("GET"))
+        .and(path(format!("/v27.0/act_{ACCOUNT}/insights")))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(30)))
+        .mount(&s.graph)
+        .await;
+    let uc = nex_shared::usecases::insights::Puller {
+        store: &s.store,
+        graph: &s.puller.graph,
+        metrics: &s.puller.metrics,
+        settings: s.puller.settings,
+    };
+    let now = Utc::now();
+    let deadline = now + Duration::seconds(60);
+    let cut = tokio::time::timeout(std::time::Duration::from_secs(2), uc.pull(ACCOUNT, now, deadline)).await;
+    assert!(cut.is_err(), "the pull was cut off");
+    let acc = s.store.account(ACCOUNT).await.unwrap().unwrap();
+    let held = acc.lease_until.expect("the cut-off pull still holds its lease");
+    assert!(
+        held <= deadline.timestamp() + nex_shared::usecases::insights::LEASE_AFTER_DEADLINE && held > now.timestamp(),
+        "held until {held}, the deadline is {}: not the 15-minute lease",
+        deadline.timestamp()
+    );
+    // After it, the next pull takes the account.
+    let later = now + Duration::seconds(120);
+    assert_ne!(
+        uc.pull(ACCOUNT, later, later + Duration::seconds(1)).await.unwrap().outcome,
+        Outcome::Busy,
+        "a redelivered pull after the deadline is not turned away as busy"
+    );
+}
+
+#[tokio::test]
 async fn the_window_is_the_accounts_own_dates_across_midnight() {
     let h = Harness::new().await;
     let s = stack(&h).await;
