@@ -23,6 +23,9 @@ use serde_json::{json, Value};
 
 use crate::{hub_sign, sign, PEPPER};
 
+mod capabilities;
+pub use capabilities::Capabilities;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Deliveries of each platform (duplicates included).
@@ -40,6 +43,11 @@ pub struct Config {
     pub sweep_items: usize,
     /// How long to wait for the stack to settle after the last delivery.
     pub settle: Duration,
+    /// Merchants connected to the three marketplace stand-ins, each with an endpoint for its order events
+    /// (and, when there is any, one endpoint of the storefront's for its payment events).
+    pub merchants: usize,
+    /// Ad accounts pulled from the Graph stand-in.
+    pub ad_accounts: usize,
 }
 
 impl Config {
@@ -54,12 +62,17 @@ impl Config {
             cuts: 0.01,
             seed: 20261201,
             sweep_items: 5_000,
-            settle: Duration::from_secs(900),
+            // At the emulator's ~100 requests/s the streams' backlog drains for many minutes after the last
+            // delivery; the run waits for it (the table says how long it took).
+            settle: Duration::from_secs(3600),
+            merchants: 50,
+            ad_accounts: 20,
         }
     }
 
     /// `full()` with what the environment overrides (`NEX_SOAK_STRIPE`, `NEX_SOAK_WHATSAPP`,
-    /// `NEX_SOAK_FAULTS`, `NEX_SOAK_CUTS`, `NEX_SOAK_SEED`, `NEX_SOAK_SWEEP_ITEMS`).
+    /// `NEX_SOAK_FAULTS`, `NEX_SOAK_CUTS`, `NEX_SOAK_SEED`, `NEX_SOAK_SWEEP_ITEMS`, `NEX_SOAK_MERCHANTS`,
+    /// `NEX_SOAK_AD_ACCOUNTS`).
     pub fn from_env(self) -> Self {
         fn var<T: std::str::FromStr>(k: &str, default: T) -> T {
             std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -71,6 +84,8 @@ impl Config {
             cuts: var("NEX_SOAK_CUTS", self.cuts),
             seed: var("NEX_SOAK_SEED", self.seed),
             sweep_items: var("NEX_SOAK_SWEEP_ITEMS", self.sweep_items),
+            merchants: var("NEX_SOAK_MERCHANTS", self.merchants),
+            ad_accounts: var("NEX_SOAK_AD_ACCOUNTS", self.ad_accounts),
             ..self
         }
     }
@@ -225,6 +240,23 @@ async fn deliver(client: &reqwest::Client, url: &str, stripe: bool, body: &str, 
     sent.given_up.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The rows of the reconciliation, by effect: each expected effect counted once, as applied exactly as
+/// often as it should be, less (lost) or more (doubled).
+#[derive(Default)]
+pub struct Tally(BTreeMap<String, Row>);
+
+impl Tally {
+    pub fn add(&mut self, flow: &str, count: u64, expected: u64) {
+        let r = self.0.entry(flow.to_owned()).or_insert_with(|| Row { flow: flow.to_owned(), ..Row::default() });
+        r.expected += 1;
+        match count.cmp(&expected) {
+            std::cmp::Ordering::Equal => r.once += 1,
+            std::cmp::Ordering::Less => r.lost += 1,
+            std::cmp::Ordering::Greater => r.doubled += 1,
+        }
+    }
+}
+
 /// One row of the reconciliation: a kind of effect.
 #[derive(Debug, Clone, Default)]
 pub struct Row {
@@ -258,6 +290,8 @@ pub struct Report {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub rows: Vec<Row>,
+    /// What the rows do not say (forwarding's resends under the same id, what ran).
+    pub notes: Vec<String>,
     pub dlq: Vec<String>,
     /// Sends not retried because an earlier attempt may have reached Meta unrecorded.
     pub unconfirmed: u64,
@@ -320,6 +354,9 @@ impl Report {
         );
         println!();
         println!("sends not retried because an attempt was cut off during the Cloud API call: {}", self.unconfirmed);
+        for n in &self.notes {
+            println!("{n}");
+        }
         println!("left in DLQs: {}{}", self.dlq.len(), if self.dlq.is_empty() { "" } else { ":" });
         for d in &self.dlq {
             println!("  {d}");
@@ -425,12 +462,36 @@ pub async fn run(cfg: &Config) -> Report {
     // The runner stands in for the Cloud API (and records every send); the functions' time limits are
     // capped, and the pollers' visibility timeout kept above them, so a cut-off batch is redelivered in
     // seconds (the template: 30 s limits, 180 s visibility), never while a live invocation holds it.
-    for spec in manifest.functions.values_mut() {
-        spec.timeout = spec.timeout.min(10);
+    // The poller and the puller keep a margin of their limit for what they must finish (10 s and 30 s):
+    // they get enough to work in. The forwarder's backstop for a lost job is shortened alike (15 -> 2 min).
+    let capabilities = cfg.merchants + cfg.ad_accounts > 0;
+    let mut longest = 0;
+    for (name, spec) in manifest.functions.iter_mut() {
+        let cap = match name.as_str() {
+            "MarketplacePollerFunction" if capabilities => 30,
+            "InsightsPullerFunction" if capabilities => 45,
+            _ => 10,
+        };
+        spec.timeout = spec.timeout.min(cap);
+        longest = longest.max(spec.timeout);
         if let Some(v) = spec.env.get_mut("WHATSAPP_API_BASE_URL") {
             *v = format!("{local}/_local/graph");
         }
+        for (k, v) in spec.env.iter_mut() {
+            if let Some(url) = capabilities::stand_in(k, &local) {
+                *v = url;
+            }
+        }
+        if spec.env.contains_key("DELIVERIES_QUEUE_URL") {
+            spec.env.insert("WEBHOOK_BACKSTOP_SECS".into(), "120".into());
+        }
     }
+    let secret_prefix = manifest
+        .functions
+        .get("ConsentApiFunction")
+        .and_then(|f| f.env.get("WEBHOOK_SECRET_PREFIX"))
+        .cloned()
+        .unwrap_or_default();
     let sdk = nex_shared::adapters::aws::load_config().await;
     let plan = Plan::new(cfg.faults, cfg.seed);
     let opts = runner::Options {
@@ -439,17 +500,32 @@ pub async fn run(cfg: &Config) -> Report {
         // Always through the layer, which counts the functions' AWS calls (a share of 0 injects nothing).
         faults: Some(plan.clone()),
         cuts: (cfg.cuts > 0.0).then_some(Cuts { share: cfg.cuts, seed: cfg.seed ^ 0x5eed }),
-        visibility_timeout: Some(25),
+        visibility_timeout: Some(longest as i32 + 15),
         pollers: 5,
         ..runner::Options::default()
     };
-    let running = runner::start(manifest, &sdk, opts).await.expect("the runner starts");
-
-    // The platforms' events.
-    let mut rng = Rng::new(cfg.seed);
     // Ids and phone numbers of this run only (a second run on the same stack is not a redelivery).
     let nonce = (uuid::Uuid::new_v4().as_u128() % 1000) as usize;
     let tag = format!("{:x}n{nonce:03}", cfg.seed % 0xffff_ffff);
+    // The storefront's payment events are forwarded too when there are any.
+    let storefront = if cfg.stripe > 0 { MERCHANT } else { "" };
+    let later = Capabilities::setup(&sdk, &raw, &secret_prefix, &tag, cfg.merchants, cfg.ad_accounts, storefront).await;
+    let running = runner::start(manifest, &sdk, opts).await.expect("the runner starts");
+    // The polls and pulls, fired by their schedules' names through the runner (faults and cuts included).
+    let firing = capabilities.then(|| {
+        let (client, local) = (reqwest::Client::builder().no_proxy().build().unwrap(), local.clone());
+        tokio::spawn(async move {
+            loop {
+                for name in ["Poll", "Pull"] {
+                    let _ = client.post(format!("{local}/_local/schedules/{name}")).send().await;
+                }
+                tokio::time::sleep(capabilities::FIRE_EVERY).await;
+            }
+        })
+    });
+
+    // The platforms' events.
+    let mut rng = Rng::new(cfg.seed);
     let now = chrono::Utc::now().timestamp();
     let hasher = SubjectHasher::new(&secrecy::SecretString::from(PEPPER.to_owned()));
     let stripe_distinct = ((cfg.stripe as f64) * (1.0 - cfg.duplicates)).round() as usize;
@@ -502,7 +578,7 @@ pub async fn run(cfg: &Config) -> Report {
     let mut last_sends = 0u64;
     while quiet < 3 && sent_at.elapsed() < cfg.settle {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let mut busy = 0;
+        let mut busy = 0u64;
         let mut which = Vec::new();
         for (name, url, dlq) in &all {
             if !dlq {
@@ -510,17 +586,31 @@ pub async fn run(cfg: &Config) -> Report {
                 if d > 0 {
                     which.push(format!("{name} {d}"));
                 }
-                busy += d;
+                // u64::MAX when the emulator did not answer: busy, not an overflow.
+                busy = busy.saturating_add(d);
             }
         }
         if sent_at.elapsed().as_secs() % 30 < 3 && !which.is_empty() {
             eprintln!("soak: settling, {:.0} s: {}", sent_at.elapsed().as_secs_f64(), which.join(", "));
         }
         let sends: u64 = running.sends.snapshot().values().sum();
-        quiet = if busy == 0 && sends == last_sends { quiet + 1 } else { 0 };
+        // The capabilities' own state, read only once the queues are quiet (whole-table reads).
+        let mut rest = Ok(());
+        if busy == 0 && sends == last_sends && later.active() {
+            rest = later.settled(&ddb).await;
+            if let Err(why) = &rest {
+                if sent_at.elapsed().as_secs() % 30 < 3 {
+                    eprintln!("soak: settling, {:.0} s: {why}", sent_at.elapsed().as_secs_f64());
+                }
+            }
+        }
+        quiet = if busy == 0 && sends == last_sends && rest.is_ok() { quiet + 1 } else { 0 };
         last_sends = sends;
     }
     let settled_secs = sent_at.elapsed().as_secs_f64();
+    if let Some(f) = firing {
+        f.abort();
+    }
     eprintln!(
         "soak: deliveries answered in {:.0} s, settled {settled_secs:.0} s later",
         (sent_at - started).as_secs_f64()
@@ -570,47 +660,55 @@ pub async fn run(cfg: &Config) -> Report {
         *sends.entry(to).or_default() += n;
     }
 
-    let mut rows: BTreeMap<&str, Row> = BTreeMap::new();
-    let mut tally = |flow: &'static str, count: u64, expected: u64| {
-        let r = rows.entry(flow).or_insert_with(|| Row { flow: flow.to_owned(), ..Row::default() });
-        r.expected += 1;
-        match count.cmp(&expected) {
-            std::cmp::Ordering::Equal => r.once += 1,
-            std::cmp::Ordering::Less => r.lost += 1,
-            std::cmp::Ordering::Greater => r.doubled += 1,
-        }
-    };
+    let mut tally = Tally::default();
     for e in &stripe {
         let Kind::StripeCheckout { payment_key, phone } = &e.kind else { continue };
-        tally("Stripe: payment record paid", u64::from(paid.get(payment_key.as_str()) == Some(&"paid")), 1);
-        tally("Stripe: payment_paid sent to the customer", *sends.get(phone.trim_start_matches('+')).unwrap_or(&0), 1);
+        tally.add("Stripe: payment record paid", u64::from(paid.get(payment_key.as_str()) == Some(&"paid")), 1);
+        tally.add(
+            "Stripe: payment_paid sent to the customer",
+            *sends.get(phone.trim_start_matches('+')).unwrap_or(&0),
+            1,
+        );
     }
     for e in &whatsapp {
         match &e.kind {
             Kind::Message { wamid } => {
-                tally("WhatsApp message: in the transcript", *transcript.get(wamid).unwrap_or(&0), 1)
+                tally.add("WhatsApp message: in the transcript", *transcript.get(wamid).unwrap_or(&0), 1)
             }
-            Kind::Receipt { wamid } => tally(
+            Kind::Receipt { wamid } => tally.add(
                 "WhatsApp receipt: delivery state applied",
                 u64::from(receipts.get(wamid).is_some_and(|s| s == "delivered")),
                 1,
             ),
             Kind::Stop { wamid, subject } => {
-                tally("WhatsApp STOP: consent-ledger entry", *ledger.get(wamid).unwrap_or(&0), 1);
-                tally("WhatsApp STOP: audit entry", *audited.get(wamid).unwrap_or(&0), 1);
-                tally("WhatsApp STOP: the person opted out", u64::from(opted_out.contains(subject)), 1);
+                tally.add("WhatsApp STOP: consent-ledger entry", *ledger.get(wamid).unwrap_or(&0), 1);
+                tally.add("WhatsApp STOP: audit entry", *audited.get(wamid).unwrap_or(&0), 1);
+                tally.add("WhatsApp STOP: the person opted out", u64::from(opted_out.contains(subject)), 1);
             }
             Kind::Data { wamid, phone } => {
                 let id = format!("wa-{wamid}");
-                tally("WhatsApp DATA: request answered", u64::from(answered.get(id.as_str()) == Some(&"completed")), 1);
+                tally.add(
+                    "WhatsApp DATA: request answered",
+                    u64::from(answered.get(id.as_str()) == Some(&"completed")),
+                    1,
+                );
                 // A confirmation that the request was received, then the answer (a link to the copy).
-                tally("WhatsApp DATA: confirmation + answer sent", *sends.get(phone.as_str()).unwrap_or(&0), 2);
-                tally("WhatsApp DATA: in the transcript", *transcript.get(wamid).unwrap_or(&0), 1);
+                tally.add("WhatsApp DATA: confirmation + answer sent", *sends.get(phone.as_str()).unwrap_or(&0), 2);
+                tally.add("WhatsApp DATA: in the transcript", *transcript.get(wamid).unwrap_or(&0), 1);
             }
             Kind::StripeCheckout { .. } => {}
         }
     }
-    let rows: Vec<Row> = rows.into_values().collect();
+    let paid_keys: Vec<String> = stripe
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Kind::StripeCheckout { payment_key, .. } => Some(payment_key.clone()),
+            _ => None,
+        })
+        .collect();
+    let notes = later.reconcile(&ddb, &paid_keys, &mut tally).await;
+    later.retire().await;
+    let rows: Vec<Row> = tally.0.into_values().collect();
 
     // What is left in the DLQs, each explained by its body's kind and how often it was received.
     let mut dlq = Vec::new();
@@ -681,6 +779,7 @@ pub async fn run(cfg: &Config) -> Report {
         p50_ms: pct(0.50).unwrap_or(0) as f64 / 1000.0,
         p99_ms: pct(0.99).unwrap_or(0) as f64 / 1000.0,
         rows,
+        notes,
         dlq,
         unconfirmed,
         aws_calls,

@@ -16,6 +16,9 @@ async fn quick(seed: u64) {
         seed,
         sweep_items: 400,
         settle: std::time::Duration::from_secs(300),
+        // Three merchants with their marketplaces and endpoints, two ad accounts.
+        merchants: 3,
+        ad_accounts: 2,
         ..Config::full()
     };
     let report = run(&cfg).await;

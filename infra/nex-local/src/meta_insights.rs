@@ -20,7 +20,8 @@ struct State {
 
 static STATE: Mutex<State> = Mutex::new(State { restated: 0, jobs: Vec::new(), next_job: 6_000_000_000_001 });
 
-const CAMPAIGNS: [(&str, &str); 3] = [
+/// The demo campaigns: id and name.
+pub const CAMPAIGNS: [(&str, &str); 3] = [
     ("23850000000000001", "Winter sale - retailer A"),
     ("23850000000000002", "New arrivals - retailer B"),
     ("23850000000000003", "Brand awareness"),
@@ -30,6 +31,14 @@ fn json(status: u16, v: serde_json::Value) -> Answer {
     Answer { status, content_type: "application/json", body: v.to_string() }
 }
 
+/// A campaign's day as the stand-in serves it (before any restatement): impressions, clicks and spend in
+/// cents (0.0123 a view). `campaign` indexes `CAMPAIGNS`.
+pub fn day_values(d: NaiveDate, campaign: usize) -> (u64, u64, u64) {
+    let seed = ((d - NaiveDate::MIN).num_days() as u64 * 7 + campaign as u64 * 13) % 500;
+    let impressions = 1000 + seed;
+    (impressions, impressions / 50, impressions * 123 / 100)
+}
+
 fn rows(account: &str, since: NaiveDate, until: NaiveDate, restated: u32) -> Vec<serde_json::Value> {
     // The demo account is at UTC+1 (Europe/Amsterdam in winter): its dates.
     let today = (Utc::now() + Duration::hours(1)).date_naive();
@@ -37,9 +46,8 @@ fn rows(account: &str, since: NaiveDate, until: NaiveDate, restated: u32) -> Vec
     let mut d = since;
     while d <= until && d <= today {
         for (i, (id, name)) in CAMPAIGNS.iter().enumerate() {
-            let seed = ((d - NaiveDate::MIN).num_days() as u64 * 7 + i as u64 * 13) % 500;
             let bump = if today - d < Duration::days(3) { u64::from(restated) * 11 } else { 0 };
-            let impressions = 1000 + seed + bump;
+            let impressions = day_values(d, i).0 + bump;
             let clicks = impressions / 50;
             // 0.0123 a view, in cents.
             let cents = impressions * 123 / 100;

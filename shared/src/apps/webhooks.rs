@@ -50,6 +50,8 @@ config! {
         payments_table: String = "PAYMENTS_TABLE",
         webhooks_table: String = "WEBHOOKS_TABLE",
         deliveries_queue_url: String = "DELIVERIES_QUEUE_URL",
+        /// How long after a job was queued the due index offers it again if it was lost (120..=900 s).
+        backstop: i64 = "WEBHOOK_BACKSTOP_SECS" or 900,
     }
 }
 
@@ -66,7 +68,7 @@ impl Function for WebhookDispatcher {
             webhooks: DynamoWebhooks::new(ddb, config.webhooks_table),
             deliveries: SqsQueue::new(aws.sqs(), config.deliveries_queue_url),
             metrics: EmfMetrics::new("Nex", Self::NAME),
-            timing: Timing::default(),
+            timing: Timing::with_backstop(config.backstop),
         })
     }
 }
@@ -146,6 +148,8 @@ config! {
         allow_loopback: bool = "WEBHOOK_ALLOW_LOOPBACK" or false,
         /// The longest wait held as a delayed message; 0 holds every wait in the due index.
         max_queue_delay: i64 = "WEBHOOK_MAX_QUEUE_DELAY_SECS" or 900,
+        /// How long after a job was queued the due index offers it again if it was lost (120..=900 s).
+        backstop: i64 = "WEBHOOK_BACKSTOP_SECS" or 900,
     }
 }
 
@@ -166,7 +170,10 @@ impl Function for WebhookSender {
             http: HttpSender::new(AddressPolicy { allow_loopback: config.allow_loopback }),
             deliveries: SqsQueue::new(aws.sqs(), config.deliveries_queue_url),
             metrics: EmfMetrics::new("Nex", Self::NAME),
-            timing: Timing { max_queue_delay: config.max_queue_delay.clamp(0, 900), ..Timing::default() },
+            timing: Timing {
+                max_queue_delay: config.max_queue_delay.clamp(0, 900),
+                ..Timing::with_backstop(config.backstop)
+            },
         })
     }
 }
@@ -229,6 +236,8 @@ config! {
     WebhookSchedulerConfig {
         webhooks_table: String = "WEBHOOKS_TABLE",
         deliveries_queue_url: String = "DELIVERIES_QUEUE_URL",
+        /// How long after a job was queued the due index offers it again if it was lost (120..=900 s).
+        backstop: i64 = "WEBHOOK_BACKSTOP_SECS" or 900,
     }
 }
 
@@ -241,7 +250,7 @@ impl Function for WebhookScheduler {
             clock,
             webhooks: DynamoWebhooks::new(aws.dynamodb(), config.webhooks_table),
             deliveries: SqsQueue::new(aws.sqs(), config.deliveries_queue_url),
-            timing: Timing::default(),
+            timing: Timing::with_backstop(config.backstop),
         })
     }
 }

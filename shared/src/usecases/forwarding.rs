@@ -47,6 +47,15 @@ impl Default for Timing {
     }
 }
 
+impl Timing {
+    /// The default with another backstop, kept between twice the lease and SQS's longest delay (the soak
+    /// shortens it, as it shortens the functions' time limits, so that a lost job comes round in minutes).
+    pub fn with_backstop(backstop: i64) -> Self {
+        let d = Self::default();
+        Self { backstop: backstop.clamp(2 * d.lease, 900), ..d }
+    }
+}
+
 /// A new event about a merchant's order or payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
