@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -165,6 +165,70 @@ struct State {
     cut_share: f64,
     invocations: Arc<Invocations>,
     sends: Arc<Sends>,
+    statuses: Option<Arc<StatusHook>>,
+}
+
+/// Meta's status webhooks for what the Cloud API stand-in accepted: a `sent` status per message, signed
+/// with the app's secret and posted to the stack's own WhatsApp webhook, retried until answered 2xx as
+/// Meta retries (it echoes the message's `biz_opaque_callback_data`).
+struct StatusHook {
+    app_secret: String,
+    url: OnceLock<String>,
+    client: reqwest::Client,
+}
+
+impl StatusHook {
+    async fn load(manifest: &Manifest, sdk: &aws_config::SdkConfig) -> Option<Self> {
+        let id = manifest.functions.values().find_map(|f| f.env.get("WHATSAPP_APP_SECRET_ID"))?;
+        let raw = nex_shared::adapters::secrets::fetch(&Aws::new(sdk.clone()).secrets_manager(), id).await;
+        let secret = raw.ok().and_then(|s| {
+            use secrecy::ExposeSecret;
+            let v: serde_json::Value = serde_json::from_str(s.expose_secret()).ok()?;
+            v["app_secrets"][0].as_str().map(str::to_owned)
+        });
+        let Some(app_secret) = secret else {
+            warn!("the WhatsApp app secret could not be read; the Cloud API stand-in sends no status webhooks");
+            return None;
+        };
+        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().ok()?;
+        Some(Self { app_secret, url: OnceLock::new(), client })
+    }
+
+    async fn post(&self, phone_number_id: String, wamid: String, to: String, callback: Option<String>) {
+        let Some(base) = self.url.get() else { return };
+        let mut status = serde_json::json!({
+            "id": wamid, "status": "sent", "timestamp": chrono::Utc::now().timestamp().to_string(),
+            "recipient_id": to.trim_start_matches('+'),
+        });
+        if let Some(c) = callback {
+            status["biz_opaque_callback_data"] = c.into();
+        }
+        let body = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{ "id": "0", "changes": [{ "field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": { "display_phone_number": "0", "phone_number_id": phone_number_id },
+                "statuses": [status],
+            }}]}],
+        })
+        .to_string();
+        let signature = nex_shared::domain::whatsapp::signature::sign_header(&self.app_secret, body.as_bytes());
+        for attempt in 0..20u32 {
+            let res = self
+                .client
+                .post(format!("{base}/webhooks/whatsapp"))
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", &signature)
+                .body(body.clone())
+                .send()
+                .await;
+            if res.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis((100u64 << attempt.min(6)).min(5_000))).await;
+        }
+        warn!("a status webhook was not taken after 20 attempts; given up");
+    }
 }
 
 impl State {
@@ -256,6 +320,7 @@ pub async fn start(manifest: Manifest, sdk: &aws_config::SdkConfig, opts: Option
     }
     let invocations = Arc::new(Invocations::default());
     let sends = Arc::new(Sends::default());
+    let statuses = StatusHook::load(&manifest, sdk).await.map(Arc::new);
     let state = Arc::new(State {
         manifest,
         functions,
@@ -263,6 +328,7 @@ pub async fn start(manifest: Manifest, sdk: &aws_config::SdkConfig, opts: Option
         cut_share: opts.cuts.map_or(0.0, |c| c.share),
         invocations: invocations.clone(),
         sends: sends.clone(),
+        statuses,
     });
 
     let mut tasks = Vec::new();
@@ -294,6 +360,9 @@ pub async fn start(manifest: Manifest, sdk: &aws_config::SdkConfig, opts: Option
     let addr = SocketAddr::from(([127, 0, 0, 1], opts.port));
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    if let Some(h) = &state.statuses {
+        let _ = h.url.set(url.clone());
+    }
     let routes = state.manifest.routes.len();
     tasks.push(tokio::spawn(async move {
         loop {
@@ -344,7 +413,7 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
     }
     if method == "POST" {
         if path.starts_with("/_local/graph/") {
-            return Ok(fake_cloud_api(&state.sends, &body));
+            return Ok(fake_cloud_api(&state, &path, &body));
         }
         if let Some(name) = path.strip_prefix("/_local/schedules/") {
             return Ok(match fire(&state, name).await {
@@ -384,16 +453,23 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ful
 }
 
 /// Stands in for the WhatsApp Cloud API's send endpoints (no network here): accepts any message, records
-/// it, and answers as Meta documents, with a fresh wamid.
-fn fake_cloud_api(sends: &Sends, body: &[u8]) -> Response<Full<Bytes>> {
+/// it, answers as Meta documents, with a fresh wamid, and then sends the message's `sent` status webhook.
+fn fake_cloud_api(state: &State, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
     let message = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
     let to = message.get("to").and_then(|t| t.as_str()).unwrap_or_default().to_owned();
-    sends.record(&to, &message);
+    state.sends.record(&to, &message);
+    let wamid = format!("wamid.local{}", uuid::Uuid::new_v4().simple());
     let answer = serde_json::json!({
         "messaging_product": "whatsapp",
         "contacts": [{ "input": to, "wa_id": to.trim_start_matches('+') }],
-        "messages": [{ "id": format!("wamid.local{}", uuid::Uuid::new_v4().simple()) }],
+        "messages": [{ "id": wamid }],
     });
+    // /_local/graph/<version>/<phone number id>/messages
+    let phone_number_id = path.split('/').rev().nth(1).unwrap_or_default().to_owned();
+    if let Some(hook) = state.statuses.clone() {
+        let callback = message.get("biz_opaque_callback_data").and_then(|c| c.as_str()).map(str::to_owned);
+        tokio::spawn(async move { hook.post(phone_number_id, wamid, to, callback).await });
+    }
     text(200, &answer.to_string())
 }
 

@@ -118,6 +118,28 @@ impl IdempotencyStore for DynamoIdempotency {
             Err(e) => Err(infra_error("dynamodb", "DeleteItem", e)),
         }
     }
+
+    async fn confirm(&self, key: &str, result: &str) -> Result<bool, InfraError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .update_expression("SET #status = :completed, #result = :result REMOVE lock_until")
+            .condition_expression("#status = :inprogress")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#result", "result")
+            .expression_attribute_values(":completed", s(COMPLETED))
+            .expression_attribute_values(":inprogress", s(IN_PROGRESS))
+            .expression_attribute_values(":result", s(result))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(infra_error("dynamodb", "UpdateItem", e)),
+        }
+    }
 }
 
 /// [`Inbox`] on the same table (its records are keyed like claims, by source prefixes of their own).

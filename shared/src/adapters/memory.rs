@@ -95,6 +95,19 @@ impl IdempotencyStore for MemoryIdempotency {
         }
         Ok(())
     }
+
+    async fn confirm(&self, key: &str, result: &str) -> Result<bool, InfraError> {
+        let mut r = self.records.lock().unwrap();
+        match r.get_mut(key).filter(|rec| rec.status != "COMPLETED") {
+            Some(rec) => {
+                rec.status = "COMPLETED";
+                rec.lock_until = None;
+                rec.result = Some(result.to_owned());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
 }
 
 #[derive(Debug, Default)]

@@ -135,6 +135,8 @@ pub struct MessagingWorker {
     pub requests: DynamoDataRequests,
     /// Where the WhatsApp webhook's items wait; the queue carries references to them.
     pub inbox: DynamoInbox,
+    /// The notifications sender's claims (the same table), confirmed by status webhooks.
+    pub sends: DynamoIdempotency,
     pub data_requests_queue: SqsQueue,
     pub notifications_queue: SqsQueue,
     pub metrics: EmfMetrics,
@@ -166,7 +168,8 @@ impl Function for MessagingWorker {
             ledger: DynamoLedger::new(ddb.clone(), config.messaging_table.clone()),
             conversations: DynamoConversations::new(ddb.clone(), config.messaging_table),
             requests: DynamoDataRequests::new(ddb.clone(), config.data_requests_table),
-            inbox: DynamoInbox::new(ddb, config.platform_table),
+            inbox: DynamoInbox::new(ddb.clone(), config.platform_table.clone()),
+            sends: DynamoIdempotency::new(ddb, config.platform_table),
             data_requests_queue: SqsQueue::new(sqs.clone(), config.data_requests_queue_url),
             notifications_queue: SqsQueue::new(sqs, config.notifications_queue_url),
             metrics: EmfMetrics::new("Nex", Self::NAME),
@@ -187,6 +190,7 @@ impl SqsFunction for MessagingWorker {
             data_requests_queue: &self.data_requests_queue,
             notifications_queue: &self.notifications_queue,
             metrics: &self.metrics,
+            sends: &self.sends,
         };
         let response = sqs_batch::process(event, |record| {
             let conversation = &conversation;
@@ -218,6 +222,7 @@ pub struct NotificationsSender {
     pub conversations: DynamoConversations,
     pub cloud: CloudApi,
     pub metrics: EmfMetrics,
+    pub confirm_wait: chrono::Duration,
 }
 
 config! {
@@ -228,6 +233,8 @@ config! {
         api_version: String = "WHATSAPP_API_VERSION",
         token_secret_id: String = "WHATSAPP_TOKEN_SECRET_ID",
         pepper_secret_id: String = "SUBJECT_PEPPER_SECRET_ID",
+        /// How long a send that may have reached Meta waits for its status webhook before it is sent again.
+        confirm_wait_secs: i64 = "NOTIFY_CONFIRM_WAIT_SECS" or 600,
     }
 }
 
@@ -250,6 +257,7 @@ impl Function for NotificationsSender {
             cloud: CloudApi::new(&config.api_base_url, &config.api_version, token)
                 .map_err(|e| InitError::Unusable(format!("cannot build the HTTP client: {e}")))?,
             metrics: EmfMetrics::new("Nex", Self::NAME),
+            confirm_wait: chrono::Duration::seconds(config.confirm_wait_secs.clamp(30, 86_400)),
         })
     }
 }
@@ -265,6 +273,7 @@ impl SqsFunction for NotificationsSender {
             transcripts: &self.conversations,
             cloud: &self.cloud,
             metrics: &self.metrics,
+            confirm_wait: self.confirm_wait,
         };
         sqs_batch::process(event, |record| {
             let use_case = &use_case;

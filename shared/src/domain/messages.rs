@@ -60,6 +60,9 @@ pub struct Receipt {
     pub error_code: Option<i64>,
     pub at: DateTime<Utc>,
     pub subjects: Vec<String>,
+    /// Our request's id, when the message was ours (Meta echoes it): confirms an unconfirmed send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<String>,
 }
 
 impl Message for Receipt {

@@ -104,6 +104,11 @@ pub trait IdempotencyStore: Send + Sync {
     /// Removes an in-progress lock so that a retry can run after a failed claim's work. MUST NOT remove
     /// a completed record.
     fn release(&self, key: &str) -> impl Future<Output = Result<(), InfraError>> + Send;
+
+    /// Completes `key` with `result` only while a claim on it is in progress: word from elsewhere that
+    /// the claimed work happened (Meta's status webhook for a send). Creates nothing; `false` if no claim
+    /// was in progress.
+    fn confirm(&self, key: &str, result: &str) -> impl Future<Output = Result<bool, InfraError>> + Send;
 }
 
 /// Whom a stored body is held for (the merchant, when known) and about (the subject hash, when any).

@@ -14,8 +14,8 @@ use crate::domain::retention::{self, DataClass};
 use crate::domain::subject::SubjectHasher;
 use crate::domain::whatsapp::delivery::Delivery;
 use crate::ports::{
-    Clock, ConsentLedger, DataRequest, DataRequests, InfraError, Metrics, Queue, Receipts, ReplyTo, TranscriptMessage,
-    Transcripts,
+    Clock, ConsentLedger, DataRequest, DataRequests, IdempotencyStore, InfraError, Metrics, Queue, Receipts, ReplyTo,
+    TranscriptMessage, Transcripts,
 };
 use crate::usecases::opt_in::{self, OptIn, OptInError};
 use crate::usecases::send_notification::{Content, SendRequest};
@@ -44,7 +44,7 @@ impl RecordError for ConversationError {
     }
 }
 
-pub struct Conversation<'a, K, L, T, R, Q, M> {
+pub struct Conversation<'a, K, L, T, R, Q, M, I> {
     pub clock: &'a K,
     pub hasher: &'a SubjectHasher,
     pub ledger: &'a L,
@@ -53,9 +53,11 @@ pub struct Conversation<'a, K, L, T, R, Q, M> {
     pub data_requests_queue: &'a Q,
     pub notifications_queue: &'a Q,
     pub metrics: &'a M,
+    /// The notifications sender's claims: a status webhook confirms a send left unconfirmed.
+    pub sends: &'a I,
 }
 
-impl<K, L, T, R, Q, M> Conversation<'_, K, L, T, R, Q, M>
+impl<K, L, T, R, Q, M, I> Conversation<'_, K, L, T, R, Q, M, I>
 where
     K: Clock,
     L: ConsentLedger,
@@ -63,6 +65,7 @@ where
     R: DataRequests,
     Q: Queue,
     M: Metrics,
+    I: IdempotencyStore,
 {
     /// Applies one message of the messaging queue (an envelope). Any other type or version fails the
     /// record, so it reaches the DLQ.
@@ -97,6 +100,14 @@ where
     }
 
     async fn receipt(&self, r: Receipt) -> Result<(), ConversationError> {
+        // Any status of a message of ours means Meta took it: an attempt that could not record that is
+        // confirmed here, so its redelivery records it as sent instead of sending it again.
+        if let Some(request_id) = &r.callback {
+            if crate::usecases::send_notification::confirm_sent(self.sends, request_id, &r.wamid).await? {
+                self.metrics.count("whatsapp_send_confirmed", 1, None);
+                info!(wamid = %r.wamid, "an unconfirmed send confirmed by Meta's status webhook");
+            }
+        }
         let Some(status) = Delivery::parse(&r.status) else {
             self.metrics.count("whatsapp_status_unknown", 1, None);
             info!(wamid = %r.wamid, status = %r.status, "receipt status not modelled; acknowledged");

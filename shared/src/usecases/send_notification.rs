@@ -4,10 +4,15 @@
 //! read and `domain::whatsapp::consent::decide` rules. Every refusal, ours or Meta's, is recorded with its
 //! reason next to the transcript. A request is claimed before anything is sent and completed with the
 //! returned wamid, so a redelivered SQS message never sends twice; only retryable failures (rate limits,
-//! transient errors, a broken token) release the claim for the redelivery. A second mark, taken just
-//! before the Cloud API call and never lapsing, keeps an attempt cut off during that call (or unable to
-//! record its answer) from being sent again by the redelivery: at most once, where Meta offers no
-//! idempotency key.
+//! transient errors, a broken token) release the claim for the redelivery.
+//!
+//! Meta takes no idempotency key, so a second mark is taken just before the Cloud API call, and the call
+//! carries the request's id as `biz_opaque_callback_data`, which Meta echoes in the message's status
+//! webhooks. An attempt cut off during the call (or left without a usable answer) leaves the mark; Meta's
+//! status webhook, when it comes, completes it ([`confirm_sent`]). A redelivery that finds the mark
+//! completed records the message as sent without sending; one that finds it still open waits (retries
+//! later) until `confirm_wait` has passed since the mark, and then sends: Meta never had the message.
+//! Exactly once, as long as Meta's status webhook comes within `confirm_wait` of the call.
 
 use chrono::{DateTime, Duration, Utc};
 use tracing::{error, info, warn};
@@ -41,6 +46,10 @@ pub enum NotifyError {
     NoRecipient,
     #[error("request is being handled by another invocation")]
     InProgress,
+    /// An earlier attempt may have reached Meta: the redelivery waits for Meta's status webhook (or for
+    /// `confirm_wait` to pass) before it may send.
+    #[error("an earlier attempt may have reached Meta; waiting for its status webhook")]
+    Unconfirmed,
     /// Rate limited or transient: the redelivery retries (the queue's visibility timeout is the backoff).
     #[error("retry later: {0}")]
     RetryLater(SendError),
@@ -57,6 +66,7 @@ impl crate::adapters::sqs_batch::RecordError for NotifyError {
         match self {
             Self::NoRecipient => "NoRecipient",
             Self::InProgress => "InProgress",
+            Self::Unconfirmed => "Unconfirmed",
             Self::RetryLater(_) => "RetryLater",
             Self::Auth(_) => "WhatsAppAuth",
             Self::Infra(_) => "Infrastructure",
@@ -72,6 +82,25 @@ pub struct SendNotification<'a, C, I, X, T, A, M> {
     pub transcripts: &'a T,
     pub cloud: &'a A,
     pub metrics: &'a M,
+    /// How long after an attempt that may have reached Meta a later one waits for Meta's word.
+    pub confirm_wait: Duration,
+}
+
+/// The mark of a request's Cloud API call (see the module's doc).
+pub fn meta_mark(request_id: &str) -> String {
+    format!("{SOURCE}#{request_id}#meta")
+}
+
+/// Meta's status webhook for a message we sent, carrying its request's id back: the call reached Meta.
+/// Completes the request's mark if an attempt left it open; `false` if none did (the usual case: the
+/// attempt recorded Meta's answer itself). Creates nothing.
+pub async fn confirm_sent<I: IdempotencyStore>(
+    idempotency: &I, request_id: &str, wamid: &str,
+) -> Result<bool, InfraError> {
+    if request_id.is_empty() || request_id.len() > 512 || wamid.is_empty() {
+        return Ok(false);
+    }
+    idempotency.confirm(&meta_mark(request_id), wamid).await
 }
 
 impl<C, I, X, T, A, M> SendNotification<'_, C, I, X, T, A, M>
@@ -94,7 +123,10 @@ where
             Claim::Acquired => {}
         }
         let result = self.decide_and_send(req, &subject, &key, now).await;
-        if matches!(result, Err(NotifyError::RetryLater(_) | NotifyError::Auth(_) | NotifyError::Infra(_))) {
+        if matches!(
+            result,
+            Err(NotifyError::RetryLater(_) | NotifyError::Auth(_) | NotifyError::Infra(_) | NotifyError::Unconfirmed)
+        ) {
             if let Err(e) = self.idempotency.release(&key).await {
                 warn!(error = %e, "could not release the send claim; it lapses with its lock");
             }
@@ -126,16 +158,24 @@ where
                 None => return self.refuse(req, subject, key, "merchant_has_no_whatsapp_number", now).await,
             },
         };
-        // Meta takes no idempotency key: once a request may have reached it, no later attempt may send it
-        // again. This mark is taken right before the call and does not lapse; an attempt that finds it
-        // taken (an earlier one was cut off during the call, or could not record Meta's answer) sends
-        // nothing and says so. Only Meta's own refusals to take the message give it back.
-        let mark = format!("{key}#meta");
+        // Meta takes no idempotency key. The mark, taken right before the call, holds for `confirm_wait`:
+        // an attempt that finds it completed (Meta's status webhook said it has the message) records the
+        // message as sent; one that finds it open waits for that word; once it lapses unconfirmed, Meta
+        // never had the message and it is sent. Meta's own refusals to take the message give it back.
+        let mark = meta_mark(&req.id);
         let keep = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(19));
-        if !matches!(self.idempotency.claim(&mark, now, keep, keep).await?, Claim::Acquired) {
-            self.metrics.count("whatsapp_send_unconfirmed", 1, None);
-            warn!(request_id = %req.id, "an earlier attempt may have reached Meta unrecorded; not sent again");
-            return self.refuse(req, subject, key, "unconfirmed_earlier_attempt", now).await;
+        match self.idempotency.claim(&mark, now, now + self.confirm_wait, keep).await? {
+            Claim::Acquired => {}
+            Claim::Completed(wamid) => {
+                self.metrics.count("whatsapp_send_confirmed_by_status", 1, None);
+                info!(request_id = %req.id, "Meta's status webhook says an earlier attempt reached it; not sent again");
+                return self.sent(req, subject, key, wamid.unwrap_or_default(), now).await;
+            }
+            Claim::InProgress => {
+                self.metrics.count("whatsapp_send_unconfirmed", 1, None);
+                warn!(request_id = %req.id, "an earlier attempt may have reached Meta; waiting for its status webhook");
+                return Err(NotifyError::Unconfirmed);
+            }
         }
         let sent = self.cloud.send(&phone_number_id, &cloud_message(req), marketing).await;
         if matches!(sent, Err(SendError::Auth { .. } | SendError::RateLimited { .. } | SendError::Transient(_))) {
@@ -145,24 +185,9 @@ where
         }
         match sent {
             Ok(wamid) => {
-                // Completed first: once Meta has the message, a redelivery must never send it again.
-                self.idempotency.complete(key, Some(&wamid)).await?;
-                let (kind, text) = match &req.content {
-                    Content::Template { name, .. } => ("template", Some(format!("template:{name}"))),
-                    Content::Text { .. } if req.private => ("private_text", None),
-                    Content::Text { body } => ("text", Some(body.clone())),
-                };
-                let message = TranscriptMessage {
-                    wamid: wamid.clone(),
-                    direction: "out".into(),
-                    kind: kind.into(),
-                    text,
-                    at: now,
-                };
-                self.transcripts.append(&req.merchant, subject, &message, false).await?;
                 self.metrics.count("whatsapp_sent", 1, None);
                 info!(request_id = %req.id, wamid = %wamid, merchant = %req.merchant, marketing, "whatsapp message sent");
-                Ok(Outcome::Sent { wamid })
+                self.sent(req, subject, key, wamid, now).await
             }
             Err(SendError::WindowClosed) => self.refuse(req, subject, key, "window_closed_131047", now).await,
             Err(SendError::MarketingStopped) => self.refuse(req, subject, key, "marketing_stopped_131050", now).await,
@@ -175,10 +200,10 @@ where
                 Err(NotifyError::Auth(code))
             }
             Err(SendError::Unanswered(e)) => {
-                // The mark stays: the redelivery finds it and sends nothing (at most once).
+                // The mark stays: the redelivery waits for Meta's status webhook, or for the mark to lapse.
                 self.metrics.count("whatsapp_send_unconfirmed", 1, None);
-                warn!(request_id = %req.id, error = %e, "Meta may have the message; it is not sent again");
-                self.refuse(req, subject, key, "unconfirmed_no_answer", now).await
+                warn!(request_id = %req.id, error = %e, "Meta may have the message; waiting for its status webhook");
+                Err(NotifyError::Unconfirmed)
             }
             Err(e @ (SendError::RateLimited { .. } | SendError::Transient(_))) => {
                 self.metrics.count("whatsapp_send_retried", 1, None);
@@ -186,6 +211,23 @@ where
                 Err(NotifyError::RetryLater(e))
             }
         }
+    }
+
+    /// Meta has the message: completed first (a redelivery must never send it again), then kept in the
+    /// transcript (keyed by its wamid, so a second append is the same item).
+    async fn sent(
+        &self, req: &SendRequest, subject: &str, key: &str, wamid: String, now: DateTime<Utc>,
+    ) -> Result<Outcome, NotifyError> {
+        self.idempotency.complete(key, Some(&wamid)).await?;
+        let (kind, text) = match &req.content {
+            Content::Template { name, .. } => ("template", Some(format!("template:{name}"))),
+            Content::Text { .. } if req.private => ("private_text", None),
+            Content::Text { body } => ("text", Some(body.clone())),
+        };
+        let message =
+            TranscriptMessage { wamid: wamid.clone(), direction: "out".into(), kind: kind.into(), text, at: now };
+        self.transcripts.append(&req.merchant, subject, &message, false).await?;
+        Ok(Outcome::Sent { wamid })
     }
 
     async fn refuse(
@@ -201,10 +243,12 @@ where
 
 /// The Cloud API message object for a request.
 pub fn cloud_message(req: &SendRequest) -> serde_json::Value {
+    // Meta echoes `biz_opaque_callback_data` in the message's status webhooks (`confirm_sent`).
     let mut m = serde_json::json!({
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": req.to,
+        "biz_opaque_callback_data": req.id,
     });
     match &req.content {
         Content::Template { name, language, components } => {

@@ -144,7 +144,7 @@ where
                         }
                     }
                 }
-                Item::Status { phone_number_id, wamid, status, timestamp, recipient, error_code } => {
+                Item::Status { phone_number_id, wamid, status, timestamp, recipient, error_code, callback } => {
                     let Some(merchant) = self.merchant(&phone_number_id, &mut summary).await? else {
                         continue;
                     };
@@ -159,6 +159,7 @@ where
                         error_code,
                         at,
                         subjects: self.subjects(&recipient),
+                        callback,
                     };
                     let id = format!("{wamid}#{}", receipt.status);
                     let (merchant, subject) = (receipt.merchant.clone(), receipt.subjects.first().cloned());

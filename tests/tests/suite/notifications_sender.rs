@@ -2,7 +2,9 @@ use chrono::{Duration, Utc};
 use nex_shared::adapters::dynamo_ledger::DynamoLedger;
 use nex_shared::domain::subject::IdentifierKind;
 use nex_shared::ports::{ConsentAction, ConsentEntry, ConsentLedger, Transcripts};
-use nex_shared::usecases::send_notification::{Content, NotifyError, Outcome, SendNotification, SendRequest};
+use nex_shared::usecases::send_notification::{
+    confirm_sent, Content, NotifyError, Outcome, SendNotification, SendRequest,
+};
 use nex_tests::*;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -50,6 +52,13 @@ async fn send(app: &NotificationsSender, req: &SendRequest) -> Result<Outcome, N
 async fn send_locked_until(
     app: &NotificationsSender, req: &SendRequest, lock_until: chrono::DateTime<Utc>,
 ) -> Result<Outcome, NotifyError> {
+    send_waiting(app, req, lock_until, app.confirm_wait).await
+}
+
+/// [`send_locked_until`] with a send mark that waits `confirm_wait` for Meta's status webhook.
+async fn send_waiting(
+    app: &NotificationsSender, req: &SendRequest, lock_until: chrono::DateTime<Utc>, confirm_wait: Duration,
+) -> Result<Outcome, NotifyError> {
     let uc = SendNotification {
         hasher: &app.hasher,
         clock: &app.clock,
@@ -58,6 +67,7 @@ async fn send_locked_until(
         transcripts: &app.conversations,
         cloud: &app.cloud,
         metrics: &app.metrics,
+        confirm_wait,
     };
     uc.handle(req, lock_until).await
 }
@@ -260,9 +270,11 @@ fn accepted(wamid: &str) -> serde_json::Value {
 }
 
 /// Found by the soak (issue 14): an attempt cut off while the Cloud API call was under way left its claim
-/// to lapse, and the redelivery sent the message again.
+/// to lapse, and the redelivery sent the message again; then (with a mark that never lapsed) a send cut
+/// off before Meta had it was never sent at all. Now the redelivery waits for Meta's status webhook, which
+/// carries the request's id back (`biz_opaque_callback_data`) and completes the mark.
 #[tokio::test]
-async fn an_attempt_cut_off_during_the_cloud_api_call_is_never_sent_again_by_the_redelivery() {
+async fn an_attempt_cut_off_during_the_cloud_api_call_waits_for_metas_status_webhook_and_is_not_sent_again() {
     let h = Harness::new().await;
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -281,16 +293,24 @@ async fn an_attempt_cut_off_during_the_cloud_api_call_is_never_sent_again_by_the
     let cut = tokio::time::timeout(std::time::Duration::from_millis(800), send_locked_until(&app, &req, lapses));
     assert!(cut.await.is_err(), "the attempt was cut off mid-call");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let again = send(&app, &req).await.unwrap();
-    assert_eq!(again, Outcome::Refused { reason: "unconfirmed_earlier_attempt".into() });
+    let sent = server.received_requests().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(body["biz_opaque_callback_data"].as_str(), Some(req.id.as_str()), "the request's id goes to Meta");
+    assert!(matches!(send(&app, &req).await, Err(NotifyError::Unconfirmed)), "the redelivery waits for Meta's word");
+
+    // Meta's status webhook for the message (the messaging worker applies it): the mark is completed.
+    assert!(confirm_sent(&app.idempotency, &req.id, "wamid.cut").await.unwrap());
+    assert_eq!(send(&app, &req).await.unwrap(), Outcome::Sent { wamid: "wamid.cut".into() });
     assert_eq!(server.received_requests().await.unwrap().len(), 1, "Meta was called once");
-    assert!(matches!(send(&app, &req).await.unwrap(), Outcome::AlreadyDone(_)));
+    assert_eq!(send(&app, &req).await.unwrap(), Outcome::AlreadyDone(Some("wamid.cut".into())));
+    assert!(!confirm_sent(&app.idempotency, "never-sent", "wamid.x").await.unwrap(), "a status creates nothing");
 }
 
-/// Found in review of the soak's fix: an answer that does not say whether Meta took the message (here a
-/// 2xx without a message id; a timeout alike) was retried as transient, so Meta could get it twice.
+/// An answer that does not say whether Meta took the message (here a 2xx without a message id; a timeout
+/// alike) is not retried at once (Meta could get it twice): the redelivery waits for Meta's status
+/// webhook, and once the wait passes with none, Meta never had it and it is sent.
 #[tokio::test]
-async fn a_send_without_a_usable_answer_is_recorded_unconfirmed_and_never_sent_again() {
+async fn a_send_without_a_usable_answer_is_sent_again_only_once_its_wait_for_metas_word_has_passed() {
     let h = Harness::new().await;
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -299,13 +319,25 @@ async fn a_send_without_a_usable_answer_is_recorded_unconfirmed_and_never_sent_a
             ResponseTemplate::new(200)
                 .set_body_json(serde_json::json!({ "messaging_product": "whatsapp", "messages": [] })),
         )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v23.0/{PNID}/messages")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(accepted("wamid.second")))
         .mount(&server)
         .await;
     let app = h.sender(&server.uri()).await;
     let req = request(&phone(), "merchant-demo-1", template("order_confirmation"), true, true);
-    assert_eq!(send(&app, &req).await.unwrap(), Outcome::Refused { reason: "unconfirmed_no_answer".into() });
-    assert!(matches!(send(&app, &req).await.unwrap(), Outcome::AlreadyDone(_)));
-    assert_eq!(server.received_requests().await.unwrap().len(), 1, "Meta was called once");
+    let lock = || Utc::now() + Duration::seconds(30);
+    let wait = Duration::seconds(2);
+    assert!(matches!(send_waiting(&app, &req, lock(), wait).await, Err(NotifyError::Unconfirmed)));
+    assert!(matches!(send_waiting(&app, &req, lock(), wait).await, Err(NotifyError::Unconfirmed)));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1, "not sent again while Meta may still say");
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(send_waiting(&app, &req, lock(), wait).await.unwrap(), Outcome::Sent { wamid: "wamid.second".into() });
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
 
 #[tokio::test]

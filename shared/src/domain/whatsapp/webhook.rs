@@ -45,6 +45,8 @@ pub enum Item {
         timestamp: i64,
         recipient: Person,
         error_code: Option<i64>,
+        /// `biz_opaque_callback_data` as we sent it with the message (our request's id), echoed by Meta.
+        callback: Option<String>,
     },
     /// Meta's "Stop promotions" control (`user_preferences`, category `marketing_messages`).
     MarketingPreference { phone_number_id: String, person: Person, stop: bool, timestamp: i64 },
@@ -172,6 +174,8 @@ struct RawStatus {
     recipient_user_id: Option<String>,
     #[serde(default)]
     errors: Vec<RawError>,
+    #[serde(default)]
+    biz_opaque_callback_data: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +253,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item>, PayloadError> {
                         timestamp: epoch(s.timestamp.as_deref()),
                         recipient: Person { phone: nonempty(s.recipient_id), bsuid: nonempty(s.recipient_user_id) },
                         error_code: s.errors.iter().find_map(|e| e.code),
+                        callback: nonempty(s.biz_opaque_callback_data),
                     });
                 }
             }
@@ -301,6 +306,17 @@ mod tests {
         assert!(matches!(&items[1], Item::Message { kind, text: None, .. } if kind == "hologram"));
         assert!(matches!(&items[2], Item::Status { recipient: Person { phone: None, bsuid: Some(_) }, .. }));
         assert!(matches!(&items[3], Item::Other { field } if field == "account_alerts"));
+    }
+
+    #[test]
+    fn a_status_carries_back_the_callback_data_we_sent_with_the_message() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages",
+            "value":{"metadata":{"phone_number_id":"P1"},"statuses":[{"id":"wamid.s","status":"sent","timestamp":"12",
+            "recipient_id":"31600000000","biz_opaque_callback_data":"payment_paid:pi_1"},
+            {"id":"wamid.t","status":"sent","timestamp":"12","recipient_id":"31600000000","biz_opaque_callback_data":""}]}}]}]}"#;
+        let items = parse(body).unwrap();
+        assert!(matches!(&items[0], Item::Status { callback: Some(c), .. } if c == "payment_paid:pi_1"));
+        assert!(matches!(&items[1], Item::Status { callback: None, .. }), "empty is none");
     }
 
     #[test]
