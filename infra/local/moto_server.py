@@ -1,5 +1,6 @@
 """moto's server (the pinned version in requirements.txt), with DynamoDB transactions that keep other
-requests' writes and cost what they touch, and a request dispatch that does not dominate its time.
+requests' writes and cost what they touch, queries that read only the partition they name, and a
+request dispatch that does not dominate its time.
 
 moto 5.2's TransactWriteItems backs up every table it touches with a deep copy and, when the transaction
 fails (a condition not met, say a duplicate delivery's), puts the whole copy back. Two consequences the
@@ -130,6 +131,41 @@ def get_application(self, environ):
 
 
 DomainDispatcherApplication.get_application = get_application
+
+
+# A query on a table's own key reads one partition. moto 5.2 lists and sorts every item of the table for
+# each query (its `all_items`), so a query's cost grows with the table: at tens of thousands of items the
+# soak spent most of the emulator's time there. While a base-table query runs, `all_items` answers with
+# the queried partition only (the same items the query keeps; index queries still read them all).
+_query_partition = threading.local()
+_all_items = Table.all_items
+_table_query = Table.query
+
+
+def all_items(self):
+    only = getattr(_query_partition, "key", None)
+    if only is None or only[0] is not self:
+        return _all_items(self)
+    part = self.items.get(only[1]) if only[1] in self.items else None
+    if part is None:
+        return []
+    items = list(part.values()) if self.range_key_attr else [part]
+    return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+
+def query(self, hash_key, *args, **kwargs):
+    index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+    if index_name or hash_key is None:
+        return _table_query(self, hash_key, *args, **kwargs)
+    _query_partition.key = (self, hash_key)
+    try:
+        return _table_query(self, hash_key, *args, **kwargs)
+    finally:
+        _query_partition.key = None
+
+
+Table.all_items = all_items
+Table.query = query
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

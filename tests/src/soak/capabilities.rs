@@ -345,8 +345,8 @@ impl Capabilities {
                 got.len()
             ),
             format!(
-                "marketplaces: {} connections of {} merchants polled, re-polled every {} s while the run lasted; \
-                 insights: {} ad accounts",
+                "marketplaces: {} connections of {} merchants polled in {ROUNDS} rounds {} s apart (and again while \
+                 any was unpolled); insights: {} ad accounts alike",
                 self.connections.len(),
                 self.merchants.len(),
                 FIRE_EVERY.as_secs(),
@@ -363,5 +363,6 @@ impl Capabilities {
     }
 }
 
-/// How often the soak fires the polls and pulls (`Poll`, `Pull`) while it runs.
+/// How often the soak fires the polls and pulls (`Poll`, `Pull`) while it runs, and how many rounds.
 pub const FIRE_EVERY: std::time::Duration = std::time::Duration::from_secs(45);
+pub const ROUNDS: usize = 3;
