@@ -27,7 +27,9 @@ from moto.dynamodb import models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.core.utils import unix_time
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.sqs.models import SQSBackend
 from moto.server import main
 
 WRITES = threading.RLock()
@@ -166,6 +168,17 @@ def query(self, hash_key, *args, **kwargs):
 
 Table.all_items = all_items
 Table.query = query
+
+
+# Each message received is checked against its queue's retention period, which moto reads by building
+# every attribute of the queue (message counts included, each a pass over the queue's messages): a cost
+# per message that grows with the queue. Read the one attribute.
+def is_message_valid_based_on_retention_period(self, queue_name, message):
+    queue = self.get_queue(queue_name)
+    return int(queue.message_retention_period) + message.sent_timestamp / 1000 > unix_time()
+
+
+SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

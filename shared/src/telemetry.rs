@@ -35,3 +35,23 @@ where
         tracing::debug!("tracing subscriber already installed");
     }
 }
+
+/// How an id that may carry personal data is named in a log line: the first 12 hex digits of its SHA-256.
+/// Meta's message ids (wamids) are base64 of a record holding the person's phone number, and some request
+/// ids are built from them, so logs carry this reference instead (the same id always gives the same one,
+/// so log lines can still be followed; the id itself is in the tables, where retention applies).
+pub fn log_ref(id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(id.as_bytes())[..6])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_log_reference_is_stable_short_and_not_the_id() {
+        let wamid = "wamid.HBgLMTY1MDUwNzY1MjAVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=";
+        let r = super::log_ref(wamid);
+        assert_eq!((r.len(), r == super::log_ref(wamid)), (12, true));
+        assert!(!wamid.contains(&r) && !r.contains("HBgL"));
+    }
+}

@@ -303,6 +303,8 @@ pub struct Report {
     pub failed_invocations: u64,
     pub panics: u64,
     pub settled_secs: f64,
+    /// Whether the stack settled before `Config::settle` ran out (if not, what is unfinished is lost).
+    pub settled: bool,
     pub run_secs: f64,
     pub sweep: SweepRow,
 }
@@ -328,8 +330,14 @@ impl Report {
             self.injected
         );
         println!(
-            "invocations {}, cut off {}, failed {}; panics {}; settled {:.0} s after the last delivery ({:.0} s in all)\n",
-            self.invocations, self.cut, self.failed_invocations, self.panics, self.settled_secs, self.run_secs
+            "invocations {}, cut off {}, failed {}; panics {}; {} {:.0} s after the last delivery ({:.0} s in all)\n",
+            self.invocations,
+            self.cut,
+            self.failed_invocations,
+            self.panics,
+            if self.settled { "settled" } else { "NOT SETTLED: gave up waiting" },
+            self.settled_secs,
+            self.run_secs
         );
         for (f, c) in &self.by_function {
             let mean = c.micros as f64 / 1000.0 / (c.invoked - c.cut).max(1) as f64;
@@ -628,6 +636,7 @@ pub async fn run(cfg: &Config) -> Report {
         last_sends = sends;
     }
     let settled_secs = sent_at.elapsed().as_secs_f64();
+    let settled = quiet >= 3;
     if let Some(f) = firing {
         f.abort();
     }
@@ -810,6 +819,7 @@ pub async fn run(cfg: &Config) -> Report {
         failed_invocations: inv.failed,
         panics: panics.load(Ordering::SeqCst),
         settled_secs,
+        settled,
         run_secs: started.elapsed().as_secs_f64(),
         sweep,
     }

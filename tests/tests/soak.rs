@@ -15,7 +15,9 @@ async fn quick(seed: u64) {
         cuts: 0.03,
         seed,
         sweep_items: 400,
-        settle: std::time::Duration::from_secs(300),
+        // A lost forwarding job waits for the due index's backstop (2 minutes here), a cut-off send for
+        // its 60 s wait for Meta's status: room for a few of those in a row.
+        settle: std::time::Duration::from_secs(600),
         // Three merchants with their marketplaces and endpoints, two ad accounts.
         merchants: 3,
         ad_accounts: 2,
@@ -24,6 +26,7 @@ async fn quick(seed: u64) {
     let report = run(&cfg).await;
     report.print();
     assert!(report.injected.values().sum::<u64>() > 0 && report.cut > 0, "faults and cut-offs happened");
+    assert!(report.settled, "the stack settled within {:?}", cfg.settle);
     assert_eq!(report.lost(), 0, "nothing lost");
     assert_eq!(report.doubled(), 0, "nothing doubled");
     assert!(report.dlq.is_empty(), "nothing in a DLQ: {:?}", report.dlq);

@@ -233,7 +233,8 @@ config! {
         api_version: String = "WHATSAPP_API_VERSION",
         token_secret_id: String = "WHATSAPP_TOKEN_SECRET_ID",
         pepper_secret_id: String = "SUBJECT_PEPPER_SECRET_ID",
-        /// How long a send that may have reached Meta waits for its status webhook before it is sent again.
+        /// How long a send that may have reached Meta waits for its status webhook before it is sent again
+        /// (30..=1200 s).
         confirm_wait_secs: i64 = "NOTIFY_CONFIRM_WAIT_SECS" or 600,
     }
 }
@@ -257,7 +258,8 @@ impl Function for NotificationsSender {
             cloud: CloudApi::new(&config.api_base_url, &config.api_version, token)
                 .map_err(|e| InitError::Unusable(format!("cannot build the HTTP client: {e}")))?,
             metrics: EmfMetrics::new("Nex", Self::NAME),
-            confirm_wait: chrono::Duration::seconds(config.confirm_wait_secs.clamp(30, 86_400)),
+            // At most 20 minutes: the queue redelivers every 180 s and gives a message 20 receives.
+            confirm_wait: chrono::Duration::seconds(config.confirm_wait_secs.clamp(30, 1_200)),
         })
     }
 }

@@ -189,7 +189,7 @@ impl DataRequestsWorker {
             Outcome::NeedsOperator => ("needs_operator", 0),
         };
         self.metrics.count("data_requests_processed", 1, Some(("Outcome", what)));
-        info!(request = %id, outcome = what, items = n, "data-subject request processed");
+        info!(request = %crate::telemetry::log_ref(&id), outcome = what, items = n, "data-subject request processed");
         Ok(())
     }
 }

@@ -95,7 +95,7 @@ where
         if m.keyword.as_deref() == Some("data_request") {
             self.data_request(&m, self.clock.now()).await?;
         }
-        info!(wamid = %m.wamid, merchant = %m.merchant, kind = %m.kind, keeps_until = %deadline.date_naive(), "transcript updated");
+        info!(wamid = %crate::telemetry::log_ref(&m.wamid), merchant = %m.merchant, kind = %m.kind, keeps_until = %deadline.date_naive(), "transcript updated");
         Ok(())
     }
 
@@ -103,20 +103,20 @@ where
         // Any status of a message of ours means Meta took it: an attempt that could not record that is
         // confirmed here, so its redelivery records it as sent instead of sending it again.
         if let Some(request_id) = &r.callback {
-            if crate::usecases::send_notification::confirm_sent(self.sends, request_id, &r.wamid).await? {
+            if crate::usecases::send_notification::confirm_sent(self.sends, &r.merchant, request_id, &r.wamid).await? {
                 self.metrics.count("whatsapp_send_confirmed", 1, None);
-                info!(wamid = %r.wamid, "an unconfirmed send confirmed by Meta's status webhook");
+                info!(wamid = %crate::telemetry::log_ref(&r.wamid), "an unconfirmed send confirmed by Meta's status webhook");
             }
         }
         let Some(status) = Delivery::parse(&r.status) else {
             self.metrics.count("whatsapp_status_unknown", 1, None);
-            info!(wamid = %r.wamid, status = %r.status, "receipt status not modelled; acknowledged");
+            info!(wamid = %crate::telemetry::log_ref(&r.wamid), status = %r.status, "receipt status not modelled; acknowledged");
             return Ok(());
         };
         self.transcripts
             .apply(&r.merchant, &r.wamid, r.subjects.first().map(String::as_str), status, r.error_code, r.at)
             .await?;
-        info!(wamid = %r.wamid, status = %r.status, error_code = r.error_code, "receipt applied");
+        info!(wamid = %crate::telemetry::log_ref(&r.wamid), status = %r.status, error_code = r.error_code, "receipt applied");
         Ok(())
     }
 
@@ -178,7 +178,7 @@ where
                 .await?;
         }
         self.metrics.count("data_requests_opened", u64::from(opened), None);
-        info!(request = %request.id, merchant = %m.merchant, opened, answer_by = %request.answer_by.date_naive(), "data-subject request opened from WhatsApp");
+        info!(request = %crate::telemetry::log_ref(&request.id), merchant = %m.merchant, opened, answer_by = %request.answer_by.date_naive(), "data-subject request opened from WhatsApp");
         Ok(())
     }
 }

@@ -86,21 +86,22 @@ pub struct SendNotification<'a, C, I, X, T, A, M> {
     pub confirm_wait: Duration,
 }
 
-/// The mark of a request's Cloud API call (see the module's doc).
-pub fn meta_mark(request_id: &str) -> String {
-    format!("{SOURCE}#{request_id}#meta")
+/// The mark of a merchant's request's Cloud API call (see the module's doc). The merchant is part of it:
+/// a status from one merchant's number confirms only that merchant's sends.
+pub fn meta_mark(merchant: &str, request_id: &str) -> String {
+    format!("{SOURCE}#{merchant}#{request_id}#meta")
 }
 
-/// Meta's status webhook for a message we sent, carrying its request's id back: the call reached Meta.
-/// Completes the request's mark if an attempt left it open; `false` if none did (the usual case: the
-/// attempt recorded Meta's answer itself). Creates nothing.
+/// Meta's status webhook for a message sent from `merchant`'s number, carrying its request's id back: the
+/// call reached Meta. Completes the request's mark if an attempt left it open; `false` if none did (the
+/// usual case: the attempt recorded Meta's answer itself). Creates nothing.
 pub async fn confirm_sent<I: IdempotencyStore>(
-    idempotency: &I, request_id: &str, wamid: &str,
+    idempotency: &I, merchant: &str, request_id: &str, wamid: &str,
 ) -> Result<bool, InfraError> {
-    if request_id.is_empty() || request_id.len() > 512 || wamid.is_empty() {
+    if merchant.is_empty() || request_id.is_empty() || request_id.len() > 512 || wamid.is_empty() {
         return Ok(false);
     }
-    idempotency.confirm(&meta_mark(request_id), wamid).await
+    idempotency.confirm(&meta_mark(merchant, request_id), wamid).await
 }
 
 impl<C, I, X, T, A, M> SendNotification<'_, C, I, X, T, A, M>
@@ -159,21 +160,22 @@ where
             },
         };
         // Meta takes no idempotency key. The mark, taken right before the call, holds for `confirm_wait`:
-        // an attempt that finds it completed (Meta's status webhook said it has the message) records the
-        // message as sent; one that finds it open waits for that word; once it lapses unconfirmed, Meta
-        // never had the message and it is sent. Meta's own refusals to take the message give it back.
-        let mark = meta_mark(&req.id);
+        // an attempt that finds it completed (Meta's answer, or its status webhook, said it has the
+        // message) records the message as sent; one that finds it open waits for that word; once it lapses
+        // unconfirmed, Meta never had the message and it is sent. Meta's answers that it did not take the
+        // message (rate limited, transient, a broken token) give the mark back at once.
+        let mark = meta_mark(&req.merchant, &req.id);
         let keep = retention::deadline(DataClass::IdempotencyRecord, now).unwrap_or(now + Duration::days(19));
         match self.idempotency.claim(&mark, now, now + self.confirm_wait, keep).await? {
             Claim::Acquired => {}
             Claim::Completed(wamid) => {
                 self.metrics.count("whatsapp_send_confirmed_by_status", 1, None);
-                info!(request_id = %req.id, "Meta's status webhook says an earlier attempt reached it; not sent again");
+                info!(request = %crate::telemetry::log_ref(&req.id), "Meta's status webhook says an earlier attempt reached it; not sent again");
                 return self.sent(req, subject, key, wamid.unwrap_or_default(), now).await;
             }
             Claim::InProgress => {
                 self.metrics.count("whatsapp_send_unconfirmed", 1, None);
-                warn!(request_id = %req.id, "an earlier attempt may have reached Meta; waiting for its status webhook");
+                warn!(request = %crate::telemetry::log_ref(&req.id), "an earlier attempt may have reached Meta; waiting for its status webhook");
                 return Err(NotifyError::Unconfirmed);
             }
         }
@@ -185,8 +187,13 @@ where
         }
         match sent {
             Ok(wamid) => {
+                // The mark first: if what follows fails, the redelivery finds Meta's answer here and does
+                // not depend on the status webhook coming within the wait.
+                if let Err(e) = self.idempotency.confirm(&mark, &wamid).await {
+                    warn!(error = %e, request = %crate::telemetry::log_ref(&req.id), "could not record Meta's answer on the send mark");
+                }
                 self.metrics.count("whatsapp_sent", 1, None);
-                info!(request_id = %req.id, wamid = %wamid, merchant = %req.merchant, marketing, "whatsapp message sent");
+                info!(request = %crate::telemetry::log_ref(&req.id), wamid = %crate::telemetry::log_ref(&wamid), merchant = %req.merchant, marketing, "whatsapp message sent");
                 self.sent(req, subject, key, wamid, now).await
             }
             Err(SendError::WindowClosed) => self.refuse(req, subject, key, "window_closed_131047", now).await,
@@ -196,18 +203,18 @@ where
             }
             Err(SendError::Auth { code }) => {
                 self.metrics.count("whatsapp_auth_failed", 1, None);
-                error!(code, request_id = %req.id, "WhatsApp Cloud API refused our token; every send fails until it is fixed");
+                error!(code, request = %crate::telemetry::log_ref(&req.id), "WhatsApp Cloud API refused our token; every send fails until it is fixed");
                 Err(NotifyError::Auth(code))
             }
             Err(SendError::Unanswered(e)) => {
                 // The mark stays: the redelivery waits for Meta's status webhook, or for the mark to lapse.
                 self.metrics.count("whatsapp_send_unconfirmed", 1, None);
-                warn!(request_id = %req.id, error = %e, "Meta may have the message; waiting for its status webhook");
+                warn!(request = %crate::telemetry::log_ref(&req.id), error = %e, "Meta may have the message; waiting for its status webhook");
                 Err(NotifyError::Unconfirmed)
             }
             Err(e @ (SendError::RateLimited { .. } | SendError::Transient(_))) => {
                 self.metrics.count("whatsapp_send_retried", 1, None);
-                warn!(request_id = %req.id, error = %e, "send deferred; the redelivery retries it");
+                warn!(request = %crate::telemetry::log_ref(&req.id), error = %e, "send deferred; the redelivery retries it");
                 Err(NotifyError::RetryLater(e))
             }
         }
@@ -236,7 +243,7 @@ where
         self.context.record_refusal(&req.merchant, subject, &req.id, reason, now).await?;
         self.idempotency.complete(key, Some(&format!("refused:{reason}"))).await?;
         self.metrics.count("whatsapp_send_refused", 1, Some(("Reason", reason)));
-        info!(request_id = %req.id, merchant = %req.merchant, reason, "whatsapp message not sent");
+        info!(request = %crate::telemetry::log_ref(&req.id), merchant = %req.merchant, reason, "whatsapp message not sent");
         Ok(Outcome::Refused { reason: reason.to_owned() })
     }
 }

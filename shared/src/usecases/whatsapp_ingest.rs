@@ -140,7 +140,7 @@ where
                         summary.messages += 1;
                         if kw == Some(Keyword::OptOut) {
                             summary.opt_outs += 1;
-                            info!(wamid = %wamid, merchant = %merchant, "opt-out keyword recorded for every merchant");
+                            info!(wamid = %crate::telemetry::log_ref(&wamid), merchant = %merchant, "opt-out keyword recorded for every merchant");
                         }
                     }
                 }

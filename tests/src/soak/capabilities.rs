@@ -298,9 +298,10 @@ impl Capabilities {
                 payment_ids.entry(key).or_default().insert(g.id.clone());
             }
         }
-        let delivered: HashSet<String> = self
-            .deliveries(ddb)
-            .await
+        let deliveries = self.deliveries(ddb).await;
+        let states = |state: &str| deliveries.iter().filter(|i| text(i, "state") == state).count();
+        let (pending, failed) = (states("pending"), states("failed"));
+        let delivered: HashSet<String> = deliveries
             .iter()
             .filter(|i| text(i, "state") == "succeeded")
             .filter_map(|i| text(i, "sk").splitn(3, '#').nth(2).map(str::to_owned))
@@ -341,7 +342,8 @@ impl Capabilities {
         vec![
             format!(
                 "forwarding: {} deliveries received, {resent} of them again under the same webhook-id (at least once: \
-                 the receiver drops them by id), {unverified} with a signature that did not verify",
+                 the receiver drops them by id), {unverified} with a signature that did not verify; deliveries \
+                 still pending {pending}, failed {failed}",
                 got.len()
             ),
             format!(

@@ -299,11 +299,18 @@ async fn an_attempt_cut_off_during_the_cloud_api_call_waits_for_metas_status_web
     assert!(matches!(send(&app, &req).await, Err(NotifyError::Unconfirmed)), "the redelivery waits for Meta's word");
 
     // Meta's status webhook for the message (the messaging worker applies it): the mark is completed.
-    assert!(confirm_sent(&app.idempotency, &req.id, "wamid.cut").await.unwrap());
+    assert!(
+        !confirm_sent(&app.idempotency, "merchant-demo-2", &req.id, "wamid.cut").await.unwrap(),
+        "another merchant's status confirms nothing of this one's"
+    );
+    assert!(confirm_sent(&app.idempotency, "merchant-demo-1", &req.id, "wamid.cut").await.unwrap());
     assert_eq!(send(&app, &req).await.unwrap(), Outcome::Sent { wamid: "wamid.cut".into() });
     assert_eq!(server.received_requests().await.unwrap().len(), 1, "Meta was called once");
     assert_eq!(send(&app, &req).await.unwrap(), Outcome::AlreadyDone(Some("wamid.cut".into())));
-    assert!(!confirm_sent(&app.idempotency, "never-sent", "wamid.x").await.unwrap(), "a status creates nothing");
+    assert!(
+        !confirm_sent(&app.idempotency, "merchant-demo-1", "never-sent", "wamid.x").await.unwrap(),
+        "a status creates nothing"
+    );
 }
 
 /// An answer that does not say whether Meta took the message (here a 2xx without a message id; a timeout
