@@ -179,7 +179,15 @@ where
                 return Err(NotifyError::Unconfirmed);
             }
         }
-        let sent = self.cloud.send(&phone_number_id, &cloud_message(req), marketing).await;
+        let mut message = cloud_message(req);
+        if marketing {
+            // Meta documents `biz_opaque_callback_data` for `/messages`, not for the marketing messages
+            // endpoint: none is sent there, and an unconfirmed marketing send waits out its mark.
+            if let Some(m) = message.as_object_mut() {
+                m.remove("biz_opaque_callback_data");
+            }
+        }
+        let sent = self.cloud.send(&phone_number_id, &message, marketing).await;
         if matches!(sent, Err(SendError::Auth { .. } | SendError::RateLimited { .. } | SendError::Transient(_))) {
             if let Err(e) = self.idempotency.release(&mark).await {
                 warn!(error = %e, "could not give back the send mark; the redelivery will not send");
