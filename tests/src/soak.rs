@@ -675,6 +675,7 @@ pub async fn run(cfg: &Config) -> Report {
     let mut audited: HashMap<String, u64> = HashMap::new();
     for i in audit.iter().filter(|i| text(i, "action") == "consent.opt_out") {
         if let Ok(d) = serde_json::from_str::<Value>(text(i, "detail")) {
+            // The audit log names the ledger entry by reference (its id encodes the person's number).
             *audited.entry(d["entry"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
         }
     }
@@ -711,7 +712,8 @@ pub async fn run(cfg: &Config) -> Report {
             ),
             Kind::Stop { wamid, subject } => {
                 tally.add("WhatsApp STOP: consent-ledger entry", *ledger.get(wamid).unwrap_or(&0), 1);
-                tally.add("WhatsApp STOP: audit entry", *audited.get(wamid).unwrap_or(&0), 1);
+                let entry = nex_shared::telemetry::log_ref(wamid);
+                tally.add("WhatsApp STOP: audit entry", *audited.get(&entry).unwrap_or(&0), 1);
                 tally.add("WhatsApp STOP: the person opted out", u64::from(opted_out.contains(subject)), 1);
             }
             Kind::Data { wamid, phone } => {

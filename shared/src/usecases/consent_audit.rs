@@ -22,11 +22,13 @@ fn action(a: ConsentAction) -> &'static str {
     }
 }
 
-/// The audit entry of one ledger entry: by subject hash, with the entry's id, merchant, source and time
-/// (the id and source are validated short tokens; see `domain::validate`).
+/// The audit entry of one ledger entry: by subject hash, with the entry's reference, merchant, source and
+/// time (the source is a validated short token; see `domain::validate`). The entry's id is often Meta's
+/// message id, which encodes the person's phone number: the audit log keeps its `telemetry::log_ref`
+/// (the ledger entry is found by hashing its id the same way).
 pub fn entry_for(e: &ConsentEntry) -> NewEntry {
     let detail = serde_json::json!({
-        "entry": e.id,
+        "entry": crate::telemetry::log_ref(&e.id),
         "merchant": e.merchant.as_deref().unwrap_or("*"),
         "source": e.source,
         "at": e.at,

@@ -269,6 +269,15 @@ fn accepted(wamid: &str) -> serde_json::Value {
     })
 }
 
+/// A Cloud API stand-in that answers the first send with `first`, then accepts every send as `wamid`.
+async fn meta_once_then_accepted(first: ResponseTemplate, wamid: &str) -> MockServer {
+    let server = MockServer::start().await;
+    let messages = || Mock::given(method("POST")).and(path(format!("/v23.0/{PNID}/messages")));
+    messages().respond_with(first).up_to_n_times(1).with_priority(1).mount(&server).await;
+    messages().respond_with(ResponseTemplate::new(200).set_body_json(accepted(wamid))).mount(&server).await;
+    server
+}
+
 /// Found by the soak (issue 14): an attempt cut off while the Cloud API call was under way left its claim
 /// to lapse, and the redelivery sent the message again; then (with a mark that never lapsed) a send cut
 /// off before Meta had it was never sent at all. Now the redelivery waits for Meta's status webhook, which
@@ -319,22 +328,8 @@ async fn an_attempt_cut_off_during_the_cloud_api_call_waits_for_metas_status_web
 #[tokio::test]
 async fn a_send_without_a_usable_answer_is_sent_again_only_once_its_wait_for_metas_word_has_passed() {
     let h = Harness::new().await;
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(format!("/v23.0/{PNID}/messages")))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(serde_json::json!({ "messaging_product": "whatsapp", "messages": [] })),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(format!("/v23.0/{PNID}/messages")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(accepted("wamid.second")))
-        .mount(&server)
-        .await;
+    let unusable = serde_json::json!({ "messaging_product": "whatsapp", "messages": [] });
+    let server = meta_once_then_accepted(ResponseTemplate::new(200).set_body_json(unusable), "wamid.second").await;
     let app = h.sender(&server.uri()).await;
     let req = request(&phone(), "merchant-demo-1", template("order_confirmation"), true, true);
     let lock = || Utc::now() + Duration::seconds(30);
@@ -350,20 +345,8 @@ async fn a_send_without_a_usable_answer_is_sent_again_only_once_its_wait_for_met
 #[tokio::test]
 async fn a_send_meta_refused_with_a_rate_limit_is_sent_by_the_redelivery() {
     let h = Harness::new().await;
-    let server = MockServer::start().await;
     let limited = serde_json::json!({ "error": { "message": "(#130429) Rate limit hit", "type": "OAuthException", "code": 130429, "fbtrace_id": "Nex" } });
-    Mock::given(method("POST"))
-        .and(path(format!("/v23.0/{PNID}/messages")))
-        .respond_with(ResponseTemplate::new(429).set_body_json(limited))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(format!("/v23.0/{PNID}/messages")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(accepted("wamid.later")))
-        .mount(&server)
-        .await;
+    let server = meta_once_then_accepted(ResponseTemplate::new(429).set_body_json(limited), "wamid.later").await;
     let app = h.sender(&server.uri()).await;
     let req = request(&phone(), "merchant-demo-1", template("order_confirmation"), true, true);
     assert!(matches!(send(&app, &req).await, Err(NotifyError::RetryLater(_))));
