@@ -376,6 +376,10 @@ impl Report {
             self.aws_calls as f64 / self.deliveries.max(1) as f64
         );
         let s = &self.sweep;
+        if s.items == 0 {
+            println!("\nretention sweep: not run yet");
+            return;
+        }
         println!(
             "\nretention sweep under the same faults: {} items, {} due, {} removed, {} removed early, {} left past their deadline ({} runs, {} failed and resumed, {} faults injected)",
             s.items, s.due, s.removed, s.early, s.late, s.runs, s.failed_runs, s.injected
@@ -391,14 +395,21 @@ async fn scan_all(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Vec<HashMap<St
     let mut out = Vec::new();
     let mut start = None;
     loop {
-        let page = ddb
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .expect("Scan");
+        // A page the loaded emulator does not answer in time is asked for again (the first long run with
+        // the later capabilities lost its table to one such timeout).
+        let mut tries = 0;
+        let page = loop {
+            match ddb.scan().table_name(table).consistent_read(true).set_exclusive_start_key(start.clone()).send().await
+            {
+                Ok(page) => break page,
+                Err(e) if tries < 20 => {
+                    tries += 1;
+                    eprintln!("soak: a scan of {table} failed ({e}); asked again");
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                Err(e) => panic!("Scan {table}: {e}"),
+            }
+        };
         out.extend(page.items.unwrap_or_default());
         match page.last_evaluated_key {
             Some(k) if !k.is_empty() => start = Some(k),
@@ -788,6 +799,17 @@ pub async fn run(cfg: &Config) -> Report {
     let aws_calls = running.faults.calls.load(Ordering::Relaxed);
     drop(running);
 
+    // The deliveries' table first, so that a failure in the sweep never loses it.
+    let early = Report {
+        config: "the effects, before the sweep (the whole report follows it)".into(),
+        rows: rows.clone(),
+        notes: notes.clone(),
+        dlq: dlq.clone(),
+        settled,
+        settled_secs,
+        ..Report::default()
+    };
+    early.print();
     let sweep = sweep_under_faults(cfg).await;
     let config = format!(
         "{} Stripe + {} WhatsApp deliveries, {:.0}% duplicates, {} at a time; {:.0}% of AWS calls failed ({}), {:.1}% of invocations cut off; seed {}",
