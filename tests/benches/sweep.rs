@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::WriteRequest;
 use chrono::{Duration, Utc};
 use nex_shared::adapters::dynamo_audit::DynamoAudit;
 use nex_shared::adapters::dynamo_data::{DynamoCheckpoints, DynamoData};
@@ -30,19 +30,7 @@ fn item(i: usize, due: bool, now: chrono::DateTime<Utc>) -> WriteRequest {
         now - Duration::days((i % (6 * 365)) as i64)
     };
     let st = retention::stamp(DataClass::InvoiceTaxRecord, last_event, &key).expect("stamp");
-    let s = |v: &str| AttributeValue::S(v.to_owned());
-    let put = PutRequest::builder()
-        .item("payment_key", s(&key))
-        .item("status", s("paid"))
-        .item("amount", AttributeValue::N("1299".into()))
-        .item("currency", s("eur"))
-        .item("subject", s("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"))
-        .item("expires_at", AttributeValue::N(st.expires_at.to_string()))
-        .item("due_bucket", s(&st.due_bucket))
-        .item("due_action", s("delete"))
-        .build()
-        .expect("put");
-    WriteRequest::builder().put_request(put).build()
+    nex_tests::swept_payment(&key, &st)
 }
 
 /// Writes items `ids`, every 100th due, with 8 writers in parallel.

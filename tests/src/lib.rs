@@ -1062,3 +1062,21 @@ impl Harness {
         copy_table(&self.ddb, "InsightsTable", &uuid::Uuid::new_v4().simple().to_string()).await
     }
 }
+
+/// A paid payment record stamped for the retention sweep with `st`, as the sweep's bench and the soak
+/// seed their tables.
+pub fn swept_payment(key: &str, st: &nex_shared::domain::retention::Stamp) -> aws_sdk_dynamodb::types::WriteRequest {
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let put = aws_sdk_dynamodb::types::PutRequest::builder()
+        .item("payment_key", s(key))
+        .item("status", s("paid"))
+        .item("amount", AttributeValue::N("1299".into()))
+        .item("currency", s("eur"))
+        .item("subject", s("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"))
+        .item("expires_at", AttributeValue::N(st.expires_at.to_string()))
+        .item("due_bucket", s(&st.due_bucket))
+        .item("due_action", s("delete"))
+        .build()
+        .expect("put");
+    aws_sdk_dynamodb::types::WriteRequest::builder().put_request(put).build()
+}

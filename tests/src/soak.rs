@@ -387,10 +387,6 @@ impl Report {
     }
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
 async fn scan_all(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Vec<HashMap<String, AttributeValue>> {
     let mut out = Vec::new();
     let mut start = None;
@@ -854,7 +850,6 @@ pub async fn run(cfg: &Config) -> Report {
 /// hour after the sweep's `now`. A failed run is followed by the next, which resumes from its checkpoint,
 /// as the scheduled sweep does.
 async fn sweep_under_faults(cfg: &Config) -> SweepRow {
-    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
     use chrono::{Duration as D, Utc};
     use nex_shared::adapters::dynamo_audit::DynamoAudit;
     use nex_shared::adapters::dynamo_data::{DynamoCheckpoints, DynamoData};
@@ -888,16 +883,7 @@ async fn sweep_under_faults(cfg: &Config) -> SweepRow {
         if st.expires_at <= now.timestamp() {
             due_keys.insert(key.clone());
         }
-        let put = PutRequest::builder()
-            .item("payment_key", s(&key))
-            .item("status", s("paid"))
-            .item("subject", s("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"))
-            .item("expires_at", AttributeValue::N(st.expires_at.to_string()))
-            .item("due_bucket", s(&st.due_bucket))
-            .item("due_action", s("delete"))
-            .build()
-            .expect("put");
-        writes.push(WriteRequest::builder().put_request(put).build());
+        writes.push(crate::swept_payment(&key, &st));
     }
     for chunk in writes.chunks(25) {
         let mut pending = chunk.to_vec();
