@@ -1,6 +1,7 @@
 """moto's server (the pinned version in requirements.txt), with DynamoDB transactions that keep other
-requests' writes and cost what they touch, queries that read only the partition they name, and a
-request dispatch that does not dominate its time.
+requests' writes and cost what they touch, queries that read only the partition they name, SQS sends
+that do not count the queue, a clock read per message that costs little, and a request dispatch that
+does not dominate its time.
 
 moto 5.2's TransactWriteItems backs up every table it touches with a deep copy and, when the transaction
 fails (a condition not met, say a duplicate delivery's), puts the whole copy back. Two consequences the
@@ -22,15 +23,17 @@ import copy
 import re
 import sys
 import threading
+import time
 
 from moto.dynamodb import models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
-from moto.core.utils import unix_time
+from moto.core import utils as moto_utils
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
-from moto.sqs.models import SQSBackend
+from moto.sqs.models import Queue, SQSBackend
 from moto.server import main
+from werkzeug.serving import WSGIRequestHandler
 
 WRITES = threading.RLock()
 
@@ -175,10 +178,73 @@ Table.query = query
 # per message that grows with the queue. Read the one attribute.
 def is_message_valid_based_on_retention_period(self, queue_name, message):
     queue = self.get_queue(queue_name)
-    return int(queue.message_retention_period) + message.sent_timestamp / 1000 > unix_time()
+    return int(queue.message_retention_period) + message.sent_timestamp / 1000 > time.time()
 
 
 SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
+
+
+# Every SendMessage reads the queue's ContentBasedDeduplication through its whole attribute map, which
+# counts the queue's messages three times (visible, in flight, delayed): a pass over the queue per
+# message sent, quadratic in a backlog. While a send runs, the counts (which it never uses) answer 0.
+_sending = threading.local()
+
+
+def _count_unless_sending(prop):
+    def get(self):
+        return 0 if getattr(_sending, "on", False) else prop.fget(self)
+
+    return property(get, doc=prop.__doc__)
+
+
+for _name in (
+    "approximate_number_of_messages",
+    "approximate_number_of_messages_not_visible",
+    "approximate_number_of_messages_delayed",
+):
+    setattr(Queue, _name, _count_unless_sending(getattr(Queue, _name)))
+
+_send_message = SQSBackend.send_message
+
+
+def send_message(self, *args, **kwargs):
+    _sending.on = True
+    try:
+        return _send_message(self, *args, **kwargs)
+    finally:
+        _sending.on = False
+
+
+send_message.__doc__ = _send_message.__doc__
+SQSBackend.send_message = send_message
+
+
+# moto reads the clock for each message it looks at (is it visible, is it delayed) by building two
+# datetimes and subtracting them: most of the emulator's time under a backlog. The same instant, read
+# from the clock directly (a datetime given is still converted as before).
+_unix_time = moto_utils.unix_time
+_unix_time_millis = moto_utils.unix_time_millis
+
+
+def unix_time(dt=None):
+    return time.time() if dt is None else _unix_time(dt)
+
+
+def unix_time_millis(dt=None):
+    return time.time() * 1000.0 if dt is None else _unix_time(dt) * 1000.0
+
+
+for _module in list(sys.modules.values()):
+    if getattr(_module, "__name__", "").startswith("moto"):
+        if getattr(_module, "unix_time", None) is _unix_time:
+            _module.unix_time = unix_time
+        if getattr(_module, "unix_time_millis", None) is _unix_time_millis:
+            _module.unix_time_millis = unix_time_millis
+
+
+# One log line per request, written under the logging module's lock by every request thread: time the
+# emulator spends serialised on a file nobody reads under load. Errors are still logged.
+WSGIRequestHandler.log_request = lambda self, code="-", size="-": None
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
