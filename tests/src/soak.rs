@@ -300,6 +300,7 @@ pub struct Report {
     pub invocations: u64,
     pub by_function: BTreeMap<String, nex_local::runner::Counts>,
     pub cut: u64,
+    pub timed_out: u64,
     pub failed_invocations: u64,
     pub panics: u64,
     pub settled_secs: f64,
@@ -330,9 +331,10 @@ impl Report {
             self.injected
         );
         println!(
-            "invocations {}, cut off {}, failed {}; panics {}; {} {:.0} s after the last delivery ({:.0} s in all)\n",
+            "invocations {}, cut off {}, timed out {}, failed {}; panics {}; {} {:.0} s after the last delivery ({:.0} s in all)\n",
             self.invocations,
             self.cut,
+            self.timed_out,
             self.failed_invocations,
             self.panics,
             if self.settled { "settled" } else { "NOT SETTLED: gave up waiting" },
@@ -340,10 +342,10 @@ impl Report {
             self.run_secs
         );
         for (f, c) in &self.by_function {
-            let mean = c.micros as f64 / 1000.0 / (c.invoked - c.cut).max(1) as f64;
+            let mean = c.micros as f64 / 1000.0 / (c.invoked - c.cut - c.timed_out).max(1) as f64;
             println!(
-                "  {f}: {} invocations ({mean:.0} ms on average), {} cut off, {} failed",
-                c.invoked, c.cut, c.failed
+                "  {f}: {} invocations ({mean:.0} ms on average), {} cut off, {} timed out, {} failed",
+                c.invoked, c.cut, c.timed_out, c.failed
             );
         }
         println!();
@@ -629,11 +631,14 @@ pub async fn run(cfg: &Config) -> Report {
         let mut rest = Ok(());
         if busy == 0 && sends == last_sends && later.active() {
             rest = later.settled(&ddb).await;
-            if let Err(why) = &rest {
+            if let Err(unsettled) = &rest {
                 if sent_at.elapsed().as_secs() % 30 < 3 {
-                    eprintln!("soak: settling, {:.0} s: {why}", sent_at.elapsed().as_secs_f64());
+                    eprintln!("soak: settling, {:.0} s: {}", sent_at.elapsed().as_secs_f64(), unsettled.why);
                 }
-                if fired.elapsed() >= capabilities::FIRE_EVERY && firing.as_ref().is_some_and(|f| f.is_finished()) {
+                if unsettled.refire
+                    && fired.elapsed() >= capabilities::FIRE_EVERY
+                    && firing.as_ref().is_some_and(|f| f.is_finished())
+                {
                     fire().await;
                     fired = Instant::now();
                 }
@@ -836,6 +841,7 @@ pub async fn run(cfg: &Config) -> Report {
         invocations: inv.invoked,
         by_function,
         cut: inv.cut,
+        timed_out: inv.timed_out,
         failed_invocations: inv.failed,
         panics: panics.load(Ordering::SeqCst),
         settled_secs,

@@ -8,6 +8,8 @@
 //! - schedules: `rate(...)` schedules fired on their cadence, any schedule on demand with
 //!   `POST /_local/schedules/<name>`;
 //! - TTL: a reaper that deletes items some time after their TTL passed, lazily as DynamoDB does;
+//! - time limits: an invocation still running at its function's `Timeout` is stopped there and answers
+//!   nothing, as Lambda stops it (so a slow batch is never running while its messages are visible again);
 //! - stand-ins for the WhatsApp Cloud API (`/_local/graph`), the marketplaces (`/_local/amazon`,
 //!   `/_local/ebay`, `/_local/bol`) and the Marketing API (`/_local/meta`).
 //!
@@ -86,6 +88,8 @@ pub struct Counts {
     pub invoked: u64,
     /// Cut off before they ended.
     pub cut: u64,
+    /// Stopped at their time limit, as Lambda stops an invocation at its timeout.
+    pub timed_out: u64,
     /// Ended with an error (a failed invocation, not a failed record).
     pub failed: u64,
     /// Time spent in the invocations that ended (microseconds).
@@ -105,6 +109,7 @@ impl Invocations {
         self.snapshot().values().fold(Counts::default(), |a, c| Counts {
             invoked: a.invoked + c.invoked,
             cut: a.cut + c.cut,
+            timed_out: a.timed_out + c.timed_out,
             failed: a.failed + c.failed,
             micros: a.micros + c.micros,
         })
@@ -248,16 +253,24 @@ impl State {
         self.invocations.add(&function.logical, |c| c.invoked += 1);
         let started = std::time::Instant::now();
         let run = function.handler.invoke(event, &invocation);
-        let answer = match cut_at {
-            Some(at) => match tokio::time::timeout(at, run).await {
-                Ok(answer) => answer,
-                Err(_) => {
+        // Lambda stops an invocation at its time limit and returns nothing: so does the runner, so that
+        // a slow batch is never still running when its messages are visible again.
+        let limit = Duration::from_secs(function.timeout.max(1));
+        let cut_at = cut_at.filter(|at| *at < limit);
+        let answer = match tokio::time::timeout(cut_at.unwrap_or(limit), run).await {
+            Ok(answer) => answer,
+            Err(_) => match cut_at {
+                Some(at) => {
                     self.invocations.add(&function.logical, |c| c.cut += 1);
                     warn!(function = %function.logical, after_ms = at.as_millis() as u64, "invocation cut off");
                     return Err(format!("cut off after {} ms (as at a Lambda timeout)", at.as_millis()));
                 }
+                None => {
+                    self.invocations.add(&function.logical, |c| c.timed_out += 1);
+                    warn!(function = %function.logical, limit_s = function.timeout, "invocation timed out");
+                    return Err(format!("Task timed out after {} seconds", function.timeout));
+                }
             },
-            None => run.await,
         };
         let took = started.elapsed().as_micros() as u64;
         self.invocations.add(&function.logical, |c| c.micros += took);
@@ -558,5 +571,68 @@ async fn reap(state: Arc<State>, ddb: aws_sdk_dynamodb::Client, every: Duration,
                 Err(e) => warn!(table = %spec.table, error = %e, "ttl reaper failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nex_shared::function::BoxFuture;
+
+    /// Runs for `secs` seconds, then answers `{}`.
+    struct Slow(u64);
+
+    impl Handler for Slow {
+        fn invoke<'a>(
+            &'a self, _event: serde_json::Value, _invocation: &'a Invocation,
+        ) -> BoxFuture<'a, Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_secs(self.0)).await;
+                Ok(serde_json::json!({}))
+            })
+        }
+    }
+
+    fn state(runs_for: u64, timeout: u64) -> State {
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "region": "us-east-1", "ttl": {}, "queues": {}, "functions": {}, "routes": [], "schedules": [],
+            "sqs_sources": [],
+        }))
+        .expect("a manifest");
+        let function = Function {
+            logical: "SlowFunction".into(),
+            handler: Box::new(Slow(runs_for)),
+            trigger: Kind::Sqs,
+            timeout,
+            mean_micros: AtomicU64::new(0),
+        };
+        State {
+            manifest,
+            functions: HashMap::from([("SlowFunction".to_owned(), function)]),
+            cuts: None,
+            cut_share: 0.0,
+            invocations: Arc::new(Invocations::default()),
+            sends: Arc::new(Sends::default()),
+            statuses: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invocation_still_running_at_its_time_limit_is_stopped_and_answers_nothing() {
+        let state = state(30, 1);
+        let started = std::time::Instant::now();
+        let answer = state.invoke(&state.functions["SlowFunction"], serde_json::json!({}), "r-1").await;
+        assert_eq!(answer, Err("Task timed out after 1 seconds".to_owned()));
+        assert!(started.elapsed() < Duration::from_secs(20), "stopped at its limit, not run to its end");
+        let counts = state.invocations.snapshot()["SlowFunction"];
+        assert_eq!((counts.invoked, counts.timed_out, counts.cut, counts.failed), (1, 1, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn an_invocation_within_its_time_limit_answers() {
+        let state = state(0, 1);
+        let answer = state.invoke(&state.functions["SlowFunction"], serde_json::json!({}), "r-2").await;
+        assert_eq!(answer, Ok(serde_json::json!({})));
+        assert_eq!(state.invocations.snapshot()["SlowFunction"].timed_out, 0);
     }
 }
