@@ -7,7 +7,8 @@
 use std::future::Future;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use tracing::{error, Instrument};
+use chrono::{DateTime, Utc};
+use tracing::{error, warn, Instrument};
 
 use crate::domain::envelope::EnvelopeError;
 use crate::ports::InfraError;
@@ -58,20 +59,38 @@ impl RecordError for InfraError {
     }
 }
 
-/// Runs `handle` on every record and reports the ones that failed.
-pub async fn process<F, Fut>(event: SqsEvent, mut handle: F) -> SqsBatchResponse
+/// Runs `handle` on every record, one after another, and reports the ones that failed. A record is
+/// started only while the invocation has at least as long left before `deadline` as its slowest record
+/// so far took: the rest are reported without being touched, so that what was done is kept (deleted from
+/// the queue) and the rest is redelivered, instead of Lambda stopping the invocation at its time limit
+/// and the whole batch coming back.
+pub async fn process<F, Fut>(event: SqsEvent, deadline: DateTime<Utc>, mut handle: F) -> SqsBatchResponse
 where
     F: FnMut(SqsMessage) -> Fut,
     Fut: Future<Output = Result<(), Failure>>,
 {
     let mut response = SqsBatchResponse::default();
-    for record in event.records {
+    let mut slowest = chrono::Duration::zero();
+    let mut records = event.records.into_iter();
+    while let Some(record) = records.next() {
         let message_id = record.message_id.clone().unwrap_or_default();
+        if !slowest.is_zero() && Utc::now() + slowest > deadline {
+            let left: Vec<String> =
+                std::iter::once(message_id).chain(records.map(|r| r.message_id.unwrap_or_default())).collect();
+            warn!(
+                left = left.len(),
+                "the invocation's time is nearly up; the rest of the batch is left for redelivery"
+            );
+            response.batch_item_failures.extend(left.into_iter().map(failure));
+            break;
+        }
+        let started = Utc::now();
         let span = tracing::info_span!("record", message_id = %message_id);
         if let Err(e) = handle(record).instrument(span.clone()).await {
             span.in_scope(|| error!(error_type = e.error_type, error = %e, "record failed; left for redelivery"));
             response.batch_item_failures.push(failure(message_id));
         }
+        slowest = slowest.max(Utc::now() - started);
     }
     response
 }
@@ -116,5 +135,73 @@ pub fn count_failed(metrics: &impl crate::ports::Metrics, metric: &'static str, 
     let failed = response.batch_item_failures.len() as u64;
     if failed > 0 {
         metrics.count(metric, failed, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(n: usize) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        event.records = (0..n)
+            .map(|i| {
+                let mut m = SqsMessage::default();
+                m.message_id = Some(format!("m-{i}"));
+                m
+            })
+            .collect();
+        event
+    }
+
+    fn ids(response: &SqsBatchResponse) -> Vec<&str> {
+        response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn every_record_runs_while_there_is_time_and_only_failures_are_reported() {
+        let mut seen = Vec::new();
+        let response = process(batch(3), Utc::now() + chrono::Duration::seconds(60), |m| {
+            let id = m.message_id.unwrap_or_default();
+            seen.push(id.clone());
+            async move {
+                if id == "m-1" {
+                    Err(Failure::new("Test", "no"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        assert_eq!(seen, ["m-0", "m-1", "m-2"]);
+        assert_eq!(ids(&response), ["m-1"]);
+    }
+
+    #[tokio::test]
+    async fn a_record_that_would_not_fit_before_the_deadline_is_left_untouched_with_the_rest() {
+        let mut seen = Vec::new();
+        // The first record takes 300 ms; 400 ms are left for the second, not 300 ms after it.
+        let response = process(batch(4), Utc::now() + chrono::Duration::milliseconds(700), |m| {
+            seen.push(m.message_id.unwrap_or_default());
+            async {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                Ok(())
+            }
+        })
+        .await;
+        assert_eq!(seen, ["m-0", "m-1"], "started only while the slowest so far still fitted");
+        assert_eq!(ids(&response), ["m-2", "m-3"], "the untouched records are redelivered, the done ones kept");
+    }
+
+    #[tokio::test]
+    async fn the_first_record_always_runs_even_past_the_deadline() {
+        let mut seen = 0;
+        let response = process(batch(2), Utc::now() - chrono::Duration::seconds(1), |_| {
+            seen += 1;
+            async { Ok(()) }
+        })
+        .await;
+        assert!(seen >= 1, "nothing to measure a record by yet: the first one runs");
+        assert!(response.batch_item_failures.len() <= 1);
     }
 }

@@ -212,7 +212,7 @@ impl InsightsPuller {
 impl SqsFunction for InsightsPuller {
     async fn sqs(&self, event: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
         let span = tracing::info_span!("insights_puller", request_id = %invocation.request_id);
-        let response = sqs_batch::process(event, |record| async move {
+        let response = sqs_batch::process(event, invocation.deadline, |record| async move {
             let Some(m) = InsightsMessage::parse(record.body.as_deref().unwrap_or("")) else {
                 return Err(Failure::new("MalformedMessage", "not an insights message"));
             };

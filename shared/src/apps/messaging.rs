@@ -192,7 +192,7 @@ impl SqsFunction for MessagingWorker {
             metrics: &self.metrics,
             sends: &self.sends,
         };
-        let response = sqs_batch::process(event, |record| {
+        let response = sqs_batch::process(event, invocation.deadline, |record| {
             let conversation = &conversation;
             async move {
                 let resolved =
@@ -277,7 +277,7 @@ impl SqsFunction for NotificationsSender {
             metrics: &self.metrics,
             confirm_wait: self.confirm_wait,
         };
-        sqs_batch::process(event, |record| {
+        sqs_batch::process(event, invocation.deadline, |record| {
             let use_case = &use_case;
             async move {
                 let env = Envelope::<SendRequest>::decode(record.body.as_deref().unwrap_or(""))?;

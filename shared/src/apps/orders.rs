@@ -251,7 +251,7 @@ impl MarketplacePoller {
 impl SqsFunction for MarketplacePoller {
     async fn sqs(&self, event: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
         let span = tracing::info_span!("marketplace_poller", request_id = %invocation.request_id, records = event.records.len());
-        sqs_batch::process(event, |record| async move {
+        sqs_batch::process(event, invocation.deadline, |record| async move {
             let job = Envelope::<PollJob>::decode(record.body.as_deref().unwrap_or(""))?.payload;
             let outcome = self.poll(&job.connection, invocation.deadline).await?;
             info!(connection = %job.connection, outcome = ?outcome, "polled");

@@ -151,7 +151,7 @@ impl SqsFunction for PaymentsWorker {
             notifications: &self.notifications,
             forward: Some(&self.forward),
         };
-        let response = sqs_batch::process(event, |record| {
+        let response = sqs_batch::process(event, invocation.deadline, |record| {
             let use_case = &use_case;
             async move {
                 let resolved = inbox::resolve(&self.inbox, record.body.as_deref().unwrap_or(""), self.clock.now()).await?;

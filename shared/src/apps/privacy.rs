@@ -90,7 +90,7 @@ impl RetentionSweep {
     /// Continuation messages: each runs the sweep on from its checkpoint.
     pub async fn continued(&self, event: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
         let span = tracing::info_span!("retention_sweep", request_id = %invocation.request_id, trigger = "continue");
-        sqs_batch::process(event, |record| async move {
+        sqs_batch::process(event, invocation.deadline, |record| async move {
             Envelope::<Continue>::decode(record.body.as_deref().unwrap_or(""))?;
             self.run(false, invocation.deadline, &()).await?;
             Ok::<_, Failure>(())
@@ -197,7 +197,7 @@ impl DataRequestsWorker {
 impl SqsFunction for DataRequestsWorker {
     async fn sqs(&self, event: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
         let span = tracing::info_span!("data_requests_worker", request_id = %invocation.request_id, records = event.records.len());
-        sqs_batch::process(event, |record| async move {
+        sqs_batch::process(event, invocation.deadline, |record| async move {
             let env = Envelope::<DataRequest>::decode(record.body.as_deref().unwrap_or(""))?;
             self.request(env.payload).await?;
             Ok::<_, Failure>(())

@@ -109,7 +109,7 @@ impl WebhookDispatcher {
 impl SqsFunction for WebhookDispatcher {
     async fn sqs(&self, event: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
         let span = tracing::info_span!("webhook_dispatcher", request_id = %invocation.request_id, records = event.records.len());
-        let response = sqs_batch::process(event, |record| async move {
+        let response = sqs_batch::process(event, invocation.deadline, |record| async move {
             let Some(ev) = self.event(record.body.as_deref().unwrap_or("")).await? else {
                 return Ok(());
             };
