@@ -65,6 +65,13 @@ impl Respond for Receiver {
     }
 }
 
+/// What is not finished yet, and whether firing the polls and pulls again would help finish it.
+#[derive(Debug)]
+pub struct Unsettled {
+    pub why: String,
+    pub refire: bool,
+}
+
 pub struct Capabilities {
     server: MockServer,
     receiver: Receiver,
@@ -203,22 +210,24 @@ impl Capabilities {
 
     /// Every connection polled to the end, every account pulled with nothing pending, and none of this run's
     /// deliveries still pending (a delivery whose job was lost waits for the due index's backstop).
-    pub async fn settled(&self, ddb: &aws_sdk_dynamodb::Client) -> Result<(), String> {
-        let all = self.connections_store.all().await.map_err(|e| format!("connections: {e:?}"))?;
+    pub async fn settled(&self, ddb: &aws_sdk_dynamodb::Client) -> Result<(), Unsettled> {
+        let refire = |why: String| Unsettled { why, refire: true };
+        let all = self.connections_store.all().await.map_err(|e| refire(format!("connections: {e:?}")))?;
         let polled = all.iter().filter(|c| self.connections.contains(&c.id) && c.last_success.is_some()).count();
         if polled < self.connections.len() {
-            return Err(format!("{polled} of {} connections polled", self.connections.len()));
+            return Err(refire(format!("{polled} of {} connections polled", self.connections.len())));
         }
         for a in &self.accounts {
             match self.insights.account(a).await {
                 Ok(Some(acc)) if acc.last_success_at.is_some() && acc.pending.is_empty() && acc.job.is_none() => {}
-                Ok(_) => return Err(format!("ad account {a} not pulled yet")),
-                Err(e) => return Err(format!("ad account {a}: {e:?}")),
+                Ok(_) => return Err(refire(format!("ad account {a} not pulled yet"))),
+                Err(e) => return Err(refire(format!("ad account {a}: {e:?}"))),
             }
         }
         let pending = self.deliveries(ddb).await.iter().filter(|i| text(i, "state") == "pending").count();
         if pending > 0 {
-            return Err(format!("{pending} deliveries pending"));
+            // The forwarder's own schedule and backstop finish these: a poll would only add work.
+            return Err(Unsettled { why: format!("{pending} deliveries pending"), refire: false });
         }
         Ok(())
     }
