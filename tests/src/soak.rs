@@ -477,17 +477,19 @@ pub async fn run(cfg: &Config) -> Report {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let local = format!("http://127.0.0.1:{port}");
     // The runner stands in for the Cloud API (and records every send); the functions' time limits are
-    // capped, and the pollers' visibility timeout kept above them, so a cut-off batch is redelivered in
-    // seconds (the template: 30 s limits, 180 s visibility), never while a live invocation holds it.
-    // The poller and the puller keep a margin of their limit for what they must finish (10 s and 30 s):
-    // they get enough to work in. The forwarder's backstop for a lost job is shortened alike (15 -> 2 min).
+    // capped at the template's usual 30 s (the sweep's 900 s, say, would hold a cut-off batch for an
+    // hour), and the pollers' visibility timeout kept just above the longest, so a cut-off batch is
+    // redelivered in a minute (the template: 180 s visibility), never while a live invocation holds it.
+    // The runner stops an invocation at its limit, as Lambda does: a tighter cap than the template's
+    // only measured the loaded emulator (batches of 10 slower than 10 s came back whole and reached
+    // DLQs). The puller keeps 30 s of its limit for what it must finish: it gets 45 s. The forwarder's
+    // backstop for a lost job is shortened alike (15 -> 2 min).
     let capabilities = cfg.merchants + cfg.ad_accounts > 0;
     let mut longest = 0;
     for (name, spec) in manifest.functions.iter_mut() {
         let cap = match name.as_str() {
-            "MarketplacePollerFunction" if capabilities => 30,
             "InsightsPullerFunction" if capabilities => 45,
-            _ => 10,
+            _ => 30,
         };
         spec.timeout = spec.timeout.min(cap);
         longest = longest.max(spec.timeout);
